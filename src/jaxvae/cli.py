@@ -1,0 +1,118 @@
+"""The `jaxvae` command: parses arguments and calls the library.
+
+Exit codes: 0 success, 2 bad input or usage (one line on stderr), 1 anything unexpected.
+"""
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from jaxvae.config import ARCHITECTURES, BINARIZE, LIKELIHOODS, OBJECTIVES, ModelConfig, RunConfig, TrainConfig
+from jaxvae.errors import InputError
+from jaxvae.networks import ACTIVATIONS
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors as one line and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def widths(text: str) -> tuple[int, ...]:
+    """'512' or '200,200' -> (512,) or (200, 200)."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        message = f"expected comma-separated integers like 512 or 200,200, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+    if not all(v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"hidden widths must be positive, got {text!r}")
+    return values
+
+
+def train(args) -> int:
+    from jaxvae.data import load_dataset
+    from jaxvae.train import CONFIG, check_data, fit, read_metrics
+
+    out = Path(args.out)
+    if args.resume:
+        config = RunConfig.load(out / CONFIG)
+        if args.epochs is not None:
+            config = RunConfig(config.model, TrainConfig(**{**vars(config.train), "epochs": args.epochs}))
+        data = load_dataset(config.train.dataset)
+    else:
+        if out.exists() and any(out.iterdir()) and not args.overwrite:
+            raise InputError(f"{out} exists: pass --resume to continue it or --overwrite to replace it")
+        data = load_dataset(args.dataset)
+        model = ModelConfig(
+            data_shape=tuple(data.shape),
+            latent_dim=args.latent_dim,
+            hidden=args.hidden,
+            activation=args.activation,
+            likelihood=args.likelihood,
+            architecture=args.architecture,
+        )
+        schedule = TrainConfig(
+            dataset=args.dataset,
+            binarize=args.binarize,
+            objective=args.objective,
+            samples=args.samples,
+            epochs=10 if args.epochs is None else args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+        )
+        config = RunConfig(model, schedule)
+        check_data(data, config)
+        if out.exists():
+            shutil.rmtree(out)
+    fit(config, data, out, resume=args.resume, progress=not args.quiet)
+    last = read_metrics(out)[-1]
+    figures = ", ".join(sorted(p.name for p in (out / "figures").glob("*.png")))
+    print(f"epoch {last['epoch']}: train ELBO {last['train_elbo']:.2f} nats, test ELBO {last['test_elbo']:.2f} nats")
+    print(f"run folder {out}: config.json, metrics.jsonl, checkpoints/, figures/ ({figures})")
+    return 0
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="jaxvae", description="Variational autoencoders in JAX: train, evaluate, explore.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = commands.add_parser("train", help="train a VAE and write a run folder")
+    p.add_argument("--dataset", default="digits", help="digits, fashion-mnist, an IDX folder, or a .npz/.npy file")
+    p.add_argument("--out", required=True, help="run folder to write")
+    p.add_argument("--latent-dim", type=int, default=2)
+    p.add_argument("--hidden", type=widths, default=(512,), help="hidden widths, e.g. 512 or 200,200")
+    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="tanh")
+    p.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli")
+    p.add_argument("--architecture", choices=ARCHITECTURES, default="mlp")
+    p.add_argument("--binarize", choices=BINARIZE, default="none")
+    p.add_argument("--objective", choices=OBJECTIVES, default="elbo")
+    p.add_argument("--samples", type=int, default=1, help="Monte Carlo samples S (elbo) or K (iwae)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs to train (default 10)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except InputError as e:
+        print(f"jaxvae: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("jaxvae: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

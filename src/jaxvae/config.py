@@ -1,0 +1,88 @@
+"""Every setting of a run, as frozen dataclasses saved as `config.json` beside the run."""
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from jaxvae.errors import InputError
+from jaxvae.networks import ACTIVATIONS
+
+LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
+BERNOULLI_FAMILY = ("bernoulli", "continuous-bernoulli")
+OBJECTIVES = ("elbo", "iwae")
+BINARIZE = ("none", "static", "dynamic")
+ARCHITECTURES = ("mlp",)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise InputError(message)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The model: data shape (one example, e.g. (28, 28)), networks and likelihood."""
+
+    data_shape: tuple[int, ...]
+    latent_dim: int = 2
+    hidden: tuple[int, ...] = (512,)
+    activation: str = "tanh"
+    likelihood: str = "bernoulli"
+    architecture: str = "mlp"
+
+    def __post_init__(self):
+        _require(self.latent_dim >= 1, f"--latent-dim must be at least 1, got {self.latent_dim}")
+        _require(all(h >= 1 for h in self.hidden), f"--hidden widths must be positive, got {self.hidden}")
+        _require(self.activation in ACTIVATIONS, f"--activation must be one of {', '.join(ACTIVATIONS)}")
+        _require(self.likelihood in LIKELIHOODS, f"--likelihood must be one of {', '.join(LIKELIHOODS)}")
+        _require(self.architecture in ARCHITECTURES, f"--architecture must be one of {', '.join(ARCHITECTURES)}")
+
+    @property
+    def data_dim(self) -> int:
+        size = 1
+        for s in self.data_shape:
+            size *= s
+        return size
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the model is trained; the defaults are the seed's (Adam 1e-3, batch 32, 1 sample)."""
+
+    dataset: str = "digits"
+    binarize: str = "none"
+    objective: str = "elbo"
+    samples: int = 1
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self):
+        _require(self.binarize in BINARIZE, f"--binarize must be one of {', '.join(BINARIZE)}")
+        _require(self.objective in OBJECTIVES, f"--objective must be one of {', '.join(OBJECTIVES)}")
+        _require(self.samples >= 1, f"--samples must be at least 1, got {self.samples}")
+        _require(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
+        _require(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
+        _require(self.lr > 0, f"--lr must be positive, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig
+    train: TrainConfig
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "RunConfig":
+        try:
+            raw = json.loads(path.read_text())
+            model = {k: tuple(v) if isinstance(v, list) else v for k, v in raw["model"].items()}
+            return cls(ModelConfig(**model), TrainConfig(**raw["train"]))
+        except FileNotFoundError:
+            raise InputError(f"{path.parent} is not a jaxvae run folder (no config.json)") from None
+        except (ValueError, KeyError, TypeError) as e:
+            raise InputError(f"{path} is not a valid jaxvae config: {e}") from None

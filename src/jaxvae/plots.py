@@ -1,0 +1,115 @@
+"""The figures of a run: reconstructions, samples, training curve, latent manifold and scatter."""
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy.stats import norm  # noqa: E402
+
+from jaxvae.config import RunConfig  # noqa: E402
+from jaxvae.data import Dataset  # noqa: E402
+from jaxvae.model import VAE  # noqa: E402
+
+
+def is_image(shape: tuple[int, ...]) -> bool:
+    """(H, W) greyscale or (H, W, C) with C in 1 or 3."""
+    return len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 3))
+
+
+def image_grid(x: np.ndarray, shape: tuple[int, ...], cols: int) -> np.ndarray:
+    """Tile flat images x (n, d) into one (rows * H, cols * W[, C]) array, clipped to [0, 1]."""
+    n = len(x)
+    rows = -(-n // cols)
+    h, w = shape[:2]
+    tiles = np.zeros((rows * cols, *shape), np.float32)
+    tiles[:n] = np.clip(np.asarray(x), 0, 1).reshape(n, *shape)
+    tiles = tiles.reshape(rows, cols, h, w, -1).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, -1)
+    return tiles[..., 0] if tiles.shape[-1] == 1 else tiles
+
+
+def _show(ax, grid: np.ndarray, title: str) -> None:
+    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title(title)
+    ax.axis("off")
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def reconstructions(vae: VAE, x: np.ndarray, shape, path: Path, n: int = 10) -> Path:
+    """Inputs (top row) above the mean of p(x|z) at z = the posterior mean (bottom row)."""
+    x = x[:n]
+    recon = vae.decode(vae.encode(jnp.asarray(x)).mean).mean
+    fig, axes = plt.subplots(2, 1, figsize=(n, 2.4))
+    _show(axes[0], image_grid(x, shape, n), "test inputs")
+    _show(axes[1], image_grid(np.asarray(recon), shape, n), "reconstructions: mean of p(x|z = posterior mean)")
+    return _save(fig, path)
+
+
+def samples(vae: VAE, shape, path: Path, *, key: jax.Array, n: int = 64) -> Path:
+    """Means of p(x|z) for z drawn from the prior N(0, I)."""
+    z = jax.random.normal(key, (n, vae.latent_dim))
+    cols = int(np.ceil(np.sqrt(n)))
+    fig, ax = plt.subplots(figsize=(6, 6))
+    _show(ax, image_grid(np.asarray(vae.decode(z).mean), shape, cols), "samples: mean of p(x|z), z ~ N(0, I)")
+    return _save(fig, path)
+
+
+def manifold(vae: VAE, shape, path: Path, n: int = 20) -> Path:
+    """Kingma and Welling's 2-D manifold: a grid of quantiles pushed through the inverse normal CDF."""
+    q = norm.ppf(np.linspace(0.05, 0.95, n))
+    z = np.stack(np.meshgrid(q, q[::-1]), axis=-1).reshape(-1, 2).astype(np.float32)
+    fig, ax = plt.subplots(figsize=(8, 8))
+    _show(ax, image_grid(np.asarray(vae.decode(jnp.asarray(z)).mean), shape, n), "latent manifold: z = Phi^-1(grid)")
+    return _save(fig, path)
+
+
+def latent_scatter(vae: VAE, x: np.ndarray, y: np.ndarray | None, path: Path) -> Path:
+    """Posterior means of x; for k > 2 projected on their first two principal components."""
+    mu = np.asarray(vae.encode(jnp.asarray(x)).mean)
+    label = ("z1", "z2")
+    if mu.shape[1] > 2:
+        centred = mu - mu.mean(0)
+        mu = centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T
+        label = ("principal component 1", "principal component 2")
+    elif mu.shape[1] == 1:
+        mu, label = np.concatenate([mu, np.zeros_like(mu)], 1), ("z1", "")
+    fig, ax = plt.subplots(figsize=(7, 6))
+    points = ax.scatter(mu[:, 0], mu[:, 1], c=y, s=4, cmap="tab10" if y is not None else None)
+    if y is not None:
+        fig.colorbar(points, ax=ax, label="label")
+    ax.set(xlabel=label[0], ylabel=label[1], title="test set: posterior means E[z|x]")
+    return _save(fig, path)
+
+
+def training_curve(metrics: list[dict], path: Path) -> Path:
+    epochs = [m["epoch"] for m in metrics]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs, [m["train_elbo"] for m in metrics], label="train (bound during the epoch)")
+    ax.plot(epochs, [m["test_elbo"] for m in metrics], label="test ELBO")
+    ax.set(xlabel="epoch", ylabel="ELBO per example (nats)", title="training curve")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def write_figures(vae: VAE, data: Dataset, config: RunConfig, folder: Path, metrics: list[dict]) -> list[Path]:
+    """Every figure of a run into `folder`; image figures only for image-shaped data."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [training_curve(metrics, folder / "training_curve.png")] if metrics else []
+    written.append(latent_scatter(vae, data.x_test, data.y_test, folder / "latent_scatter.png"))
+    if is_image(data.shape):
+        key = jax.random.fold_in(jax.random.PRNGKey(config.train.seed), 3)
+        written.append(reconstructions(vae, data.x_test, data.shape, folder / "reconstructions.png"))
+        written.append(samples(vae, data.shape, folder / "samples.png", key=key))
+        if vae.latent_dim == 2:
+            written.append(manifold(vae, data.shape, folder / "latent_manifold.png"))
+    return written

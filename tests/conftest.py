@@ -1,0 +1,58 @@
+"""Shared test models with known answers."""
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvae.config import ModelConfig
+from jaxvae.model import VAE
+
+
+def linear_gaussian_vae(d: int = 5, k: int = 2, sigma: float = 0.7, seed: int = 0, exact_posterior: bool = True):
+    """A VAE with p(x|z) = N(W z + b, sigma^2 I), p(z) = N(0, I) and a linear encoder.
+
+    W has orthogonal columns, so the true posterior N(A x + c, C) has diagonal C and the encoder
+    can represent it exactly. Returns (vae, W, b, sigma); closed forms are in `linear_gaussian_truth`.
+    """
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(d, k)))
+    W = q * rng.uniform(0.5, 2.0, size=k)
+    b = rng.normal(size=d)
+    vae = VAE(ModelConfig(data_shape=(d,), latent_dim=k, hidden=(), likelihood="gaussian"), key=_key(seed))
+    # exact posterior: C = (I + W^T W / s^2)^-1 (diagonal), mean = C W^T (x - b) / s^2
+    C = np.linalg.inv(np.eye(k) + W.T @ W / sigma**2)
+    A = C @ W.T / sigma**2
+    if exact_posterior:
+        enc_w = np.concatenate([A, np.zeros((k, d))], axis=0)
+        enc_b = np.concatenate([-A @ b, np.log(np.diag(C))])
+    else:
+        enc_w = 0.3 * rng.normal(size=(2 * k, d))
+        enc_b = 0.3 * rng.normal(size=2 * k)
+    vae = eqx.tree_at(lambda m: m.encoder.layers[0].weight, vae, jnp.asarray(enc_w, jnp.float32))
+    vae = eqx.tree_at(lambda m: m.encoder.layers[0].bias, vae, jnp.asarray(enc_b, jnp.float32))
+    vae = eqx.tree_at(lambda m: m.decoder.layers[0].weight, vae, jnp.asarray(W, jnp.float32))
+    vae = eqx.tree_at(lambda m: m.decoder.layers[0].bias, vae, jnp.asarray(b, jnp.float32))
+    vae = eqx.tree_at(lambda m: m.pixel_log_var, vae, jnp.asarray(2 * np.log(sigma), jnp.float32))
+    return vae, W, b, sigma
+
+
+def linear_gaussian_truth(vae, W, b, sigma, x):
+    """Closed forms for `linear_gaussian_vae`: (log p(x), ELBO of the encoder's q), each (n,), float64."""
+    from scipy.stats import multivariate_normal
+
+    d, k = W.shape
+    log_px = multivariate_normal(b, W @ W.T + sigma**2 * np.eye(d)).logpdf(x)
+    q = vae.encode(jnp.asarray(x, jnp.float32))
+    m, s2 = np.asarray(q.mean, np.float64), np.exp(np.asarray(q.log_var, np.float64))
+    resid = x - m @ W.T - b
+    expected_log_lik = (
+        -0.5 * d * np.log(2 * np.pi * sigma**2) - 0.5 * (np.sum(resid**2, 1) + s2 @ np.sum(W**2, 0)) / sigma**2
+    )
+    kl = 0.5 * np.sum(s2 + m**2 - 1 - np.log(s2), axis=1)
+    return np.atleast_1d(log_px), expected_log_lik - kl
+
+
+def _key(seed):
+    import jax
+
+    return jax.random.PRNGKey(seed)

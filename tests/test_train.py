@@ -1,0 +1,94 @@
+"""Training: one compilation, no lost examples, determinism, learning, exact reload."""
+
+import json
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxvae
+from jaxvae.config import ModelConfig, RunConfig, TrainConfig
+from jaxvae.data import batch_indices, load_dataset
+from jaxvae.evaluate import mean_elbo
+from jaxvae.train import epoch_key, fit, init_state, make_epoch, make_optimizer, make_step, read_metrics
+
+
+def small_config(**train):
+    return RunConfig(ModelConfig(data_shape=(8, 8), hidden=(64,)), TrainConfig(**{"epochs": 3, **train}))
+
+
+def test_batch_indices_use_every_example_once():
+    order = jnp.asarray(np.random.default_rng(0).permutation(103))
+    idx, w = batch_indices(order, 32)
+    assert idx.shape == (4, 32) and float(w.sum()) == 103
+    assert sorted(np.asarray(idx)[np.asarray(w) == 1].tolist()) == list(range(103))
+
+
+def test_weighted_batch_loss_ignores_padding():
+    """A padded batch's loss equals the plain mean over its real examples."""
+    from jaxvae.train import batch_loss
+
+    config = small_config()
+    params, static = eqx.partition(init_state(config).vae, eqx.is_inexact_array)
+    x = jnp.asarray(np.random.default_rng(1).random((5, 64)), jnp.float32)
+    padded = jnp.concatenate([x, jnp.ones((3, 64))])
+    w = jnp.array([1.0] * 5 + [0.0] * 3)
+    key = jax.random.PRNGKey(0)
+    loss_real, _ = batch_loss(params, static, x, jnp.ones(5), key, config.train)
+    loss_padded, _ = batch_loss(params, static, padded, w, key, config.train)
+    # same key, different batch shape: compare with the per-example ELBO computed directly instead
+    from jaxvae.objectives import elbo
+
+    vae = eqx.combine(params, static)
+    direct = -float(jnp.mean(elbo(vae, padded, key=key).elbo[:5]))
+    assert float(loss_padded) == np.float32(direct)
+    assert np.isfinite(float(loss_real))
+
+
+def test_step_and_epoch_compile_once():
+    config = small_config()
+    state = init_state(config)
+    params, static = eqx.partition(state.vae, eqx.is_inexact_array)
+    optimizer = make_optimizer(config.train)
+    step = jax.jit(make_step(static, optimizer, config.train))
+    x, w = jnp.ones((32, 64)) * 0.5, jnp.ones(32)
+    opt_state = state.opt_state
+    for i in range(3):
+        params, opt_state, _, _ = step(params, opt_state, x, w, jax.random.PRNGKey(i))
+    assert step._cache_size() == 1
+    epoch = make_epoch(static, optimizer, config.train)
+    data = jnp.asarray(np.random.default_rng(0).random((100, 64)), jnp.float32)
+    for e in (1, 2, 3):
+        params, opt_state, _, _ = epoch(params, opt_state, data, epoch_key(0, e))
+    assert epoch._cache_size() == 1
+
+
+def test_training_on_digits_improves_test_elbo_and_reloads_exactly(tmp_path):
+    """10 epochs on digits: the test ELBO rises by more than 15 nats over the untrained model's
+    (about -44 nats, 64 pixels at log 2 each, to about -26)."""
+    data = load_dataset("digits")
+    config = small_config(epochs=10)
+    before = float(mean_elbo(init_state(config).vae, jnp.asarray(data.x_test), jax.random.PRNGKey(0))["elbo"])
+    vae = fit(config, data, tmp_path / "run", progress=False)
+    metrics = read_metrics(tmp_path / "run")
+    assert [m["epoch"] for m in metrics] == list(range(1, 11))
+    assert metrics[-1]["test_elbo"] > before + 15
+    assert {"epoch", "train_elbo", "test_elbo", "seconds", "examples_per_second"} <= set(metrics[0])
+    loaded = jaxvae.load(tmp_path / "run")
+    for a, b in zip(
+        jax.tree.leaves(eqx.filter(vae, eqx.is_array)), jax.tree.leaves(eqx.filter(loaded, eqx.is_array)), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["epochs"] == 10
+    assert len(list((tmp_path / "run" / "figures").glob("*.png"))) >= 4
+
+
+def test_same_seed_same_numbers_and_resume_continues(tmp_path):
+    data = load_dataset("digits")
+    fit(small_config(epochs=3, binarize="dynamic"), data, tmp_path / "a", progress=False)
+    fit(small_config(epochs=2, binarize="dynamic"), data, tmp_path / "b", progress=False)
+    fit(small_config(epochs=3, binarize="dynamic"), data, tmp_path / "b", resume=True, progress=False)
+    a, b = read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b")
+    for key in ("train_elbo", "test_elbo"):
+        assert [m[key] for m in a] == [m[key] for m in b]
