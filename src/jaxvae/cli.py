@@ -76,6 +76,20 @@ def train(args) -> int:
     return 0
 
 
+def explore(args) -> int:
+    from jaxvae.explore import make_server
+
+    server = make_server(args.run_dir, args.host, args.port)
+    print(f"exploring {args.run_dir} at {server.url} (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="jaxvae", description="Variational autoencoders in JAX: train, evaluate, explore.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -99,6 +113,12 @@ def build_parser() -> Parser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=train)
+
+    p = commands.add_parser("explore", help="serve a page that decodes the latent point under the pointer")
+    p.add_argument("run_dir", help="run folder written by jaxvae train")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on; 0 picks a free one")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.set_defaults(run=explore)
     return parser
 
 

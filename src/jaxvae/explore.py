@@ -1,0 +1,209 @@
+"""`jaxvae explore`: a local web page that decodes the latent point under the pointer.
+
+The server (the standard library's `ThreadingHTTPServer`) answers a fixed set of routes and never
+maps a URL to a file: the page and its script come from the package, `/model.json` is built in
+memory from the run once at start-up, and `/decode?z=z1,...,zk` computes the mean of p(x|z) with JAX.
+`/model.json` holds the test set's posterior means and standard deviations (up to `MAX_POINTS`
+examples), their labels and pixels, and, when the decoder is an MLP the page can run, its weights:
+the page then decodes in JavaScript with no round trip, and otherwise calls `/decode`.
+"""
+
+import base64
+import json
+import math
+import sys
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.resources import files
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvae.errors import InputError
+from jaxvae.model import VAE
+from jaxvae.networks import MLP
+
+MAX_POINTS = 2000  # test examples shown in the scatter, a seeded subset of larger test sets
+SUBSET_SEED = 0
+BROWSER_ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "softplus", "sigmoid")  # those explore.js implements
+BROWSER_LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")  # whose means explore.js computes
+PAGE = files("jaxvae") / "explore_page"
+ASSETS = {"/": ("index.html", "text/html; charset=utf-8"), "/explore.js": ("explore.js", "text/javascript")}
+
+
+def _f32(a) -> str:
+    """An array as base64 of its little-endian float32 bytes (row-major), for a JS Float32Array."""
+    return base64.b64encode(np.ascontiguousarray(a, dtype="<f4").tobytes()).decode("ascii")
+
+
+def browser_decoder(vae: VAE) -> dict | None:
+    """The decoder as weights the page can run, or None when it is not an MLP of Linear layers it knows.
+
+    Each layer is {"in", "out", "weight": (out, in) row-major, "bias": (out,)}, both base64 float32;
+    the activation follows every layer but the last, whose output parameterizes `likelihood`.
+    """
+    decoder = vae.decoder
+    if not (
+        isinstance(decoder, MLP)
+        and decoder.activation in BROWSER_ACTIVATIONS
+        and vae.likelihood in BROWSER_LIKELIHOODS
+        and all(type(layer) is eqx.nn.Linear for layer in decoder.layers)
+    ):
+        return None
+    layers = []
+    for layer in decoder.layers:
+        weight = np.asarray(layer.weight)
+        bias = np.zeros(weight.shape[0]) if layer.bias is None else np.asarray(layer.bias)
+        layers.append({"in": weight.shape[1], "out": weight.shape[0], "weight": _f32(weight), "bias": _f32(bias)})
+    return {"activation": decoder.activation, "layers": layers}
+
+
+def display_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(height, width, channels) to draw one example: images as they are, other vectors as one row."""
+    from jaxvae.plots import is_image
+
+    if is_image(shape):
+        return (shape[0], shape[1], shape[2] if len(shape) == 3 else 1)
+    return (1, math.prod(shape), 1)
+
+
+class Explorer:
+    """A run made ready to serve: the model, a compiled decoder and the page's `/model.json` bytes."""
+
+    def __init__(self, run_dir: str | Path, max_points: int = MAX_POINTS):
+        from jaxvae.config import RunConfig
+        from jaxvae.data import load_dataset
+        from jaxvae.train import CONFIG, load, prepared_data
+
+        run_dir = Path(run_dir)
+        config = RunConfig.load(run_dir / CONFIG)
+        self.vae = load(run_dir)
+        data = load_dataset(config.train.dataset)
+        _, x_test = prepared_data(data, config.train)
+        if x_test.shape[1] != config.model.data_dim:
+            raise InputError(
+                f"{config.train.dataset} now has {x_test.shape[1]} values per example, the run expects "
+                f"{config.model.data_dim}"
+            )
+        keep = np.arange(len(x_test))
+        if len(keep) > max_points:
+            keep = np.sort(np.random.default_rng(SUBSET_SEED).choice(len(keep), max_points, replace=False))
+        x = x_test[keep]
+        q = self.vae.encode(jnp.asarray(x))
+        self._decode_mean = eqx.filter_jit(lambda vae, z: vae.decode(z).mean)
+        self.decode(np.zeros(self.vae.latent_dim))  # compile now, not on the first request
+        labels = None if data.y_test is None else data.y_test[keep].tolist()
+        pixels = np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
+        payload = {
+            "run": run_dir.resolve().name,
+            "dataset": config.train.dataset,
+            "shape": display_shape(tuple(config.model.data_shape)),
+            "latent_dim": self.vae.latent_dim,
+            "likelihood": self.vae.likelihood,
+            "decoder": browser_decoder(self.vae),
+            "points": {
+                "n": len(x),
+                "mean": np.asarray(q.mean).tolist(),
+                "std": np.asarray(q.std).tolist(),
+                "label": labels,
+                "pixels": base64.b64encode(pixels.tobytes()).decode("ascii"),
+            },
+        }
+        self.model_json = json.dumps(payload).encode()
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """The mean of p(x|z) for one latent point z (k,), as float32 (d,)."""
+        return np.asarray(self._decode_mean(self.vae, jnp.asarray(z, jnp.float32)[None]))[0]
+
+    def parse_z(self, query: str) -> np.ndarray:
+        """z from a query string `z=z1,...,zk` (k finite numbers); anything else is an InputError."""
+        try:
+            values = parse_qs(query, keep_blank_values=True, strict_parsing=True, max_num_fields=4).get("z", [])
+        except ValueError:
+            raise InputError("malformed query string") from None
+        if len(values) != 1:
+            raise InputError("give the latent point once, as z=z1,...,zk")
+        try:
+            z = np.array([float(v) for v in values[0].split(",")])
+        except ValueError:
+            raise InputError("z must be comma-separated numbers") from None
+        if len(z) != self.vae.latent_dim:
+            raise InputError(f"z needs {self.vae.latent_dim} values, got {len(z)}")
+        if not np.all(np.isfinite(z)):
+            raise InputError("z must be finite")
+        return z
+
+
+class Handler(BaseHTTPRequestHandler):
+    """GET and HEAD on the fixed routes; 404 for every other path, 405 for every other method."""
+
+    server: "ExploreServer"
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        url = urlsplit(self.path)
+        if url.path in ASSETS:
+            name, content_type = ASSETS[url.path]
+            self._send(HTTPStatus.OK, (PAGE / name).read_bytes(), content_type)
+        elif url.path == "/model.json":
+            self._send(HTTPStatus.OK, self.server.explorer.model_json, "application/json")
+        elif url.path == "/decode":
+            try:
+                z = self.server.explorer.parse_z(url.query)
+            except InputError as e:
+                return self._send(HTTPStatus.BAD_REQUEST, f"{e}\n".encode(), "text/plain; charset=utf-8")
+            mean = self.server.explorer.decode(z)
+            self._send(HTTPStatus.OK, json.dumps({"mean": mean.tolist()}).encode(), "application/json")
+        else:
+            self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
+
+    def do_HEAD(self):
+        self.do_GET()
+
+    def __getattr__(self, name: str):
+        if name.startswith("do_"):  # any other method: POST, PUT, DELETE, made-up ones
+            return lambda: self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"method not allowed\n", "text/plain")
+        raise AttributeError(name)
+
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        if status == HTTPStatus.METHOD_NOT_ALLOWED:
+            self.send_header("Allow", "GET, HEAD")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format, *args):
+        pass  # quiet: the page makes a request per visit, not worth a line each
+
+
+class ExploreServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, explorer: Explorer, host: str, port: int):
+        self.explorer = explorer
+        super().__init__((host, port), Handler)
+
+    def handle_error(self, request, client_address):
+        print(f"jaxvae explore: error answering {client_address[0]}: {sys.exc_info()[1]!r}", file=sys.stderr)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/"
+
+
+def make_server(run_dir: str | Path, host: str = "127.0.0.1", port: int = 0) -> ExploreServer:
+    """A server for the run in `run_dir`, bound but not yet serving; port 0 picks a free port."""
+    explorer = Explorer(run_dir)
+    try:
+        return ExploreServer(explorer, host, port)
+    except (OSError, OverflowError) as e:  # address in use or unknown; a port outside 0-65535
+        raise InputError(f"cannot listen on {host}:{port}: {getattr(e, 'strerror', None) or e}") from None
