@@ -55,18 +55,10 @@ def train(args) -> int:
         data = load_dataset(
             config.train.dataset, data_dir=args.data_dir, image_size=config.train.image_size, progress=not args.quiet
         )
+        check_data(data, config)
     else:
         if out.exists() and any(out.iterdir()) and not args.overwrite:
             raise InputError(f"{out} exists: pass --resume to continue it or --overwrite to replace it")
-        data = load_dataset(args.dataset, data_dir=args.data_dir, image_size=args.image_size, progress=not args.quiet)
-        model = ModelConfig(
-            data_shape=tuple(data.shape),
-            latent_dim=args.latent_dim,
-            hidden=args.hidden,
-            activation=args.activation,
-            likelihood=args.likelihood,
-            architecture=args.architecture,
-        )
         validation_fraction = args.validation_fraction
         if validation_fraction is None:
             validation_fraction = 0.1 if args.early_stopping else 0.0
@@ -82,6 +74,15 @@ def train(args) -> int:
             image_size=args.image_size,
             validation_fraction=validation_fraction,
             early_stopping=args.early_stopping,
+        )
+        data = load_dataset(args.dataset, data_dir=args.data_dir, image_size=args.image_size, progress=not args.quiet)
+        model = ModelConfig(
+            data_shape=tuple(data.shape),
+            latent_dim=args.latent_dim,
+            hidden=args.hidden,
+            activation=args.activation,
+            likelihood=args.likelihood,
+            architecture=args.architecture,
         )
         config = RunConfig(model, schedule)
         check_data(data, config)
