@@ -84,7 +84,10 @@ def _fetch_file(file: str, sha256: str, bases: tuple[str, ...], folder: Path, pr
             return
         except (OSError, http.client.HTTPException, ValueError) as e:
             failures.append(f"{url}: {e}")
-    raise InputError(f"could not download {file} ({'; '.join(failures) or 'no mirrors'})")
+    raise InputError(
+        f"could not download {file} ({'; '.join(failures) or 'no mirrors'}): "
+        f"put the files in --data-dir or name a copy in {MIRRORS_VARIABLE}"
+    )
 
 
 def _download(url: str, path: Path, sha256: str, progress: bool) -> None:
