@@ -137,7 +137,7 @@ def _as_unit_float(x: np.ndarray, source) -> np.ndarray:
     """uint8 scaled to [0, 1]; other real data as float32; examples along the first axis."""
     if x.ndim < 2:
         raise InputError(f"{source}: expected an array of examples with rank >= 2, got shape {x.shape}")
-    if len(x) == 0 or x.size == 0:
+    if x.size == 0:
         raise InputError(f"{source}: no data (shape {x.shape})")
     if x.dtype == np.uint8:
         return x.astype(np.float32) / 255.0
