@@ -1,4 +1,7 @@
-"""Shared test models with known answers."""
+"""Shared test models with known answers, and small IDX files made by the tests."""
+
+import gzip
+import struct
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -56,3 +59,21 @@ def _key(seed):
     import jax
 
     return jax.random.PRNGKey(seed)
+
+
+def write_idx(path, array: np.ndarray, compress=True):
+    """An MNIST-format IDX file of uint8 `array` (gzipped unless `compress` is False)."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    raw = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+
+
+def make_idx_folder(folder, n_train=12, n_test=5, size=4):
+    """The four MNIST-format IDX files of random images in `folder`; returns the images by part."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    images = {"train": rng.integers(0, 256, (n_train, size, size)), "t10k": rng.integers(0, 256, (n_test, size, size))}
+    for part, x in images.items():
+        write_idx(folder / f"{part}-images-idx3-ubyte.gz", x)
+        write_idx(folder / f"{part}-labels-idx1-ubyte.gz", rng.integers(0, 10, len(x)))
+    return images

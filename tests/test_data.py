@@ -6,24 +6,9 @@ import struct
 import numpy as np
 import pytest
 
+from conftest import make_idx_folder, write_idx
 from jaxvae.data import binarize, load_dataset, read_idx
 from jaxvae.errors import InputError
-
-
-def write_idx(path, array: np.ndarray, compress=True):
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    raw = header + array.astype(np.uint8).tobytes()
-    path.write_bytes(gzip.compress(raw) if compress else raw)
-
-
-def make_idx_folder(folder, n_train=12, n_test=5, size=4):
-    rng = np.random.default_rng(0)
-    folder.mkdir(exist_ok=True)
-    images = {"train": rng.integers(0, 256, (n_train, size, size)), "t10k": rng.integers(0, 256, (n_test, size, size))}
-    for part, x in images.items():
-        write_idx(folder / f"{part}-images-idx3-ubyte.gz", x)
-        write_idx(folder / f"{part}-labels-idx1-ubyte.gz", rng.integers(0, 10, len(x)))
-    return images
 
 
 def test_idx_folder_round_trip(tmp_path):
@@ -87,3 +72,83 @@ def test_binarize_is_seeded_and_has_the_right_mean():
     np.testing.assert_array_equal(a, b)
     assert set(np.unique(a)) == {0.0, 1.0}
     assert abs(a.mean() - 0.3) < 5 * np.sqrt(0.21 / a.size)
+
+
+def save_image(path, array, mode=None):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(array, np.uint8), mode).save(path)
+
+
+def test_image_folder_with_class_subfolders_gives_labels_by_sorted_name(tmp_path):
+    rng = np.random.default_rng(0)
+    pixels = {name: rng.integers(0, 256, (3, 5, 6)) for name in ("cat", "ant", "bee")}
+    for name, images in pixels.items():
+        for i, image in enumerate(images):
+            save_image(tmp_path / "imgs" / name / f"{i}.png", image)  # PNG is lossless: exact round trip
+    data = load_dataset(str(tmp_path / "imgs"))
+    assert data.shape == (5, 6)
+    x = np.concatenate([data.x_train, data.x_test]) * 255
+    y = np.concatenate([data.y_train, data.y_test])
+    for label, name in enumerate(["ant", "bee", "cat"]):
+        expected = sorted(map(tuple, pixels[name].reshape(3, -1).astype(float)))
+        np.testing.assert_allclose(sorted(map(tuple, x[y == label])), expected, atol=1e-3)
+
+
+def test_image_folder_colour_resize_and_mixed_sizes(tmp_path):
+    rng = np.random.default_rng(1)
+    save_image(tmp_path / "a" / "grey.png", rng.integers(0, 256, (8, 8)))
+    save_image(tmp_path / "a" / "colour.jpg", rng.integers(0, 256, (8, 8, 3)))
+    save_image(tmp_path / "a" / "small.png", rng.integers(0, 256, (4, 6)))
+    with pytest.raises(InputError, match="--image-size"):
+        load_dataset(str(tmp_path / "a"))
+    data = load_dataset(str(tmp_path / "a"), image_size=(4, 2))
+    assert data.shape == (4, 2, 3) and data.y_train is None  # one colour image makes all RGB
+    assert 0 <= data.x_train.min() and data.x_train.max() <= 1
+    # a constant grey image stays that grey through resizing and RGB conversion
+    save_image(tmp_path / "b" / "flat.png", np.full((6, 6), 51))
+    save_image(tmp_path / "b" / "flat2.png", np.full((6, 6), 204))
+    flat = load_dataset(str(tmp_path / "b"), image_size=(3, 3))
+    np.testing.assert_allclose(sorted([flat.x_train.mean(), flat.x_test.mean()]), [0.2, 0.8], atol=1e-6)
+
+
+def test_validation_split_is_fixed_disjoint_and_complete():
+    from jaxvae.data import split_validation
+
+    data = load_dataset("digits")
+    rest, valid = split_validation(data, 0.1)
+    again, valid_again = split_validation(data, 0.1)
+    np.testing.assert_array_equal(valid, valid_again)
+    assert len(valid) == round(0.1 * len(data.x_train)) and len(rest.x_train) + len(valid) == len(data.x_train)
+    assert len(rest.y_train) == len(rest.x_train)
+    together = np.concatenate([rest.x_train, valid])
+    assert sorted(map(bytes, together)) == sorted(map(bytes, data.x_train))  # a partition of the training rows
+    np.testing.assert_array_equal(rest.x_test, data.x_test)
+    assert split_validation(data, 0)[0] is data and len(split_validation(data, 0)[1]) == 0
+
+
+def test_binarization_modes():
+    from jaxvae.data import binarized
+
+    x = np.array([[0.0, 0.3, 0.5, 0.50001, 1.0]], np.float32)
+    np.testing.assert_array_equal(binarized(x, "threshold", 0), [[0, 0, 0, 1, 1]])
+    np.testing.assert_array_equal(binarized(x, "none", 0), x)
+    np.testing.assert_array_equal(binarized(x, "static", 3), binarized(x, "dynamic", 3))
+    assert binarized(x, "static", 3)[0, 0] == 0 and binarized(x, "static", 3)[0, 4] == 1
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"x": np.zeros((10, 3)), "y": np.zeros((10, 2), np.int64)}, "rank-1 integer"),
+        ({"x": np.zeros((10, 3)), "y": np.zeros(10)}, "rank-1 integer"),
+        ({"x": np.zeros((10, 3)), "y": np.zeros(9, np.int64)}, "10 examples but 9 labels"),
+        ({"x": np.zeros((10, 0))}, "no data"),
+        ({"x": np.array(["a", "b"])}, "rank >= 2"),
+    ],
+)
+def test_npz_label_and_shape_errors(tmp_path, arrays, message):
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(InputError, match=message):
+        load_dataset(str(tmp_path / "d.npz"))

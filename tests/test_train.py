@@ -92,3 +92,36 @@ def test_same_seed_same_numbers_and_resume_continues(tmp_path):
     a, b = read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b")
     for key in ("train_elbo", "test_elbo"):
         assert [m[key] for m in a] == [m[key] for m in b]
+
+
+def test_early_stopping_stops_after_patience_epochs_without_improvement(tmp_path):
+    """lr = 1e-30 leaves the float32 weights unchanged and the validation ELBO uses one fixed key, so no
+    epoch improves on epoch 1: with patience 2 training stops after epoch 3 of 10, best.eqx is epoch 1."""
+    from jaxvae import checkpoint
+
+    config = small_config(epochs=10, lr=1e-30, validation_fraction=0.1, early_stopping=2)
+    fit(config, load_dataset("digits"), tmp_path / "run", progress=False)
+    metrics = read_metrics(tmp_path / "run")
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+    assert metrics[0]["validation_elbo"] == metrics[1]["validation_elbo"] == metrics[2]["validation_elbo"]
+    best = checkpoint.restore(tmp_path / "run" / "checkpoints" / "best.eqx", init_state(config))
+    assert int(best.epoch) == 1
+
+
+def test_best_checkpoint_is_the_model_of_the_best_validation_elbo(tmp_path):
+    """Re-evaluating best.eqx on the validation split (same split, same key) gives the best recorded value."""
+    from jaxvae import checkpoint
+    from jaxvae.data import split_validation
+
+    data = load_dataset("digits")
+    config = small_config(epochs=4, validation_fraction=0.2, early_stopping=4)
+    fit(config, data, tmp_path / "run", progress=False)
+    metrics = read_metrics(tmp_path / "run")
+    assert len(metrics) == 4 and all(np.isfinite(m["validation_elbo"]) for m in metrics)
+    best = max(metrics, key=lambda m: m["validation_elbo"])
+    state = checkpoint.restore(tmp_path / "run" / "checkpoints" / "best.eqx", init_state(config))
+    assert int(state.epoch) == best["epoch"]
+    _, x_valid = split_validation(data, 0.2)
+    valid_key = jax.random.fold_in(jax.random.PRNGKey(config.train.seed), 3)  # the key train.py uses
+    again = float(mean_elbo(state.vae, jnp.asarray(x_valid), valid_key)["elbo"])
+    np.testing.assert_allclose(again, best["validation_elbo"], rtol=1e-6)

@@ -32,6 +32,17 @@ def widths(text: str) -> tuple[int, ...]:
     return values
 
 
+def image_size(text: str) -> tuple[int, int]:
+    """'28' or '32,48' -> (28, 28) or (32, 48): height and width."""
+    try:
+        size = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        size = ()
+    if len(size) not in (1, 2) or min(size) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers H or H,W, got {text!r}")
+    return (size[0], size[-1])
+
+
 def train(args) -> int:
     from jaxvae.data import load_dataset
     from jaxvae.train import CONFIG, check_data, fit, read_metrics
@@ -41,19 +52,16 @@ def train(args) -> int:
         config = RunConfig.load(out / CONFIG)
         if args.epochs is not None:
             config = RunConfig(config.model, TrainConfig(**{**vars(config.train), "epochs": args.epochs}))
-        data = load_dataset(config.train.dataset)
+        data = load_dataset(
+            config.train.dataset, data_dir=args.data_dir, image_size=config.train.image_size, progress=not args.quiet
+        )
+        check_data(data, config)
     else:
         if out.exists() and any(out.iterdir()) and not args.overwrite:
             raise InputError(f"{out} exists: pass --resume to continue it or --overwrite to replace it")
-        data = load_dataset(args.dataset)
-        model = ModelConfig(
-            data_shape=tuple(data.shape),
-            latent_dim=args.latent_dim,
-            hidden=args.hidden,
-            activation=args.activation,
-            likelihood=args.likelihood,
-            architecture=args.architecture,
-        )
+        validation_fraction = args.validation_fraction
+        if validation_fraction is None:
+            validation_fraction = 0.1 if args.early_stopping else 0.0
         schedule = TrainConfig(
             dataset=args.dataset,
             binarize=args.binarize,
@@ -63,6 +71,18 @@ def train(args) -> int:
             batch_size=args.batch_size,
             lr=args.lr,
             seed=args.seed,
+            image_size=args.image_size,
+            validation_fraction=validation_fraction,
+            early_stopping=args.early_stopping,
+        )
+        data = load_dataset(args.dataset, data_dir=args.data_dir, image_size=args.image_size, progress=not args.quiet)
+        model = ModelConfig(
+            data_shape=tuple(data.shape),
+            latent_dim=args.latent_dim,
+            hidden=args.hidden,
+            activation=args.activation,
+            likelihood=args.likelihood,
+            architecture=args.architecture,
         )
         config = RunConfig(model, schedule)
         check_data(data, config)
@@ -72,6 +92,10 @@ def train(args) -> int:
     last = read_metrics(out)[-1]
     figures = ", ".join(sorted(p.name for p in (out / "figures").glob("*.png")))
     print(f"epoch {last['epoch']}: train ELBO {last['train_elbo']:.2f} nats, test ELBO {last['test_elbo']:.2f} nats")
+    if "validation_elbo" in last:
+        best = max((r for r in read_metrics(out) if "validation_elbo" in r), key=lambda r: r["validation_elbo"])
+        stopped = " (stopped early)" if last["epoch"] < config.train.epochs else ""
+        print(f"best validation ELBO {best['validation_elbo']:.2f} nats at epoch {best['epoch']}{stopped}")
     print(f"run folder {out}: config.json, metrics.jsonl, checkpoints/, figures/ ({figures})")
     return 0
 
@@ -95,20 +119,38 @@ def build_parser() -> Parser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = commands.add_parser("train", help="train a VAE and write a run folder")
-    p.add_argument("--dataset", default="digits", help="digits, fashion-mnist, an IDX folder, or a .npz/.npy file")
+    p.add_argument(
+        "--dataset",
+        default="digits",
+        help="digits, mnist, fashion-mnist, a folder of IDX files or images, or a .npz/.npy file",
+    )
     p.add_argument("--out", required=True, help="run folder to write")
     p.add_argument("--latent-dim", type=int, default=2)
     p.add_argument("--hidden", type=widths, default=(512,), help="hidden widths, e.g. 512 or 200,200")
     p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="tanh")
     p.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli")
     p.add_argument("--architecture", choices=ARCHITECTURES, default="mlp")
-    p.add_argument("--binarize", choices=BINARIZE, default="none")
+    p.add_argument("--binarize", choices=BINARIZE, default="none", help="none, static, dynamic, threshold (x > 0.5)")
     p.add_argument("--objective", choices=OBJECTIVES, default="elbo")
     p.add_argument("--samples", type=int, default=1, help="Monte Carlo samples S (elbo) or K (iwae)")
     p.add_argument("--epochs", type=int, default=None, help="epochs to train (default 10)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", help="a folder to look in first for mnist and fashion-mnist")
+    p.add_argument("--image-size", type=image_size, help="resize images in a folder to H or H,W pixels")
+    p.add_argument(
+        "--validation-fraction",
+        type=float,
+        help="training examples held out for the validation ELBO (default 0.1 with --early-stopping, else 0)",
+    )
+    p.add_argument(
+        "--early-stopping",
+        type=int,
+        default=0,
+        metavar="PATIENCE",
+        help="stop after PATIENCE epochs without a better validation ELBO; the best is checkpoints/best.eqx",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

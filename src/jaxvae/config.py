@@ -11,7 +11,7 @@ from jaxvae.networks import ACTIVATIONS
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
 BERNOULLI_FAMILY = ("bernoulli", "continuous-bernoulli")
 OBJECTIVES = ("elbo", "iwae")
-BINARIZE = ("none", "static", "dynamic")
+BINARIZE = ("none", "static", "dynamic", "threshold")
 ARCHITECTURES = ("mlp",)
 
 
@@ -58,6 +58,9 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     seed: int = 0
+    image_size: tuple[int, int] | None = None  # (height, width) images are resized to, if given
+    validation_fraction: float = 0.0  # of the training examples, held out for the validation ELBO
+    early_stopping: int = 0  # patience in epochs without a better validation ELBO; 0: off
 
     def __post_init__(self):
         _require(self.binarize in BINARIZE, f"--binarize must be one of {', '.join(BINARIZE)}")
@@ -66,6 +69,19 @@ class TrainConfig:
         _require(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
         _require(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
         _require(self.lr > 0, f"--lr must be positive, got {self.lr}")
+        _require(
+            self.image_size is None or (len(self.image_size) == 2 and min(self.image_size) >= 1),
+            f"--image-size must be one or two positive integers, got {self.image_size}",
+        )
+        _require(
+            0 <= self.validation_fraction < 1,
+            f"--validation-fraction must be in [0, 1), got {self.validation_fraction}",
+        )
+        _require(self.early_stopping >= 0, f"--early-stopping must be at least 0, got {self.early_stopping}")
+        _require(
+            self.early_stopping == 0 or self.validation_fraction > 0,
+            "--early-stopping needs a validation set: --validation-fraction must be positive",
+        )
 
 
 @dataclass(frozen=True)
@@ -81,7 +97,8 @@ class RunConfig:
         try:
             raw = json.loads(path.read_text())
             model = {k: tuple(v) if isinstance(v, list) else v for k, v in raw["model"].items()}
-            return cls(ModelConfig(**model), TrainConfig(**raw["train"]))
+            train = {k: tuple(v) if isinstance(v, list) else v for k, v in raw["train"].items()}
+            return cls(ModelConfig(**model), TrainConfig(**train))
         except FileNotFoundError:
             raise InputError(f"{path.parent} is not a jaxvae run folder (no config.json)") from None
         except (ValueError, KeyError, TypeError) as e:

@@ -1,28 +1,35 @@
-"""Datasets as flat float32 arrays: the embedded `digits`, IDX folders, `.npz` and `.npy` files.
+"""Datasets as flat float32 arrays: `digits`, `mnist`, `fashion-mnist`, IDX folders, image folders, `.npz`/`.npy`.
 
-Every loader returns a `Dataset` whose rows are examples flattened to vectors of size d,
-uint8 data scaled to [0, 1]. Anything wrong with the input raises `InputError`.
+Every loader returns a `Dataset` whose rows are examples flattened to vectors of size d, uint8 data
+scaled to [0, 1]. Anything wrong with the input raises `InputError`.
 """
 
+import dataclasses
 import gzip
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from jaxvae import download
 from jaxvae.errors import InputError
 
 SPLIT_SEED = 0  # the fixed seed of the train/test split for data without one
 TEST_FRACTION = 0.2
 TEST_BINARIZATION_SEED = 1  # test data is binarized once, the same way for every run
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+VALIDATION_SEED = 2  # the fixed seed of the validation split carved from the training data
+VALIDATION_BINARIZATION_SEED = 3
+NAMED_IDX = ("mnist", "fashion-mnist")  # found locally or downloaded (see `download`)
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte",
     "y_train": "train-labels-idx1-ubyte",
     "x_test": "t10k-images-idx3-ubyte",
     "y_test": "t10k-labels-idx1-ubyte",
 }
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 @dataclass(frozen=True)
@@ -36,26 +43,60 @@ class Dataset:
     shape: tuple[int, ...]
 
 
-def load_dataset(name_or_path: str) -> Dataset:
-    """`digits`, `fashion-mnist`, a folder of IDX files, or an `.npz`/`.npy` file."""
+def load_dataset(
+    name_or_path: str,
+    *,
+    data_dir: str | Path | None = None,
+    image_size: tuple[int, int] | None = None,
+    progress: bool = True,
+) -> Dataset:
+    """`digits`, `mnist`, `fashion-mnist`, a folder of IDX files or images, or an `.npz`/`.npy` file.
+
+    `mnist` and `fashion-mnist` are looked for in `data_dir` (or its subfolder of that name), then
+    Debian's folder (Fashion-MNIST), then the cache folder, and downloaded there when missing.
+    Images are resized to `image_size` (height, width) when given.
+    """
     if name_or_path == "digits":
         return _digits()
-    if name_or_path == "fashion-mnist":
-        if not FASHION_MNIST_DIR.is_dir():
-            raise InputError(f"fashion-mnist not found in {FASHION_MNIST_DIR}: apt-get install dataset-fashion-mnist")
-        return _idx_folder(FASHION_MNIST_DIR)
+    if name_or_path in NAMED_IDX:
+        return _idx_folder(_named_folder(name_or_path, data_dir, progress))
     path = Path(name_or_path)
     if path.is_dir():
-        return _idx_folder(path)
+        if any("-ubyte" in p.name for p in path.iterdir()):
+            return _idx_folder(path)
+        return _image_folder(path, image_size)
     if path.suffix in (".npz", ".npy"):
         if not path.is_file():
             raise InputError(f"no such file: {path}")
         return _array_file(path)
     if not path.exists() and path.suffix == "" and "/" not in name_or_path:
-        raise InputError(f"unknown dataset {name_or_path!r}: use digits, fashion-mnist, a folder or a .npz/.npy file")
+        raise InputError(
+            f"unknown dataset {name_or_path!r}: use digits, mnist, fashion-mnist, a folder or a .npz/.npy file"
+        )
     if not path.exists():
         raise InputError(f"no such file or folder: {path}")
-    raise InputError(f"unsupported data file {path}: use a folder of IDX files or a .npz/.npy file")
+    raise InputError(f"unsupported data file {path}: use a folder of IDX files or images, or a .npz/.npy file")
+
+
+def _named_folder(name: str, data_dir: str | Path | None, progress: bool) -> Path:
+    """The first local folder holding the four IDX files of `name`, else the cache after downloading."""
+    candidates = []
+    if data_dir is not None:
+        data_dir = Path(data_dir)
+        if not data_dir.is_dir():
+            raise InputError(f"--data-dir {data_dir} is not a folder")
+        candidates += [data_dir / name, data_dir]
+    if name == "fashion-mnist":
+        candidates.append(FASHION_MNIST_DIR)
+    cache = download.cache_dir() / name
+    for folder in [*candidates, cache]:
+        if all(_idx_file(folder, stem) for stem in IDX_FILES.values()):
+            return folder
+    return download.fetch(name, cache, progress=progress)
+
+
+def _idx_file(folder: Path, stem: str) -> Path | None:
+    return next((p for p in (folder / stem, folder / (stem + ".gz")) if p.is_file()), None)
 
 
 def _digits() -> Dataset:
@@ -79,17 +120,25 @@ def _array_file(path: Path) -> Dataset:
         raise
     except Exception as e:
         raise InputError(f"cannot read {path}: {e}") from None
-    if y is not None and len(y) != len(x):
-        raise InputError(f"{path}: {len(x)} examples but {len(y)} labels")
-    return _split(_as_unit_float(x, path), None if y is None else y.astype(np.int32))
+    x = _as_unit_float(x, path)
+    return _split(x, None if y is None else _labels(y, len(x), path))
+
+
+def _labels(y: np.ndarray, n: int, source) -> np.ndarray:
+    """Integer labels of shape (n,)."""
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise InputError(f"{source}: labels must be a rank-1 integer array, got {y.dtype} of shape {y.shape}")
+    if len(y) != n:
+        raise InputError(f"{source}: {n} examples but {len(y)} labels")
+    return y.astype(np.int32)
 
 
 def _as_unit_float(x: np.ndarray, source) -> np.ndarray:
     """uint8 scaled to [0, 1]; other real data as float32; examples along the first axis."""
     if x.ndim < 2:
         raise InputError(f"{source}: expected an array of examples with rank >= 2, got shape {x.shape}")
-    if len(x) == 0:
-        raise InputError(f"{source}: no examples")
+    if x.size == 0:
+        raise InputError(f"{source}: no data (shape {x.shape})")
     if x.dtype == np.uint8:
         return x.astype(np.float32) / 255.0
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer) or x.dtype == bool):
@@ -116,8 +165,7 @@ def _split(x: np.ndarray, y: np.ndarray | None) -> Dataset:
 def _idx_folder(folder: Path) -> Dataset:
     arrays = {}
     for key, stem in IDX_FILES.items():
-        candidates = [folder / stem, folder / (stem + ".gz")]
-        found = next((p for p in candidates if p.is_file()), None)
+        found = _idx_file(folder, stem)
         if found is None:
             raise InputError(f"{folder} lacks {stem}[.gz]: expected the four MNIST-format IDX files")
         arrays[key] = read_idx(found)
@@ -141,6 +189,55 @@ def _idx_folder(folder: Path) -> Dataset:
     )
 
 
+def _image_folder(folder: Path, size: tuple[int, int] | None) -> Dataset:
+    """PNG/JPEG images in `folder` (unlabelled) or in its class subfolders (label = sorted folder index).
+
+    Greyscale images give examples of shape (H, W); if any image is colour, all are RGB (H, W, 3).
+    All must have one size unless `size` (H, W) is given, to which each is resized.
+    """
+    loose = _images_in(folder)
+    classes = [sub for sub in sorted(folder.iterdir()) if sub.is_dir() and _images_in(sub)]
+    if loose and classes:
+        raise InputError(f"{folder} holds both images and class folders: put every image in a class folder")
+    if not loose and not classes:
+        raise InputError(f"{folder} holds neither the four MNIST-format IDX files nor PNG/JPEG images")
+    labelled = [(f, label) for label, sub in enumerate(classes) for f in _images_in(sub)]
+    files = loose or [f for f, _ in labelled]
+    labels = None if loose else np.array([label for _, label in labelled], np.int32)
+    images = [_read_image(f, size) for f in files]
+    if any(im.ndim == 3 for im in images):
+        images = [np.repeat(im[..., None], 3, axis=-1) if im.ndim == 2 else im for im in images]
+    for f, im in zip(files, images, strict=True):
+        if im.shape[:2] != images[0].shape[:2]:
+            raise InputError(
+                f"images differ in size ({files[0].name} is {images[0].shape[0]}x{images[0].shape[1]}, "
+                f"{f.name} is {im.shape[0]}x{im.shape[1]}): pass --image-size H,W to resize them"
+            )
+    return _split(_as_unit_float(np.stack(images), folder), labels)
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _read_image(path: Path, size: tuple[int, int] | None) -> np.ndarray:
+    """One image as uint8, (H, W) if greyscale else (H, W, 3), resized to `size` (H, W) if given."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+                raise InputError(f"{path}: {image.mode} images (16-bit or float) are not supported: use 8-bit")
+            image = image.convert("L" if image.mode in ("1", "L", "LA") else "RGB")
+            if size is not None:
+                image = image.resize((size[1], size[0]))
+            return np.asarray(image, np.uint8)
+    except InputError:
+        raise
+    except Exception as e:
+        raise InputError(f"{path}: not a readable image ({e})") from None
+
+
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -148,7 +245,7 @@ def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (optionally gzipped): magic 0x0000TTNN, NN big-endian int32 sizes, then data."""
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise InputError(f"{path}: corrupt or truncated gzip file ({e})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
         raise InputError(f"{path}: not an IDX file (bad magic number)")
@@ -163,9 +260,37 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
+def split_validation(data: Dataset, fraction: float) -> tuple[Dataset, np.ndarray]:
+    """Carve `fraction` of the training examples (at least one; none when 0) into a validation set.
+
+    The split is seeded (VALIDATION_SEED), the same in every run, so validation ELBOs compare across
+    runs. Returns the dataset without those examples, and them, shape (n_valid, d).
+    """
+    n = len(data.x_train)
+    if fraction == 0:
+        return data, data.x_train[:0]
+    n_valid = max(1, int(round(fraction * n)))
+    if n_valid >= n:
+        raise InputError(f"--validation-fraction {fraction} leaves no training examples out of {n}")
+    order = np.random.default_rng(VALIDATION_SEED).permutation(n)
+    valid, train = order[:n_valid], np.sort(order[n_valid:])
+    y_train = None if data.y_train is None else data.y_train[train]
+    return dataclasses.replace(data, x_train=data.x_train[train], y_train=y_train), data.x_train[valid]
+
+
 def binarize(x: np.ndarray, seed: int) -> np.ndarray:
     """One Bernoulli sample of every pixel, with probability its grey value in [0, 1]."""
     return (np.random.default_rng(seed).random(x.shape, dtype=np.float32) < x).astype(np.float32)
+
+
+def binarized(x: np.ndarray, mode: str, seed: int) -> np.ndarray:
+    """`x` under --binarize `mode`, sampled once: `threshold` is x > 0.5; `static` and `dynamic` one
+    Bernoulli sample drawn with `seed` (dynamic resampling of training data happens in the step)."""
+    if mode == "threshold":
+        return (x > 0.5).astype(np.float32)
+    if mode in ("static", "dynamic"):
+        return binarize(x, seed)
+    return x
 
 
 def batch_indices(order, batch_size: int):

@@ -21,7 +21,14 @@ from tqdm.auto import tqdm
 
 from jaxvae import checkpoint
 from jaxvae.config import BERNOULLI_FAMILY, RunConfig, TrainConfig
-from jaxvae.data import TEST_BINARIZATION_SEED, Dataset, batch_indices, binarize
+from jaxvae.data import (
+    TEST_BINARIZATION_SEED,
+    VALIDATION_BINARIZATION_SEED,
+    Dataset,
+    batch_indices,
+    binarized,
+    split_validation,
+)
 from jaxvae.errors import InputError
 from jaxvae.evaluate import mean_elbo
 from jaxvae.model import VAE
@@ -32,6 +39,7 @@ METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 FIGURES = "figures"
 KEEP_CHECKPOINTS = 3
+BEST_CHECKPOINT = "best.eqx"  # the checkpoint of the best validation ELBO so far
 
 
 class TrainState(NamedTuple):
@@ -111,7 +119,8 @@ def check_data(data: Dataset, config: RunConfig) -> None:
     """Raise InputError where the data cannot serve the model."""
     if data.x_train.shape[1] != config.model.data_dim:
         raise InputError(
-            f"data has {data.x_train.shape[1]} values per example, the model expects {config.model.data_dim}"
+            f"data examples have shape {tuple(data.shape)} ({data.x_train.shape[1]} values), "
+            f"the model expects {config.model.data_shape} ({config.model.data_dim} values)"
         )
     if config.model.likelihood in BERNOULLI_FAMILY or config.train.binarize != "none":
         for x in (data.x_train, data.x_test):
@@ -123,11 +132,9 @@ def check_data(data: Dataset, config: RunConfig) -> None:
 
 
 def prepared_data(data: Dataset, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Train and test arrays after binarization; dynamic binarization happens in the step."""
-    if config.binarize == "none":
-        return data.x_train, data.x_test
-    test = binarize(data.x_test, TEST_BINARIZATION_SEED)
-    train = binarize(data.x_train, config.seed) if config.binarize == "static" else data.x_train
+    """Train and test arrays after binarization; dynamic binarization of training data happens in the step."""
+    test = binarized(data.x_test, config.binarize, TEST_BINARIZATION_SEED)
+    train = data.x_train if config.binarize == "dynamic" else binarized(data.x_train, config.binarize, config.seed)
     return train, test
 
 
@@ -157,11 +164,15 @@ def fit(config: RunConfig, data: Dataset, run_dir: Path, *, resume: bool = False
 
 def _train_epochs(config: RunConfig, data: Dataset, run_dir: Path, state: TrainState, progress: bool) -> VAE:
     tc = config.train
+    data, x_valid = split_validation(data, tc.validation_fraction)
+    x_valid = jax.device_put(binarized(x_valid, tc.binarize, VALIDATION_BINARIZATION_SEED))
     x_train, x_test = (jax.device_put(a) for a in prepared_data(data, tc))
     params, static = eqx.partition(state.vae, eqx.is_inexact_array)
     epoch_fn = make_epoch(static, make_optimizer(tc), tc)
     opt_state, start = state.opt_state, int(state.epoch)
     test_key = jax.random.fold_in(jax.random.PRNGKey(tc.seed), 2)
+    valid_key = jax.random.fold_in(jax.random.PRNGKey(tc.seed), 3)
+    best_elbo, best_epoch = _best_validation(read_metrics(run_dir))
     bar = tqdm(range(start + 1, tc.epochs + 1), desc="training", unit="epoch", disable=not progress)
     for epoch in bar:
         began = time.perf_counter()
@@ -183,11 +194,29 @@ def _train_epochs(config: RunConfig, data: Dataset, run_dir: Path, state: TrainS
             "seconds": time.perf_counter() - began,
             "examples_per_second": len(x_train) / (trained - began),
         }
-        _save_checkpoint(run_dir, TrainState(vae, opt_state, jnp.asarray(epoch, jnp.int32)))
+        if len(x_valid):
+            record["validation_elbo"] = float(mean_elbo(vae, x_valid, valid_key)["elbo"])
+        state = TrainState(vae, opt_state, jnp.asarray(epoch, jnp.int32))
+        _save_checkpoint(run_dir, state)
+        if record.get("validation_elbo", -np.inf) > best_elbo:
+            best_elbo, best_epoch = record["validation_elbo"], epoch
+            checkpoint.save(run_dir / CHECKPOINTS / BEST_CHECKPOINT, state)
         with open(run_dir / METRICS, "a") as f:
             f.write(json.dumps(record) + "\n")
         bar.set_postfix(train_elbo=f"{train_elbo:.2f}", test_elbo=f"{test['elbo']:.2f}")
+        if tc.early_stopping and epoch - best_epoch >= tc.early_stopping:
+            break  # early stopping: no better validation ELBO for `early_stopping` epochs
+    bar.close()
     return eqx.combine(params, static)
+
+
+def _best_validation(records: list[dict]) -> tuple[float, int]:
+    """(best validation ELBO, its epoch) among the epochs done; (-inf, last epoch) if none has one."""
+    scored = [r for r in records if "validation_elbo" in r]
+    if not scored:
+        return -np.inf, records[-1]["epoch"] if records else 0
+    best = max(scored, key=lambda r: r["validation_elbo"])
+    return best["validation_elbo"], best["epoch"]
 
 
 def _save_checkpoint(run_dir: Path, state: TrainState) -> None:
