@@ -50,9 +50,11 @@ from jaxvae.distributions import Bernoulli, Normal, kl_normal
 from jaxvae.evaluate import mean_elbo
 from jaxvae.model import VAE
 from jaxvae.objectives import elbo, iwae, log_importance_weights
-from jaxvae.train import fit, read_metrics
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets: text progress
+with warnings.catch_warnings():  # tqdm warns when ipywidgets is missing, then shows a text progress bar
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    from jaxvae.train import fit, read_metrics
+
 FAST = os.environ.get("JAXVAE_TUTORIAL_FAST", "0") == "1"
 DATASET = "fashion-mnist" if FASHION_MNIST_DIR.is_dir() and not FAST else "digits"
 EPOCHS = 15 if FAST else (20 if DATASET == "fashion-mnist" else 200)
