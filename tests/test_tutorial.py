@@ -1,0 +1,50 @@
+"""The tutorial notebook: kept in step with its source, and executed end to end in its fast setting.
+
+docs/tutorial.py (jupytext percent format) is the source; docs/tutorial.ipynb is built from it by
+`make tutorial` and kept in git without outputs. The notebook checks its own claims (`check(...)`
+raises), so executing it without a failing cell is the test of the derivation's numbers.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+from ipykernel.kernelspec import write_kernel_spec
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
+from nbclient import NotebookClient
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+NOTEBOOK = DOCS / "tutorial.ipynb"
+SOURCE = DOCS / "tutorial.py"
+KERNEL = "jaxvae-tutorial"
+
+
+def test_notebook_is_built_from_its_source_without_outputs():
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    source = jupytext.read(SOURCE)
+    cells = lambda nb: [(c.cell_type, c.source) for c in nb.cells]  # noqa: E731
+    assert cells(notebook) == cells(source), "docs/tutorial.ipynb is out of date: run `make tutorial`"
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code), "commit the notebook without outputs"
+
+
+def test_notebook_runs_end_to_end(tmp_path, monkeypatch):
+    """Every cell runs in a kernel of this interpreter (the venv's python), with JAXVAE_TUTORIAL_FAST=1."""
+    monkeypatch.setenv("JAXVAE_TUTORIAL_FAST", "1")
+    kernels = tmp_path / "kernels"
+    write_kernel_spec(kernels / KERNEL)  # a kernel spec launching this very interpreter
+    assert json.loads((kernels / KERNEL / "kernel.json").read_text())["argv"][0] == sys.executable
+    manager = KernelManager(kernel_name=KERNEL, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]))
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    client = NotebookClient(notebook, km=manager, timeout=600, resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()  # raises CellExecutionError, with the cell and its traceback, if any cell fails
+
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "✗" not in text
+    assert text.count("✓") >= 40, text  # the checks printed their numbers
+    images = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.data]
+    assert len(images) == 5  # training curve, reconstructions, samples, latent manifold, labelled scatter
