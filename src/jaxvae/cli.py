@@ -114,6 +114,136 @@ def explore(args) -> int:
     return 0
 
 
+def _run_data(args, split: str = "test"):
+    """(run config, model, data x of the chosen split ready for the model, labels or None) for a run folder.
+
+    The dataset and binarization default to the run's own; binarized evaluation data are sampled with the
+    fixed seed data.TEST_BINARIZATION_SEED, as in training, so evaluations compare.
+    """
+    import dataclasses
+
+    import numpy as np
+
+    from jaxvae.data import TEST_BINARIZATION_SEED, binarized, load_dataset
+    from jaxvae.train import CONFIG, check_data, load
+
+    run_dir = Path(args.run_dir)
+    config = RunConfig.load(run_dir / CONFIG)
+    data = load_dataset(args.dataset or config.train.dataset, image_size=config.train.image_size, progress=False)
+    method = args.binarize or config.train.binarize
+    check_data(data, RunConfig(config.model, dataclasses.replace(config.train, binarize=method)))
+    if split == "all":  # e.g. an .npz of held-out data: every example in it
+        x = np.concatenate([data.x_train, data.x_test])
+        y = None if data.y_train is None else np.concatenate([data.y_train, data.y_test])
+    else:
+        x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
+    return config, load(run_dir), binarized(x, method, TEST_BINARIZATION_SEED), y
+
+
+def evaluate(args) -> int:
+    import json
+
+    import jax
+
+    from jaxvae.evaluate import report
+
+    if args.iw_samples < 1:
+        raise InputError(f"--iw-samples must be at least 1, got {args.iw_samples}")
+    if args.n is not None and args.n < 1:
+        raise InputError(f"--n must be at least 1, got {args.n}")
+    config, vae, x, _ = _run_data(args, args.split)
+    x = x[: args.n]
+    result = report(vae, x, jax.random.PRNGKey(args.seed), args.iw_samples)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    k = result["iw_samples"]
+    rows = [
+        ("ELBO", result["elbo"]),
+        ("  reconstruction E_q[log p(x|z)]", result["reconstruction"]),
+        ("  KL(q(z|x) || p(z))", result["kl"]),
+        (f"log-likelihood, importance-weighted bound (K = {k})", result["log_likelihood"]),
+    ]
+    if "log_likelihood_quadrature" in result:
+        rows.append(("log-likelihood, quadrature (converged to 0.01)", result["log_likelihood_quadrature"]))
+    dataset = args.dataset or config.train.dataset
+    print(f"{args.run_dir}: {dataset}, {args.split} split, {result['n']} examples; means per example in nats")
+    for name, value in rows:
+        print(f"  {name:<52} {value:10.2f}")
+    k_dims = len(result["kl_per_dim"])
+    print(f"  {'bits per dimension, -L_K / (d ln 2)':<52} {result['bits_per_dim']:10.4f}")
+    print(f"  {'active units, Var_x E[z|x] > 0.01':<52} {str(result['active_units']) + ' of ' + str(k_dims):>10}")
+    print(f"  {'KL per latent dimension':<52} {', '.join(f'{v:.2f}' for v in result['kl_per_dim']):>10}")
+    return 0
+
+
+def _png(path: str) -> Path:
+    out = Path(path)
+    if out.suffix.lower() != ".png":
+        raise InputError(f"-o must name a .png file, got {path}")
+    if not out.parent.is_dir():
+        raise InputError(f"no such folder: {out.parent}")
+    return out
+
+
+def sample(args) -> int:
+    import jax
+
+    from jaxvae import plots
+    from jaxvae.train import CONFIG, load
+
+    config = RunConfig.load(Path(args.run_dir) / CONFIG)
+    if not plots.is_image(config.model.data_shape):
+        raise InputError(f"the run's data have shape {config.model.data_shape}, not images: nothing to draw")
+    if args.n < 1:
+        raise InputError(f"-n must be at least 1, got {args.n}")
+    out = _png(args.out)
+    plots.samples(load(args.run_dir), config.model.data_shape, out, key=jax.random.PRNGKey(args.seed), n=args.n)
+    print(f"{args.n} samples from the prior, decoded to the mean of p(x|z): {out}")
+    return 0
+
+
+def plot(args) -> int:
+    from jaxvae import plots
+    from jaxvae.data import load_dataset
+    from jaxvae.train import CONFIG, FIGURES, load, read_metrics
+
+    run_dir = Path(args.run_dir)
+    config = RunConfig.load(run_dir / CONFIG)
+    vae = load(run_dir)
+    written = plots.write_figures(
+        vae,
+        load_dataset(config.train.dataset, image_size=config.train.image_size, progress=False),
+        config,
+        run_dir / FIGURES,
+        read_metrics(run_dir),
+    )
+    print(f"{run_dir / FIGURES}: {', '.join(p.name for p in written)}")
+    return 0
+
+
+def encode(args) -> int:
+    import numpy as np
+
+    from jaxvae.evaluate import posterior_moments
+
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise InputError(f"-o must name a .npz file, got {args.out}")
+    if not out.parent.is_dir():
+        raise InputError(f"no such folder: {out.parent}")
+    _, vae, x, y = _run_data(args, args.split)
+    mean, std = (np.asarray(a) for a in posterior_moments(vae, x))
+    arrays = {"mean": mean, "std": std} | ({} if y is None else {"y": y})
+    with open(out, "wb") as f:
+        np.savez(f, **arrays)
+    print(
+        f"{out}: posterior mean and std of {len(x)} {args.split} examples, shape {mean.shape}"
+        + (", labels y" if y is not None else "")
+    )
+    return 0
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="jaxvae", description="Variational autoencoders in JAX: train, evaluate, explore.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -161,6 +291,45 @@ def build_parser() -> Parser:
     p.add_argument("--port", type=int, default=8000, help="port to listen on; 0 picks a free one")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.set_defaults(run=explore)
+
+    def run_data_options(p):
+        p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by jaxvae train")
+        p.add_argument(
+            "--dataset", help="digits, fashion-mnist, an IDX folder or a .npz/.npy file (default: the run's)"
+        )
+        p.add_argument(
+            "--binarize", choices=BINARIZE, help="none, or binarize with the fixed test seed (default: the run's)"
+        )
+        p.add_argument(
+            "--split",
+            choices=("test", "train", "all"),
+            default="test",
+            help="all: the train examples, then the test ones",
+        )
+
+    p = commands.add_parser("evaluate", help="ELBO, importance-weighted log-likelihood, quadrature, active units")
+    run_data_options(p)
+    p.add_argument("--iw-samples", type=int, default=5000, help="K samples of the importance-weighted bound")
+    p.add_argument("--n", type=int, help="evaluate only the first N examples of the split")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(run=evaluate)
+
+    p = commands.add_parser("sample", help="decode prior samples into an image grid")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("-n", type=int, default=64, help="number of samples")
+    p.add_argument("-o", "--out", required=True, help="PNG file to write")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=sample)
+
+    p = commands.add_parser("plot", help="regenerate every figure of a run under RUN_DIR/figures")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.set_defaults(run=plot)
+
+    p = commands.add_parser("encode", help="posterior means and standard deviations to a .npz file")
+    run_data_options(p)
+    p.add_argument("-o", "--out", required=True, help=".npz file to write: arrays mean, std (n, k) and y if labelled")
+    p.set_defaults(run=encode)
     return parser
 
 

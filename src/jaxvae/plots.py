@@ -90,6 +90,21 @@ def latent_scatter(vae: VAE, x: np.ndarray, y: np.ndarray | None, path: Path) ->
     return _save(fig, path)
 
 
+def interpolations(vae: VAE, x: np.ndarray, shape, path: Path, pairs: int = 8, steps: int = 10) -> Path:
+    """Rows of decoded means along straight lines between the posterior means of two test images.
+
+    Row r runs from image 2r (left) to image 2r + 1 (right) in latent space, z = (1 - t) mu_a + t mu_b.
+    """
+    pairs = min(pairs, len(x) // 2)
+    mu = vae.encode(jnp.asarray(x[: 2 * pairs])).mean
+    t = jnp.linspace(0.0, 1.0, steps)[None, :, None]
+    z = (1 - t) * mu[0::2, None] + t * mu[1::2, None]  # (pairs, steps, k)
+    images = np.asarray(vae.decode(z.reshape(-1, vae.latent_dim)).mean)
+    fig, ax = plt.subplots(figsize=(steps, 1.1 * pairs + 0.4))
+    _show(ax, image_grid(images, shape, steps), "interpolations between test images: decoded means along lines in z")
+    return _save(fig, path)
+
+
 def training_curve(metrics: list[dict], path: Path) -> Path:
     epochs = [m["epoch"] for m in metrics]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -110,6 +125,8 @@ def write_figures(vae: VAE, data: Dataset, config: RunConfig, folder: Path, metr
         key = jax.random.fold_in(jax.random.PRNGKey(config.train.seed), 3)
         written.append(reconstructions(vae, data.x_test, data.shape, folder / "reconstructions.png"))
         written.append(samples(vae, data.shape, folder / "samples.png", key=key))
+        if len(data.x_test) >= 2:
+            written.append(interpolations(vae, data.x_test, data.shape, folder / "interpolations.png"))
         if vae.latent_dim == 2:
             written.append(manifold(vae, data.shape, folder / "latent_manifold.png"))
     return written

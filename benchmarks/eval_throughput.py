@@ -1,0 +1,80 @@
+"""Speed of the K = 5000 importance-weighted evaluation, as a fraction of this machine's fp32 matmul peak.
+
+The model is the seed's architecture (784-512-2 tanh encoder, 2-512-784 Bernoulli decoder), untrained:
+its speed does not depend on its weights. The data are the Fashion-MNIST test images. Useful FLOPs are
+counted from the architecture: the encoder once per example, the decoder once per sample (2 FLOPs per
+multiply-add, activations and log-densities not counted). The peak is the best rate of a large square
+jnp matmul measured in the same run.
+
+    .venv/bin/python benchmarks/eval_throughput.py            # all 10,000 images, K = 5000
+    .venv/bin/python benchmarks/eval_throughput.py --n 500    # a subset, for slow machines
+"""
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+
+from jaxvae.config import ModelConfig
+from jaxvae.data import load_dataset
+from jaxvae.evaluate import log_likelihood
+from jaxvae.model import VAE
+
+
+def matmul_peak(size: int = 4096, repeats: int = 5) -> float:
+    """Best observed fp32 FLOP/s of a (size x size) @ (size x size) matmul."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(1), (size, size), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    matmul(a, b).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        began = time.perf_counter()
+        matmul(a, b).block_until_ready()
+        best = min(best, time.perf_counter() - began)
+    return 2 * size**3 / best
+
+
+def evaluation_flops(n: int, samples: int, d: int, hidden: int, k: int) -> float:
+    encoder = 2 * (d * hidden + hidden * 2 * k)
+    decoder = 2 * (k * hidden + hidden * d)
+    return n * (encoder + samples * decoder)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10_000, help="test images to evaluate (default all 10,000)")
+    parser.add_argument("--samples", type=int, default=5000, help="K importance samples per image")
+    parser.add_argument("--chunk", type=int, default=500, help="samples per step")
+    parser.add_argument("--batch", type=int, default=20, help="examples per step")
+    args = parser.parse_args()
+
+    x = jnp.asarray(load_dataset("fashion-mnist").x_test[: args.n])
+    hidden, k = 512, 2
+    vae = VAE(ModelConfig(data_shape=(28, 28), latent_dim=k, hidden=(hidden,)), key=jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(0)
+
+    def run(xs):
+        return log_likelihood(vae, xs, key, samples=args.samples, chunk=args.chunk, batch=args.batch)
+
+    run(x[: args.batch]).block_until_ready()  # compile (the example count is part of the shape)
+    run(x).block_until_ready()  # compile for the full shape
+    began = time.perf_counter()
+    value = run(x).block_until_ready()
+    seconds = time.perf_counter() - began
+    peak = matmul_peak()
+
+    flops = evaluation_flops(len(x), args.samples, x.shape[1], hidden, k)
+    print(f"device: {jax.devices()[0].device_kind}, {jax.device_count()} device(s)")
+    print(f"{len(x)} Fashion-MNIST test images, K = {args.samples} (chunk {args.chunk}, batch {args.batch})")
+    print(f"mean L_K of the untrained model: {float(value.mean()):.2f} nats (a sanity check, not a result)")
+    print(f"time: {seconds:.2f} s, {len(x) * args.samples / seconds:,.0f} decoder samples/s")
+    print(f"useful FLOP/s: {flops / seconds / 1e9:.1f} G; fp32 matmul peak here: {peak / 1e9:.1f} G")
+    print(f"fraction of peak: {flops / seconds / peak:.2f}")
+    if len(x) < 10_000:
+        print(f"projected for all 10,000 images at this rate: {seconds * 10_000 / len(x):.0f} s")
+
+
+if __name__ == "__main__":
+    main()
