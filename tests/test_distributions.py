@@ -92,3 +92,12 @@ def test_continuous_bernoulli_sample_mean():
     x = np.asarray(jax.vmap(d.sample)(jax.random.split(jax.random.PRNGKey(0), 100_000)))
     assert x.min() >= 0 and x.max() <= 1
     np.testing.assert_allclose(x.mean(0), d.mean, atol=5 * 0.3 / np.sqrt(100_000))
+
+
+def test_softplus_and_its_derivative_match_jax_nn_at_every_scale():
+    """Against jax.nn.softplus and its derivative sigmoid, including l = 0 where max and |l| have kinks."""
+    from jaxvae.distributions import softplus
+
+    l = jnp.array([-1e4, -30.0, -1.0, -1e-8, 0.0, 1e-8, 2.0, 30.0, 1e4])
+    np.testing.assert_allclose(softplus(l), jax.nn.softplus(l), rtol=1e-6, atol=0)
+    np.testing.assert_allclose(jax.vmap(jax.grad(softplus))(l), jax.nn.sigmoid(l), rtol=1e-6, atol=0)
