@@ -44,9 +44,12 @@ def image_size(text: str) -> tuple[int, int]:
 
 
 def train(args) -> int:
+    from jaxvae import parallel
     from jaxvae.data import load_dataset
     from jaxvae.train import CONFIG, check_data, fit, read_metrics
 
+    parallel.initialize(args.coordinator, args.num_processes, args.process_id)
+    writer = parallel.is_writer()
     out = Path(args.out)
     if args.resume:
         config = RunConfig.load(out / CONFIG)
@@ -57,7 +60,7 @@ def train(args) -> int:
         )
         check_data(data, config)
     else:
-        if out.exists() and any(out.iterdir()) and not args.overwrite:
+        if writer and out.exists() and any(out.iterdir()) and not args.overwrite:
             raise InputError(f"{out} exists: pass --resume to continue it or --overwrite to replace it")
         validation_fraction = args.validation_fraction
         if validation_fraction is None:
@@ -86,9 +89,11 @@ def train(args) -> int:
         )
         config = RunConfig(model, schedule)
         check_data(data, config)
-        if out.exists():
+        if writer and out.exists():
             shutil.rmtree(out)
-    fit(config, data, out, resume=args.resume, progress=not args.quiet)
+    fit(config, data, out, resume=args.resume, progress=not args.quiet, device_budget=args.device_memory_budget)
+    if not writer:
+        return 0
     last = read_metrics(out)[-1]
     figures = ", ".join(sorted(p.name for p in (out / "figures").glob("*.png")))
     print(f"epoch {last['epoch']}: train ELBO {last['train_elbo']:.2f} nats, test ELBO {last['test_elbo']:.2f} nats")
@@ -284,6 +289,15 @@ def build_parser() -> Parser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--coordinator", help="HOST:PORT of process 0, to train on several processes (hosts)")
+    p.add_argument("--num-processes", type=int, help="how many processes train together (with --coordinator)")
+    p.add_argument("--process-id", type=int, help="this process's number, 0 to N-1 (with --coordinator)")
+    p.add_argument(
+        "--device-memory-budget",
+        type=int,
+        help="bytes of training data each device may hold; larger data streams from host memory "
+        "(default: half the device's memory)",
+    )
     p.set_defaults(run=train)
 
     p = commands.add_parser("explore", help="serve a page that decodes the latent point under the pointer")
@@ -335,6 +349,9 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from jaxvae.parallel import enable_compilation_cache
+
+    enable_compilation_cache()
     try:
         return args.run(args)
     except InputError as e:

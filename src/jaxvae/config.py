@@ -85,9 +85,20 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class HardwareConfig:
+    """What a run trained on (recorded by `fit`, not a setting): device and process counts, device kind."""
+
+    devices: int = 1
+    processes: int = 1
+    platform: str = "cpu"
+    device_kind: str = "cpu"
+
+
+@dataclass(frozen=True)
 class RunConfig:
     model: ModelConfig
     train: TrainConfig
+    hardware: HardwareConfig = HardwareConfig()
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
@@ -98,7 +109,8 @@ class RunConfig:
             raw = json.loads(path.read_text())
             model = {k: tuple(v) if isinstance(v, list) else v for k, v in raw["model"].items()}
             train = {k: tuple(v) if isinstance(v, list) else v for k, v in raw["train"].items()}
-            return cls(ModelConfig(**model), TrainConfig(**train))
+            hardware = HardwareConfig(**raw.get("hardware", {}))  # absent from configs before 0.2
+            return cls(ModelConfig(**model), TrainConfig(**train), hardware)
         except FileNotFoundError:
             raise InputError(f"{path.parent} is not a jaxvae run folder (no config.json)") from None
         except (ValueError, KeyError, TypeError) as e:

@@ -5,6 +5,7 @@ A run folder holds `config.json`, `metrics.jsonl` (one JSON object per epoch), c
 so the same seed gives the same numbers and a resumed run continues the same stream.
 """
 
+import dataclasses
 import json
 import shutil
 import time
@@ -17,10 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import Array
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from jaxvae import checkpoint
-from jaxvae.config import BERNOULLI_FAMILY, RunConfig, TrainConfig
+from jaxvae import checkpoint, parallel
+from jaxvae.config import BERNOULLI_FAMILY, HardwareConfig, RunConfig, TrainConfig
 from jaxvae.data import (
     TEST_BINARIZATION_SEED,
     VALIDATION_BINARIZATION_SEED,
@@ -90,33 +92,88 @@ def make_step(static, optimizer: optax.GradientTransformation, config: TrainConf
     return step
 
 
-def make_epoch(static, optimizer: optax.GradientTransformation, config: TrainConfig):
+def epoch_plan(key: Array, n: int, batch_size: int):
+    """The batches of an epoch: example indices (N, B), weights (N, B) (0 for padding), step keys (N, 2)."""
+    order_key, steps_key = jax.random.split(key)
+    idx, weights = batch_indices(jax.random.permutation(order_key, n), min(batch_size, n))
+    return idx, weights, jax.random.split(steps_key, idx.shape[0])
+
+
+def _scan_steps(step, params, opt_state, batches, get_x, mesh):
+    """`lax.scan` the step over batches = (xs, weights, keys); returns the summed bound and all-finite."""
+
+    def body(carry, batch):
+        xs, w, k = batch
+        x = parallel.shard_batch(get_x(xs), mesh)
+        params, opt_state, total, finite = step(*carry, x, parallel.shard_batch(w, mesh), k)
+        return (params, opt_state), (total, finite)
+
+    (params, opt_state), (totals, finite) = jax.lax.scan(body, (params, opt_state), batches)
+    return params, opt_state, jnp.sum(totals), jnp.all(finite)
+
+
+def make_epoch(static, optimizer: optax.GradientTransformation, config: TrainConfig, mesh: Mesh | None = None):
     """The whole epoch as one compiled program: shuffle, batch, and `lax.scan` the step.
 
     Returns epoch(params, opt_state, x_train, key) -> (params, opt_state, mean bound, all finite).
+    With a `mesh`, each batch is split across its devices (x_train and the parameters replicated).
     """
     step = make_step(static, optimizer, config)
 
     def epoch(params, opt_state, x, key):
-        n = x.shape[0]
-        order_key, steps_key = jax.random.split(key)
-        idx, weights = batch_indices(jax.random.permutation(order_key, n), min(config.batch_size, n))
-        keys = jax.random.split(steps_key, idx.shape[0])
+        idx, weights, keys = epoch_plan(key, x.shape[0], config.batch_size)
+        params, opt_state, total, finite = _scan_steps(
+            step, params, opt_state, (idx, weights, keys), lambda i: x[i], mesh
+        )
+        return params, opt_state, total / x.shape[0], finite
 
-        def body(carry, batch):
-            params, opt_state = carry
-            i, w, k = batch
-            params, opt_state, total, finite = step(params, opt_state, x[i], w, k)
-            return (params, opt_state), (total, finite)
+    replicated = None if mesh is None else parallel.replicated(mesh)  # outputs as the inputs: no recompiling
+    return jax.jit(epoch, donate_argnums=(0, 1), out_shardings=replicated)
 
-        (params, opt_state), (totals, finite) = jax.lax.scan(body, (params, opt_state), (idx, weights, keys))
-        return params, opt_state, jnp.sum(totals) / n, jnp.all(finite)
 
-    return jax.jit(epoch, donate_argnums=(0, 1))
+def make_chunk(static, optimizer: optax.GradientTransformation, config: TrainConfig, mesh: Mesh | None = None):
+    """Part of an epoch as one compiled program, for data that streams from the host.
+
+    Returns chunk(params, opt_state, xs (N, B, d), weights (N, B), keys (N, 2), total, finite)
+    -> (params, opt_state, total + summed bound, finite and all finite).
+    """
+    step = make_step(static, optimizer, config)
+
+    def chunk(params, opt_state, xs, weights, keys, total, finite):
+        params, opt_state, chunk_total, chunk_finite = _scan_steps(
+            step, params, opt_state, (xs, weights, keys), lambda x: x, mesh
+        )
+        return params, opt_state, total + chunk_total, finite & chunk_finite
+
+    replicated = None if mesh is None else parallel.replicated(mesh)  # outputs as the inputs: no recompiling
+    return jax.jit(chunk, donate_argnums=(0, 1), out_shardings=replicated)
+
+
+def stream_epoch(chunk, params, opt_state, x: np.ndarray, key: Array, batch_size: int, chunk_batches: int, mesh: Mesh):
+    """One epoch over host data x (n, d) (an array or a memory map), `chunk_batches` batches per transfer.
+
+    The batches, weights and keys are those of `make_epoch` with the same key, so the result is the
+    in-memory one. Each process reads only the rows of its own devices' part of each batch.
+    Returns (params, opt_state, mean bound, all finite) like `make_epoch`.
+    """
+    n, d = x.shape
+    idx, weights, keys = (np.asarray(a) for a in _epoch_plan(key, n, batch_size))
+    rows = parallel.batch_sharding(mesh, axis=1)
+    total, finite = parallel.replicate((np.zeros((), np.float32), np.ones((), bool)), mesh)
+    for start in range(0, len(idx), chunk_batches):
+        i, w, k = (a[start : start + chunk_batches] for a in (idx, weights, keys))
+        xs = jax.make_array_from_callback(i.shape + (d,), rows, lambda s, i=i: np.asarray(x[i[s[:2]]], np.float32))
+        ws = jax.make_array_from_callback(w.shape, rows, lambda s, w=w: w[s])
+        params, opt_state, total, finite = chunk(params, opt_state, xs, ws, parallel.replicate(k, mesh), total, finite)
+    return params, opt_state, total / n, finite
+
+
+_epoch_plan = jax.jit(epoch_plan, static_argnums=(1, 2))
 
 
 def check_data(data: Dataset, config: RunConfig) -> None:
-    """Raise InputError where the data cannot serve the model."""
+    """Raise InputError where the data cannot serve the model (or its batches cannot be split over the devices)."""
+    parallel.check_batch_size(min(config.train.batch_size, len(data.x_train)))
     if data.x_train.shape[1] != config.model.data_dim:
         raise InputError(
             f"data examples have shape {tuple(data.shape)} ({data.x_train.shape[1]} values), "
@@ -138,52 +195,100 @@ def prepared_data(data: Dataset, config: TrainConfig) -> tuple[np.ndarray, np.nd
     return train, test
 
 
-def fit(config: RunConfig, data: Dataset, run_dir: Path, *, resume: bool = False, progress: bool = True) -> VAE:
-    """Train, writing config, metrics, checkpoints and figures to `run_dir`; returns the model."""
+def fit(
+    config: RunConfig,
+    data: Dataset,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    device_budget: int | None = None,
+) -> VAE:
+    """Train, writing config, metrics, checkpoints and figures to `run_dir`; returns the model.
+
+    Training uses every device of every process (see `parallel`); only process 0 writes files.
+    Training data larger than `device_budget` bytes per device (default `parallel.device_budget()`)
+    streams from host memory in chunks instead of living on the devices.
+    """
     from jaxvae import plots
 
     check_data(data, config)
+    mesh = parallel.data_mesh()
+    config = dataclasses.replace(config, hardware=HardwareConfig(**parallel.describe(mesh)))
+    writer = parallel.is_writer()
     created = not run_dir.exists()
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        if writer:
+            run_dir.mkdir(parents=True, exist_ok=True)
         state = init_state(config)
         if resume:
             state = checkpoint.restore(latest_checkpoint(run_dir), state)
-            _truncate_metrics(run_dir / METRICS, int(state.epoch))
-        else:
+            if writer:
+                _truncate_metrics(run_dir / METRICS, int(state.epoch))
+        elif writer:
             config.save(run_dir / CONFIG)
             (run_dir / METRICS).write_text("")
-        vae = _train_epochs(config, data, run_dir, state, progress)
+        vae = _train_epochs(config, data, run_dir, state, progress, mesh, device_budget)
     except BaseException:
-        if created and not any((run_dir / CHECKPOINTS).glob("*.eqx")):
+        if writer and created and not any((run_dir / CHECKPOINTS).glob("*.eqx")):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    plots.write_figures(vae, data, config, run_dir / FIGURES, read_metrics(run_dir))
+    if writer:
+        plots.write_figures(vae, data, config, run_dir / FIGURES, read_metrics(run_dir))
     return vae
 
 
-def _train_epochs(config: RunConfig, data: Dataset, run_dir: Path, state: TrainState, progress: bool) -> VAE:
+def _epoch_runner(static, tc: TrainConfig, x_train: np.ndarray, mesh: Mesh, device_budget: int | None):
+    """run(params, opt_state, key) -> one epoch: the data on the devices if it fits, else streamed in chunks."""
+    optimizer = make_optimizer(tc)
+    budget = parallel.device_budget() if device_budget is None else device_budget
+    n, d = x_train.shape
+    if 4 * n * d <= budget and jax.process_count() == 1:
+        epoch = make_epoch(static, optimizer, tc, mesh)
+        x = parallel.replicate(np.asarray(x_train, np.float32), mesh)
+        return lambda params, opt_state, key: epoch(params, opt_state, x, key)
+    chunk = make_chunk(static, optimizer, tc, mesh)
+    per_batch = 4 * d * min(tc.batch_size, n) // mesh.devices.size  # bytes of one batch on each device
+    chunk_batches = max(1, budget // (2 * per_batch))  # two chunks in flight: one computing, one arriving
+    return lambda params, opt_state, key: stream_epoch(
+        chunk, params, opt_state, x_train, key, tc.batch_size, chunk_batches, mesh
+    )
+
+
+def _train_epochs(
+    config: RunConfig,
+    data: Dataset,
+    run_dir: Path,
+    state: TrainState,
+    progress: bool,
+    mesh: Mesh,
+    device_budget: int | None,
+) -> VAE:
     tc = config.train
     data, x_valid = split_validation(data, tc.validation_fraction)
-    x_valid = jax.device_put(binarized(x_valid, tc.binarize, VALIDATION_BINARIZATION_SEED))
-    x_train, x_test = (jax.device_put(a) for a in prepared_data(data, tc))
+    local = jax.local_devices()[0]
+    x_valid = jax.device_put(binarized(x_valid, tc.binarize, VALIDATION_BINARIZATION_SEED), local)
+    x_train, x_test = prepared_data(data, tc)
+    x_test = jax.device_put(x_test, local)
     params, static = eqx.partition(state.vae, eqx.is_inexact_array)
-    epoch_fn = make_epoch(static, make_optimizer(tc), tc)
-    opt_state, start = state.opt_state, int(state.epoch)
+    params, opt_state = parallel.replicate((params, state.opt_state), mesh)
+    run_epoch = _epoch_runner(static, tc, x_train, mesh, device_budget)
+    start = int(state.epoch)
+    writer = parallel.is_writer()
     test_key = jax.random.fold_in(jax.random.PRNGKey(tc.seed), 2)
     valid_key = jax.random.fold_in(jax.random.PRNGKey(tc.seed), 3)
     best_elbo, best_epoch = _best_validation(read_metrics(run_dir))
-    bar = tqdm(range(start + 1, tc.epochs + 1), desc="training", unit="epoch", disable=not progress)
+    bar = tqdm(range(start + 1, tc.epochs + 1), desc="training", unit="epoch", disable=not (progress and writer))
     for epoch in bar:
         began = time.perf_counter()
-        params, opt_state, train_elbo, finite = epoch_fn(params, opt_state, x_train, epoch_key(tc.seed, epoch))
-        train_elbo = float(train_elbo)  # waits for the epoch
+        params, opt_state, train_elbo, finite = run_epoch(params, opt_state, epoch_key(tc.seed, epoch))
+        train_elbo = float(train_elbo.addressable_data(0))  # waits for the epoch
         trained = time.perf_counter()
-        if not bool(finite):
+        if not bool(finite.addressable_data(0)):
             raise FloatingPointError(
                 f"non-finite loss in epoch {epoch}: stopped; the last good checkpoint is in {run_dir / CHECKPOINTS}"
             )
-        vae = eqx.combine(params, static)
+        vae = eqx.combine(parallel.local_copy(params), static)
         test = {k: float(v) for k, v in mean_elbo(vae, x_test, test_key).items()}
         record = {
             "epoch": epoch,
@@ -196,18 +301,21 @@ def _train_epochs(config: RunConfig, data: Dataset, run_dir: Path, state: TrainS
         }
         if len(x_valid):
             record["validation_elbo"] = float(mean_elbo(vae, x_valid, valid_key)["elbo"])
-        state = TrainState(vae, opt_state, jnp.asarray(epoch, jnp.int32))
-        _save_checkpoint(run_dir, state)
+        state = TrainState(vae, parallel.local_copy(opt_state), jnp.asarray(epoch, jnp.int32))
+        if writer:
+            _save_checkpoint(run_dir, state)
         if record.get("validation_elbo", -np.inf) > best_elbo:
             best_elbo, best_epoch = record["validation_elbo"], epoch
-            checkpoint.save(run_dir / CHECKPOINTS / BEST_CHECKPOINT, state)
-        with open(run_dir / METRICS, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            if writer:
+                checkpoint.save(run_dir / CHECKPOINTS / BEST_CHECKPOINT, state)
+        if writer:
+            with open(run_dir / METRICS, "a") as f:
+                f.write(json.dumps(record) + "\n")
         bar.set_postfix(train_elbo=f"{train_elbo:.2f}", test_elbo=f"{test['elbo']:.2f}")
         if tc.early_stopping and epoch - best_epoch >= tc.early_stopping:
             break  # early stopping: no better validation ELBO for `early_stopping` epochs
     bar.close()
-    return eqx.combine(params, static)
+    return eqx.combine(parallel.local_copy(params), static)
 
 
 def _best_validation(records: list[dict]) -> tuple[float, int]:
