@@ -5,8 +5,13 @@ A run folder holds `config.json`, `metrics.jsonl` (one JSON object per epoch), c
 so the same seed gives the same numbers and a resumed run continues the same stream.
 """
 
+import contextlib
 import json
+import math
+import os
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -38,7 +43,6 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 FIGURES = "figures"
-KEEP_CHECKPOINTS = 3
 BEST_CHECKPOINT = "best.eqx"  # the checkpoint of the best validation ELBO so far
 
 
@@ -138,22 +142,32 @@ def prepared_data(data: Dataset, config: TrainConfig) -> tuple[np.ndarray, np.nd
     return train, test
 
 
+class Diverged(FloatingPointError):
+    """The loss or the parameters became NaN or infinite; the checkpoints hold the last good epoch."""
+
+
 def fit(config: RunConfig, data: Dataset, run_dir: Path, *, resume: bool = False, progress: bool = True) -> VAE:
-    """Train, writing config, metrics, checkpoints and figures to `run_dir`; returns the model."""
+    """Train, writing config, metrics, checkpoints and figures to `run_dir`; returns the model.
+
+    With `resume`, continue from the latest checkpoint (or from the start when a crash came before
+    the first one). A first Ctrl-C finishes the epoch, saves its checkpoint and raises
+    KeyboardInterrupt; a non-finite loss raises `Diverged`.
+    """
     from jaxvae import plots
 
     check_data(data, config)
     created = not run_dir.exists()
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        state = init_state(config)
-        if resume:
-            state = checkpoint.restore(latest_checkpoint(run_dir), state)
-            _truncate_metrics(run_dir / METRICS, int(state.epoch))
-        else:
-            config.save(run_dir / CONFIG)
-            (run_dir / METRICS).write_text("")
-        vae = _train_epochs(config, data, run_dir, state, progress)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if not resume:
+                config.save(run_dir / CONFIG)
+                checkpoint.write_atomically(run_dir / METRICS, b"")
+        except OSError as e:
+            raise InputError(f"cannot write the run folder {run_dir}: {e.strerror}") from None
+        state = resume_state(config, run_dir) if resume else init_state(config)
+        with _stop_after_epoch_on_interrupt() as stop:
+            vae = _train_epochs(config, data, run_dir, state, progress, stop)
     except BaseException:
         if created and not any((run_dir / CHECKPOINTS).glob("*.eqx")):
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -162,7 +176,50 @@ def fit(config: RunConfig, data: Dataset, run_dir: Path, *, resume: bool = False
     return vae
 
 
-def _train_epochs(config: RunConfig, data: Dataset, run_dir: Path, state: TrainState, progress: bool) -> VAE:
+def resume_state(config: RunConfig, run_dir: Path) -> TrainState:
+    """The state of the latest checkpoint, with metrics.jsonl cut back to match it and config.json updated.
+
+    Every file is written metrics line first, then checkpoint, so whatever moment a crash came,
+    the metrics hold at least the epochs of the latest complete checkpoint.
+    """
+    checkpoint.remove_temporary_files(run_dir)
+    checkpoint.remove_temporary_files(run_dir / CHECKPOINTS)
+    state = init_state(config)
+    found = epoch_checkpoints(run_dir)
+    if found:
+        state = checkpoint.restore(found[-1], state)
+    done = int(state.epoch)
+    if config.train.epochs < done:
+        raise InputError(f"{run_dir} has trained {done} epochs already: --epochs must be at least {done}")
+    _truncate_metrics(run_dir / METRICS, done)
+    config.save(run_dir / CONFIG)  # --epochs and --keep-checkpoints may have changed
+    return state
+
+
+@contextlib.contextmanager
+def _stop_after_epoch_on_interrupt():
+    """While training, a first Ctrl-C (SIGINT) only sets `stop[0]`: the epoch finishes and its
+    checkpoint is written before training stops; a second one interrupts at once."""
+    stop = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame):
+        if stop[0]:
+            raise KeyboardInterrupt
+        stop[0] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _train_epochs(
+    config: RunConfig, data: Dataset, run_dir: Path, state: TrainState, progress: bool, stop: list[bool]
+) -> VAE:
     tc = config.train
     data, x_valid = split_validation(data, tc.validation_fraction)
     x_valid = jax.device_put(binarized(x_valid, tc.binarize, VALIDATION_BINARIZATION_SEED))
@@ -175,16 +232,17 @@ def _train_epochs(config: RunConfig, data: Dataset, run_dir: Path, state: TrainS
     best_elbo, best_epoch = _best_validation(read_metrics(run_dir))
     bar = tqdm(range(start + 1, tc.epochs + 1), desc="training", unit="epoch", disable=not progress)
     for epoch in bar:
+        if _stopped_early(tc, epoch - 1, best_epoch):  # at the top, so that a resumed run stops as well
+            break
         began = time.perf_counter()
         params, opt_state, train_elbo, finite = epoch_fn(params, opt_state, x_train, epoch_key(tc.seed, epoch))
         train_elbo = float(train_elbo)  # waits for the epoch
         trained = time.perf_counter()
-        if not bool(finite):
-            raise FloatingPointError(
-                f"non-finite loss in epoch {epoch}: stopped; the last good checkpoint is in {run_dir / CHECKPOINTS}"
-            )
         vae = eqx.combine(params, static)
         test = {k: float(v) for k, v in mean_elbo(vae, x_test, test_key).items()}
+        if not (bool(finite) and math.isfinite(test["elbo"]) and _all_finite(params)):
+            kept = f"; the last good checkpoint is {latest_checkpoint(run_dir)}" if epoch > 1 else ""
+            raise Diverged(f"non-finite loss in epoch {epoch}: training stopped (try a smaller --lr){kept}")
         record = {
             "epoch": epoch,
             "train_elbo": train_elbo,
@@ -197,17 +255,26 @@ def _train_epochs(config: RunConfig, data: Dataset, run_dir: Path, state: TrainS
         if len(x_valid):
             record["validation_elbo"] = float(mean_elbo(vae, x_valid, valid_key)["elbo"])
         state = TrainState(vae, opt_state, jnp.asarray(epoch, jnp.int32))
-        _save_checkpoint(run_dir, state)
+        # metrics line, best, epoch checkpoint: the order resume_state relies on
+        _append_metrics(run_dir / METRICS, record)
         if record.get("validation_elbo", -np.inf) > best_elbo:
             best_elbo, best_epoch = record["validation_elbo"], epoch
             checkpoint.save(run_dir / CHECKPOINTS / BEST_CHECKPOINT, state)
-        with open(run_dir / METRICS, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        _save_checkpoint(run_dir, state, tc.keep_checkpoints)
         bar.set_postfix(train_elbo=f"{train_elbo:.2f}", test_elbo=f"{test['elbo']:.2f}")
-        if tc.early_stopping and epoch - best_epoch >= tc.early_stopping:
-            break  # early stopping: no better validation ELBO for `early_stopping` epochs
+        if stop[0]:
+            raise KeyboardInterrupt(f"stopped after epoch {epoch}")
     bar.close()
     return eqx.combine(params, static)
+
+
+def _stopped_early(config: TrainConfig, epoch: int, best_epoch: int) -> bool:
+    """Early stopping: no better validation ELBO for `config.early_stopping` epochs after `epoch`."""
+    return bool(config.early_stopping) and epoch - best_epoch >= config.early_stopping
+
+
+def _all_finite(tree) -> bool:
+    return all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(tree))
 
 
 def _best_validation(records: list[dict]) -> tuple[float, int]:
@@ -219,30 +286,59 @@ def _best_validation(records: list[dict]) -> tuple[float, int]:
     return best["validation_elbo"], best["epoch"]
 
 
-def _save_checkpoint(run_dir: Path, state: TrainState) -> None:
-    folder = run_dir / CHECKPOINTS
-    checkpoint.save(folder / f"epoch-{int(state.epoch):05d}.eqx", state)
-    for old in sorted(folder.glob("epoch-*.eqx"))[:-KEEP_CHECKPOINTS]:
+def _save_checkpoint(run_dir: Path, state: TrainState, keep: int) -> None:
+    """checkpoints/epoch-NNNNN.eqx, keeping the latest `keep` of them."""
+    checkpoint.save(run_dir / CHECKPOINTS / f"epoch-{int(state.epoch):05d}.eqx", state)
+    for old in epoch_checkpoints(run_dir)[:-keep]:
         old.unlink()
 
 
+def epoch_checkpoints(run_dir: Path) -> list[Path]:
+    """The epoch checkpoints of a run, oldest first."""
+    return sorted((run_dir / CHECKPOINTS).glob("epoch-*.eqx"))
+
+
 def latest_checkpoint(run_dir: Path) -> Path:
-    found = sorted((run_dir / CHECKPOINTS).glob("epoch-*.eqx"))
+    found = epoch_checkpoints(run_dir)
     if not found:
         raise InputError(f"{run_dir} has no checkpoint to load")
     return found[-1]
 
 
+def _append_metrics(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _parse_metrics(path: Path) -> list[dict]:
+    """The records of metrics.jsonl; an unfinished last line (a crash while writing it) is dropped."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise InputError(f"damaged {path}: line {number} is not JSON") from None
+        if not (isinstance(record, dict) and isinstance(record.get("epoch"), int)):
+            raise InputError(f"damaged {path}: line {number} is not an epoch record")
+        records.append(record)
+    return records
+
+
 def _truncate_metrics(path: Path, epochs: int) -> None:
     """Keep the metrics of the first `epochs` epochs: those the checkpoint includes."""
-    lines = path.read_text().splitlines() if path.exists() else []
-    kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epochs]
-    path.write_text("".join(line + "\n" for line in kept))
+    kept = [r for r in _parse_metrics(path) if r["epoch"] <= epochs]
+    if [r["epoch"] for r in kept] != list(range(1, epochs + 1)):
+        raise InputError(f"{path} does not hold the metrics of epochs 1 to {epochs}, which the checkpoint has")
+    checkpoint.write_atomically(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    path = run_dir / METRICS
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return _parse_metrics(run_dir / METRICS)
 
 
 def load(run_dir: str | Path) -> VAE:
