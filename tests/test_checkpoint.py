@@ -14,7 +14,7 @@ from jaxvae.cli import main
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import load_dataset
 from jaxvae.errors import InputError
-from jaxvae.train import fit, init_state, keep_best, latest_checkpoint
+from jaxvae.train import fit, init_state, latest_checkpoint
 
 
 def tiny_config(hidden=(8,), epochs=2, **train):
@@ -120,24 +120,15 @@ def test_damaged_checkpoint_is_an_input_error_for_load_and_exit_2_for_resume(tra
 
 def test_keep_last_n_and_the_best(tmp_path):
     """--keep-checkpoints 2 over 4 epochs keeps epochs 3 and 4, and best.eqx holds the epoch with the
-    highest test ELBO in metrics.jsonl."""
+    highest validation ELBO in metrics.jsonl."""
     from jaxvae.train import read_metrics
 
     run = tmp_path / "run"
-    fit(tiny_config(epochs=4, keep_checkpoints=2), load_dataset("digits"), run, progress=False)
+    config = tiny_config(epochs=4, keep_checkpoints=2, validation_fraction=0.2)
+    fit(config, load_dataset("digits"), run, progress=False)
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert names == ["best.eqx", "epoch-00003.eqx", "epoch-00004.eqx"]
     metrics = read_metrics(run)
-    best_epoch = max(metrics, key=lambda m: m["test_elbo"])["epoch"]
+    best_epoch = max(metrics, key=lambda m: m["validation_elbo"])["epoch"]
     best = checkpoint.restore(run / "checkpoints" / "best.eqx", init_state(tiny_config()))
     assert int(best.epoch) == best_epoch
-
-
-def test_keep_best_replaces_only_on_improvement(tmp_path):
-    state = init_state(tiny_config())
-    assert keep_best(tmp_path, state, -50.0, None) == -50.0
-    written = (tmp_path / "checkpoints" / "best.eqx").read_bytes()
-    assert keep_best(tmp_path, state._replace(epoch=state.epoch + 1), -60.0, -50.0) == -50.0
-    assert (tmp_path / "checkpoints" / "best.eqx").read_bytes() == written
-    assert keep_best(tmp_path, state._replace(epoch=state.epoch + 2), -40.0, -50.0) == -40.0
-    assert int(checkpoint.restore(tmp_path / "checkpoints" / "best.eqx", state).epoch) == 2

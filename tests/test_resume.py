@@ -16,7 +16,8 @@ from jaxvae.data import load_dataset
 from jaxvae.train import Diverged, fit, read_metrics
 
 EPOCHS = 20
-ARGS = ["--epochs", str(EPOCHS), "--hidden", "16", "--quiet"]  # digits, 45 steps per epoch
+# digits with 20% of the training set held out for validation (so best.eqx is written): 36 steps per epoch
+ARGS = ["--epochs", str(EPOCHS), "--hidden", "16", "--validation-fraction", "0.2", "--quiet"]
 TIMING = ("seconds", "examples_per_second")
 
 
@@ -131,7 +132,7 @@ def crash_states(reference):
 
 def test_every_crash_state_resumes_to_the_same_numbers(reference, tmp_path, capsys):
     stopped = tmp_path / "stopped"
-    assert cli("train", "--out", str(stopped), *ARGS[:-1], "--epochs", "2", "--quiet")[0] == 0
+    assert cli("train", "--out", str(stopped), *ARGS, "--epochs", "2")[0] == 0
     for crash in crash_states(reference):
         run = shutil.copytree(stopped, tmp_path / crash.__name__)
         crash(run)
@@ -212,3 +213,18 @@ def test_overwrite_is_refused_without_the_flag_and_never_deletes_on_bad_input(re
     )
     assert code == 0, err
     assert len(read_metrics(run)) == 1
+
+
+def test_a_run_stopped_early_stays_stopped_on_resume(tmp_path):
+    """Early stopping decided after the last checkpoint must be decided again on resume, or a run killed
+    right after that checkpoint would train one epoch more than the uninterrupted run."""
+    config = RunConfig(
+        ModelConfig(data_shape=(8, 8), hidden=(8,)),
+        TrainConfig(epochs=30, validation_fraction=0.2, early_stopping=1, batch_size=256, lr=0.1),
+    )
+    data, run = load_dataset("digits"), tmp_path / "run"
+    fit(config, data, run, progress=False)
+    done = [m["epoch"] for m in read_metrics(run)]
+    assert len(done) < 30  # it did stop early (patience 1, a large step size: epoch 3 here)
+    fit(config, data, run, resume=True, progress=False)
+    assert [m["epoch"] for m in read_metrics(run)] == done
