@@ -228,3 +228,14 @@ def test_a_run_stopped_early_stays_stopped_on_resume(tmp_path):
     assert len(done) < 30  # it did stop early (patience 1, a large step size: epoch 3 here)
     fit(config, data, run, resume=True, progress=False)
     assert [m["epoch"] for m in read_metrics(run)] == done
+
+
+def test_damaged_metrics_are_reported(reference, tmp_path, capsys):
+    """A line in the middle of metrics.jsonl that is not JSON, or metrics missing an epoch the checkpoint
+    has: exit 2 and one line (an unfinished last line is a crash's trace and is dropped instead)."""
+    for name, damage in (("garbage", lambda lines: lines[:3] + ["#%!"] + lines[3:]), ("gap", lambda l: l[:3] + l[4:])):
+        run = shutil.copytree(reference, tmp_path / name)
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        (run / "metrics.jsonl").write_text("\n".join(damage(lines)) + "\n")
+        code, err = cli("train", "--resume", "--out", str(run), "--quiet", capsys=capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "metrics.jsonl" in err, (name, err)

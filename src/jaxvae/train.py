@@ -317,6 +317,8 @@ def _parse_metrics(path: Path) -> list[dict]:
     lines = path.read_text().splitlines() if path.exists() else []
     records = []
     for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
