@@ -39,3 +39,89 @@ def test_bad_input_exits_2_with_one_line_and_no_run_folder(tmp_path):
         assert result.returncode == 2, (extra, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
         assert not out.exists()
+
+
+def run_main(argv, capsys):
+    """The command line in this process (cheap): (exit code, stderr)."""
+    from jaxvae.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+BAD_OPTIONS = [
+    ["--epochs", "0"],
+    ["--epochs", "-3"],
+    ["--epochs", "2.5"],
+    ["--batch-size", "0"],
+    ["--lr", "0"],
+    ["--lr", "-0.1"],
+    ["--lr", "nan"],
+    ["--lr", "inf"],
+    ["--lr", "fast"],
+    ["--samples", "0"],
+    ["--latent-dim", "-2"],
+    ["--seed", "-1"],
+    ["--seed", "1.5"],
+    ["--seed", str(2**32)],
+    ["--hidden", ""],
+    ["--hidden", "0"],
+    ["--hidden", "64,-1"],
+    ["--keep-checkpoints", "0"],
+    ["--activation", "swish2"],
+    ["--binarize", "sometimes"],
+    ["--objective", "vlb"],
+    ["--architecture", "transformer"],
+    ["--no-such-option"],
+    ["--resume", "--overwrite"],
+    ["--resume"],  # --out is not a run folder
+]
+
+
+def test_every_bad_option_exits_2_with_one_line_and_no_run_folder(tmp_path, capsys):
+    for extra in BAD_OPTIONS:
+        out = tmp_path / "never"
+        code, err = run_main(["train", "--out", str(out), "--quiet", *extra], capsys)
+        assert code == 2, (extra, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (extra, err)
+        assert not out.exists(), extra
+
+
+def test_out_that_is_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    code, err = run_main(["train", "--out", str(tmp_path / "f"), "--quiet"], capsys)
+    assert code == 2 and "is a file" in err
+
+
+def test_resume_refuses_options_it_cannot_change(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("jaxvae.plots.write_figures", lambda *args: None)  # not under test here
+    out = tmp_path / "run"
+    assert run_main(["train", "--out", str(out), "--epochs", "1", "--hidden", "8", "--quiet"], capsys)[0] == 0
+    code, err = run_main(["train", "--out", str(out), "--resume", "--lr", "0.1", "--hidden", "16", "--quiet"], capsys)
+    assert code == 2 and "--hidden, --lr cannot change when resuming" in err, err
+    code, err = run_main(["train", "--out", str(out), "--resume", "--epochs", "0", "--quiet"], capsys)
+    assert code == 2 and "--epochs must be at least 1" in err, err
+    assert run_main(["train", "--out", str(out), "--resume", "--epochs", "2", "--quiet"], capsys)[0] == 0
+    code, err = run_main(["train", "--out", str(out), "--resume", "--epochs", "1", "--quiet"], capsys)
+    assert code == 2 and "trained 2 epochs already" in err, err
+    assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 2
+
+
+def test_broken_config_json_is_reported(tmp_path, capsys):
+    """A hand-edited config.json with a wrong type, a missing field or bad JSON: exit 2 on resume."""
+    out = tmp_path / "run"
+    out.mkdir()
+    base = {"model": {"data_shape": [8, 8], "hidden": [8]}, "train": {"epochs": 2}}
+    for broken in (
+        {**base, "train": {"epochs": "ten"}},
+        {**base, "train": {"seed": 1.5}},
+        {**base, "model": {"data_shape": [8, 8], "hidden": ["wide"]}},
+        {"train": {}},
+        "[1, 2",
+    ):
+        (out / "config.json").write_text(broken if isinstance(broken, str) else json.dumps(broken))
+        code, err = run_main(["train", "--out", str(out), "--resume", "--quiet"], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "config" in err, (broken, err)

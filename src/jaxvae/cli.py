@@ -4,6 +4,8 @@ Exit codes: 0 success, 2 bad input or usage (one line on stderr), 1 anything une
 """
 
 import argparse
+import dataclasses
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -43,6 +45,9 @@ def image_size(text: str) -> tuple[int, int]:
     return (size[0], size[-1])
 
 
+RESUMABLE = ("epochs", "keep_checkpoints")  # the settings --resume may change; the others are the run's
+
+
 def train(args) -> int:
     from jaxvae import parallel
     from jaxvae.data import load_dataset
@@ -51,17 +56,17 @@ def train(args) -> int:
     parallel.initialize(args.coordinator, args.num_processes, args.process_id)
     writer = parallel.is_writer()
     out = Path(args.out)
+    if args.resume and args.overwrite:
+        raise InputError("--resume continues a run and --overwrite replaces it: pass one of them")
     if args.resume:
-        config = RunConfig.load(out / CONFIG)
-        if args.epochs is not None:
-            config = RunConfig(config.model, TrainConfig(**{**vars(config.train), "epochs": args.epochs}))
+        config = _resumed_config(args, out / CONFIG)
         data = load_dataset(
             config.train.dataset, data_dir=args.data_dir, image_size=config.train.image_size, progress=not args.quiet
         )
         check_data(data, config)
     else:
-        if writer and out.exists() and any(out.iterdir()) and not args.overwrite:
-            raise InputError(f"{out} exists: pass --resume to continue it or --overwrite to replace it")
+        if writer:
+            _check_out(out, args.overwrite)
         validation_fraction = args.validation_fraction
         if validation_fraction is None:
             validation_fraction = 0.1 if args.early_stopping else 0.0
@@ -77,6 +82,7 @@ def train(args) -> int:
             image_size=args.image_size,
             validation_fraction=validation_fraction,
             early_stopping=args.early_stopping,
+            keep_checkpoints=TrainConfig.keep_checkpoints if args.keep_checkpoints is None else args.keep_checkpoints,
         )
         data = load_dataset(args.dataset, data_dir=args.data_dir, image_size=args.image_size, progress=not args.quiet)
         model = ModelConfig(
@@ -249,6 +255,31 @@ def encode(args) -> int:
     return 0
 
 
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse to write over an existing run unless `overwrite`, and never delete a folder that is not a run."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a folder")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise InputError(f"{out} exists: pass --resume to continue it or --overwrite to replace it")
+    if not (out / "config.json").is_file():
+        raise InputError(f"{out} is not empty and holds no jaxvae run (no config.json): --overwrite will not delete it")
+
+
+def _resumed_config(args, path: Path) -> RunConfig:
+    """The run's saved config, with --epochs and --keep-checkpoints applied; other options are refused."""
+    defaults = vars(build_parser().parse_args(["train", "--out", str(path.parent)]))
+    free = (*RESUMABLE, "out", "resume", "quiet", "data_dir")
+    fixed = [name for name, value in vars(args).items() if name not in free and value != defaults[name]]
+    if fixed:
+        options = ", ".join("--" + name.replace("_", "-") for name in fixed)
+        raise InputError(f"{options} cannot change when resuming: the run's config.json fixes it")
+    config = RunConfig.load(path)
+    changes = {name: getattr(args, name) for name in RESUMABLE if getattr(args, name) is not None}
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, **changes))
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="jaxvae", description="Variational autoencoders in JAX: train, evaluate, explore.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -272,6 +303,7 @@ def build_parser() -> Parser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keep-checkpoints", type=int, default=None, help="epoch checkpoints to keep (default 3)")
     p.add_argument("--data-dir", help="a folder to look in first for mnist and fashion-mnist")
     p.add_argument("--image-size", type=image_size, help="resize images in a folder to H or H,W pixels")
     p.add_argument(
@@ -348,6 +380,8 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from jaxvae.train import Diverged
+
     args = build_parser().parse_args(argv)
     from jaxvae.parallel import enable_compilation_cache
 
@@ -357,9 +391,23 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as e:
         print(f"jaxvae: error: {e}", file=sys.stderr)
         return 2
+    except (Diverged, OSError) as e:
+        print(f"jaxvae: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print("jaxvae: interrupted", file=sys.stderr)
+        print(f"jaxvae: interrupted{_how_to_resume(args)}", file=sys.stderr)
         return 130
+
+
+def _how_to_resume(args) -> str:
+    """'; ... continue with: jaxvae train --resume --out RUN' when a checkpoint of the run exists."""
+    from jaxvae.train import epoch_checkpoints
+
+    out = getattr(args, "out", None)
+    found = epoch_checkpoints(Path(out)) if out else []
+    if not found:
+        return "; nothing was saved" if out else ""
+    return f"; {found[-1]} is saved: continue with: jaxvae train --resume --out {shlex.quote(out)}"
 
 
 if __name__ == "__main__":

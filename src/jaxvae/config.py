@@ -2,9 +2,11 @@
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from jaxvae.checkpoint import write_atomically
 from jaxvae.errors import InputError
 from jaxvae.networks import ACTIVATIONS
 
@@ -20,6 +22,26 @@ def _require(condition: bool, message: str) -> None:
         raise InputError(message)
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_TYPE_CHECKS = {  # declared type -> (what a value must be, the check)
+    int: ("an integer", _is_int),
+    float: ("a number", lambda v: _is_int(v) or isinstance(v, float)),
+    str: ("a string", lambda v: isinstance(v, str)),
+    tuple[int, ...]: ("a list of integers", lambda v: isinstance(v, tuple) and all(map(_is_int, v))),
+}
+
+
+def _require_types(settings) -> None:
+    """Raise InputError for a field whose value is not of its declared type (e.g. in an edited config.json)."""
+    for field in dataclasses.fields(settings):
+        if field.type in _TYPE_CHECKS:
+            value, (kind, check) = getattr(settings, field.name), _TYPE_CHECKS[field.type]
+            _require(check(value), f"{field.name} must be {kind}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The model: data shape (one example, e.g. (28, 28)), networks and likelihood."""
@@ -32,6 +54,7 @@ class ModelConfig:
     architecture: str = "mlp"
 
     def __post_init__(self):
+        _require_types(self)
         _require(self.latent_dim >= 1, f"--latent-dim must be at least 1, got {self.latent_dim}")
         _require(all(h >= 1 for h in self.hidden), f"--hidden widths must be positive, got {self.hidden}")
         _require(self.activation in ACTIVATIONS, f"--activation must be one of {', '.join(ACTIVATIONS)}")
@@ -61,14 +84,18 @@ class TrainConfig:
     image_size: tuple[int, int] | None = None  # (height, width) images are resized to, if given
     validation_fraction: float = 0.0  # of the training examples, held out for the validation ELBO
     early_stopping: int = 0  # patience in epochs without a better validation ELBO; 0: off
+    keep_checkpoints: int = 3  # epoch checkpoints kept besides best.eqx
 
     def __post_init__(self):
+        _require_types(self)
         _require(self.binarize in BINARIZE, f"--binarize must be one of {', '.join(BINARIZE)}")
         _require(self.objective in OBJECTIVES, f"--objective must be one of {', '.join(OBJECTIVES)}")
         _require(self.samples >= 1, f"--samples must be at least 1, got {self.samples}")
         _require(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
         _require(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
-        _require(self.lr > 0, f"--lr must be positive, got {self.lr}")
+        _require(0 < self.lr < math.inf, f"--lr must be positive and finite, got {self.lr}")
+        _require(0 <= self.seed < 2**32, f"--seed must be an integer from 0 to 2**32 - 1, got {self.seed}")
+        _require(self.keep_checkpoints >= 1, f"--keep-checkpoints must be at least 1, got {self.keep_checkpoints}")
         _require(
             self.image_size is None or (len(self.image_size) == 2 and min(self.image_size) >= 1),
             f"--image-size must be one or two positive integers, got {self.image_size}",
@@ -101,7 +128,7 @@ class RunConfig:
     hardware: HardwareConfig = HardwareConfig()
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+        write_atomically(path, (json.dumps(dataclasses.asdict(self), indent=2) + "\n").encode())
 
     @classmethod
     def load(cls, path: Path) -> "RunConfig":

@@ -126,15 +126,21 @@ def _array_file(path: Path) -> Dataset:
 
 def _labels(y: np.ndarray, n: int, source) -> np.ndarray:
     """Integer labels of shape (n,)."""
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise InputError(f"{source}: labels must be a rank-1 integer array, got {y.dtype} of shape {y.shape}")
+    if not (isinstance(y, np.ndarray) and y.ndim == 1 and np.issubdtype(y.dtype, np.integer)):
+        raise InputError(f"{source}: labels must be a rank-1 integer array, got {_describe(y)}")
     if len(y) != n:
         raise InputError(f"{source}: {n} examples but {len(y)} labels")
     return y.astype(np.int32)
 
 
+def _describe(a) -> str:
+    return f"{a.dtype} of shape {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
+
+
 def _as_unit_float(x: np.ndarray, source) -> np.ndarray:
     """uint8 scaled to [0, 1]; other real data as float32; examples along the first axis."""
+    if not isinstance(x, np.ndarray):
+        raise InputError(f"{source}: expected an array of examples, got {_describe(x)}")
     if x.ndim < 2:
         raise InputError(f"{source}: expected an array of examples with rank >= 2, got shape {x.shape}")
     if x.size == 0:

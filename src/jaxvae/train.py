@@ -5,9 +5,14 @@ A run folder holds `config.json`, `metrics.jsonl` (one JSON object per epoch), c
 so the same seed gives the same numbers and a resumed run continues the same stream.
 """
 
+import contextlib
 import dataclasses
 import json
+import math
+import os
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -40,7 +45,6 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 FIGURES = "figures"
-KEEP_CHECKPOINTS = 3
 BEST_CHECKPOINT = "best.eqx"  # the checkpoint of the best validation ELBO so far
 
 
@@ -195,6 +199,10 @@ def prepared_data(data: Dataset, config: TrainConfig) -> tuple[np.ndarray, np.nd
     return train, test
 
 
+class Diverged(FloatingPointError):
+    """The loss or the parameters became NaN or infinite; the checkpoints hold the last good epoch."""
+
+
 def fit(
     config: RunConfig,
     data: Dataset,
@@ -205,6 +213,10 @@ def fit(
     device_budget: int | None = None,
 ) -> VAE:
     """Train, writing config, metrics, checkpoints and figures to `run_dir`; returns the model.
+
+    With `resume`, continue from the latest checkpoint (or from the start when a crash came before
+    the first one). A first Ctrl-C finishes the epoch, saves its checkpoint and raises
+    KeyboardInterrupt; a non-finite loss raises `Diverged`.
 
     Training uses every device of every process (see `parallel`); only process 0 writes files.
     Training data larger than `device_budget` bytes per device (default `parallel.device_budget()`)
@@ -219,16 +231,16 @@ def fit(
     created = not run_dir.exists()
     try:
         if writer:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        state = init_state(config)
-        if resume:
-            state = checkpoint.restore(latest_checkpoint(run_dir), state)
-            if writer:
-                _truncate_metrics(run_dir / METRICS, int(state.epoch))
-        elif writer:
-            config.save(run_dir / CONFIG)
-            (run_dir / METRICS).write_text("")
-        vae = _train_epochs(config, data, run_dir, state, progress, mesh, device_budget)
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                if not resume:
+                    config.save(run_dir / CONFIG)
+                    checkpoint.write_atomically(run_dir / METRICS, b"")
+            except OSError as e:
+                raise InputError(f"cannot write the run folder {run_dir}: {e.strerror}") from None
+        state = resume_state(config, run_dir) if resume else init_state(config)
+        with _stop_after_epoch_on_interrupt() as stop:
+            vae = _train_epochs(config, data, run_dir, state, progress, stop, mesh, device_budget)
     except BaseException:
         if writer and created and not any((run_dir / CHECKPOINTS).glob("*.eqx")):
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -255,12 +267,57 @@ def _epoch_runner(static, tc: TrainConfig, x_train: np.ndarray, mesh: Mesh, devi
     )
 
 
+def resume_state(config: RunConfig, run_dir: Path) -> TrainState:
+    """The state of the latest checkpoint, with metrics.jsonl cut back to match it and config.json updated.
+
+    Every file is written metrics line first, then checkpoint, so whatever moment a crash came,
+    the metrics hold at least the epochs of the latest complete checkpoint.
+    """
+    writer = parallel.is_writer()
+    if writer:
+        checkpoint.remove_temporary_files(run_dir)
+        checkpoint.remove_temporary_files(run_dir / CHECKPOINTS)
+    state = init_state(config)
+    found = epoch_checkpoints(run_dir)
+    if found:
+        state = checkpoint.restore(found[-1], state)
+    done = int(state.epoch)
+    if config.train.epochs < done:
+        raise InputError(f"{run_dir} has trained {done} epochs already: --epochs must be at least {done}")
+    if writer:
+        _truncate_metrics(run_dir / METRICS, done)
+        config.save(run_dir / CONFIG)  # --epochs and --keep-checkpoints may have changed
+    return state
+
+
+@contextlib.contextmanager
+def _stop_after_epoch_on_interrupt():
+    """While training, a first Ctrl-C (SIGINT) only sets `stop[0]`: the epoch finishes and its
+    checkpoint is written before training stops; a second one interrupts at once."""
+    stop = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame):
+        if stop[0]:
+            raise KeyboardInterrupt
+        stop[0] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _train_epochs(
     config: RunConfig,
     data: Dataset,
     run_dir: Path,
     state: TrainState,
     progress: bool,
+    stop: list[bool],
     mesh: Mesh,
     device_budget: int | None,
 ) -> VAE:
@@ -280,16 +337,17 @@ def _train_epochs(
     best_elbo, best_epoch = _best_validation(read_metrics(run_dir))
     bar = tqdm(range(start + 1, tc.epochs + 1), desc="training", unit="epoch", disable=not (progress and writer))
     for epoch in bar:
+        if _stopped_early(tc, epoch - 1, best_epoch):  # at the top, so that a resumed run stops as well
+            break
         began = time.perf_counter()
         params, opt_state, train_elbo, finite = run_epoch(params, opt_state, epoch_key(tc.seed, epoch))
         train_elbo = float(train_elbo.addressable_data(0))  # waits for the epoch
         trained = time.perf_counter()
-        if not bool(finite.addressable_data(0)):
-            raise FloatingPointError(
-                f"non-finite loss in epoch {epoch}: stopped; the last good checkpoint is in {run_dir / CHECKPOINTS}"
-            )
         vae = eqx.combine(parallel.local_copy(params), static)
         test = {k: float(v) for k, v in mean_elbo(vae, x_test, test_key).items()}
+        if not (bool(finite.addressable_data(0)) and math.isfinite(test["elbo"]) and _all_finite(vae)):
+            kept = f"; the last good checkpoint is {latest_checkpoint(run_dir)}" if epoch > 1 else ""
+            raise Diverged(f"non-finite loss in epoch {epoch}: training stopped (try a smaller --lr){kept}")
         record = {
             "epoch": epoch,
             "train_elbo": train_elbo,
@@ -302,20 +360,28 @@ def _train_epochs(
         if len(x_valid):
             record["validation_elbo"] = float(mean_elbo(vae, x_valid, valid_key)["elbo"])
         state = TrainState(vae, parallel.local_copy(opt_state), jnp.asarray(epoch, jnp.int32))
-        if writer:
-            _save_checkpoint(run_dir, state)
-        if record.get("validation_elbo", -np.inf) > best_elbo:
+        improved = record.get("validation_elbo", -np.inf) > best_elbo
+        if improved:
             best_elbo, best_epoch = record["validation_elbo"], epoch
-            if writer:
+        if writer:  # metrics line, best, epoch checkpoint: the order resume_state relies on
+            _append_metrics(run_dir / METRICS, record)
+            if improved:
                 checkpoint.save(run_dir / CHECKPOINTS / BEST_CHECKPOINT, state)
-        if writer:
-            with open(run_dir / METRICS, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            _save_checkpoint(run_dir, state, tc.keep_checkpoints)
         bar.set_postfix(train_elbo=f"{train_elbo:.2f}", test_elbo=f"{test['elbo']:.2f}")
-        if tc.early_stopping and epoch - best_epoch >= tc.early_stopping:
-            break  # early stopping: no better validation ELBO for `early_stopping` epochs
+        if stop[0]:
+            raise KeyboardInterrupt(f"stopped after epoch {epoch}")
     bar.close()
     return eqx.combine(parallel.local_copy(params), static)
+
+
+def _stopped_early(config: TrainConfig, epoch: int, best_epoch: int) -> bool:
+    """Early stopping: no better validation ELBO for `config.early_stopping` epochs after `epoch`."""
+    return bool(config.early_stopping) and epoch - best_epoch >= config.early_stopping
+
+
+def _all_finite(tree) -> bool:
+    return all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(tree))
 
 
 def _best_validation(records: list[dict]) -> tuple[float, int]:
@@ -327,30 +393,61 @@ def _best_validation(records: list[dict]) -> tuple[float, int]:
     return best["validation_elbo"], best["epoch"]
 
 
-def _save_checkpoint(run_dir: Path, state: TrainState) -> None:
-    folder = run_dir / CHECKPOINTS
-    checkpoint.save(folder / f"epoch-{int(state.epoch):05d}.eqx", state)
-    for old in sorted(folder.glob("epoch-*.eqx"))[:-KEEP_CHECKPOINTS]:
+def _save_checkpoint(run_dir: Path, state: TrainState, keep: int) -> None:
+    """checkpoints/epoch-NNNNN.eqx, keeping the latest `keep` of them."""
+    checkpoint.save(run_dir / CHECKPOINTS / f"epoch-{int(state.epoch):05d}.eqx", state)
+    for old in epoch_checkpoints(run_dir)[:-keep]:
         old.unlink()
 
 
+def epoch_checkpoints(run_dir: Path) -> list[Path]:
+    """The epoch checkpoints of a run, oldest first."""
+    return sorted((run_dir / CHECKPOINTS).glob("epoch-*.eqx"))
+
+
 def latest_checkpoint(run_dir: Path) -> Path:
-    found = sorted((run_dir / CHECKPOINTS).glob("epoch-*.eqx"))
+    found = epoch_checkpoints(run_dir)
     if not found:
         raise InputError(f"{run_dir} has no checkpoint to load")
     return found[-1]
 
 
+def _append_metrics(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _parse_metrics(path: Path) -> list[dict]:
+    """The records of metrics.jsonl; an unfinished last line (a crash while writing it) is dropped."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise InputError(f"damaged {path}: line {number} is not JSON") from None
+        if not (isinstance(record, dict) and isinstance(record.get("epoch"), int)):
+            raise InputError(f"damaged {path}: line {number} is not an epoch record")
+        records.append(record)
+    return records
+
+
 def _truncate_metrics(path: Path, epochs: int) -> None:
     """Keep the metrics of the first `epochs` epochs: those the checkpoint includes."""
-    lines = path.read_text().splitlines() if path.exists() else []
-    kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epochs]
-    path.write_text("".join(line + "\n" for line in kept))
+    kept = [r for r in _parse_metrics(path) if r["epoch"] <= epochs]
+    if [r["epoch"] for r in kept] != list(range(1, epochs + 1)):
+        raise InputError(f"{path} does not hold the metrics of epochs 1 to {epochs}, which the checkpoint has")
+    checkpoint.write_atomically(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    path = run_dir / METRICS
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return _parse_metrics(run_dir / METRICS)
 
 
 def load(run_dir: str | Path) -> VAE:
