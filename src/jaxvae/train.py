@@ -32,7 +32,7 @@ from jaxvae.data import (
 from jaxvae.errors import InputError
 from jaxvae.evaluate import mean_elbo
 from jaxvae.model import VAE
-from jaxvae.objectives import elbo, iwae
+from jaxvae.objectives import elbo_loss, kl_weight, log_importance_weights, log_mean_exp
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -65,27 +65,34 @@ def epoch_key(seed: int, epoch: int) -> Array:
     return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 1), epoch)
 
 
-def batch_loss(params, static, x: Array, weights: Array, key: Array, config: TrainConfig):
-    """-(weighted mean of the per-example bound); also returns the weighted sum of the bound."""
+def batch_loss(params, static, x: Array, weights: Array, key: Array, beta: Array, config: TrainConfig):
+    """The loss to minimize and the weighted sums over the batch of the per-example bounds.
+
+    elbo: the loss is -(reconstruction - beta * KL), with free bits if set; iwae: the loss is -L_K.
+    The sums are `elbo`, always the true (beta = 1) ELBO, and for iwae `iwae_bound`, L_K itself;
+    iwae's ELBO is mean_k log w_k over the same K draws, an unbiased estimate.
+    """
     vae = eqx.combine(params, static)
     if config.objective == "iwae":
-        bound = iwae(vae, x, key=key, samples=config.samples)
-    else:
-        bound = elbo(vae, x, key=key, samples=config.samples).elbo
-    total = jnp.sum(weights * bound)
-    return -total / jnp.sum(weights), total
+        log_w = log_importance_weights(vae, x, key=key, samples=config.samples)
+        bound = log_mean_exp(log_w)
+        sums = {"elbo": jnp.sum(weights * jnp.mean(log_w, axis=0)), "iwae_bound": jnp.sum(weights * bound)}
+        return -sums["iwae_bound"] / jnp.sum(weights), sums
+    loss, terms = elbo_loss(vae, x, weights, key=key, samples=config.samples, beta=beta, free_bits=config.free_bits)
+    return loss, {"elbo": jnp.sum(weights * terms.elbo)}
 
 
 def make_step(static, optimizer: optax.GradientTransformation, config: TrainConfig):
-    """One training step (gradient, Adam update, apply) on a batch x (B, d) with weights (B,)."""
+    """One training step (gradient, Adam update, apply) on a batch x (B, d) with weights (B,), KL weight beta."""
 
-    def step(params, opt_state, x, weights, key):
+    def step(params, opt_state, x, weights, key, beta):
         if config.binarize == "dynamic":
             key, bin_key = jax.random.split(key)
             x = jax.random.bernoulli(bin_key, x).astype(x.dtype)
-        (loss, total), grads = jax.value_and_grad(batch_loss, has_aux=True)(params, static, x, weights, key, config)
+        loss_and_grad = jax.value_and_grad(batch_loss, has_aux=True)
+        (loss, sums), grads = loss_and_grad(params, static, x, weights, key, beta, config)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, total, jnp.isfinite(loss)
+        return optax.apply_updates(params, updates), opt_state, sums, jnp.isfinite(loss)
 
     return step
 
@@ -93,11 +100,12 @@ def make_step(static, optimizer: optax.GradientTransformation, config: TrainConf
 def make_epoch(static, optimizer: optax.GradientTransformation, config: TrainConfig):
     """The whole epoch as one compiled program: shuffle, batch, and `lax.scan` the step.
 
-    Returns epoch(params, opt_state, x_train, key) -> (params, opt_state, mean bound, all finite).
+    Returns epoch(params, opt_state, x_train, key, beta) -> (params, opt_state, mean bounds, all finite),
+    the mean bounds a dict like `batch_loss`'s sums; beta, the KL weight, is traced (no recompilation).
     """
     step = make_step(static, optimizer, config)
 
-    def epoch(params, opt_state, x, key):
+    def epoch(params, opt_state, x, key, beta):
         n = x.shape[0]
         order_key, steps_key = jax.random.split(key)
         idx, weights = batch_indices(jax.random.permutation(order_key, n), min(config.batch_size, n))
@@ -106,11 +114,11 @@ def make_epoch(static, optimizer: optax.GradientTransformation, config: TrainCon
         def body(carry, batch):
             params, opt_state = carry
             i, w, k = batch
-            params, opt_state, total, finite = step(params, opt_state, x[i], w, k)
-            return (params, opt_state), (total, finite)
+            params, opt_state, sums, finite = step(params, opt_state, x[i], w, k, beta)
+            return (params, opt_state), (sums, finite)
 
-        (params, opt_state), (totals, finite) = jax.lax.scan(body, (params, opt_state), (idx, weights, keys))
-        return params, opt_state, jnp.sum(totals) / n, jnp.all(finite)
+        (params, opt_state), (sums, finite) = jax.lax.scan(body, (params, opt_state), (idx, weights, keys))
+        return params, opt_state, jax.tree.map(lambda s: jnp.sum(s) / n, sums), jnp.all(finite)
 
     return jax.jit(epoch, donate_argnums=(0, 1))
 
@@ -176,8 +184,12 @@ def _train_epochs(config: RunConfig, data: Dataset, run_dir: Path, state: TrainS
     bar = tqdm(range(start + 1, tc.epochs + 1), desc="training", unit="epoch", disable=not progress)
     for epoch in bar:
         began = time.perf_counter()
-        params, opt_state, train_elbo, finite = epoch_fn(params, opt_state, x_train, epoch_key(tc.seed, epoch))
-        train_elbo = float(train_elbo)  # waits for the epoch
+        beta = kl_weight(tc.beta, tc.kl_warmup_epochs, epoch)
+        params, opt_state, train, finite = epoch_fn(
+            params, opt_state, x_train, epoch_key(tc.seed, epoch), jnp.asarray(beta, jnp.float32)
+        )
+        train = {k: float(v) for k, v in train.items()}  # waits for the epoch
+        train_elbo = train["elbo"]
         trained = time.perf_counter()
         if not bool(finite):
             raise FloatingPointError(
@@ -191,9 +203,12 @@ def _train_epochs(config: RunConfig, data: Dataset, run_dir: Path, state: TrainS
             "test_elbo": test["elbo"],
             "test_reconstruction": test["reconstruction"],
             "test_kl": test["kl"],
+            "beta": beta,
             "seconds": time.perf_counter() - began,
             "examples_per_second": len(x_train) / (trained - began),
         }
+        if "iwae_bound" in train:
+            record["train_iwae_bound"] = train["iwae_bound"]
         if len(x_valid):
             record["validation_elbo"] = float(mean_elbo(vae, x_valid, valid_key)["elbo"])
         state = TrainState(vae, opt_state, jnp.asarray(epoch, jnp.int32))
