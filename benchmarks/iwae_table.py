@@ -13,7 +13,7 @@ The full table on MNIST (days of CPU, hours of GPU):
     .venv/bin/python benchmarks/iwae_table.py --dataset mnist
 A shortened schedule here (stages i = 0..S-1, a subset of the data) on Fashion-MNIST:
     .venv/bin/python benchmarks/iwae_table.py --dataset fashion-mnist --stages 2 --train-examples 10000 \
-        --test-examples 500 --models vae:1,iwae:5
+        --test-examples 500 --models vae:1,iwae:5,iwae:50
 
 The log-likelihood is computed here as L_K with `objectives.iwae`, a few test examples at a time
 (`evaluate.log_likelihood` did not exist when this was written).
