@@ -148,10 +148,10 @@ def jaxvae_epoch_runner(hidden, latent, activation, batch, x_host):
 
     def epoch():
         carry["epoch"] += 1
-        carry["params"], carry["opt"], elbo, _ = epoch_fn(
-            carry["params"], carry["opt"], x, epoch_key(0, carry["epoch"])
+        carry["params"], carry["opt"], bounds, _ = epoch_fn(
+            carry["params"], carry["opt"], x, epoch_key(0, carry["epoch"]), 1.0
         )
-        float(elbo)
+        float(bounds["elbo"])
 
     epoch()
     return epoch, len(x_host)
@@ -204,7 +204,7 @@ params, static = eqx.partition(state.vae, eqx.is_inexact_array)
 epoch = make_epoch(static, make_optimizer(config.train), config.train)
 x = jax.ShapeDtypeStruct((60000, 784), jnp.float32)
 wall, cpu = time.perf_counter(), time.process_time()
-epoch.lower(params, state.opt_state, x, epoch_key(0, 1)).compile()
+epoch.lower(params, state.opt_state, x, epoch_key(0, 1), jnp.float32(1)).compile()
 print(time.perf_counter() - wall, time.process_time() - cpu)
 """
 

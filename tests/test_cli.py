@@ -4,6 +4,9 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 
 def jaxvae(*args, cwd=None):
     return subprocess.run(
@@ -125,3 +128,45 @@ def test_broken_config_json_is_reported(tmp_path, capsys):
         (out / "config.json").write_text(broken if isinstance(broken, str) else json.dumps(broken))
         code, err = run_main(["train", "--out", str(out), "--resume", "--quiet"], capsys)
         assert code == 2 and len(err.strip().splitlines()) == 1 and "config" in err, (broken, err)
+
+
+OBJECTIVES = {"elbo": ["--beta", "0.5", "--free-bits", "0.1"], "iwae": []}
+ARCHITECTURES = {"mlp": ["--hidden", "8"], "conv": ["--hidden", "2,4"]}
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("likelihood", ["bernoulli", "continuous-bernoulli", "gaussian"])
+def test_every_likelihood_architecture_and_objective_trains(tmp_path, likelihood, architecture, objective):
+    """One epoch on digits through `jaxvae train` (in-process, to stay fast), with figures."""
+    from jaxvae.cli import main
+
+    out = tmp_path / "run"
+    args = ["train", "--out", str(out), "--epochs", "1", "--latent-dim", "2", "--samples", "2", "--quiet"]
+    options = ["--likelihood", likelihood, "--architecture", architecture, "--objective", objective]
+    assert main([*args, *options, *ARCHITECTURES[architecture], *OBJECTIVES[objective]]) == 0
+    (record,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert np.isfinite(record["test_elbo"]) and np.isfinite(record["train_elbo"])
+    assert ("train_iwae_bound" in record) == (objective == "iwae")
+    figures = {p.name for p in (out / "figures").iterdir()}
+    assert {"reconstructions.png", "samples.png", "latent_manifold.png"} <= figures
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--objective", "iwae", "--beta", "0.5"], "use them with --objective elbo"),
+        (["--free-bits", "-1"], "--free-bits must be at least 0"),
+        (["--likelihood", "gaussian", "--gaussian-std", "0"], "--gaussian-std must be positive"),
+        (["--architecture", "conv", "--dataset", "VECTORS"], "conv needs images"),
+    ],
+)
+def test_bad_family_options_exit_2_with_one_line(tmp_path, capsys, extra, message):
+    from jaxvae.cli import main
+
+    np.save(tmp_path / "vectors.npy", np.random.default_rng(0).random((20, 5)))
+    extra = [str(tmp_path / "vectors.npy") if e == "VECTORS" else e for e in extra]
+    assert main(["train", "--out", str(tmp_path / "never"), "--quiet", *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "never").exists()

@@ -101,3 +101,16 @@ def test_softplus_and_its_derivative_match_jax_nn_at_every_scale():
     l = jnp.array([-1e4, -30.0, -1.0, -1e-8, 0.0, 1e-8, 2.0, 30.0, 1e4])
     np.testing.assert_allclose(softplus(l), jax.nn.softplus(l), rtol=1e-6, atol=0)
     np.testing.assert_allclose(jax.vmap(jax.grad(softplus))(l), jax.nn.sigmoid(l), rtol=1e-6, atol=0)
+
+
+def test_continuous_bernoulli_matches_the_papers_formula_in_float64():
+    """Loaiza-Ganem and Cunningham (2019), eq. 7, in terms of p = sigmoid(l):
+    log p(x) = log C(p) + x log p + (1 - x) log(1 - p), C(p) = 2 artanh(1 - 2p) / (1 - 2p),
+    evaluated in float64 NumPy, including logits inside the Taylor branch (|l| < 0.01) but not at 0."""
+    logits = np.array([-30.0, -4.0, -0.5, -0.009, -1e-4, 3e-3, 0.011, 1.0, 12.0])
+    x = np.linspace(0, 1, 7)[:, None]
+    p = 1 / (1 + np.exp(-logits))
+    expected = np.log(2 * np.arctanh(1 - 2 * p) / (1 - 2 * p)) + x * np.log(p) + (1 - x) * np.log1p(-p)
+    d = ContinuousBernoulli(jnp.asarray(logits, jnp.float32)[:, None])  # one-pixel events: log_prob per logit
+    got = d.log_prob(jnp.broadcast_to(jnp.asarray(x, jnp.float32), (7, len(logits)))[..., None])
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import linear_gaussian_truth, linear_gaussian_vae
-from jaxvae.objectives import elbo, iwae
+from jaxvae.objectives import elbo, elbo_loss, free_bits_kl, iwae, kl_weight
 
 X = np.random.default_rng(3).normal(size=(4, 5)) * 1.5
 
@@ -95,3 +95,61 @@ def test_reparameterization_gradient_is_unbiased():
     grads = np.asarray(jax.vmap(jax.grad(sampled), (None, 0))(bias, jax.random.split(jax.random.PRNGKey(0), 4000)))
     stderr = grads.std(0) / np.sqrt(len(grads))
     assert np.all(np.abs(grads.mean(0) - np.asarray(jax.grad(closed)(bias))) < 5 * stderr + 1e-4)
+
+
+def test_free_bits_kl_by_hand():
+    """KL per dimension of two real examples (the third is padding, weight 0):
+    batch means (0.2, 1.5, 0.25); with lambda = 0.4 the first and last cost 0.4: 0.4 + 1.5 + 0.4 = 2.3;
+    with lambda = 0 it is the mean of the summed KL, (2.6 + 1.3) / 2 = 1.95."""
+    kl = jnp.array([[0.1, 2.0, 0.5], [0.3, 1.0, 0.0], [9.0, 9.0, 9.0]])
+    w = jnp.array([1.0, 1.0, 0.0])
+    assert float(free_bits_kl(kl, w, 0.4)) == pytest.approx(2.3, rel=1e-6)
+    assert float(free_bits_kl(kl, w, 0.0)) == pytest.approx(1.95, rel=1e-6)
+    # the gradient: zero for a dimension under lambda, 1 / (number of real examples) otherwise
+    grad = np.asarray(jax.grad(lambda k: free_bits_kl(k, w, 0.4))(kl))
+    np.testing.assert_allclose(grad, [[0, 0.5, 0], [0, 0.5, 0], [0, 0, 0]])
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.25, 4.0])
+def test_beta_weights_only_the_kl_of_the_loss(beta):
+    """loss = -mean(reconstruction) + beta * mean(KL), the KL in closed form (conftest's formula, written
+    again in NumPy); the returned terms are the true beta = 1 ELBO whatever beta is."""
+    vae, W, b, sigma = linear_gaussian_vae(exact_posterior=False)
+    x = jnp.asarray(X, jnp.float32)
+    key = jax.random.PRNGKey(4)
+    loss, terms = elbo_loss(vae, x, jnp.ones(len(X)), key=key, samples=3, beta=beta)
+    reference = elbo(vae, x, key=key, samples=3)
+    q = vae.encode(x)
+    m, s2 = np.asarray(q.mean, np.float64), np.exp(np.asarray(q.log_var, np.float64))
+    closed_kl = 0.5 * np.sum(s2 + m**2 - 1 - np.log(s2), axis=1)
+    expected = -np.mean(np.asarray(reference.reconstruction)) + beta * np.mean(closed_kl)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    np.testing.assert_allclose(terms.elbo, reference.elbo, rtol=1e-6)
+    np.testing.assert_allclose(terms.kl, closed_kl, rtol=1e-5)
+
+
+def test_free_bits_above_every_kl_leave_only_the_reconstruction_gradient():
+    """With lambda above every dimension's KL the KL term is the constant k * lambda: the loss is
+    k * lambda - mean(reconstruction), and its gradient is the reconstruction's alone."""
+    import equinox as eqx
+
+    vae, *_ = linear_gaussian_vae(exact_posterior=False)
+    x, w, key = jnp.asarray(X, jnp.float32), jnp.ones(len(X)), jax.random.PRNGKey(6)
+    params, static = eqx.partition(vae, eqx.is_inexact_array)
+
+    def loss(p, free_bits):
+        return elbo_loss(eqx.combine(p, static), x, w, key=key, beta=2.0, free_bits=free_bits)[0]
+
+    def reconstruction_only(p):
+        return -jnp.mean(elbo(eqx.combine(p, static), x, key=key).reconstruction)
+
+    assert float(loss(params, 50.0)) == pytest.approx(2.0 * 2 * 50.0 + float(reconstruction_only(params)), rel=1e-6)
+    got, want = jax.grad(loss)(params, 50.0), jax.grad(reconstruction_only)(params)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_kl_warmup_is_linear_from_zero():
+    """beta = 2 over 4 epochs: epochs 1..6 weigh the KL by 0, 0.5, 1, 1.5, 2, 2."""
+    assert [kl_weight(2.0, 4, e) for e in range(1, 7)] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.0]
+    assert [kl_weight(0.5, 0, e) for e in (1, 9)] == [0.5, 0.5]

@@ -120,12 +120,14 @@ def test_streamed_epoch_equals_in_memory_epoch():
     x = np.random.default_rng(0).random((150, 64), dtype=np.float32)  # 10 batches, the last one padded
     key = epoch_key(0, 1)
     epoch = make_epoch(static, optimizer, config.train, mesh)
-    p1, o1, elbo1, ok1 = epoch(*parallel.replicate((params, state.opt_state, x), mesh), key)
+    p1, o1, elbo1, ok1 = epoch(*parallel.replicate((params, state.opt_state, x), mesh), key, 1.0)
     chunk = make_chunk(static, optimizer, config.train, mesh)
-    p2, o2, elbo2, ok2 = stream_epoch(chunk, *parallel.replicate((params, state.opt_state), mesh), x, key, 16, 3, mesh)
+    p2, o2, elbo2, ok2 = stream_epoch(
+        chunk, *parallel.replicate((params, state.opt_state), mesh), x, key, 1.0, 16, 3, mesh
+    )
     assert bool(ok1) and bool(ok2)
     assert chunk._cache_size() == 2  # chunks of 3 batches and the last one of 1: two programs, no more
-    np.testing.assert_allclose(float(elbo2), float(elbo1), rtol=1e-6)  # summed chunk by chunk
+    np.testing.assert_allclose(float(elbo2["elbo"]), float(elbo1["elbo"]), rtol=1e-6)  # summed chunk by chunk
     for a, b in zip(jax.tree.leaves((p1, o1)), jax.tree.leaves((p2, o2)), strict=True):
         np.testing.assert_array_equal(a, b)
 

@@ -10,9 +10,20 @@ import shutil
 import sys
 from pathlib import Path
 
-from jaxvae.config import ARCHITECTURES, BINARIZE, LIKELIHOODS, OBJECTIVES, ModelConfig, RunConfig, TrainConfig
+from jaxvae.config import (
+    ARCHITECTURES,
+    BINARIZE,
+    GAUSSIAN_VARIANCES,
+    LIKELIHOODS,
+    OBJECTIVES,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+)
 from jaxvae.errors import InputError
 from jaxvae.networks import ACTIVATIONS
+
+DEFAULT_HIDDEN = {"mlp": (512,), "conv": (32, 64)}
 
 
 class Parser(argparse.ArgumentParser):
@@ -83,15 +94,20 @@ def train(args) -> int:
             validation_fraction=validation_fraction,
             early_stopping=args.early_stopping,
             keep_checkpoints=TrainConfig.keep_checkpoints if args.keep_checkpoints is None else args.keep_checkpoints,
+            beta=args.beta,
+            kl_warmup_epochs=args.kl_warmup_epochs,
+            free_bits=args.free_bits,
         )
         data = load_dataset(args.dataset, data_dir=args.data_dir, image_size=args.image_size, progress=not args.quiet)
         model = ModelConfig(
             data_shape=tuple(data.shape),
             latent_dim=args.latent_dim,
-            hidden=args.hidden,
+            hidden=args.hidden or DEFAULT_HIDDEN[args.architecture],
             activation=args.activation,
             likelihood=args.likelihood,
             architecture=args.architecture,
+            gaussian_variance=args.gaussian_variance,
+            gaussian_std=args.gaussian_std,
         )
         config = RunConfig(model, schedule)
         check_data(data, config)
@@ -292,13 +308,25 @@ def build_parser() -> Parser:
     )
     p.add_argument("--out", required=True, help="run folder to write")
     p.add_argument("--latent-dim", type=int, default=2)
-    p.add_argument("--hidden", type=widths, default=(512,), help="hidden widths, e.g. 512 or 200,200")
+    p.add_argument(
+        "--hidden", type=widths, help="MLP widths, e.g. 512 or 200,200, or conv channels (default 512; conv 32,64)"
+    )
     p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="tanh")
     p.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli")
     p.add_argument("--architecture", choices=ARCHITECTURES, default="mlp")
+    p.add_argument(
+        "--gaussian-variance",
+        choices=GAUSSIAN_VARIANCES,
+        default="learned-shared",
+        help="variance of a gaussian likelihood: learned (one for all pixels or one per pixel) or fixed",
+    )
+    p.add_argument("--gaussian-std", type=float, default=1.0, help="the fixed std, or where a learned one starts")
     p.add_argument("--binarize", choices=BINARIZE, default="none", help="none, static, dynamic, threshold (x > 0.5)")
     p.add_argument("--objective", choices=OBJECTIVES, default="elbo")
     p.add_argument("--samples", type=int, default=1, help="Monte Carlo samples S (elbo) or K (iwae)")
+    p.add_argument("--beta", type=float, default=1.0, help="weight of the KL term in the training loss (elbo)")
+    p.add_argument("--kl-warmup-epochs", type=int, default=0, help="epochs over which beta rises from 0 (elbo)")
+    p.add_argument("--free-bits", type=float, default=0.0, help="nats of KL per latent dimension not penalized (elbo)")
     p.add_argument("--epochs", type=int, default=None, help="epochs to train (default 10)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)

@@ -14,7 +14,8 @@ LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
 BERNOULLI_FAMILY = ("bernoulli", "continuous-bernoulli")
 OBJECTIVES = ("elbo", "iwae")
 BINARIZE = ("none", "static", "dynamic", "threshold")
-ARCHITECTURES = ("mlp",)
+ARCHITECTURES = ("mlp", "conv")
+GAUSSIAN_VARIANCES = ("learned-shared", "learned-pixel", "fixed")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -44,7 +45,13 @@ def _require_types(settings) -> None:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The model: data shape (one example, e.g. (28, 28)), networks and likelihood."""
+    """The model: data shape (one example, e.g. (28, 28)), networks and likelihood.
+
+    `hidden` lists the hidden widths of an MLP, or the channels of the stride-2 convolutions of a
+    `conv` network (which needs image data (H, W) or (H, W, C)). A `gaussian` likelihood has the
+    variance `gaussian_variance`: one learned value shared by all pixels, one learned per pixel, or
+    fixed at `gaussian_std`**2; `gaussian_std` is also where a learned standard deviation starts.
+    """
 
     data_shape: tuple[int, ...]
     latent_dim: int = 2
@@ -52,6 +59,8 @@ class ModelConfig:
     activation: str = "tanh"
     likelihood: str = "bernoulli"
     architecture: str = "mlp"
+    gaussian_variance: str = "learned-shared"
+    gaussian_std: float = 1.0
 
     def __post_init__(self):
         _require_types(self)
@@ -60,6 +69,15 @@ class ModelConfig:
         _require(self.activation in ACTIVATIONS, f"--activation must be one of {', '.join(ACTIVATIONS)}")
         _require(self.likelihood in LIKELIHOODS, f"--likelihood must be one of {', '.join(LIKELIHOODS)}")
         _require(self.architecture in ARCHITECTURES, f"--architecture must be one of {', '.join(ARCHITECTURES)}")
+        _require(
+            self.architecture != "conv" or len(self.data_shape) in (2, 3),
+            f"--architecture conv needs images of shape (H, W) or (H, W, C), got examples of shape {self.data_shape}",
+        )
+        _require(
+            self.gaussian_variance in GAUSSIAN_VARIANCES,
+            f"--gaussian-variance must be one of {', '.join(GAUSSIAN_VARIANCES)}",
+        )
+        _require(self.gaussian_std > 0, f"--gaussian-std must be positive, got {self.gaussian_std}")
 
     @property
     def data_dim(self) -> int:
@@ -71,7 +89,11 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How the model is trained; the defaults are the seed's (Adam 1e-3, batch 32, 1 sample)."""
+    """How the model is trained; the defaults are the seed's (Adam 1e-3, batch 32, 1 sample).
+
+    The ELBO objective can weight its KL by `beta`, reached linearly from 0 over `kl_warmup_epochs`,
+    and give each latent dimension `free_bits` nats of KL for free (Kingma et al. 2016).
+    """
 
     dataset: str = "digits"
     binarize: str = "none"
@@ -85,6 +107,9 @@ class TrainConfig:
     validation_fraction: float = 0.0  # of the training examples, held out for the validation ELBO
     early_stopping: int = 0  # patience in epochs without a better validation ELBO; 0: off
     keep_checkpoints: int = 3  # epoch checkpoints kept besides best.eqx
+    beta: float = 1.0
+    kl_warmup_epochs: int = 0
+    free_bits: float = 0.0
 
     def __post_init__(self):
         _require_types(self)
@@ -108,6 +133,13 @@ class TrainConfig:
         _require(
             self.early_stopping == 0 or self.validation_fraction > 0,
             "--early-stopping needs a validation set: --validation-fraction must be positive",
+        )
+        _require(self.beta >= 0, f"--beta must be at least 0, got {self.beta}")
+        _require(self.kl_warmup_epochs >= 0, f"--kl-warmup-epochs must be at least 0, got {self.kl_warmup_epochs}")
+        _require(self.free_bits >= 0, f"--free-bits must be at least 0, got {self.free_bits}")
+        _require(
+            self.objective == "elbo" or (self.beta == 1 and self.kl_warmup_epochs == 0 and self.free_bits == 0),
+            "--beta, --kl-warmup-epochs and --free-bits weight the ELBO's KL term: use them with --objective elbo",
         )
 
 

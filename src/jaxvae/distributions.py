@@ -38,12 +38,14 @@ class Normal(eqx.Module):
         return jnp.sum(per_dim, axis=-1)
 
 
+def kl_normal_per_dimension(q: Normal, p: Normal) -> Array:
+    """KL(q || p) between diagonal Normals for each dimension (the last axis kept), in nats."""
+    return 0.5 * (p.log_var - q.log_var + (jnp.exp(q.log_var) + (q.mean - p.mean) ** 2) * jnp.exp(-p.log_var) - 1.0)
+
+
 def kl_normal(q: Normal, p: Normal) -> Array:
     """KL(q || p) between diagonal Normals, summed over the last axis, in nats."""
-    return 0.5 * jnp.sum(
-        p.log_var - q.log_var + (jnp.exp(q.log_var) + (q.mean - p.mean) ** 2) * jnp.exp(-p.log_var) - 1.0,
-        axis=-1,
-    )
+    return jnp.sum(kl_normal_per_dimension(q, p), axis=-1)
 
 
 @jax.custom_jvp

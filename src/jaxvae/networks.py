@@ -37,3 +37,86 @@ class MLP(eqx.Module):
         for layer in self.layers[:-1]:
             x = act(layer(x))
         return self.layers[-1](x)
+
+
+def image_shape(shape: Sequence[int]) -> tuple[int, int, int]:
+    """(H, W) or (H, W, C) -> (H, W, C): the layout of a flat example x.reshape(H, W, C)."""
+    return (shape[0], shape[1], shape[2] if len(shape) == 3 else 1)
+
+
+def halved(h: int, w: int) -> tuple[int, int]:
+    """The output size of a 3x3 convolution with stride 2 and padding 1: half, rounded up."""
+    return -(-h // 2), -(-w // 2)
+
+
+class ConvEncoder(eqx.Module):
+    """3x3 convolutions with stride 2 (each halves height and width), then a linear layer.
+
+    Maps a flat image of shape (H * W * C,) to (out_size,); `channels` lists the convolutions' widths.
+    """
+
+    convs: list[eqx.nn.Conv2d]
+    head: eqx.nn.Linear
+    shape: tuple[int, int, int] = eqx.field(static=True)
+    activation: str = eqx.field(static=True)
+
+    def __init__(self, shape: Sequence[int], out_size: int, channels: Sequence[int], activation: str, *, key: Array):
+        h, w, c = self.shape = image_shape(shape)
+        keys = jax.random.split(key, len(channels) + 1)
+        widths = [c, *channels]
+        self.convs = [
+            eqx.nn.Conv2d(a, b, 3, stride=2, padding=1, key=k)
+            for a, b, k in zip(widths[:-1], widths[1:], keys[:-1], strict=True)
+        ]
+        for _ in channels:
+            h, w = halved(h, w)
+        self.head = eqx.nn.Linear(widths[-1] * h * w, out_size, key=keys[-1])
+        self.activation = activation
+
+    def __call__(self, x: Array) -> Array:
+        act = ACTIVATIONS[self.activation]
+        h, w, c = self.shape
+        y = x.reshape(h, w, c).transpose(2, 0, 1)  # channels first, as Conv2d wants
+        for conv in self.convs:
+            y = act(conv(y))
+        return self.head(y.reshape(-1))
+
+
+class ConvDecoder(eqx.Module):
+    """The mirror of `ConvEncoder`: a linear layer, then 3x3 transposed convolutions with stride 2.
+
+    Maps (in_size,) to a flat image of shape (H * W * C,) (logits or means: no final activation);
+    `channels` lists the widths in the encoder's order, so the decoder runs through them reversed.
+    """
+
+    head: eqx.nn.Linear
+    deconvs: list[eqx.nn.ConvTranspose2d]
+    shape: tuple[int, int, int] = eqx.field(static=True)
+    start: tuple[int, int, int] = eqx.field(static=True)  # (C, H, W) after the linear layer
+    activation: str = eqx.field(static=True)
+
+    def __init__(self, in_size: int, shape: Sequence[int], channels: Sequence[int], activation: str, *, key: Array):
+        h, w, c = self.shape = image_shape(shape)
+        sizes = [(h, w)]  # sizes[i]: height and width after i halvings
+        for _ in channels:
+            sizes.append(halved(*sizes[-1]))
+        widths = [c, *channels]
+        keys = jax.random.split(key, len(channels) + 1)
+        self.start = (widths[-1], *sizes[-1])
+        self.head = eqx.nn.Linear(in_size, widths[-1] * sizes[-1][0] * sizes[-1][1], key=keys[0])
+        self.deconvs = []
+        for i in reversed(range(len(channels))):  # from level i + 1 up to level i
+            (h_out, w_out), (h_in, w_in) = sizes[i], sizes[i + 1]
+            extra = (h_out - (2 * h_in - 1), w_out - (2 * w_in - 1))  # 0 or 1: undoes the rounding up
+            deconv = eqx.nn.ConvTranspose2d(
+                widths[i + 1], widths[i], 3, stride=2, padding=1, output_padding=extra, key=keys[i + 1]
+            )
+            self.deconvs.append(deconv)
+        self.activation = activation
+
+    def __call__(self, z: Array) -> Array:
+        act = ACTIVATIONS[self.activation]
+        y = self.head(z).reshape(self.start)
+        for deconv in self.deconvs:
+            y = deconv(act(y))
+        return y.transpose(1, 2, 0).reshape(-1)

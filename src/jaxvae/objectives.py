@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from jaxvae.distributions import kl_normal
+from jaxvae.distributions import kl_normal_per_dimension
 from jaxvae.model import VAE
 
 
@@ -29,11 +29,52 @@ def elbo(vae: VAE, x: Array, *, key: Array, samples: int = 1) -> ElboTerms:
     The expectation is the mean over `samples` reparameterized draws z = mu + sigma * eps;
     the KL is in closed form.
     """
+    reconstruction, kl_per_dimension = _reconstruction_and_kl(vae, x, key=key, samples=samples)
+    kl = jnp.sum(kl_per_dimension, axis=-1)
+    return ElboTerms(reconstruction - kl, reconstruction, kl)
+
+
+def _reconstruction_and_kl(vae: VAE, x: Array, *, key: Array, samples: int) -> tuple[Array, Array]:
+    """The S-sample estimate of E_q[log p(x|z)], shape (n,), and the KL of each latent dimension, (n, k)."""
     q = vae.encode(x)
     z = q.sample(key, (samples,))  # (S, n, k)
     reconstruction = jnp.mean(vae.decode(z).log_prob(x), axis=0)
-    kl = kl_normal(q, vae.prior())
-    return ElboTerms(reconstruction - kl, reconstruction, kl)
+    return reconstruction, kl_normal_per_dimension(q, vae.prior())
+
+
+def weighted_mean(values: Array, weights: Array) -> Array:
+    """sum_i w_i v_i / sum_i w_i over the first axis: the mean over a batch whose padding has weight 0."""
+    return jnp.tensordot(weights, values, axes=1) / jnp.sum(weights)
+
+
+def free_bits_kl(kl_per_dimension: Array, weights: Array, free_bits: float) -> Array:
+    """sum_j max(lambda, mean over the batch of KL_j), a scalar in nats: the "free bits" of Kingma et al. (2016).
+
+    kl_per_dimension (n, k), weights (n,). A dimension whose batch-mean KL is below lambda = `free_bits`
+    costs lambda and gets no gradient; with lambda = 0 this is the batch mean of the summed KL.
+    """
+    return jnp.sum(jnp.maximum(free_bits, weighted_mean(kl_per_dimension, weights)))
+
+
+def elbo_loss(
+    vae: VAE, x: Array, weights: Array, *, key: Array, samples: int = 1, beta: Array | float = 1.0, free_bits=0.0
+) -> tuple[Array, ElboTerms]:
+    """The training loss -(mean_n E_q[log p(x|z)] - beta * free_bits_kl) and the true (beta = 1) ELBO terms.
+
+    x (n, d) with weights (n,); the loss is a scalar, the terms have shape (n,). `beta` may be traced.
+    """
+    reconstruction, kl_per_dimension = _reconstruction_and_kl(vae, x, key=key, samples=samples)
+    loss = beta * free_bits_kl(kl_per_dimension, weights, free_bits) - weighted_mean(reconstruction, weights)
+    kl = jnp.sum(kl_per_dimension, axis=-1)
+    return loss, ElboTerms(reconstruction - kl, reconstruction, kl)
+
+
+def kl_weight(beta: float, warmup_epochs: int, epoch: int) -> float:
+    """The KL weight of epoch `epoch` (1-based): beta * (epoch - 1) / warmup_epochs, rising linearly
+    from 0 in the first epoch to beta after `warmup_epochs` epochs, then beta; beta when there is no warm-up."""
+    if warmup_epochs == 0:
+        return beta
+    return beta * min(1.0, (epoch - 1) / warmup_epochs)
 
 
 def log_importance_weights(vae: VAE, x: Array, *, key: Array, samples: int) -> Array:
@@ -48,5 +89,9 @@ def iwae(vae: VAE, x: Array, *, key: Array, samples: int) -> Array:
 
     L_1 is the ELBO in expectation; L_K rises towards log p(x) as K grows.
     """
-    log_w = log_importance_weights(vae, x, key=key, samples=samples)
-    return jax.nn.logsumexp(log_w, axis=0) - math.log(samples)
+    return log_mean_exp(log_importance_weights(vae, x, key=key, samples=samples))
+
+
+def log_mean_exp(log_w: Array) -> Array:
+    """log (1/K sum_k exp(log_w_k)) over the first axis, computed stably."""
+    return jax.nn.logsumexp(log_w, axis=0) - math.log(log_w.shape[0])

@@ -39,7 +39,7 @@ from jaxvae.data import (
 from jaxvae.errors import InputError
 from jaxvae.evaluate import mean_elbo
 from jaxvae.model import VAE
-from jaxvae.objectives import elbo, iwae
+from jaxvae.objectives import elbo_loss, kl_weight, log_importance_weights, log_mean_exp
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -71,27 +71,34 @@ def epoch_key(seed: int, epoch: int) -> Array:
     return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 1), epoch)
 
 
-def batch_loss(params, static, x: Array, weights: Array, key: Array, config: TrainConfig):
-    """-(weighted mean of the per-example bound); also returns the weighted sum of the bound."""
+def batch_loss(params, static, x: Array, weights: Array, key: Array, beta: Array, config: TrainConfig):
+    """The loss to minimize and the weighted sums over the batch of the per-example bounds.
+
+    elbo: the loss is -(reconstruction - beta * KL), with free bits if set; iwae: the loss is -L_K.
+    The sums are `elbo`, always the true (beta = 1) ELBO, and for iwae `iwae_bound`, L_K itself;
+    iwae's ELBO is mean_k log w_k over the same K draws, an unbiased estimate.
+    """
     vae = eqx.combine(params, static)
     if config.objective == "iwae":
-        bound = iwae(vae, x, key=key, samples=config.samples)
-    else:
-        bound = elbo(vae, x, key=key, samples=config.samples).elbo
-    total = jnp.sum(weights * bound)
-    return -total / jnp.sum(weights), total
+        log_w = log_importance_weights(vae, x, key=key, samples=config.samples)
+        bound = log_mean_exp(log_w)
+        sums = {"elbo": jnp.sum(weights * jnp.mean(log_w, axis=0)), "iwae_bound": jnp.sum(weights * bound)}
+        return -sums["iwae_bound"] / jnp.sum(weights), sums
+    loss, terms = elbo_loss(vae, x, weights, key=key, samples=config.samples, beta=beta, free_bits=config.free_bits)
+    return loss, {"elbo": jnp.sum(weights * terms.elbo)}
 
 
 def make_step(static, optimizer: optax.GradientTransformation, config: TrainConfig):
-    """One training step (gradient, Adam update, apply) on a batch x (B, d) with weights (B,)."""
+    """One training step (gradient, Adam update, apply) on a batch x (B, d) with weights (B,), KL weight beta."""
 
-    def step(params, opt_state, x, weights, key):
+    def step(params, opt_state, x, weights, key, beta):
         if config.binarize == "dynamic":
             key, bin_key = jax.random.split(key)
             x = jax.random.bernoulli(bin_key, x).astype(x.dtype)
-        (loss, total), grads = jax.value_and_grad(batch_loss, has_aux=True)(params, static, x, weights, key, config)
+        loss_and_grad = jax.value_and_grad(batch_loss, has_aux=True)
+        (loss, sums), grads = loss_and_grad(params, static, x, weights, key, beta, config)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, total, jnp.isfinite(loss)
+        return optax.apply_updates(params, updates), opt_state, sums, jnp.isfinite(loss)
 
     return step
 
@@ -103,33 +110,34 @@ def epoch_plan(key: Array, n: int, batch_size: int):
     return idx, weights, jax.random.split(steps_key, idx.shape[0])
 
 
-def _scan_steps(step, params, opt_state, batches, get_x, mesh):
-    """`lax.scan` the step over batches = (xs, weights, keys); returns the summed bound and all-finite."""
+def _scan_steps(step, params, opt_state, batches, get_x, mesh, beta):
+    """`lax.scan` the step over batches = (xs, weights, keys); returns the summed bounds and all-finite."""
 
     def body(carry, batch):
         xs, w, k = batch
         x = parallel.shard_batch(get_x(xs), mesh)
-        params, opt_state, total, finite = step(*carry, x, parallel.shard_batch(w, mesh), k)
-        return (params, opt_state), (total, finite)
+        params, opt_state, sums, finite = step(*carry, x, parallel.shard_batch(w, mesh), k, beta)
+        return (params, opt_state), (sums, finite)
 
-    (params, opt_state), (totals, finite) = jax.lax.scan(body, (params, opt_state), batches)
-    return params, opt_state, jnp.sum(totals), jnp.all(finite)
+    (params, opt_state), (sums, finite) = jax.lax.scan(body, (params, opt_state), batches)
+    return params, opt_state, jax.tree.map(jnp.sum, sums), jnp.all(finite)
 
 
 def make_epoch(static, optimizer: optax.GradientTransformation, config: TrainConfig, mesh: Mesh | None = None):
     """The whole epoch as one compiled program: shuffle, batch, and `lax.scan` the step.
 
-    Returns epoch(params, opt_state, x_train, key) -> (params, opt_state, mean bound, all finite).
+    Returns epoch(params, opt_state, x_train, key, beta) -> (params, opt_state, mean bounds, all finite),
+    the mean bounds a dict like `batch_loss`'s sums; beta, the KL weight, is traced (no recompilation).
     With a `mesh`, each batch is split across its devices (x_train and the parameters replicated).
     """
     step = make_step(static, optimizer, config)
 
-    def epoch(params, opt_state, x, key):
+    def epoch(params, opt_state, x, key, beta):
         idx, weights, keys = epoch_plan(key, x.shape[0], config.batch_size)
-        params, opt_state, total, finite = _scan_steps(
-            step, params, opt_state, (idx, weights, keys), lambda i: x[i], mesh
+        params, opt_state, sums, finite = _scan_steps(
+            step, params, opt_state, (idx, weights, keys), lambda i: x[i], mesh, beta
         )
-        return params, opt_state, total / x.shape[0], finite
+        return params, opt_state, jax.tree.map(lambda s: s / x.shape[0], sums), finite
 
     replicated = None if mesh is None else parallel.replicated(mesh)  # outputs as the inputs: no recompiling
     return jax.jit(epoch, donate_argnums=(0, 1), out_shardings=replicated)
@@ -138,38 +146,42 @@ def make_epoch(static, optimizer: optax.GradientTransformation, config: TrainCon
 def make_chunk(static, optimizer: optax.GradientTransformation, config: TrainConfig, mesh: Mesh | None = None):
     """Part of an epoch as one compiled program, for data that streams from the host.
 
-    Returns chunk(params, opt_state, xs (N, B, d), weights (N, B), keys (N, 2), total, finite)
-    -> (params, opt_state, total + summed bound, finite and all finite).
+    Returns chunk(params, opt_state, xs (N, B, d), weights (N, B), keys (N, 2), beta)
+    -> (params, opt_state, summed bounds (a dict), all finite).
     """
     step = make_step(static, optimizer, config)
 
-    def chunk(params, opt_state, xs, weights, keys, total, finite):
-        params, opt_state, chunk_total, chunk_finite = _scan_steps(
-            step, params, opt_state, (xs, weights, keys), lambda x: x, mesh
-        )
-        return params, opt_state, total + chunk_total, finite & chunk_finite
+    def chunk(params, opt_state, xs, weights, keys, beta):
+        return _scan_steps(step, params, opt_state, (xs, weights, keys), lambda x: x, mesh, beta)
 
     replicated = None if mesh is None else parallel.replicated(mesh)  # outputs as the inputs: no recompiling
     return jax.jit(chunk, donate_argnums=(0, 1), out_shardings=replicated)
 
 
-def stream_epoch(chunk, params, opt_state, x: np.ndarray, key: Array, batch_size: int, chunk_batches: int, mesh: Mesh):
+def stream_epoch(
+    chunk, params, opt_state, x: np.ndarray, key: Array, beta, batch_size: int, chunk_batches: int, mesh: Mesh
+):
     """One epoch over host data x (n, d) (an array or a memory map), `chunk_batches` batches per transfer.
 
     The batches, weights and keys are those of `make_epoch` with the same key, so the result is the
     in-memory one. Each process reads only the rows of its own devices' part of each batch.
-    Returns (params, opt_state, mean bound, all finite) like `make_epoch`.
+    Returns (params, opt_state, mean bounds, all finite) like `make_epoch`.
     """
     n, d = x.shape
     idx, weights, keys = (np.asarray(a) for a in _epoch_plan(key, n, batch_size))
     rows = parallel.batch_sharding(mesh, axis=1)
-    total, finite = parallel.replicate((np.zeros((), np.float32), np.ones((), bool)), mesh)
+    sums, finite = [], []
     for start in range(0, len(idx), chunk_batches):
         i, w, k = (a[start : start + chunk_batches] for a in (idx, weights, keys))
         xs = jax.make_array_from_callback(i.shape + (d,), rows, lambda s, i=i: np.asarray(x[i[s[:2]]], np.float32))
         ws = jax.make_array_from_callback(w.shape, rows, lambda s, w=w: w[s])
-        params, opt_state, total, finite = chunk(params, opt_state, xs, ws, parallel.replicate(k, mesh), total, finite)
-    return params, opt_state, total / n, finite
+        params, opt_state, chunk_sums, chunk_finite = chunk(
+            params, opt_state, xs, ws, parallel.replicate(k, mesh), beta
+        )
+        sums.append(chunk_sums)
+        finite.append(chunk_finite)
+    means = jax.tree.map(lambda *s: sum(s) / n, *sums)  # device arrays: no wait for the last chunk
+    return params, opt_state, means, jnp.all(jnp.stack(finite))
 
 
 _epoch_plan = jax.jit(epoch_plan, static_argnums=(1, 2))
@@ -251,19 +263,19 @@ def fit(
 
 
 def _epoch_runner(static, tc: TrainConfig, x_train: np.ndarray, mesh: Mesh, device_budget: int | None):
-    """run(params, opt_state, key) -> one epoch: the data on the devices if it fits, else streamed in chunks."""
+    """run(params, opt_state, key, beta) -> one epoch: the data on the devices if it fits, else streamed in chunks."""
     optimizer = make_optimizer(tc)
     budget = parallel.device_budget() if device_budget is None else device_budget
     n, d = x_train.shape
     if 4 * n * d <= budget and jax.process_count() == 1:
         epoch = make_epoch(static, optimizer, tc, mesh)
         x = parallel.replicate(np.asarray(x_train, np.float32), mesh)
-        return lambda params, opt_state, key: epoch(params, opt_state, x, key)
+        return lambda params, opt_state, key, beta: epoch(params, opt_state, x, key, beta)
     chunk = make_chunk(static, optimizer, tc, mesh)
     per_batch = 4 * d * min(tc.batch_size, n) // mesh.devices.size  # bytes of one batch on each device
     chunk_batches = max(1, budget // (2 * per_batch))  # two chunks in flight: one computing, one arriving
-    return lambda params, opt_state, key: stream_epoch(
-        chunk, params, opt_state, x_train, key, tc.batch_size, chunk_batches, mesh
+    return lambda params, opt_state, key, beta: stream_epoch(
+        chunk, params, opt_state, x_train, key, beta, tc.batch_size, chunk_batches, mesh
     )
 
 
@@ -340,8 +352,12 @@ def _train_epochs(
         if _stopped_early(tc, epoch - 1, best_epoch):  # at the top, so that a resumed run stops as well
             break
         began = time.perf_counter()
-        params, opt_state, train_elbo, finite = run_epoch(params, opt_state, epoch_key(tc.seed, epoch))
-        train_elbo = float(train_elbo.addressable_data(0))  # waits for the epoch
+        beta = kl_weight(tc.beta, tc.kl_warmup_epochs, epoch)
+        params, opt_state, train, finite = run_epoch(
+            params, opt_state, epoch_key(tc.seed, epoch), jnp.asarray(beta, jnp.float32)
+        )
+        train = {k: float(v.addressable_data(0)) for k, v in train.items()}  # waits for the epoch
+        train_elbo = train["elbo"]
         trained = time.perf_counter()
         vae = eqx.combine(parallel.local_copy(params), static)
         test = {k: float(v) for k, v in mean_elbo(vae, x_test, test_key).items()}
@@ -354,9 +370,12 @@ def _train_epochs(
             "test_elbo": test["elbo"],
             "test_reconstruction": test["reconstruction"],
             "test_kl": test["kl"],
+            "beta": beta,
             "seconds": time.perf_counter() - began,
             "examples_per_second": len(x_train) / (trained - began),
         }
+        if "iwae_bound" in train:
+            record["train_iwae_bound"] = train["iwae_bound"]
         if len(x_valid):
             record["validation_elbo"] = float(mean_elbo(vae, x_valid, valid_key)["elbo"])
         state = TrainState(vae, parallel.local_copy(opt_state), jnp.asarray(epoch, jnp.int32))
