@@ -220,7 +220,8 @@ def test_cli_serves_until_interrupted(run_dir):
         conn.close()
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0
+        code = process.wait(timeout=30)
+        assert code == 0, process.stderr.read()
 
 
 def test_cli_bad_input_exits_2_with_one_line(run_dir, tmp_path, capsys):

@@ -142,6 +142,7 @@ class Handler(BaseHTTPRequestHandler):
 
     server: "ExploreServer"
     protocol_version = "HTTP/1.1"
+    timeout = 2  # seconds an idle keep-alive connection is held, so closing the server waits at most this
 
     def do_GET(self):
         url = urlsplit(self.path)
@@ -185,7 +186,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class ExploreServer(ThreadingHTTPServer):
-    daemon_threads = True
+    # handler threads are joined on close: a daemon thread cut off by interpreter exit can abort the process
+    daemon_threads = False
 
     def __init__(self, explorer: Explorer, host: str, port: int):
         self.explorer = explorer
