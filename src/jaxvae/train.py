@@ -61,9 +61,14 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
 
 
 def init_state(config: RunConfig) -> TrainState:
-    vae = VAE(config.model, key=jax.random.fold_in(jax.random.PRNGKey(config.train.seed), 0))
-    opt_state = make_optimizer(config.train).init(eqx.filter(vae, eqx.is_inexact_array))
-    return TrainState(vae, opt_state, jnp.zeros((), jnp.int32))
+    """The initial model and optimizer state, built by one compiled program (not op by op)."""
+
+    @eqx.filter_jit
+    def initial(key):
+        vae = VAE(config.model, key=key)
+        return TrainState(vae, make_optimizer(config.train).init(eqx.filter(vae, eqx.is_inexact_array)), jnp.int32(0))
+
+    return initial(jax.random.fold_in(jax.random.PRNGKey(config.train.seed), 0))
 
 
 def epoch_key(seed: int, epoch: int) -> Array:
