@@ -77,3 +77,14 @@ def make_idx_folder(folder, n_train=12, n_test=5, size=4):
         write_idx(folder / f"{part}-images-idx3-ubyte.gz", x)
         write_idx(folder / f"{part}-labels-idx1-ubyte.gz", rng.integers(0, 10, len(x)))
     return images
+
+
+def _hypothesis_profile():
+    """Hypothesis draws the same examples on every run, so a statistical test cannot flake in CI."""
+    from hypothesis import settings
+
+    settings.register_profile("jaxvae", derandomize=True)
+    settings.load_profile("jaxvae")
+
+
+_hypothesis_profile()
