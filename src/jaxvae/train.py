@@ -116,7 +116,10 @@ def epoch_plan(key: Array, n: int, batch_size: int):
 
 
 def _scan_steps(step, params, opt_state, batches, get_x, mesh, beta):
-    """`lax.scan` the step over batches = (xs, weights, keys); returns the summed bounds and all-finite."""
+    """`lax.scan` the step over batches = (xs, weights, keys).
+
+    Returns (params, opt_state, the summed bounds, whether every loss and the final parameters are finite).
+    """
 
     def body(carry, batch):
         xs, w, k = batch
@@ -125,7 +128,13 @@ def _scan_steps(step, params, opt_state, batches, get_x, mesh, beta):
         return (params, opt_state), (sums, finite)
 
     (params, opt_state), (sums, finite) = jax.lax.scan(body, (params, opt_state), batches)
-    return params, opt_state, jax.tree.map(jnp.sum, sums), jnp.all(finite)
+    finite = jnp.all(finite) & all_finite(params)
+    return params, opt_state, jax.tree.map(jnp.sum, sums), finite
+
+
+def all_finite(tree) -> Array:
+    """Whether every value of every array in `tree` is finite, a boolean scalar."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
 
 
 def make_epoch(static, optimizer: optax.GradientTransformation, config: TrainConfig, mesh: Mesh | None = None):
@@ -366,7 +375,7 @@ def _train_epochs(
         trained = time.perf_counter()
         vae = eqx.combine(parallel.local_copy(params), static)
         test = {k: float(v) for k, v in mean_elbo(vae, x_test, test_key).items()}
-        if not (bool(finite.addressable_data(0)) and math.isfinite(test["elbo"]) and _all_finite(vae)):
+        if not (bool(finite.addressable_data(0)) and math.isfinite(test["elbo"])):
             kept = f"; the last good checkpoint is {latest_checkpoint(run_dir)}" if epoch > 1 else ""
             raise Diverged(f"non-finite loss in epoch {epoch}: training stopped (try a smaller --lr){kept}")
         record = {
@@ -402,10 +411,6 @@ def _train_epochs(
 def _stopped_early(config: TrainConfig, epoch: int, best_epoch: int) -> bool:
     """Early stopping: no better validation ELBO for `config.early_stopping` epochs after `epoch`."""
     return bool(config.early_stopping) and epoch - best_epoch >= config.early_stopping
-
-
-def _all_finite(tree) -> bool:
-    return all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(tree))
 
 
 def _best_validation(records: list[dict]) -> tuple[float, int]:
