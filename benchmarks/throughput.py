@@ -7,6 +7,10 @@
 2. The seed notebook's loop: a faithful JAX copy of its jitted `train_step` (parameter dicts, the loss
    summed over the batch, Adam 1e-3) called from a Python loop over batches of host data.
 
+Beside them, the ceiling at each shape: the training step's matrix products alone (forward, weight
+gradients, input gradients; nothing else), looped in one compiled program. What a step can reach at
+most, given XLA's matmul kernels at these small shapes.
+
 Every figure is the best of several rounds; rounds interleave the peak, the seed's loop and jaxvae, so a
 busy machine slows them alike. Random data of Fashion-MNIST's shape (n, 784) in [0, 1].
 
@@ -157,6 +161,35 @@ def jaxvae_epoch_runner(hidden, latent, activation, batch, x_host):
     return epoch, len(x_host)
 
 
+def bare_matmuls_runner(hidden, latent, batch, n):
+    """The matrix products of n / batch training steps and nothing else: per layer (i, o), y = x @ W (B, o),
+    dW = x^T @ dy (i, o), and dx = dy @ W^T (B, i) except for the first layer, as in the FLOP count."""
+    rng = np.random.default_rng(0)
+    arrays = [
+        tuple(jnp.asarray(rng.random(s, np.float32)) for s in [(batch, i), (batch, o), (i, o)])
+        for i, o in layers(hidden, latent)
+    ]
+
+    def products(j, x, dy, w):
+        return (x @ w, x.T @ dy) + ((dy @ w.T,) if j > 0 else ())
+
+    @jax.jit
+    def loop(arrays):
+        def body(carry, _):  # the products are carried whole, and every input depends on the last step's
+            arrays, outs = carry
+            arrays = [tuple(a.at[0, 0].add(1e-30 * o[0][0, 0]) for a in xs) for xs, o in zip(arrays, outs, strict=True)]
+            return (arrays, [products(j, *a) for j, a in enumerate(arrays)]), None
+
+        outs = [products(j, *a) for j, a in enumerate(arrays)]
+        return jax.lax.scan(body, (arrays, outs), None, length=n // batch - 1)[0]  # and the one step before
+
+    def epoch():
+        jax.block_until_ready(loop(arrays))
+
+    epoch()
+    return epoch, n // batch * batch
+
+
 # --- the K-sample importance-weighted bound ---
 
 
@@ -254,7 +287,10 @@ def main():
     for name, hidden, latent, act, batch in TRAIN_CASES:
         seed_fn, seed_n = seed_epoch_runner(hidden, latent, act, batch, x_host)
         ours_fn, ours_n = jaxvae_epoch_runner(hidden, latent, act, batch, x_host)
-        runners.append(((f"train {name}", batch), train_flops(hidden, latent), (seed_fn, seed_n), (ours_fn, ours_n)))
+        ceiling = bare_matmuls_runner(hidden, latent, batch, len(x_host))
+        runners.append(
+            ((f"train {name}", batch), train_flops(hidden, latent), (seed_fn, seed_n), (ours_fn, ours_n), ceiling)
+        )
     name, hidden, latent, act = EVAL_CASE
     loop, scanned = eval_runners(hidden, latent, act, args.samples, x_eval)
     n_eval = args.eval_examples
@@ -264,30 +300,33 @@ def main():
             eval_flops(hidden, latent, args.samples),
             (loop, n_eval),
             (scanned, n_eval),
+            None,
         )
     )
 
     peak = np.zeros(2)
     best = {}
     for _ in range(args.rounds):
-        for label, _, (seed_fn, seed_n), (ours_fn, ours_n) in runners:
+        for label, _, (seed_fn, seed_n), (ours_fn, ours_n), ceiling in runners:
             peak = np.maximum(peak, matmul_peak())  # before every workload: the best moment of the run
-            seed_s, ours_s = best_seconds(seed_fn, 1) / seed_n, best_seconds(ours_fn, 1) / ours_n
-            old = best.get(label, (np.full(2, np.inf), np.full(2, np.inf)))
-            best[label] = (np.minimum(old[0], seed_s), np.minimum(old[1], ours_s))
+            times = [best_seconds(seed_fn, 1) / seed_n, best_seconds(ours_fn, 1) / ours_n]
+            times.append(best_seconds(ceiling[0], 1) / ceiling[1] if ceiling else np.full(2, np.inf))
+            best[label] = np.minimum(best.get(label, np.full((3, 2), np.inf)), times)
 
     print(f"fp32 matmul peak: {peak[0] / 1e9:.1f} GFLOP/s, {peak[1] / 1e9:.1f} GFLOP per CPU second")
     print(f"(2048 x 2048, best of {5 * len(runners) * args.rounds}); of roofline = ex/s x FLOP/example / peak\n")
     columns = ["workload", "batch", "MFLOP/example", "seed loop, ex/s", "jaxvae, ex/s", "jaxvae / seed loop"]
     columns += ["seed loop, of roofline", "jaxvae, of roofline", "jaxvae, of roofline in CPU time"]
+    columns += ["bare matmuls, of roofline"]
     print("| " + " | ".join(columns) + " |")
     print("|" + " --- |" * len(columns))
-    for (name, batch), flops, _, _ in runners:
-        seed_t, ours_t = best[(name, batch)]
+    for (name, batch), flops, *_ in runners:
+        seed_t, ours_t, ceiling_t = best[(name, batch)]
         roof = peak / flops  # examples per (second, CPU second) at the matmul peak
         cells = [name, str(batch), f"{flops / 1e6:.2f}"]
         cells += [f"{1 / seed_t[0]:,.0f}", f"{1 / ours_t[0]:,.0f}", f"{seed_t[0] / ours_t[0]:.2f}"]
         cells += [f"{1 / seed_t[0] / roof[0]:.2f}", f"{1 / ours_t[0] / roof[0]:.2f}", f"{1 / ours_t[1] / roof[1]:.2f}"]
+        cells += [f"{1 / ceiling_t[0] / roof[0]:.2f}" if np.isfinite(ceiling_t[0]) else "-"]
         print("| " + " | ".join(cells) + " |")
     if not args.quick:
         print("\n| compiling the Fashion-MNIST epoch (batch 128) | wall seconds | CPU seconds |")

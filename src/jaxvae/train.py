@@ -61,14 +61,18 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
 
 
 def init_state(config: RunConfig) -> TrainState:
-    """The initial model and optimizer state, built by one compiled program (not op by op)."""
+    """The initial model and optimizer state, built by one compiled program (not op by op).
 
-    @eqx.filter_jit
+    The program runs once, so XLA compiles it without optimization: 0.5 s sooner (values may differ
+    from an optimized compilation in the last bit).
+    """
+
     def initial(key):
         vae = VAE(config.model, key=key)
         return TrainState(vae, make_optimizer(config.train).init(eqx.filter(vae, eqx.is_inexact_array)), jnp.int32(0))
 
-    return initial(jax.random.fold_in(jax.random.PRNGKey(config.train.seed), 0))
+    key = jax.random.fold_in(jax.random.PRNGKey(config.train.seed), 0)
+    return jax.jit(initial).lower(key).compile({"xla_backend_optimization_level": 0})(key)
 
 
 def epoch_key(seed: int, epoch: int) -> Array:
