@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from jaxvae.data import batch_indices
-from jaxvae.distributions import Normal, kl_normal
+from jaxvae.distributions import kl_normal_per_dimension
 from jaxvae.errors import InputError
 from jaxvae.model import VAE
 from jaxvae.objectives import elbo, log_importance_weights
@@ -143,9 +143,7 @@ def kl_per_dimension(vae: VAE, x: Array, *, batch: int = 1000) -> Array:
     """Mean over examples of KL(q(z_j|x) || p(z_j)) for each latent dimension j, shape (k,), nats."""
 
     def per_dim(xb, _):
-        q, p = vae.encode(xb), vae.prior()
-        one_dim = lambda d: Normal(d.mean[..., None], d.log_var[..., None])  # noqa: E731  each z_j its own event
-        return kl_normal(one_dim(q), one_dim(p))
+        return kl_normal_per_dimension(vae.encode(xb), vae.prior())
 
     return jnp.mean(_over_examples(per_dim, x, batch), axis=0)
 
