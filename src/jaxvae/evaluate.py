@@ -139,6 +139,12 @@ def posterior_moments(vae: VAE, x: Array, *, batch: int = 1000) -> tuple[Array, 
 
 
 @eqx.filter_jit
+def decoded_means(vae: VAE, z: Array, *, batch: int = 1000) -> Array:
+    """The mean of p(x|z) for every row of z (n, k): shape (n, d)."""
+    return _over_examples(lambda zb, _: vae.decode(zb).mean, z, batch)
+
+
+@eqx.filter_jit
 def kl_per_dimension(vae: VAE, x: Array, *, batch: int = 1000) -> Array:
     """Mean over examples of KL(q(z_j|x) || p(z_j)) for each latent dimension j, shape (k,), nats."""
 

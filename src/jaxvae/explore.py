@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvae.errors import InputError
+from jaxvae.evaluate import decoded_means, posterior_moments
 from jaxvae.model import VAE
 from jaxvae.networks import MLP
 
@@ -92,8 +93,7 @@ class Explorer:
         if len(keep) > max_points:
             keep = np.sort(np.random.default_rng(SUBSET_SEED).choice(len(keep), max_points, replace=False))
         x = x_test[keep]
-        q = self.vae.encode(jnp.asarray(x))
-        self._decode_mean = eqx.filter_jit(lambda vae, z: vae.decode(z).mean)
+        mean, std = posterior_moments(self.vae, x)
         self.decode(np.zeros(self.vae.latent_dim))  # compile now, not on the first request
         labels = None if data.y_test is None else data.y_test[keep].tolist()
         pixels = np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
@@ -106,8 +106,8 @@ class Explorer:
             "decoder": browser_decoder(self.vae),
             "points": {
                 "n": len(x),
-                "mean": np.asarray(q.mean).tolist(),
-                "std": np.asarray(q.std).tolist(),
+                "mean": np.asarray(mean).tolist(),
+                "std": np.asarray(std).tolist(),
                 "label": labels,
                 "pixels": base64.b64encode(pixels.tobytes()).decode("ascii"),
             },
@@ -116,7 +116,7 @@ class Explorer:
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """The mean of p(x|z) for one latent point z (k,), as float32 (d,)."""
-        return np.asarray(self._decode_mean(self.vae, jnp.asarray(z, jnp.float32)[None]))[0]
+        return np.asarray(decoded_means(self.vae, jnp.asarray(z, jnp.float32)[None]))[0]
 
     def parse_z(self, query: str) -> np.ndarray:
         """z from a query string `z=z1,...,zk` (k finite numbers); anything else is an InputError."""

@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import equinox as eqx
 import jax
 import matplotlib
 
@@ -13,6 +12,7 @@ from scipy.special import ndtri  # noqa: E402  (the inverse normal CDF; lighter 
 
 from jaxvae.config import RunConfig  # noqa: E402
 from jaxvae.data import Dataset  # noqa: E402
+from jaxvae.evaluate import decoded_means, posterior_moments  # noqa: E402
 from jaxvae.model import VAE  # noqa: E402
 
 
@@ -32,24 +32,6 @@ def image_grid(x: np.ndarray, shape: tuple[int, ...], cols: int) -> np.ndarray:
     return tiles[..., 0] if tiles.shape[-1] == 1 else tiles
 
 
-@eqx.filter_jit
-def _posterior_means(vae: VAE, x) -> jax.Array:
-    """E[z|x] of x (n, d): shape (n, k). Compiled: the model op by op would compile each operation."""
-    return vae.encode(x).mean
-
-
-@eqx.filter_jit
-def _decoded_means(vae: VAE, z) -> jax.Array:
-    """The means of p(x|z) for z (n, k): shape (n, d)."""
-    return vae.decode(z).mean
-
-
-@eqx.filter_jit
-def _prior_sample_means(vae: VAE, key: jax.Array, n: int) -> jax.Array:
-    """The means of p(x|z) for n draws z ~ N(0, I): shape (n, d)."""
-    return vae.decode(jax.random.normal(key, (n, vae.latent_dim))).mean
-
-
 def _show(ax, grid: np.ndarray, title: str) -> None:
     ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
     ax.set_title(title)
@@ -65,7 +47,7 @@ def _save(fig, path: Path) -> Path:
 def reconstructions(vae: VAE, x: np.ndarray, shape, path: Path, n: int = 10) -> Path:
     """Inputs (top row) above the mean of p(x|z) at z = the posterior mean (bottom row)."""
     x = x[:n]
-    recon = _decoded_means(vae, _posterior_means(vae, x))
+    recon = decoded_means(vae, posterior_moments(vae, x)[0])
     fig, axes = plt.subplots(2, 1, figsize=(n, 2.4))
     _show(axes[0], image_grid(x, shape, n), "test inputs")
     _show(axes[1], image_grid(np.asarray(recon), shape, n), "reconstructions: mean of p(x|z = posterior mean)")
@@ -74,7 +56,8 @@ def reconstructions(vae: VAE, x: np.ndarray, shape, path: Path, n: int = 10) -> 
 
 def samples(vae: VAE, shape, path: Path, *, key: jax.Array, n: int = 64) -> Path:
     """Means of p(x|z) for z drawn from the prior N(0, I)."""
-    grid = image_grid(np.asarray(_prior_sample_means(vae, key, n)), shape, cols=int(np.ceil(np.sqrt(n))))
+    z = jax.random.normal(key, (n, vae.latent_dim))
+    grid = image_grid(np.asarray(decoded_means(vae, z)), shape, cols=int(np.ceil(np.sqrt(n))))
     fig, ax = plt.subplots(figsize=(6, 6))
     _show(ax, grid, "samples: mean of p(x|z), z ~ N(0, I)")
     return _save(fig, path)
@@ -85,13 +68,13 @@ def manifold(vae: VAE, shape, path: Path, n: int = 20) -> Path:
     q = ndtri(np.linspace(0.05, 0.95, n))
     z = np.stack(np.meshgrid(q, q[::-1]), axis=-1).reshape(-1, 2).astype(np.float32)
     fig, ax = plt.subplots(figsize=(8, 8))
-    _show(ax, image_grid(np.asarray(_decoded_means(vae, z)), shape, n), "latent manifold: z = Phi^-1(grid)")
+    _show(ax, image_grid(np.asarray(decoded_means(vae, z)), shape, n), "latent manifold: z = Phi^-1(grid)")
     return _save(fig, path)
 
 
 def latent_scatter(vae: VAE, x: np.ndarray, y: np.ndarray | None, path: Path) -> Path:
     """Posterior means of x; for k > 2 projected on their first two principal components."""
-    mu = np.asarray(_posterior_means(vae, x))
+    mu = np.asarray(posterior_moments(vae, x)[0])
     label = ("z1", "z2")
     if mu.shape[1] > 2:
         centred = mu - mu.mean(0)
@@ -113,10 +96,10 @@ def interpolations(vae: VAE, x: np.ndarray, shape, path: Path, pairs: int = 8, s
     Row r runs from image 2r (left) to image 2r + 1 (right) in latent space, z = (1 - t) mu_a + t mu_b.
     """
     pairs = min(pairs, len(x) // 2)
-    mu = np.asarray(_posterior_means(vae, x[: 2 * pairs]))
+    mu = np.asarray(posterior_moments(vae, x[: 2 * pairs])[0])
     t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[None, :, None]
     z = (1 - t) * mu[0::2, None] + t * mu[1::2, None]  # (pairs, steps, k)
-    images = np.asarray(_decoded_means(vae, z.reshape(-1, vae.latent_dim)))
+    images = np.asarray(decoded_means(vae, z.reshape(-1, vae.latent_dim)))
     fig, ax = plt.subplots(figsize=(steps, 1.1 * pairs + 0.4))
     _show(ax, image_grid(images, shape, steps), "interpolations between test images: decoded means along lines in z")
     return _save(fig, path)
