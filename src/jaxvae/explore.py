@@ -25,7 +25,7 @@ import numpy as np
 from jaxvae.errors import InputError
 from jaxvae.evaluate import decoded_means, posterior_moments
 from jaxvae.model import VAE
-from jaxvae.networks import MLP
+from jaxvae.networks import MLP, image_shape
 
 MAX_POINTS = 2000  # test examples shown in the scatter, a seeded subset of larger test sets
 SUBSET_SEED = 0
@@ -67,7 +67,7 @@ def display_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
     from jaxvae.plots import is_image
 
     if is_image(shape):
-        return (shape[0], shape[1], shape[2] if len(shape) == 3 else 1)
+        return image_shape(shape)
     return (1, math.prod(shape), 1)
 
 

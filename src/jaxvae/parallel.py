@@ -14,6 +14,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxvae import download
 from jaxvae.errors import InputError
 
 DATA_AXIS = "data"
@@ -101,8 +102,7 @@ def device_budget() -> int:
 def enable_compilation_cache(folder: Path | None = None) -> Path:
     """Keep compiled programs on disk, so a repeated command skips most of its compile time."""
     if folder is None:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        folder = base / "jaxvae" / "xla"
+        folder = download.cache_dir() / "xla"
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
