@@ -147,8 +147,6 @@ def _run_data(args, split: str = "test"):
     The dataset and binarization default to the run's own; binarized evaluation data are sampled with the
     fixed seed data.TEST_BINARIZATION_SEED, as in training, so evaluations compare.
     """
-    import dataclasses
-
     import numpy as np
 
     from jaxvae.data import TEST_BINARIZATION_SEED, binarized, load_dataset
