@@ -13,7 +13,6 @@ process: on a machine shared with other work the CPU-time ratio is the one that 
 
 import argparse
 import os
-import time
 
 import jax
 import jax.numpy as jnp
@@ -22,29 +21,7 @@ from jaxvae.config import ModelConfig
 from jaxvae.data import load_dataset
 from jaxvae.evaluate import log_likelihood
 from jaxvae.model import VAE
-
-
-def timed(fn, *args) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process) of one call, waiting for the result."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    jax.block_until_ready(fn(*args))
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
-def matmul_peak(size: int = 4096, repeats: int = 5) -> tuple[float, float]:
-    """Best observed fp32 FLOP/s of a (size x size) @ (size x size) matmul: (per wall second, per CPU second)."""
-    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
-    b = jax.random.normal(jax.random.PRNGKey(1), (size, size), jnp.float32)
-    matmul = jax.jit(jnp.matmul)
-    matmul(a, b).block_until_ready()
-    times = [timed(matmul, a, b) for _ in range(repeats)]
-    return 2 * size**3 / min(t[0] for t in times), 2 * size**3 / min(t[1] for t in times)
-
-
-def evaluation_flops(n: int, samples: int, d: int, hidden: int, k: int) -> float:
-    encoder = 2 * (d * hidden + hidden * 2 * k)
-    decoder = 2 * (k * hidden + hidden * d)
-    return n * (encoder + samples * decoder)
+from throughput import best_seconds, eval_flops, matmul_peak
 
 
 def main() -> None:
@@ -65,11 +42,11 @@ def main() -> None:
 
     run(x[: args.batch]).block_until_ready()  # compile (the example count is part of the shape)
     run(x).block_until_ready()  # compile for the full shape
-    seconds, cpu_seconds = timed(run, x)
+    seconds, cpu_seconds = best_seconds(lambda: run(x).block_until_ready(), 1)
     value = run(x[: args.batch])
-    peak_wall, peak_cpu = matmul_peak()
+    peak_wall, peak_cpu = matmul_peak(n=4096)
 
-    flops = evaluation_flops(len(x), args.samples, x.shape[1], hidden, k)
+    flops = len(x) * eval_flops(hidden, k, args.samples)
     print(f"device: {jax.devices()[0].device_kind}, {jax.device_count()} device(s), {os.cpu_count()} CPU cores")
     print(f"{len(x)} Fashion-MNIST test images, K = {args.samples} (chunk {args.chunk}, batch {args.batch})")
     print(f"mean L_K of the untrained model on the first {args.batch}: {float(value.mean()):.2f} nats (a sanity check)")

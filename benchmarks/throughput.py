@@ -55,9 +55,8 @@ def best_seconds(fn, rounds: int) -> np.ndarray:
     return np.min(times, axis=0)
 
 
-def matmul_peak(rounds: int = 5) -> np.ndarray:
-    """fp32 FLOP per (wall-clock second, CPU second) of a 2048 x 2048 matrix product, the best of `rounds`."""
-    n = 2048
+def matmul_peak(rounds: int = 5, n: int = 2048) -> np.ndarray:
+    """fp32 FLOP per (wall-clock second, CPU second) of an n x n matrix product, the best of `rounds`."""
     a, b = jax.random.normal(jax.random.PRNGKey(0), (2, n, n))
     product = jax.jit(jnp.matmul)
     product(a, b).block_until_ready()
