@@ -35,7 +35,7 @@ def linear_gaussian_vae(d: int = 5, k: int = 2, sigma: float = 0.7, seed: int = 
     vae = eqx.tree_at(lambda m: m.encoder.layers[0].bias, vae, jnp.asarray(enc_b, jnp.float32))
     vae = eqx.tree_at(lambda m: m.decoder.layers[0].weight, vae, jnp.asarray(W, jnp.float32))
     vae = eqx.tree_at(lambda m: m.decoder.layers[0].bias, vae, jnp.asarray(b, jnp.float32))
-    vae = eqx.tree_at(lambda m: m.pixel_log_var, vae, jnp.asarray(2 * np.log(sigma), jnp.float32))
+    vae = eqx.tree_at(lambda m: m.likelihood.log_var, vae, jnp.asarray(2 * np.log(sigma), jnp.float32))
     return vae, W, b, sigma
 
 

@@ -33,13 +33,14 @@ def test_gaussian_likelihood_matches_scipy(variance):
     variance the option says: exp(pixel_log_var) for all pixels, per pixel, or gaussian_std**2."""
     vae = gaussian_vae(variance, std=0.3)
     d = 12
-    assert vae.pixel_log_var.shape == ((d,) if variance == "learned-pixel" else ())
-    np.testing.assert_allclose(vae.pixel_log_var, 2 * np.log(0.3), rtol=1e-6)  # where it starts
+    assert vae.likelihood.log_var.shape == ((d,) if variance == "learned-pixel" else ())
+    np.testing.assert_allclose(vae.likelihood.log_var, 2 * np.log(0.3), rtol=1e-6)  # where it starts
     if variance != "fixed":  # as if trained: a different value, per pixel when it is per pixel
-        vae = eqx.tree_at(lambda m: m.pixel_log_var, vae, jnp.asarray(rng.normal(size=vae.pixel_log_var.shape)))
+        trained = jnp.asarray(rng.normal(size=vae.likelihood.log_var.shape))
+        vae = eqx.tree_at(lambda m: m.likelihood.log_var, vae, trained)
     z, x = rng.normal(size=(6, 2)), rng.normal(size=(6, d))
     mean = np.asarray(map_examples(vae.decoder, jnp.asarray(z, jnp.float32)))
-    std = np.exp(0.5 * np.asarray(vae.pixel_log_var, np.float64))
+    std = np.exp(0.5 * np.asarray(vae.likelihood.log_var, np.float64))
     expected = stats.norm(mean, std).logpdf(x).sum(-1)
     got = vae.decode(jnp.asarray(z, jnp.float32)).log_prob(jnp.asarray(x, jnp.float32))
     np.testing.assert_allclose(got, expected, rtol=1e-5)
@@ -50,7 +51,7 @@ def test_fixed_variance_gets_no_gradient_and_learned_ones_do():
     z = jnp.asarray(rng.normal(size=(3, 2)), jnp.float32)
     for variance, trained in [("fixed", False), ("learned-shared", True), ("learned-pixel", True)]:
         grad = jax.grad(lambda v: v.decode(z).log_prob(x).sum())(gaussian_vae(variance, std=0.5))
-        assert bool(jnp.any(grad.pixel_log_var != 0)) == trained, variance
+        assert bool(jnp.any(grad.likelihood.log_var != 0)) == trained, variance
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "continuous-bernoulli", "gaussian"])

@@ -103,11 +103,15 @@ def test_free_bits_kl_by_hand():
     with lambda = 0 it is the mean of the summed KL, (2.6 + 1.3) / 2 = 1.95."""
     kl = jnp.array([[0.1, 2.0, 0.5], [0.3, 1.0, 0.0], [9.0, 9.0, 9.0]])
     w = jnp.array([1.0, 1.0, 0.0])
-    assert float(free_bits_kl(kl, w, 0.4)) == pytest.approx(2.3, rel=1e-6)
-    assert float(free_bits_kl(kl, w, 0.0)) == pytest.approx(1.95, rel=1e-6)
+    assert float(free_bits_kl(kl, w, 0.4, 3)) == pytest.approx(2.3, rel=1e-6)
+    assert float(free_bits_kl(kl, w, 0.0, 3)) == pytest.approx(1.95, rel=1e-6)
     # the gradient: zero for a dimension under lambda, 1 / (number of real examples) otherwise
-    grad = np.asarray(jax.grad(lambda k: free_bits_kl(k, w, 0.4))(kl))
+    grad = np.asarray(jax.grad(lambda k: free_bits_kl(k, w, 0.4, 3))(kl))
     np.testing.assert_allclose(grad, [[0, 0.5, 0], [0, 0.5, 0], [0, 0, 0]])
+    # a KL that does not separate over dimensions is one term, granted 3 * 0.4 = 1.2 nats: its mean is 1.95
+    total = jnp.sum(kl, axis=1, keepdims=True)
+    assert float(free_bits_kl(total, w, 0.4, 3)) == pytest.approx(1.95, rel=1e-6)
+    assert float(free_bits_kl(total, w, 0.7, 3)) == pytest.approx(2.1, rel=1e-6)
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.25, 4.0])

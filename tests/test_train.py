@@ -138,3 +138,16 @@ def test_metrics_record_the_warmup_and_the_iwae_bound(tmp_path):
     fit(small_config(epochs=1, objective="iwae", samples=4), data, tmp_path / "iwae", progress=False)
     (record,) = read_metrics(tmp_path / "iwae")
     assert record["train_iwae_bound"] > record["train_elbo"] and record["beta"] == 1.0
+
+
+def test_the_seeds_model_gives_the_same_numbers_as_before_the_open_model(tmp_path):
+    """Two epochs of the seed's model on digits: metrics pinned to the values of the last release before
+    the model became parts (commit 7f12acd), bit for bit for the ELBO objective."""
+    config = RunConfig(ModelConfig(data_shape=(8, 8)), TrainConfig(epochs=2))
+    fit(config, load_dataset("digits"), tmp_path / "run", progress=False)
+    got = [(r["train_elbo"], r["test_elbo"], r["test_kl"]) for r in read_metrics(tmp_path / "run")]
+    assert got == [
+        (-30.343332290649414, -26.983186721801758, 0.9432125687599182),
+        (-26.615373611450195, -26.4317569732666, 1.2608412504196167),
+    ]
+    assert read_metrics(tmp_path / "run")[0]["kl_estimator"] == "closed form"

@@ -16,6 +16,8 @@ from jaxvae.config import (
     GAUSSIAN_VARIANCES,
     LIKELIHOODS,
     OBJECTIVES,
+    POSTERIORS,
+    PRIORS,
     ModelConfig,
     RunConfig,
     TrainConfig,
@@ -108,7 +110,13 @@ def train(args) -> int:
             architecture=args.architecture,
             gaussian_variance=args.gaussian_variance,
             gaussian_std=args.gaussian_std,
+            posterior=args.posterior,
+            prior=args.prior,
         )
+        if args.model:
+            from jaxvae.model_file import with_source
+
+            model = with_source(model, args.model)
         config = RunConfig(model, schedule)
         check_data(data, config)
         if writer and out.exists():
@@ -319,6 +327,21 @@ def build_parser() -> Parser:
         help="variance of a gaussian likelihood: learned (one for all pixels or one per pixel) or fixed",
     )
     p.add_argument("--gaussian-std", type=float, default=1.0, help="the fixed std, or where a learned one starts")
+    p.add_argument(
+        "--posterior",
+        default="diagonal",
+        help=f"q(z|x): {', '.join(POSTERIORS)} (inverse autoregressive flow of T steps)",
+    )
+    p.add_argument(
+        "--prior",
+        default="normal",
+        help=f"p(z): {', '.join(PRIORS)} (K Gaussians, or the VampPrior with K pseudo-inputs)",
+    )
+    p.add_argument(
+        "--model",
+        metavar="FILE.py:FUNCTION",
+        help="build the model with your own FUNCTION(config: ModelConfig, key) -> jaxvae.VAE",
+    )
     p.add_argument("--binarize", choices=BINARIZE, default="none", help="none, static, dynamic, threshold (x > 0.5)")
     p.add_argument("--objective", choices=OBJECTIVES, default="elbo")
     p.add_argument("--samples", type=int, default=1, help="Monte Carlo samples S (elbo) or K (iwae)")

@@ -16,6 +16,19 @@ OBJECTIVES = ("elbo", "iwae")
 BINARIZE = ("none", "static", "dynamic", "threshold")
 ARCHITECTURES = ("mlp", "conv")
 GAUSSIAN_VARIANCES = ("learned-shared", "learned-pixel", "fixed")
+POSTERIORS = ("diagonal", "full", "iaf:T")  # T: flow steps
+PRIORS = ("normal", "mixture:K", "vamp:K")  # K: mixture components or pseudo-inputs
+
+
+def family_spec(spec: str, families: tuple[str, ...], option: str) -> tuple[str, int]:
+    """'iaf:2' -> ('iaf', 2), 'diagonal' -> ('diagonal', 0), checked against `families` (InputError)."""
+    name, colon, count = spec.partition(":")
+    counted = {f.partition(":")[0]: ":" in f for f in families}  # family name -> takes a count
+    if name not in counted or counted[name] != bool(colon):
+        raise InputError(f"{option} must be one of {', '.join(families)}, got {spec!r}")
+    if counted[name] and not (count.isdigit() and int(count) >= 1):
+        raise InputError(f"{option} {name}:N needs a positive integer N, got {spec!r}")
+    return name, int(count) if counted[name] else 0
 
 
 def _require(condition: bool, message: str) -> None:
@@ -61,9 +74,14 @@ class ModelConfig:
     architecture: str = "mlp"
     gaussian_variance: str = "learned-shared"
     gaussian_std: float = 1.0
+    posterior: str = "diagonal"
+    prior: str = "normal"
+    source: str = ""  # FILE.py:FUNCTION that builds the model, when it is the user's own
+    source_sha256: str = ""  # of FILE.py when the run was made
 
     def __post_init__(self):
         _require_types(self)
+        self.posterior_family, self.prior_family  # noqa: B018  (validates both)
         _require(self.latent_dim >= 1, f"--latent-dim must be at least 1, got {self.latent_dim}")
         _require(all(h >= 1 for h in self.hidden), f"--hidden widths must be positive, got {self.hidden}")
         _require(self.activation in ACTIVATIONS, f"--activation must be one of {', '.join(ACTIVATIONS)}")
@@ -78,6 +96,16 @@ class ModelConfig:
             f"--gaussian-variance must be one of {', '.join(GAUSSIAN_VARIANCES)}",
         )
         _require(self.gaussian_std > 0, f"--gaussian-std must be positive, got {self.gaussian_std}")
+
+    @property
+    def posterior_family(self) -> tuple[str, int]:
+        """('diagonal' | 'full' | 'iaf', flow steps or 0)."""
+        return family_spec(self.posterior, POSTERIORS, "--posterior")
+
+    @property
+    def prior_family(self) -> tuple[str, int]:
+        """('normal' | 'mixture' | 'vamp', components or 0)."""
+        return family_spec(self.prior, PRIORS, "--prior")
 
     @property
     def data_dim(self) -> int:

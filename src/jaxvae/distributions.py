@@ -1,10 +1,14 @@
-"""Distributions over vectors: the diagonal Normal and the pixel likelihoods.
+"""Distributions over vectors: latent densities (diagonal and full Gaussians, mixtures, inverse
+autoregressive flows), the pixel likelihoods, and the KL divergence chosen by the pair of types.
 
-Every distribution here is a small Equinox module over arrays whose last axis is the
-event: `log_prob` sums over that axis and returns the batch shape, in nats.
+Every distribution here is a small Equinox module over arrays whose last axis is the event:
+`log_prob` sums over that axis and returns the batch shape, in nats. Leading axes are batch axes.
 """
 
+import abc
 import math
+from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -14,7 +18,43 @@ from jax import Array
 LOG_2PI = math.log(2 * math.pi)
 
 
-class Normal(eqx.Module):
+class Distribution(eqx.Module):
+    """A density over vectors of size k with reparameterized samples.
+
+    `moment_draws`: 0 where `moments` is exact, else the number of draws behind its Monte Carlo estimate.
+    """
+
+    moment_draws: ClassVar[int] = 0
+
+    @abc.abstractmethod
+    def sample(self, key: Array, shape: tuple[int, ...] = ()) -> Array:
+        """Reparameterized draws, shape `shape + batch shape + (k,)`."""
+
+    @abc.abstractmethod
+    def log_prob(self, z: Array) -> Array:
+        """log density at z (..., k), summed over the last axis: the broadcast batch shape."""
+
+    def sample_and_log_prob(self, key: Array, shape: tuple[int, ...] = ()) -> tuple[Array, Array]:
+        """Draws as `sample` gives them and their log density (flows compute both in one pass)."""
+        z = self.sample(key, shape)
+        return z, self.log_prob(z)
+
+    @abc.abstractmethod
+    def moments(self, key: Array) -> tuple[Array, Array]:
+        """Mean and standard deviation of each dimension, each of shape batch + (k,); `key` serves
+        the Monte Carlo estimate of a distribution without closed-form moments."""
+
+    @abc.abstractmethod
+    def box(self, sds: float) -> tuple[Array, Array]:
+        """(lo, hi), each (k,): a box holding every batch member's mean +- `sds` standard deviations."""
+
+
+def _box_of(mean: Array, std: Array, sds: float) -> tuple[Array, Array]:
+    k = mean.shape[-1]
+    return jnp.min((mean - sds * std).reshape(-1, k), 0), jnp.max((mean + sds * std).reshape(-1, k), 0)
+
+
+class Normal(Distribution):
     """N(mean, diag exp(log_var)); used for the prior, the posterior and Gaussian pixels.
 
     The log-variance parameterization keeps the variance positive without a clamp.
@@ -34,8 +74,146 @@ class Normal(eqx.Module):
 
     def log_prob(self, x: Array) -> Array:
         """log N(x | mean, var) summed over the last axis."""
-        per_dim = -0.5 * (LOG_2PI + self.log_var + (x - self.mean) ** 2 * jnp.exp(-self.log_var))
-        return jnp.sum(per_dim, axis=-1)
+        return jnp.sum(self.marginal_log_prob(x), axis=-1)
+
+    def marginal_log_prob(self, x: Array) -> Array:
+        """log N(x_j | mean_j, var_j) of each dimension (the last axis kept)."""
+        return -0.5 * (LOG_2PI + self.log_var + (x - self.mean) ** 2 * jnp.exp(-self.log_var))
+
+    def moments(self, key: Array | None = None) -> tuple[Array, Array]:
+        return self.mean, self.std
+
+    def box(self, sds: float) -> tuple[Array, Array]:
+        return _box_of(self.mean, self.std, sds)
+
+
+class FullNormal(Distribution):
+    """N(mean, L L^T) with a full covariance given by its Cholesky factor L (lower triangular,
+    positive diagonal): mean (..., k), scale_tril (..., k, k)."""
+
+    mean: Array
+    scale_tril: Array
+
+    def sample(self, key: Array, shape: tuple[int, ...] = ()) -> Array:
+        """Reparameterized draws mean + L eps, shape `shape + mean.shape`."""
+        eps = jax.random.normal(key, shape + jnp.shape(self.mean))
+        return self.mean + jnp.matmul(self.scale_tril, eps[..., None])[..., 0]
+
+    def log_prob(self, z: Array) -> Array:
+        """-(k log 2 pi + |L^-1 (z - mean)|^2) / 2 - sum_j log L_jj."""
+        diff = z - self.mean
+        batch = jnp.broadcast_shapes(diff.shape[:-1], self.scale_tril.shape[:-2])
+        k = diff.shape[-1]
+        scale = jnp.broadcast_to(self.scale_tril, batch + (k, k))
+        white = jax.scipy.linalg.solve_triangular(scale, jnp.broadcast_to(diff, batch + (k,))[..., None], lower=True)
+        log_det = jnp.sum(jnp.log(jnp.diagonal(self.scale_tril, axis1=-2, axis2=-1)), axis=-1)
+        return -0.5 * (k * LOG_2PI + jnp.sum(white[..., 0] ** 2, axis=-1)) - log_det
+
+    def marginal_log_prob(self, z: Array) -> Array:
+        """log N(z_j | mean_j, Sigma_jj) of each dimension (the last axis kept)."""
+        std = self.moments()[1]
+        return Normal(self.mean, 2 * jnp.log(std)).marginal_log_prob(z)
+
+    def moments(self, key: Array | None = None) -> tuple[Array, Array]:
+        return self.mean, jnp.sqrt(jnp.sum(self.scale_tril**2, axis=-1))
+
+    def box(self, sds: float) -> tuple[Array, Array]:
+        return _box_of(*self.moments(), sds)
+
+
+class Mixture(Distribution):
+    """sum_c w_c p_c(z) with weights softmax(logits) (C,) and components: a distribution whose last
+    batch axis has size C (e.g. a Normal with mean (C, k)). Its own batch shape is the components' less C."""
+
+    logits: Array
+    components: Distribution
+
+    def log_prob(self, z: Array) -> Array:
+        """logsumexp_c (log w_c + log p_c(z))."""
+        return jax.nn.logsumexp(jax.nn.log_softmax(self.logits) + self.components.log_prob(z[..., None, :]), axis=-1)
+
+    def marginal_log_prob(self, z: Array) -> Array:
+        """log p(z_j) of each dimension: the mixture of the components' marginals (the last axis kept)."""
+        per_component = self.components.marginal_log_prob(z[..., None, :])  # (..., C, k)
+        return jax.nn.logsumexp(jax.nn.log_softmax(self.logits)[:, None] + per_component, axis=-2)
+
+    def sample(self, key: Array, shape: tuple[int, ...] = ()) -> Array:
+        """A component c ~ w, then z ~ p_c (reparameterized within the component, not through c)."""
+        pick_key, draw_key = jax.random.split(key)
+        draws = self.components.sample(draw_key, shape)  # (*shape, ..., C, k)
+        c = jax.random.categorical(pick_key, self.logits, shape=draws.shape[:-2])
+        return jnp.take_along_axis(draws, c[..., None, None], axis=-2)[..., 0, :]
+
+    def moments(self, key: Array | None = None) -> tuple[Array, Array]:
+        """E[z] = sum_c w_c m_c, Var[z] = sum_c w_c (s_c^2 + m_c^2) - E[z]^2, per dimension."""
+        m, s = self.components.moments(key)
+        w = jax.nn.softmax(self.logits)[:, None]
+        mean = jnp.sum(w * m, axis=-2)
+        return mean, jnp.sqrt(jnp.maximum(jnp.sum(w * (s**2 + m**2), axis=-2) - mean**2, 0.0))
+
+    def box(self, sds: float) -> tuple[Array, Array]:
+        return self.components.box(sds)
+
+
+class InverseAutoregressiveFlow(Distribution):
+    """q(z) of an inverse autoregressive flow (Kingma et al. 2016): z_0 = mu + sigma * eps from the
+    Gaussian `base`, then T steps z_t = s_t * z_{t-1} + (1 - s_t) * m_t with gate s_t = sigmoid(g_t),
+    where (m_t, g_t) = steps[t](z_{t-1}, context) is autoregressive in z_{t-1} (output j sees only
+    inputs before j), so log q(z_T) = log q_0(z_0) - sum_t sum_j log s_tj. The order of z is reversed
+    before every step but the first. base over (..., k), context (..., c); each step maps one z (k,) and
+    one context (c,) to (m, g), each (k,), and is shared by every example.
+    """
+
+    moment_draws: ClassVar[int] = 100
+    base: Normal
+    context: Array
+    steps: Sequence[Callable]
+
+    def _forward(self, z: Array) -> tuple[Array, Array]:
+        """z_0 (..., k) -> (z_T, sum_t sum_j log s_tj), both with z_0's leading axes."""
+        context = jnp.broadcast_to(self.context, z.shape[:-1] + self.context.shape[-1:])
+        log_det = jnp.zeros(z.shape[:-1], z.dtype)
+        for t, step in enumerate(self.steps):
+            if t:
+                z = z[..., ::-1]
+            m, g = step(z, context)
+            z = jax.nn.sigmoid(g) * z + jax.nn.sigmoid(-g) * m
+            log_det = log_det + jnp.sum(jax.nn.log_sigmoid(g), axis=-1)
+        return z, log_det
+
+    def sample(self, key: Array, shape: tuple[int, ...] = ()) -> Array:
+        return self.sample_and_log_prob(key, shape)[0]
+
+    def sample_and_log_prob(self, key: Array, shape: tuple[int, ...] = ()) -> tuple[Array, Array]:
+        z0 = self.base.sample(key, shape)
+        z, log_det = self._forward(z0)
+        return z, self.base.log_prob(z0) - log_det
+
+    def log_prob(self, z: Array) -> Array:
+        """By inverting the flow: step t's input is found one dimension at a time, k fixed-point
+        passes z_{t-1} = (z_t - (1 - s_t) m_t) / s_t, exact after k passes as each step is autoregressive."""
+        context = jnp.broadcast_to(self.context, z.shape[:-1] + self.context.shape[-1:])
+        log_det = jnp.zeros(z.shape[:-1], z.dtype)
+        for t in reversed(range(len(self.steps))):
+            step, target = self.steps[t], z
+
+            def invert_once(_, guess, step=step, target=target):
+                m, g = step(guess, context)
+                return (target - jax.nn.sigmoid(-g) * m) / jax.nn.sigmoid(g)
+
+            z = jax.lax.fori_loop(0, z.shape[-1], invert_once, target)
+            log_det = log_det + jnp.sum(jax.nn.log_sigmoid(step(z, context)[1]), axis=-1)
+            if t:
+                z = z[..., ::-1]
+        return self.base.log_prob(z) - log_det
+
+    def moments(self, key: Array) -> tuple[Array, Array]:
+        """Monte Carlo: the mean and (unbiased-variance) std of `moment_draws` draws."""
+        z = self.sample(key, (self.moment_draws,))
+        return jnp.mean(z, axis=0), jnp.std(z, axis=0, ddof=1)
+
+    def box(self, sds: float) -> tuple[Array, Array]:
+        return _box_of(*self.moments(jax.random.PRNGKey(0)), sds)
 
 
 def kl_normal_per_dimension(q: Normal, p: Normal) -> Array:
@@ -46,6 +224,40 @@ def kl_normal_per_dimension(q: Normal, p: Normal) -> Array:
 def kl_normal(q: Normal, p: Normal) -> Array:
     """KL(q || p) between diagonal Normals, summed over the last axis, in nats."""
     return jnp.sum(kl_normal_per_dimension(q, p), axis=-1)
+
+
+def kl_full_normal(q: FullNormal, p: Normal) -> Array:
+    """KL(N(m, L L^T) || N(mu, diag v)) = (sum_j [(L L^T)_jj + (m_j - mu_j)^2] / v_j - k + sum_j log v_j)/2
+    - sum_j log L_jj, shape (..., 1): one term, as it does not separate over dimensions."""
+    variance = jnp.sum(q.scale_tril**2, axis=-1)
+    log_det = jnp.sum(jnp.log(jnp.diagonal(q.scale_tril, axis1=-2, axis2=-1)), axis=-1)
+    per_dim = (variance + (q.mean - p.mean) ** 2) * jnp.exp(-p.log_var) - 1.0 + p.log_var
+    return (0.5 * jnp.sum(per_dim, axis=-1) - log_det)[..., None]
+
+
+CLOSED_FORM_KL: dict[tuple[type, type], Callable[[Distribution, Distribution], Array]] = {
+    (Normal, Normal): kl_normal_per_dimension,
+    (FullNormal, Normal): kl_full_normal,
+}
+"""KL(q || p) in closed form by (type(q), type(p)), split into terms over the last axis that sum to it:
+one per latent dimension where the KL separates over dimensions, a single term otherwise."""
+
+
+def kl_terms(q: Distribution, p: Distribution, z: Array, log_q: Array) -> Array:
+    """KL(q || p) as terms over the last axis (see CLOSED_FORM_KL), batch shape + (terms,), in nats.
+
+    Closed form where the pair of types has one; otherwise the Monte Carlo estimate
+    mean_s [log q(z_s) - log p(z_s)] at the draws z (S, ..., k) with log q(z_s) = log_q (S, ...): one term.
+    """
+    closed_form = CLOSED_FORM_KL.get((type(q), type(p)))
+    if closed_form is not None:
+        return closed_form(q, p)
+    return jnp.mean(log_q - p.log_prob(z), axis=0)[..., None]
+
+
+def kl_estimator(q: Distribution, p: Distribution) -> str:
+    """'closed form' or 'monte carlo': how `kl_terms` computes KL(q || p)."""
+    return "closed form" if (type(q), type(p)) in CLOSED_FORM_KL else "monte carlo"
 
 
 @jax.custom_jvp

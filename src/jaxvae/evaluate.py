@@ -12,13 +12,14 @@ import jax.numpy as jnp
 from jax import Array
 
 from jaxvae.data import batch_indices
-from jaxvae.distributions import kl_normal_per_dimension
+from jaxvae.distributions import CLOSED_FORM_KL
 from jaxvae.errors import InputError
 from jaxvae.model import VAE
 from jaxvae.objectives import elbo, log_importance_weights
 
 ACTIVE_THRESHOLD = 0.01  # a unit is active when Var_x E[z|x] exceeds this (Burda et al. 2015)
 ELBO_SAMPLES = 100  # samples per example of the ELBO in `report`: its Monte Carlo error is then negligible
+MOMENTS_KEY = 0  # the fixed key of Monte Carlo posterior moments (flows), so figures and codes are repeatable
 
 
 @eqx.filter_jit
@@ -86,7 +87,7 @@ def _trapezoid_grid(lo: Array, hi: Array, points: int) -> tuple[Array, Array]:
     return z, log_w
 
 
-QUADRATURE_BOUND = 6.0  # the coarse grid covers [-6, 6]^k, where the prior keeps all but 2e-9 of its mass
+QUADRATURE_BOUND = 6.0  # the coarse grid: the prior's means +- 6 sds ([-6, 6]^k for N(0, I)), all but 2e-9 of its mass
 QUADRATURE_DROP = 30.0  # the fine grid covers every coarse point whose integrand is within 30 nats of the largest
 
 
@@ -97,7 +98,8 @@ def log_likelihood_quadrature(
     """log p(x) = log int p(x|z) p(z) dz by the trapezoid rule, for latent dimension 1 or 2: shape (n,), nats.
 
     Uses only `vae.decode(z).log_prob(x)` and the prior, so it holds for every likelihood. Two passes:
-    a coarse grid of `coarse` points per dimension on [-6, 6]^k, shared by all examples, finds where
+    a coarse grid of `coarse` points per dimension on the box of the prior's component means +- 6
+    standard deviations ([-6, 6]^k for N(0, I)), shared by all examples, finds where
     p(x|z) p(z) lives (posteriors may be multimodal and far wider than q(z|x)); then, per example, a
     grid of `points` per dimension covers the box around every coarse point within 30 nats of the
     largest, widened by one coarse step and by `span` standard deviations of q(z|x) around its mean.
@@ -107,21 +109,22 @@ def log_likelihood_quadrature(
     """
     if vae.latent_dim > 2:
         raise InputError(f"quadrature needs latent dimension 1 or 2, the model has {vae.latent_dim}")
-    k = vae.latent_dim
-    z0, _ = _trapezoid_grid(jnp.full(k, -QUADRATURE_BOUND), jnp.full(k, QUADRATURE_BOUND), coarse)
-    step0 = 2 * QUADRATURE_BOUND / (coarse - 1)
-    likelihood0, log_prior0 = vae.decode(z0), vae.prior().log_prob(z0)
+    prior = vae.prior()
+    lo0, hi0 = prior.box(QUADRATURE_BOUND)
+    z0, _ = _trapezoid_grid(lo0, hi0, coarse)
+    step0 = (hi0 - lo0) / (coarse - 1)
+    likelihood0, log_prior0 = vae.decode(z0), prior.log_prob(z0)
 
     def fine(xi, lo, hi):
         z, log_w = _trapezoid_grid(lo, hi, points)
-        return jax.nn.logsumexp(vae.decode(z).log_prob(xi) + vae.prior().log_prob(z) + log_w)
+        return jax.nn.logsumexp(vae.decode(z).log_prob(xi) + prior.log_prob(z) + log_w)
 
     def one_batch(xb, _):
         log_f0 = likelihood0.log_prob(xb[:, None, :]) + log_prior0  # (b, coarse^k)
         seen = (log_f0 > jnp.max(log_f0, axis=1, keepdims=True) - QUADRATURE_DROP)[..., None]
-        q = vae.encode(xb)
-        lo = jnp.minimum(jnp.min(jnp.where(seen, z0, jnp.inf), axis=1) - step0, q.mean - span * q.std)
-        hi = jnp.maximum(jnp.max(jnp.where(seen, z0, -jnp.inf), axis=1) + step0, q.mean + span * q.std)
+        mean, std = vae.encode(xb).moments(jax.random.PRNGKey(MOMENTS_KEY))
+        lo = jnp.minimum(jnp.min(jnp.where(seen, z0, jnp.inf), axis=1) - step0, mean - span * std)
+        hi = jnp.maximum(jnp.max(jnp.where(seen, z0, -jnp.inf), axis=1) + step0, mean + span * std)
         return jax.vmap(fine)(xb, lo, hi)
 
     return _over_examples(one_batch, x, batch)
@@ -129,11 +132,11 @@ def log_likelihood_quadrature(
 
 @eqx.filter_jit
 def posterior_moments(vae: VAE, x: Array, *, batch: int = 1000) -> tuple[Array, Array]:
-    """Mean and standard deviation of q(z|x), each of shape (n, k)."""
+    """Mean and standard deviation of q(z|x), each of shape (n, k): in closed form for the Gaussian
+    families, from `moment_draws` draws with a fixed key for a flow (`Distribution.moments`)."""
 
     def moments(xb, _):
-        q = vae.encode(xb)
-        return q.mean, q.std
+        return vae.encode(xb).moments(jax.random.PRNGKey(MOMENTS_KEY))
 
     return _over_examples(moments, x, batch)
 
@@ -144,20 +147,43 @@ def decoded_means(vae: VAE, z: Array, *, batch: int = 1000) -> Array:
     return _over_examples(lambda zb, _: vae.decode(zb).mean, z, batch)
 
 
+KL_DIM_SAMPLES = 100  # draws per example of the Monte Carlo KL per dimension
+
+
 @eqx.filter_jit
-def kl_per_dimension(vae: VAE, x: Array, *, batch: int = 1000) -> Array:
-    """Mean over examples of KL(q(z_j|x) || p(z_j)) for each latent dimension j, shape (k,), nats."""
+def kl_per_dimension(vae: VAE, x: Array, key: Array, *, batch: int = 10) -> Array:
+    """Mean over examples of KL(q(z_j|x) || p(z_j)) between the marginals of each latent dimension j,
+    shape (k,), nats. In closed form where the KL separates over dimensions (diagonal q, N(0, I));
+    otherwise the Monte Carlo mean of log q(z_j|x) - log p(z_j) over 100 draws z ~ q per example,
+    which needs the marginal densities (Gaussian posteriors; not a flow: NaN there)."""
+    q, p = vae.encode(x[:1]), vae.prior()
+    closed_form = CLOSED_FORM_KL.get((type(q), type(p)))
+    if closed_form is not None and closed_form(q, p).shape[-1] == vae.latent_dim:
 
-    def per_dim(xb, _):
-        return kl_normal_per_dimension(vae.encode(xb), vae.prior())
+        def per_dim(xb, _):
+            return closed_form(vae.encode(xb), p)
 
+    elif hasattr(q, "marginal_log_prob"):
+
+        def per_dim(xb, i):
+            qb = vae.encode(xb)
+            z = qb.sample(jax.random.fold_in(key, i[0]), (KL_DIM_SAMPLES,))
+            return jnp.mean(qb.marginal_log_prob(z) - p.marginal_log_prob(z), axis=0)
+
+    else:
+        return jnp.full(vae.latent_dim, jnp.nan)
     return jnp.mean(_over_examples(per_dim, x, batch), axis=0)
 
 
 def active_units(vae: VAE, x: Array, *, threshold: float = ACTIVE_THRESHOLD) -> int:
-    """Number of latent dimensions whose posterior mean varies over the data: Var_x E[z_j|x] > threshold."""
-    mean, _ = posterior_moments(vae, x)
-    return int(jnp.sum(jnp.var(mean, axis=0) > threshold))
+    """Number of latent dimensions whose posterior mean varies over the data: Var_x E[z_j|x] > threshold.
+
+    Where E[z|x] is a Monte Carlo mean of M draws (a flow), its noise adds E_x[Var(z_j|x)] / M to the
+    variance over x; that is subtracted, so the count is unbiased."""
+    mean, std = posterior_moments(vae, x)
+    draws = type(jax.eval_shape(vae.encode, x[:1])).moment_draws
+    noise = jnp.mean(std**2, axis=0) / draws if draws else 0.0
+    return int(jnp.sum(jnp.var(mean, axis=0) - noise > threshold))
 
 
 def bits_per_dimension(log_px: Array, data_dim: int) -> Array:
@@ -174,6 +200,7 @@ def report(vae: VAE, x: Array, key: Array, iw_samples: int = 5000) -> dict:
     """
     x = jnp.asarray(x, jnp.float32)
     elbo_key, iw_key = jax.random.split(key)
+    kl_key = jax.random.fold_in(key, 2)
     terms = mean_elbo(vae, x, elbo_key, samples=ELBO_SAMPLES, chunk=100)
     log_px = jnp.mean(log_likelihood(vae, x, iw_key, samples=iw_samples))
     out = {
@@ -186,7 +213,7 @@ def report(vae: VAE, x: Array, key: Array, iw_samples: int = 5000) -> dict:
         out["log_likelihood_quadrature"] = float(jnp.mean(log_likelihood_quadrature(vae, x)))
     out |= {
         "bits_per_dim": float(bits_per_dimension(log_px, x.shape[1])),
-        "kl_per_dim": [float(v) for v in kl_per_dimension(vae, x)],
+        "kl_per_dim": [None if math.isnan(v) else v for v in map(float, kl_per_dimension(vae, x, kl_key))],
         "active_units": active_units(vae, x),
         "n": int(x.shape[0]),
         "iw_samples": iw_samples,

@@ -50,7 +50,7 @@ def browser_decoder(vae: VAE) -> dict | None:
     if not (
         isinstance(decoder, MLP)
         and decoder.activation in BROWSER_ACTIVATIONS
-        and vae.likelihood in BROWSER_LIKELIHOODS
+        and getattr(vae.likelihood, "name", None) in BROWSER_LIKELIHOODS
         and all(type(layer) is eqx.nn.Linear for layer in decoder.layers)
     ):
         return None
@@ -102,7 +102,7 @@ class Explorer:
             "dataset": config.train.dataset,
             "shape": display_shape(tuple(config.model.data_shape)),
             "latent_dim": self.vae.latent_dim,
-            "likelihood": self.vae.likelihood,
+            "likelihood": getattr(self.vae.likelihood, "name", None),
             "decoder": browser_decoder(self.vae),
             "points": {
                 "n": len(x),

@@ -1,4 +1,5 @@
-"""The VAE: prior p(z) = N(0, I), encoder q(z|x), decoder p(x|z)."""
+"""The VAE as four replaceable parts and a prior: encoder network and posterior family q(z|x),
+decoder network and likelihood family p(x|z), prior p(z). Each part is an Equinox module."""
 
 import math
 from collections.abc import Callable
@@ -9,8 +10,11 @@ import jax.numpy as jnp
 from jax import Array
 
 from jaxvae.config import ModelConfig
-from jaxvae.distributions import Bernoulli, ContinuousBernoulli, Normal
+from jaxvae.distributions import Distribution
+from jaxvae.likelihoods import BernoulliPixels, ContinuousBernoulliPixels, GaussianPixels
 from jaxvae.networks import MLP, ConvDecoder, ConvEncoder
+from jaxvae.posteriors import IAF, DiagonalGaussian, FullGaussian
+from jaxvae.priors import GaussianMixture, StandardNormal, VampPrior
 
 
 def map_examples(fn: Callable, x: Array):
@@ -23,48 +27,62 @@ def map_examples(fn: Callable, x: Array):
 class VAE(eqx.Module):
     """A variational autoencoder over flattened data vectors of size d with latents of size k.
 
-    `encode` and `decode` take any leading batch axes: x (..., d) -> q(z|x) over (..., k),
-    z (..., k) -> p(x|z) over (..., d).
+    `encoder` maps one example x (d,) to the posterior family's parameters (posterior.size,);
+    `decoder` maps one z (k,) to the likelihood family's parameters (d,). Any Equinox module with
+    those sizes may replace either (`eqx.tree_at(lambda m: m.encoder, vae, mine)`). `encode` and
+    `decode` take any leading batch axes: x (..., d) -> q(z|x) over (..., k), z (..., k) -> p(x|z)
+    over (..., d); `prior()` is p(z) over (k,).
     """
 
-    encoder: MLP | ConvEncoder
-    decoder: MLP | ConvDecoder
-    pixel_log_var: Array | None  # the Gaussian likelihood's log-variance: shape () if shared, (d,) per pixel
-    likelihood: str = eqx.field(static=True)
+    encoder: eqx.Module
+    posterior: eqx.Module
+    decoder: eqx.Module
+    likelihood: eqx.Module
+    latent_prior: eqx.Module
     latent_dim: int = eqx.field(static=True)
-    fixed_variance: bool = eqx.field(static=True)  # the Gaussian log-variance is a constant, not trained
 
     def __init__(self, config: ModelConfig, *, key: Array):
         enc_key, dec_key = jax.random.split(key)
         d, k = config.data_dim, config.latent_dim
+        family, count = config.posterior_family
+        if family == "iaf":
+            self.posterior = IAF(k, count, key=jax.random.fold_in(key, 2))
+        else:
+            self.posterior = {"diagonal": DiagonalGaussian, "full": FullGaussian}[family](k)
         if config.architecture == "conv":
-            self.encoder = ConvEncoder(config.data_shape, 2 * k, config.hidden, config.activation, key=enc_key)
+            self.encoder = ConvEncoder(
+                config.data_shape, self.posterior.size, config.hidden, config.activation, key=enc_key
+            )
             self.decoder = ConvDecoder(k, config.data_shape, config.hidden, config.activation, key=dec_key)
         else:
-            self.encoder = MLP(d, 2 * k, config.hidden, config.activation, key=enc_key)
+            self.encoder = MLP(d, self.posterior.size, config.hidden, config.activation, key=enc_key)
             self.decoder = MLP(k, d, tuple(reversed(config.hidden)), config.activation, key=dec_key)
-        self.pixel_log_var = None
         if config.likelihood == "gaussian":
             shape = (d,) if config.gaussian_variance == "learned-pixel" else ()
-            self.pixel_log_var = jnp.full(shape, 2 * math.log(config.gaussian_std), jnp.float32)
-        self.likelihood = config.likelihood
+            log_var = jnp.full(shape, 2 * math.log(config.gaussian_std), jnp.float32)
+            self.likelihood = GaussianPixels(log_var, fixed=config.gaussian_variance == "fixed")
+        else:
+            self.likelihood = {"bernoulli": BernoulliPixels, "continuous-bernoulli": ContinuousBernoulliPixels}[
+                config.likelihood
+            ]()
+        prior, components = config.prior_family
+        prior_key = jax.random.fold_in(key, 3)
+        if prior == "mixture":
+            self.latent_prior = GaussianMixture(k, components, key=prior_key)
+        elif prior == "vamp":
+            self.latent_prior = VampPrior(d, components, key=prior_key)
+        else:
+            self.latent_prior = StandardNormal(k)
         self.latent_dim = k
-        self.fixed_variance = config.gaussian_variance == "fixed"
 
-    def prior(self) -> Normal:
-        return Normal(jnp.zeros(self.latent_dim), jnp.zeros(self.latent_dim))
+    def prior(self) -> Distribution:
+        """p(z), a distribution over (k,)."""
+        return self.latent_prior(self)
 
-    def encode(self, x: Array) -> Normal:
-        """q(z|x) = N(mu(x), diag sigma^2(x)) for x of shape (..., d)."""
-        mean, log_var = jnp.split(map_examples(self.encoder, x), 2, axis=-1)
-        return Normal(mean, log_var)
+    def encode(self, x: Array) -> Distribution:
+        """q(z|x) for x of shape (..., d): a distribution over (..., k)."""
+        return self.posterior(map_examples(self.encoder, x))
 
-    def decode(self, z: Array) -> Bernoulli | ContinuousBernoulli | Normal:
+    def decode(self, z: Array):
         """p(x|z) for z of shape (..., k): a distribution over (..., d)."""
-        out = map_examples(self.decoder, z)
-        if self.likelihood == "bernoulli":
-            return Bernoulli(out)
-        if self.likelihood == "continuous-bernoulli":
-            return ContinuousBernoulli(out)
-        log_var = jax.lax.stop_gradient(self.pixel_log_var) if self.fixed_variance else self.pixel_log_var
-        return Normal(out, jnp.broadcast_to(log_var, out.shape))
+        return self.likelihood(map_examples(self.decoder, z))

@@ -120,3 +120,44 @@ class ConvDecoder(eqx.Module):
         for deconv in self.deconvs:
             y = deconv(act(y))
         return y.transpose(1, 2, 0).reshape(-1)
+
+
+class MaskedLinear(eqx.Module):
+    """A linear layer whose weight is multiplied by a fixed 0/1 mask (out, in): x (..., in) -> (..., out).
+
+    The mask is a boolean array, so it is not a parameter and no optimizer changes it.
+    """
+
+    linear: eqx.nn.Linear
+    mask: Array
+
+    def __call__(self, x: Array) -> Array:
+        return x @ jnp.where(self.mask, self.linear.weight, 0.0).T + self.linear.bias
+
+
+class MADE(eqx.Module):
+    """An autoregressive network (Germain et al. 2015) for one step of an inverse autoregressive flow.
+
+    Maps z (..., k) and a context h (..., c) to (m, g), each (..., k), where m_j and g_j depend on
+    z_1..z_{j-1} and on all of h, through one masked hidden layer of `hidden` ELU units. The gate
+    logits g start near `gate_bias` (Kingma et al. 2016 start the gates sigmoid(g) close to 1).
+    """
+
+    layer: MaskedLinear
+    out: MaskedLinear
+
+    def __init__(self, latent_dim: int, context_dim: int, hidden: int, *, gate_bias: float = 2.0, key: Array):
+        k = latent_dim
+        hidden_key, out_key = jax.random.split(key)
+        inputs = jnp.concatenate([jnp.arange(1, k + 1), jnp.zeros(context_dim, int)])  # the context has degree 0
+        units = jnp.arange(hidden) % k  # a unit of degree u sees inputs of degree <= u
+        outputs = jnp.tile(jnp.arange(1, k + 1), 2)  # output j (degree j) sees units of degree < j
+        self.layer = MaskedLinear(eqx.nn.Linear(k + context_dim, hidden, key=hidden_key), units[:, None] >= inputs)
+        out = eqx.nn.Linear(hidden, 2 * k, key=out_key)
+        out = eqx.tree_at(lambda l: l.bias, out, out.bias.at[k:].add(gate_bias))
+        self.out = MaskedLinear(out, outputs[:, None] > units)
+
+    def __call__(self, z: Array, context: Array) -> tuple[Array, Array]:
+        hidden = jax.nn.elu(self.layer(jnp.concatenate([z, context], axis=-1)))
+        m, g = jnp.split(self.out(hidden), 2, axis=-1)
+        return m, g

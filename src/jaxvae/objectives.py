@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from jaxvae.distributions import kl_normal_per_dimension
+from jaxvae.distributions import kl_terms
 from jaxvae.model import VAE
 
 
@@ -26,20 +26,21 @@ class ElboTerms(NamedTuple):
 def elbo(vae: VAE, x: Array, *, key: Array, samples: int = 1) -> ElboTerms:
     """ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z)).
 
-    The expectation is the mean over `samples` reparameterized draws z = mu + sigma * eps;
-    the KL is in closed form.
+    The expectation is the mean over `samples` reparameterized draws z ~ q(z|x) (for the seed's
+    q, z = mu + sigma * eps); the KL is in closed form where the pair (q, p) has one, otherwise the
+    Monte Carlo estimate log q(z) - log p(z) at the same draws (`distributions.kl_terms`).
     """
-    reconstruction, kl_per_dimension = _reconstruction_and_kl(vae, x, key=key, samples=samples)
-    kl = jnp.sum(kl_per_dimension, axis=-1)
+    reconstruction, kl_parts = _reconstruction_and_kl(vae, x, key=key, samples=samples)
+    kl = jnp.sum(kl_parts, axis=-1)
     return ElboTerms(reconstruction - kl, reconstruction, kl)
 
 
 def _reconstruction_and_kl(vae: VAE, x: Array, *, key: Array, samples: int) -> tuple[Array, Array]:
-    """The S-sample estimate of E_q[log p(x|z)], shape (n,), and the KL of each latent dimension, (n, k)."""
+    """The S-sample estimate of E_q[log p(x|z)], shape (n,), and the KL as `kl_terms` splits it, (n, terms)."""
     q = vae.encode(x)
-    z = q.sample(key, (samples,))  # (S, n, k)
+    z, log_q = q.sample_and_log_prob(key, (samples,))  # (S, n, k), (S, n)
     reconstruction = jnp.mean(vae.decode(z).log_prob(x), axis=0)
-    return reconstruction, kl_normal_per_dimension(q, vae.prior())
+    return reconstruction, kl_terms(q, vae.prior(), z, log_q)
 
 
 def weighted_mean(values: Array, weights: Array) -> Array:
@@ -47,13 +48,16 @@ def weighted_mean(values: Array, weights: Array) -> Array:
     return jnp.tensordot(weights, values, axes=1) / jnp.sum(weights)
 
 
-def free_bits_kl(kl_per_dimension: Array, weights: Array, free_bits: float) -> Array:
-    """sum_j max(lambda, mean over the batch of KL_j), a scalar in nats: the "free bits" of Kingma et al. (2016).
+def free_bits_kl(kl_parts: Array, weights: Array, free_bits: float, latent_dim: int) -> Array:
+    """sum_j max(lambda_j, mean over the batch of KL_j), a scalar in nats: the "free bits" of Kingma et al. (2016).
 
-    kl_per_dimension (n, k), weights (n,). A dimension whose batch-mean KL is below lambda = `free_bits`
-    costs lambda and gets no gradient; with lambda = 0 this is the batch mean of the summed KL.
+    kl_parts (n, terms): the KL split into terms, one per latent dimension where it separates, else one;
+    weights (n,). Each term is granted its share of `free_bits` * latent_dim nats (lambda = `free_bits` per
+    dimension, or latent_dim * free_bits for a single term); a term whose batch-mean KL is below its share
+    costs the share and gets no gradient. With free_bits = 0 this is the batch mean of the summed KL.
     """
-    return jnp.sum(jnp.maximum(free_bits, weighted_mean(kl_per_dimension, weights)))
+    share = free_bits * (latent_dim // kl_parts.shape[-1])
+    return jnp.sum(jnp.maximum(share, weighted_mean(kl_parts, weights)))
 
 
 def elbo_loss(
@@ -63,9 +67,10 @@ def elbo_loss(
 
     x (n, d) with weights (n,); the loss is a scalar, the terms have shape (n,). `beta` may be traced.
     """
-    reconstruction, kl_per_dimension = _reconstruction_and_kl(vae, x, key=key, samples=samples)
-    loss = beta * free_bits_kl(kl_per_dimension, weights, free_bits) - weighted_mean(reconstruction, weights)
-    kl = jnp.sum(kl_per_dimension, axis=-1)
+    reconstruction, kl_parts = _reconstruction_and_kl(vae, x, key=key, samples=samples)
+    kl_cost = free_bits_kl(kl_parts, weights, free_bits, vae.latent_dim)
+    loss = beta * kl_cost - weighted_mean(reconstruction, weights)
+    kl = jnp.sum(kl_parts, axis=-1)
     return loss, ElboTerms(reconstruction - kl, reconstruction, kl)
 
 
@@ -80,8 +85,8 @@ def kl_weight(beta: float, warmup_epochs: int, epoch: int) -> float:
 def log_importance_weights(vae: VAE, x: Array, *, key: Array, samples: int) -> Array:
     """log p(x|z_k) + log p(z_k) - log q(z_k|x) for z_k ~ q(z|x), shape (samples, n)."""
     q = vae.encode(x)
-    z = q.sample(key, (samples,))
-    return vae.decode(z).log_prob(x) + vae.prior().log_prob(z) - q.log_prob(z)
+    z, log_q = q.sample_and_log_prob(key, (samples,))
+    return vae.decode(z).log_prob(x) + vae.prior().log_prob(z) - log_q
 
 
 def iwae(vae: VAE, x: Array, *, key: Array, samples: int) -> Array:

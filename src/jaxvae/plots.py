@@ -55,11 +55,11 @@ def reconstructions(vae: VAE, x: np.ndarray, shape, path: Path, n: int = 10) -> 
 
 
 def samples(vae: VAE, shape, path: Path, *, key: jax.Array, n: int = 64) -> Path:
-    """Means of p(x|z) for z drawn from the prior N(0, I)."""
-    z = jax.random.normal(key, (n, vae.latent_dim))
+    """Means of p(x|z) for z drawn from the model's prior p(z)."""
+    z = vae.prior().sample(key, (n,))
     grid = image_grid(np.asarray(decoded_means(vae, z)), shape, cols=int(np.ceil(np.sqrt(n))))
     fig, ax = plt.subplots(figsize=(6, 6))
-    _show(ax, grid, "samples: mean of p(x|z), z ~ N(0, I)")
+    _show(ax, grid, "samples: mean of p(x|z), z ~ p(z)")
     return _save(fig, path)
 
 

@@ -27,7 +27,7 @@ from jax import Array
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from jaxvae import checkpoint, parallel
+from jaxvae import checkpoint, model_file, parallel
 from jaxvae.config import BERNOULLI_FAMILY, HardwareConfig, RunConfig, TrainConfig
 from jaxvae.data import (
     TEST_BINARIZATION_SEED,
@@ -37,9 +37,11 @@ from jaxvae.data import (
     binarized,
     split_validation,
 )
+from jaxvae.distributions import kl_estimator
 from jaxvae.errors import InputError
 from jaxvae.evaluate import mean_elbo
 from jaxvae.model import VAE
+from jaxvae.model_file import Builder
 from jaxvae.objectives import elbo_loss, kl_weight, log_importance_weights, log_mean_exp
 
 CONFIG = "config.json"
@@ -61,26 +63,31 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     return optax.adam(config.lr)
 
 
-def _initial_state(config: RunConfig, key: Array) -> TrainState:
-    vae = VAE(config.model, key=key)
+def _initial_state(config: RunConfig, build: Builder, key: Array) -> TrainState:
+    vae = model_file.build(config.model, key, build)
     return TrainState(vae, make_optimizer(config.train).init(eqx.filter(vae, eqx.is_inexact_array)), jnp.int32(0))
 
 
-def init_state(config: RunConfig) -> TrainState:
-    """The initial model and optimizer state, built by one compiled program (not op by op).
+def init_state(config: RunConfig, build: Builder | None = None) -> TrainState:
+    """The initial model (built by `build`, default: the config's) and optimizer state, its arrays built
+    by one compiled program (not op by op).
 
     The program runs once, so XLA compiles it without optimization: 0.5 s sooner (values may differ
     from an optimized compilation in the last bit).
     """
-    initial = functools.partial(_initial_state, config)
+    initial = functools.partial(_initial_state, config, build or model_file.builder(config.model))
     key = jax.random.fold_in(jax.random.PRNGKey(config.train.seed), 0)
-    return jax.jit(initial).lower(key).compile({"xla_backend_optimization_level": 0})(key)
+    arrays = jax.jit(lambda k: eqx.filter(initial(k), eqx.is_array))
+    arrays = arrays.lower(key).compile({"xla_backend_optimization_level": 0})(key)
+    _, rest = eqx.partition(eqx.filter_eval_shape(initial, key), lambda a: isinstance(a, jax.ShapeDtypeStruct))
+    return eqx.combine(arrays, rest)  # rest: what is not an array, e.g. a user's activation function
 
 
-def state_shapes(config: RunConfig) -> TrainState:
+def state_shapes(config: RunConfig, build: Builder | None = None) -> TrainState:
     """The structure of a run's state with `jax.ShapeDtypeStruct` leaves, what a checkpoint is read into:
     found by tracing alone, so reading a checkpoint neither compiles nor runs the initialization."""
-    return jax.eval_shape(functools.partial(_initial_state, config), jax.ShapeDtypeStruct((2,), jnp.uint32))
+    initial = functools.partial(_initial_state, config, build or model_file.builder(config.model))
+    return eqx.filter_eval_shape(initial, jax.ShapeDtypeStruct((2,), jnp.uint32))
 
 
 def epoch_key(seed: int, epoch: int) -> Array:
@@ -249,8 +256,12 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     device_budget: int | None = None,
+    build: Builder | None = None,
 ) -> VAE:
     """Train, writing config, metrics, checkpoints and figures to `run_dir`; returns the model.
+
+    The model is `VAE(config.model)`, or what `build(config.model, key)` returns (any VAE, e.g. with
+    the user's own encoder or decoder): the run then records the function (`model_file.source_of`).
 
     With `resume`, continue from the latest checkpoint (or from the start when a crash came before
     the first one). A first Ctrl-C finishes the epoch, saves its checkpoint and raises
@@ -265,6 +276,10 @@ def fit(
     check_data(data, config)
     mesh = parallel.data_mesh()
     config = dataclasses.replace(config, hardware=HardwareConfig(**parallel.describe(mesh)))
+    if build is not None:
+        source, sha256 = model_file.source_of(build)
+        model = dataclasses.replace(config.model, source=source, source_sha256=sha256)
+        config = dataclasses.replace(config, model=model)
     writer = parallel.is_writer()
     created = not run_dir.exists()
     try:
@@ -276,7 +291,7 @@ def fit(
                     checkpoint.write_atomically(run_dir / METRICS, b"")
             except OSError as e:
                 raise InputError(f"cannot write the run folder {run_dir}: {e.strerror}") from None
-        state = resume_state(config, run_dir) if resume else init_state(config)
+        state = resume_state(config, run_dir, build) if resume else init_state(config, build)
         with _stop_after_epoch_on_interrupt() as stop:
             vae = _train_epochs(config, data, run_dir, state, progress, stop, mesh, device_budget)
     except BaseException:
@@ -305,7 +320,7 @@ def _epoch_runner(static, tc: TrainConfig, x_train: np.ndarray, mesh: Mesh, devi
     )
 
 
-def resume_state(config: RunConfig, run_dir: Path) -> TrainState:
+def resume_state(config: RunConfig, run_dir: Path, build: Builder | None = None) -> TrainState:
     """The state of the latest checkpoint, with metrics.jsonl cut back to match it and config.json updated.
 
     Every file is written metrics line first, then checkpoint, so whatever moment a crash came,
@@ -316,7 +331,7 @@ def resume_state(config: RunConfig, run_dir: Path) -> TrainState:
         checkpoint.remove_temporary_files(run_dir)
         checkpoint.remove_temporary_files(run_dir / CHECKPOINTS)
     found = epoch_checkpoints(run_dir)
-    state = checkpoint.restore(found[-1], state_shapes(config)) if found else init_state(config)
+    state = checkpoint.restore(found[-1], state_shapes(config, build)) if found else init_state(config, build)
     done = int(state.epoch)
     if config.train.epochs < done:
         raise InputError(f"{run_dir} has trained {done} epochs already: --epochs must be at least {done}")
@@ -371,6 +386,7 @@ def _train_epochs(
     test_key = jax.random.fold_in(jax.random.PRNGKey(tc.seed), 2)
     valid_key = jax.random.fold_in(jax.random.PRNGKey(tc.seed), 3)
     best_elbo, best_epoch = _best_validation(read_metrics(run_dir))
+    kl = kl_estimator(*eqx.filter_eval_shape(lambda v, x: (v.encode(x), v.prior()), state.vae, x_test[:1]))
     bar = tqdm(range(start + 1, tc.epochs + 1), desc="training", unit="epoch", disable=not (progress and writer))
     for epoch in bar:
         if _stopped_early(tc, epoch - 1, best_epoch):  # at the top, so that a resumed run stops as well
@@ -395,6 +411,7 @@ def _train_epochs(
             "test_reconstruction": test["reconstruction"],
             "test_kl": test["kl"],
             "beta": beta,
+            "kl_estimator": kl,
             "seconds": time.perf_counter() - began,
             "examples_per_second": len(x_train) / (trained - began),
         }
@@ -489,8 +506,9 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return _parse_metrics(run_dir / METRICS)
 
 
-def load(run_dir: str | Path) -> VAE:
-    """The trained model of a run folder, from its latest checkpoint."""
+def load(run_dir: str | Path, build: Builder | None = None) -> VAE:
+    """The trained model of a run folder, from its latest checkpoint; `build` rebuilds a model whose
+    function the run could not record (one defined outside a file)."""
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir / CONFIG)
-    return checkpoint.restore(latest_checkpoint(run_dir), state_shapes(config)).vae
+    return checkpoint.restore(latest_checkpoint(run_dir), state_shapes(config, build)).vae

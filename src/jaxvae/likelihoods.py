@@ -1,0 +1,42 @@
+"""Likelihood families p(x|z): each maps the decoder's output for an example (..., d) to a distribution
+over x in R^d. `name` is what the explore page calls the family."""
+
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from jaxvae.distributions import Bernoulli, ContinuousBernoulli, Normal
+
+
+class BernoulliPixels(eqx.Module):
+    """Independent Bernoulli pixels; the decoder outputs their logits."""
+
+    name: ClassVar[str] = "bernoulli"
+
+    def __call__(self, out: Array) -> Bernoulli:
+        return Bernoulli(out)
+
+
+class ContinuousBernoulliPixels(eqx.Module):
+    """Continuous Bernoulli pixels on [0, 1]; the decoder outputs their logits."""
+
+    name: ClassVar[str] = "continuous-bernoulli"
+
+    def __call__(self, out: Array) -> ContinuousBernoulli:
+        return ContinuousBernoulli(out)
+
+
+class GaussianPixels(eqx.Module):
+    """N(x | decoder output, exp(log_var)): log_var has shape () (shared by all pixels) or (d,);
+    `fixed` keeps it constant (no gradient)."""
+
+    name: ClassVar[str] = "gaussian"
+    log_var: Array
+    fixed: bool = eqx.field(static=True)
+
+    def __call__(self, out: Array) -> Normal:
+        log_var = jax.lax.stop_gradient(self.log_var) if self.fixed else self.log_var
+        return Normal(out, jnp.broadcast_to(log_var, out.shape))

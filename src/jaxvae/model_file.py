@@ -1,0 +1,110 @@
+"""A user's own model: a Python file with a function FUNCTION(config: ModelConfig, key) -> VAE.
+
+The run records the function as `source` ("FILE.py:FUNCTION", the file's absolute path) and the
+file's SHA-256, so that every later command rebuilds the same model; a missing or changed file is an
+InputError. A function defined outside a file (a notebook cell) is recorded as "python:NAME": such a
+run loads only with the function given again (`jaxvae.load(run, build=FUNCTION)`).
+"""
+
+import dataclasses
+import functools
+import hashlib
+import importlib.util
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+
+from jax import Array
+
+from jaxvae.config import ModelConfig
+from jaxvae.errors import InputError
+from jaxvae.model import VAE
+
+Builder = Callable[[ModelConfig, Array], VAE]
+NOT_A_FILE = "python"
+
+
+def default_build(config: ModelConfig, key: Array) -> VAE:
+    """The configured model: `VAE(config, key=key)`."""
+    return VAE(config, key=key)
+
+
+def _split(spec: str) -> tuple[Path, str]:
+    path, colon, name = spec.rpartition(":")
+    if not colon or not path or not name.isidentifier():
+        raise InputError(f"--model must be FILE.py:FUNCTION, got {spec!r}")
+    return Path(path), name
+
+
+def _sha256(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as e:
+        raise InputError(f"cannot read the model file {path}: {e.strerror}") from None
+
+
+@functools.lru_cache(maxsize=16)
+def _function(path: Path, name: str, sha256: str) -> Builder:
+    """FUNCTION from FILE, the file run once per content (classes stay the same between calls)."""
+    spec = importlib.util.spec_from_file_location(f"jaxvae_user_model_{sha256[:16]}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        raise InputError(f"the model file {path} failed to run: {type(e).__name__}: {e}") from None
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise InputError(f"the model file {path} has no function {name}")
+    return function
+
+
+def with_source(config: ModelConfig, spec: str) -> ModelConfig:
+    """`config` recording the model file of `spec` ("FILE.py:FUNCTION"), checked to exist and define FUNCTION."""
+    path, name = _split(spec)
+    path = path.resolve()
+    sha256 = _sha256(path)
+    _function(path, name, sha256)
+    return dataclasses.replace(config, source=f"{path}:{name}", source_sha256=sha256)
+
+
+def source_of(build: Builder) -> tuple[str, str]:
+    """(source, sha256) recording a Python function: its file and name, or "python:NAME" outside a file."""
+    name = build.__qualname__
+    file = inspect.getsourcefile(build)
+    if file is None or not Path(file).is_file() or "<" in name or build.__module__ == "__main__":
+        return f"{NOT_A_FILE}:{name}", ""
+    return f"{Path(file).resolve()}:{name}", _sha256(Path(file))
+
+
+def builder(config: ModelConfig) -> Builder:
+    """The function that builds this run's model, checked: the default, or the recorded file's, unchanged."""
+    if not config.source:
+        return default_build
+    if config.source.startswith(NOT_A_FILE + ":"):
+        name = config.source.partition(":")[2]
+        raise InputError(
+            f"this run's model was built by the Python function {name}, which is not in a file: "
+            "load it with jaxvae.load(RUN_DIR, build=FUNCTION)"
+        )
+    path, name = _split(config.source)
+    if not path.is_file():
+        raise InputError(f"the run's model file {path} is missing")
+    if _sha256(path) != config.source_sha256:
+        raise InputError(f"the run's model file {path} changed since the run was made (its SHA-256 differs)")
+    return _function(path, name, config.source_sha256)
+
+
+def build(config: ModelConfig, key: Array, build: Builder | None = None) -> VAE:
+    """The model of `config` (by `build` when given), checked to be a VAE with the configured latent size."""
+    build = build or builder(config)
+    try:
+        vae = build(config, key)
+    except InputError:
+        raise
+    except Exception as e:
+        raise InputError(f"the model function {build.__qualname__} failed: {type(e).__name__}: {e}") from None
+    if not isinstance(vae, VAE):
+        raise InputError(f"the model function must return a jaxvae.VAE, got {type(vae).__name__}")
+    if vae.latent_dim != config.latent_dim:
+        raise InputError(f"the model has latent dimension {vae.latent_dim}, the config {config.latent_dim}")
+    return vae

@@ -1,0 +1,54 @@
+"""Priors p(z): each is called with its VAE and returns a distribution over z in R^k.
+
+A prior takes the model because the VampPrior is built from its encoder; the others ignore it.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from jaxvae.distributions import Mixture, Normal
+
+
+class StandardNormal(eqx.Module):
+    """The seed's p(z) = N(0, I): nothing to learn."""
+
+    latent_dim: int = eqx.field(static=True)
+
+    def __call__(self, vae=None) -> Normal:
+        return Normal(jnp.zeros(self.latent_dim), jnp.zeros(self.latent_dim))
+
+
+class GaussianMixture(eqx.Module):
+    """p(z) = sum_c w_c N(z | m_c, diag s_c^2) with learned weights softmax(logits) (C,), means (C, k)
+    and log-variances (C, k). Starts with equal weights, unit variances and means drawn from N(0, I)."""
+
+    logits: Array
+    means: Array
+    log_vars: Array
+
+    def __init__(self, latent_dim: int, components: int, *, key: Array):
+        self.logits = jnp.zeros(components)
+        self.means = jax.random.normal(key, (components, latent_dim))
+        self.log_vars = jnp.zeros((components, latent_dim))
+
+    def __call__(self, vae=None) -> Mixture:
+        return Mixture(self.logits, Normal(self.means, self.log_vars))
+
+
+class VampPrior(eqx.Module):
+    """The VampPrior (Tomczak and Welling 2018): p(z) = (1/C) sum_c q(z | u_c), the encoder's posteriors
+    at C learned pseudo-inputs u (C, d). For a flow posterior the components are its Gaussian base (see
+    posteriors). The pseudo-inputs start as N(0.05, 0.01^2) noise, as in the authors' code."""
+
+    pseudo_inputs: Array
+
+    def __init__(self, data_dim: int, components: int, *, key: Array):
+        self.pseudo_inputs = 0.05 + 0.01 * jax.random.normal(key, (components, data_dim))
+
+    def __call__(self, vae) -> Mixture:
+        from jaxvae.model import map_examples
+
+        components = vae.posterior.gaussian(map_examples(vae.encoder, self.pseudo_inputs))
+        return Mixture(jnp.zeros(self.pseudo_inputs.shape[0]), components)
