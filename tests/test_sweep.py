@@ -92,6 +92,19 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path, capsys):
             assert (a / "checkpoints" / file).read_bytes() == (b / "checkpoints" / file).read_bytes()
 
 
+def test_ctrl_c_finishes_the_epoch_saves_every_member_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    """A Ctrl-C during the first epoch (the flag train's SIGINT handler sets, set from the start here)."""
+    import contextlib
+
+    monkeypatch.setattr("jaxvae.sweep._stop_after_epoch_on_interrupt", lambda: contextlib.nullcontext([True]))
+    out = tmp_path / "sweep"
+    code, _, err = cli(capsys, "train", "--out", str(out), "--hidden", "16", "--seeds", "2", "--quiet")
+    assert code == 130 and f"continue with: jaxvae train --resume --out {out}" in err
+    for name in ("seed-0", "seed-1"):
+        assert [m["epoch"] for m in read_metrics(out / name)] == [1]
+        assert [p.name for p in (out / name / "checkpoints").iterdir()] == ["epoch-00001.eqx"]
+
+
 def test_diverging_and_early_stopping_members_stop_alone_and_evaluate_reports_the_rest(tmp_path, capsys):
     """lr 1e9 diverges in epoch 1 and leaves no checkpoint; lr 1e-30 leaves the weights unchanged, so with
     patience 2 it stops after epoch 3 (validation ELBO never beats epoch 1's); lr 1e-3 trains all 5 epochs."""

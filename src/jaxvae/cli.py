@@ -250,14 +250,14 @@ def _evaluate_sweep(args) -> int:
         print(json.dumps({"members": results, "groups": groups}))
         return 0
     first = next(iter(results.values()))
-    rows = [
-        ("ELBO", "elbo"),
-        ("  reconstruction E_q[log p(x|z)]", "reconstruction"),
-        ("  KL(q(z|x) || p(z))", "kl"),
-        (f"log-likelihood, importance-weighted bound (K = {first['iw_samples']})", "log_likelihood"),
-        ("log-likelihood, quadrature (converged to 0.01)", "log_likelihood_quadrature"),
-        ("bits per dimension, -L_K / (d ln 2)", "bits_per_dim"),
-        ("active units, Var_x E[z|x] > 0.01", "active_units"),
+    rows = [  # title, key, decimals
+        ("ELBO", "elbo", 2),
+        ("  reconstruction E_q[log p(x|z)]", "reconstruction", 2),
+        ("  KL(q(z|x) || p(z))", "kl", 2),
+        (f"log-likelihood, importance-weighted bound (K = {first['iw_samples']})", "log_likelihood", 2),
+        ("log-likelihood, quadrature (converged to 0.01)", "log_likelihood_quadrature", 2),
+        ("bits per dimension, -L_K / (d ln 2)", "bits_per_dim", 4),
+        ("active units, Var_x E[z|x] > 0.01", "active_units", 1),
     ]
     print(
         f"{out}: {len(results)} members, {args.split} split, {first['n']} examples; "
@@ -265,9 +265,9 @@ def _evaluate_sweep(args) -> int:
     )
     for label, group in groups.items():
         print(f"  {label} ({', '.join(group['members'])})")
-        for title, key in rows:
+        for title, key, decimals in rows:
             if key in group["mean"]:
-                print(f"    {title:<52} {group['mean'][key]:10.4g} +- {group['sd'][key]:.2g}")
+                print(f"    {title:<52} {group['mean'][key]:10.{decimals}f} +- {group['sd'][key]:.{decimals}f}")
     return 0
 
 
