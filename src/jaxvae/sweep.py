@@ -111,7 +111,7 @@ def memory_needed(configs: dict[str, RunConfig], data: Dataset) -> tuple[int, in
     state = sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(state_shapes(config)))
     train, test = (4 * x.size for x in (data.x_train, data.x_test))
     if _per_member_data(configs):
-        return test + train, 2 * state + train  # the validation examples are part of x_train's count
+        return test, 2 * state + train  # the validation examples are part of x_train's count
     return test + train, 2 * state
 
 
@@ -125,6 +125,11 @@ def check(configs: dict[str, RunConfig], data: Dataset, device_budget: int | Non
     """Raise InputError where the members cannot train together: data, processes, device memory."""
     if jax.process_count() > 1:
         raise InputError("--seeds and --sweep train in one process: leave out --coordinator")
+    first = next(iter(configs.values()))
+    shared = {name: getattr(first.train, name) for name in ("seed", *SETTINGS.values())}
+    for config in configs.values():
+        if (config.model, dataclasses.replace(config.train, **shared)) != (first.model, first.train):
+            raise InputError("the members of a sweep may differ only in their seed, beta, lr and free_bits")
     for config in configs.values():
         check_data(data, config)
     budget = parallel.device_budget() if device_budget is None else device_budget
