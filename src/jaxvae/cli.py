@@ -243,7 +243,7 @@ def _evaluate_sweep(args) -> int:
         if not epoch_checkpoints(out / name):
             print(f"{out / name}: no checkpoint (diverged in its first epoch): not evaluated", file=sys.stderr)
             continue
-        _, vae, x, _ = _run_data(argparse.Namespace(**{**vars(args), "run_dir": str(out / name)}), args.split)
+        config, vae, x, _ = _run_data(argparse.Namespace(**{**vars(args), "run_dir": str(out / name)}), args.split)
         results[name] = report(vae, x[: args.n], jax.random.PRNGKey(args.seed), args.iw_samples)
     groups = sweep.summarize(results, sweep.groups(out))
     if args.json:
@@ -259,8 +259,9 @@ def _evaluate_sweep(args) -> int:
         ("bits per dimension, -L_K / (d ln 2)", "bits_per_dim", 4),
         ("active units, Var_x E[z|x] > 0.01", "active_units", 1),
     ]
+    dataset = args.dataset or config.train.dataset
     print(
-        f"{out}: {len(results)} members, {args.split} split, {first['n']} examples; "
+        f"{out}: {len(results)} members, {dataset}, {args.split} split, {first['n']} examples; "
         "means per example in nats, mean +- sd (n - 1) over each setting's members"
     )
     for label, group in groups.items():
