@@ -76,13 +76,14 @@ def member_configs(config: RunConfig, seeds: int, sweep: tuple[str, tuple[float,
     setting, values = sweep or (None, (None,))
     if setting is not None and setting not in SETTINGS:
         raise InputError(f"--sweep can vary {', '.join(SETTINGS)}, not {setting}")
-    if len(set(values)) < len(values):
-        raise InputError(f"--sweep {setting} lists a value twice: {', '.join(f'{v:g}' for v in values)}")
     configs = {}
     for value, seed in itertools.product(values, range(config.train.seed, config.train.seed + seeds)):
         parts = ([f"{setting}-{value:g}"] if setting else []) + ([f"seed-{seed}"] if seeds > 1 or not setting else [])
         changes = {"seed": seed} | ({SETTINGS[setting]: value} if setting else {})
         configs["-".join(parts)] = dataclasses.replace(config, train=dataclasses.replace(config.train, **changes))
+    if len(configs) < len(values) * seeds:
+        given = ", ".join(f"{v:g}" for v in values)
+        raise InputError(f"--sweep {setting} lists a value twice (to 6 digits, as members are named): {given}")
     return configs
 
 
