@@ -383,5 +383,5 @@ def summary(out: Path, ended: dict[str, str]) -> str:
         values = [final[n] for n in names if n in final]
         if len(names) > 1 and values:
             mean, sd = mean_and_sd(values)
-            lines.append(f"{label + ': mean +- sd':<24} {'':>6} {mean:9.2f} +- {sd:.2f}  over {len(values)} seeds")
+            lines.append(f"{label + ': mean +- sd':<24} {'':>6} {mean:16.2f}  +- {sd:.2f} over {len(values)} seeds")
     return "\n".join(lines)
