@@ -158,7 +158,7 @@ def test_members_may_differ_only_in_seed_and_the_swept_settings():
             check({"a": config, "b": other}, load_dataset("digits"))
 
 
-def test_bad_sweeps_exit_2_without_a_folder(tmp_path, capsys):
+def test_bad_sweeps_exit_2_and_a_sweep_that_all_diverges_exits_1_without_a_folder(tmp_path, capsys):
     out = tmp_path / "sweep"
     base = ["train", "--out", str(out), "--hidden", "16", "--quiet"]
     code, _, err = cli(capsys, *base, "--seeds", "3", "--device-memory-budget", "300000")
@@ -174,5 +174,7 @@ def test_bad_sweeps_exit_2_without_a_folder(tmp_path, capsys):
     assert code == 2 and "--lr must be positive" in err and not out.exists()
     code, _, err = cli(capsys, *base, "--sweep", "beta=0.5,1,0.5000001")
     assert code == 2 and "--sweep beta lists a value twice" in err and not out.exists()
+    code, _, err = cli(capsys, *base, "--sweep", "lr=1e9,1e10", "--epochs", "1")
+    assert code == 1 and "every member diverged" in err and not out.exists()  # as a run diverging in epoch 1
     code, _, err = cli(capsys, *base, "--seeds", "0")
     assert code == 2 and "--seeds must be at least 1" in err and not out.exists()

@@ -241,10 +241,12 @@ def _evaluate_sweep(args) -> int:
     results = {}
     for name in sweep.read_members(out):
         if not epoch_checkpoints(out / name):
-            print(f"{out / name}: no checkpoint (diverged in its first epoch): not evaluated", file=sys.stderr)
+            print(f"{out / name}: no checkpoint (diverged in, or never finished, epoch 1): skipped", file=sys.stderr)
             continue
         config, vae, x, _ = _run_data(argparse.Namespace(**{**vars(args), "run_dir": str(out / name)}), args.split)
         results[name] = report(vae, x[: args.n], jax.random.PRNGKey(args.seed), args.iw_samples)
+    if not results:
+        raise InputError(f"no member of the sweep in {out} has a checkpoint to evaluate")
     groups = sweep.summarize(results, sweep.groups(out))
     if args.json:
         print(json.dumps({"members": results, "groups": groups}))

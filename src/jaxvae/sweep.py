@@ -217,13 +217,14 @@ def fit_sweep(
             state = initial_states(configs)
         with _stop_after_epoch_on_interrupt() as stop:
             ended = _train_members(configs, data, out, state, progress, stop)
+        if all(how.startswith("diverged") for how in ended.values()):
+            diverged = "; ".join(f"{name} {how}" for name, how in ended.items())
+            raise Diverged(f"every member diverged: {diverged} (try a smaller --lr)")
     except BaseException:
         if created and not any(out.glob(f"*/{CHECKPOINTS}/*.eqx")):
             shutil.rmtree(out, ignore_errors=True)
         raise
     trained = [name for name in configs if epoch_checkpoints(out / name)]
-    if not trained:
-        raise Diverged(f"every member diverged: {'; '.join(f'{n} {e}' for n, e in ended.items())} (try a smaller --lr)")
     for name in trained:
         vae = checkpoint.restore(epoch_checkpoints(out / name)[-1], state_shapes(configs[name])).vae
         plots.write_figures(vae, data, configs[name], out / name / FIGURES, read_metrics(out / name))
