@@ -58,11 +58,20 @@ def image_size(text: str) -> tuple[int, int]:
     return (size[0], size[-1])
 
 
+def sweep_values(text: str) -> tuple[str, tuple[float, ...]]:
+    """'beta=0.5,1' -> ('beta', (0.5, 1.0))."""
+    name, _, values = text.partition("=")
+    try:
+        return name, tuple(float(v) for v in values.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=V1,V2,... like beta=0.5,1, got {text!r}") from None
+
+
 RESUMABLE = ("epochs", "keep_checkpoints")  # the settings --resume may change; the others are the run's
 
 
 def train(args) -> int:
-    from jaxvae import parallel
+    from jaxvae import parallel, sweep
     from jaxvae.data import load_dataset
     from jaxvae.train import CONFIG, check_data, fit, read_metrics
 
@@ -71,8 +80,11 @@ def train(args) -> int:
     out = Path(args.out)
     if args.resume and args.overwrite:
         raise InputError("--resume continues a run and --overwrite replaces it: pass one of them")
+    configs = None  # a sweep's members: name -> config
     if args.resume:
-        config = _resumed_config(args, out / CONFIG)
+        if sweep.is_sweep(out):
+            configs = {name: _resumed_config(args, out / name / CONFIG) for name in sweep.read_members(out)}
+        config = _resumed_config(args, out / CONFIG) if configs is None else next(iter(configs.values()))
         data = load_dataset(
             config.train.dataset, data_dir=args.data_dir, image_size=config.train.image_size, progress=not args.quiet
         )
@@ -119,8 +131,18 @@ def train(args) -> int:
             model = with_source(model, args.model)
         config = RunConfig(model, schedule)
         check_data(data, config)
+        if args.seeds != 1 or args.sweep:
+            configs = sweep.member_configs(config, args.seeds, args.sweep)
+            sweep.check(configs, data, args.device_memory_budget)
         if writer and out.exists():
             shutil.rmtree(out)
+    if configs is not None:
+        ended = sweep.fit_sweep(
+            configs, data, out, resume=args.resume, progress=not args.quiet, device_budget=args.device_memory_budget
+        )
+        print(sweep.summary(out, ended))
+        print(f"sweep folder {out}: {sweep.SWEEP}, {sweep.CURVES}, one run folder per member")
+        return 0
     fit(config, data, out, resume=args.resume, progress=not args.quiet, device_budget=args.device_memory_budget)
     if not writer:
         return 0
@@ -178,12 +200,15 @@ def evaluate(args) -> int:
 
     import jax
 
+    from jaxvae import sweep
     from jaxvae.evaluate import report
 
     if args.iw_samples < 1:
         raise InputError(f"--iw-samples must be at least 1, got {args.iw_samples}")
     if args.n is not None and args.n < 1:
         raise InputError(f"--n must be at least 1, got {args.n}")
+    if sweep.is_sweep(Path(args.run_dir)):
+        return _evaluate_sweep(args)
     config, vae, x, _ = _run_data(args, args.split)
     x = x[: args.n]
     result = report(vae, x, jax.random.PRNGKey(args.seed), args.iw_samples)
@@ -207,6 +232,53 @@ def evaluate(args) -> int:
     print(f"  {'bits per dimension, -L_K / (d ln 2)':<52} {result['bits_per_dim']:10.4f}")
     print(f"  {'active units, Var_x E[z|x] > 0.01':<52} {str(result['active_units']) + ' of ' + str(k_dims):>10}")
     print(f"  {'KL per latent dimension':<52} {', '.join(f'{v:.2f}' for v in result['kl_per_dim']):>10}")
+    return 0
+
+
+def _evaluate_sweep(args) -> int:
+    """`evaluate` of every member of a sweep: each figure as mean +- sd over the members of each setting."""
+    import json
+
+    import jax
+
+    from jaxvae import sweep
+    from jaxvae.evaluate import report
+    from jaxvae.train import epoch_checkpoints
+
+    out = Path(args.run_dir)
+    results = {}
+    for name in sweep.read_members(out):
+        if not epoch_checkpoints(out / name):
+            print(f"{out / name}: no checkpoint (diverged in, or never finished, epoch 1): skipped", file=sys.stderr)
+            continue
+        config, vae, x, _ = _run_data(argparse.Namespace(**{**vars(args), "run_dir": str(out / name)}), args.split)
+        results[name] = report(vae, x[: args.n], jax.random.PRNGKey(args.seed), args.iw_samples)
+    if not results:
+        raise InputError(f"no member of the sweep in {out} has a checkpoint to evaluate")
+    groups = sweep.summarize(results, sweep.groups(out))
+    if args.json:
+        print(json.dumps({"members": results, "groups": groups}))
+        return 0
+    first = next(iter(results.values()))
+    rows = [  # title, key, decimals
+        ("ELBO", "elbo", 2),
+        ("  reconstruction E_q[log p(x|z)]", "reconstruction", 2),
+        ("  KL(q(z|x) || p(z))", "kl", 2),
+        (f"log-likelihood, importance-weighted bound (K = {first['iw_samples']})", "log_likelihood", 2),
+        ("log-likelihood, quadrature (converged to 0.01)", "log_likelihood_quadrature", 2),
+        ("bits per dimension, -L_K / (d ln 2)", "bits_per_dim", 4),
+        ("active units, Var_x E[z|x] > 0.01", "active_units", 1),
+    ]
+    dataset = args.dataset or config.train.dataset
+    print(
+        f"{out}: {len(results)} members, {dataset}, {args.split} split, {first['n']} examples; "
+        "means per example in nats, mean +- sd (n - 1) over each setting's members"
+    )
+    for label, group in groups.items():
+        print(f"  {label} ({', '.join(group['members'])})")
+        for title, key, decimals in rows:
+            if key in group["mean"]:
+                print(f"    {title:<52} {group['mean'][key]:10.{decimals}f} +- {group['sd'][key]:.{decimals}f}")
     return 0
 
 
@@ -285,8 +357,11 @@ def _check_out(out: Path, overwrite: bool) -> None:
         return
     if not overwrite:
         raise InputError(f"{out} exists: pass --resume to continue it or --overwrite to replace it")
-    if not (out / "config.json").is_file():
-        raise InputError(f"{out} is not empty and holds no jaxvae run (no config.json): --overwrite will not delete it")
+    if not ((out / "config.json").is_file() or (out / "sweep.json").is_file()):
+        raise InputError(
+            f"{out} is not empty and holds no jaxvae run or sweep (no config.json or sweep.json): "
+            "--overwrite will not delete it"
+        )
 
 
 def _resumed_config(args, path: Path) -> RunConfig:
@@ -352,6 +427,15 @@ def build_parser() -> Parser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seeds", type=int, default=1, help="train N members together, seeds --seed to --seed + N - 1 (OUT/seed-S)"
+    )
+    p.add_argument(
+        "--sweep",
+        type=sweep_values,
+        metavar="NAME=V1,V2,...",
+        help="train one member per value of beta, lr or free-bits together (OUT/NAME-V); with --seeds, every pair",
+    )
     p.add_argument("--keep-checkpoints", type=int, default=None, help="epoch checkpoints to keep (default 3)")
     p.add_argument("--data-dir", help="a folder to look in first for mnist and fashion-mnist")
     p.add_argument("--image-size", type=image_size, help="resize images in a folder to H or H,W pixels")
@@ -453,7 +537,7 @@ def _how_to_resume(args) -> str:
     from jaxvae.train import epoch_checkpoints
 
     out = getattr(args, "out", None)
-    found = epoch_checkpoints(Path(out)) if out else []
+    found = sorted(Path(out).glob("*/checkpoints/epoch-*.eqx")) + epoch_checkpoints(Path(out)) if out else []
     if not found:
         return "; nothing was saved" if out else ""
     return f"; {found[-1]} is saved: continue with: jaxvae train --resume --out {shlex.quote(out)}"

@@ -95,12 +95,13 @@ def epoch_key(seed: int, epoch: int) -> Array:
     return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 1), epoch)
 
 
-def batch_loss(params, static, x: Array, weights: Array, key: Array, beta: Array, config: TrainConfig):
+def batch_loss(params, static, x: Array, weights: Array, key: Array, beta: Array, config: TrainConfig, free_bits=None):
     """The loss to minimize and the weighted sums over the batch of the per-example bounds.
 
     elbo: the loss is -(reconstruction - beta * KL), with free bits if set; iwae: the loss is -L_K.
     The sums are `elbo`, always the true (beta = 1) ELBO, and for iwae `iwae_bound`, L_K itself;
-    iwae's ELBO is mean_k log w_k over the same K draws, an unbiased estimate.
+    iwae's ELBO is mean_k log w_k over the same K draws, an unbiased estimate. `free_bits`, when
+    given (traced, a sweep member's), replaces config.free_bits.
     """
     vae = eqx.combine(params, static)
     if config.objective == "iwae":
@@ -108,19 +109,22 @@ def batch_loss(params, static, x: Array, weights: Array, key: Array, beta: Array
         bound = log_mean_exp(log_w)
         sums = {"elbo": jnp.sum(weights * jnp.mean(log_w, axis=0)), "iwae_bound": jnp.sum(weights * bound)}
         return -sums["iwae_bound"] / jnp.sum(weights), sums
-    loss, terms = elbo_loss(vae, x, weights, key=key, samples=config.samples, beta=beta, free_bits=config.free_bits)
+    free_bits = config.free_bits if free_bits is None else free_bits
+    loss, terms = elbo_loss(vae, x, weights, key=key, samples=config.samples, beta=beta, free_bits=free_bits)
     return loss, {"elbo": jnp.sum(weights * terms.elbo)}
 
 
-def make_step(static, optimizer: optax.GradientTransformation, config: TrainConfig):
-    """One training step (gradient, Adam update, apply) on a batch x (B, d) with weights (B,), KL weight beta."""
+def make_step(static, optimizer: optax.GradientTransformation, config: TrainConfig, free_bits=None):
+    """One training step (gradient, Adam update, apply) on a batch x (B, d) with weights (B,), KL weight beta.
+
+    `free_bits`, when given, replaces config.free_bits (see `batch_loss`)."""
 
     def step(params, opt_state, x, weights, key, beta):
         if config.binarize == "dynamic":
             key, bin_key = jax.random.split(key)
             x = jax.random.bernoulli(bin_key, x).astype(x.dtype)
         loss_and_grad = jax.value_and_grad(batch_loss, has_aux=True)
-        (loss, sums), grads = loss_and_grad(params, static, x, weights, key, beta, config)
+        (loss, sums), grads = loss_and_grad(params, static, x, weights, key, beta, config, free_bits)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, sums, jnp.isfinite(loss)
 

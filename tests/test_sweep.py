@@ -1,0 +1,180 @@
+"""Sweeps: each member is the run `jaxvae train` with its seed and setting alone would give; resume is exact;
+a diverging member stops alone; early stopping is per member; evaluate reports every member."""
+
+import json
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxvae import checkpoint
+from jaxvae.cli import main
+from jaxvae.config import ModelConfig, RunConfig, TrainConfig
+from jaxvae.data import load_dataset
+from jaxvae.evaluate import mean_elbo
+from jaxvae.sweep import fit_sweep, member_configs
+from jaxvae.train import fit, init_state, read_metrics, state_shapes
+
+TIMING = ("seconds", "examples_per_second")
+
+
+@pytest.fixture(autouse=True)
+def no_figures(monkeypatch):
+    """Figures are tested elsewhere; here they would only cost time."""
+    monkeypatch.setattr("jaxvae.plots.write_figures", lambda *args: None)
+
+
+def cli(capsys, *args):
+    """Run the command line in this process: (exit code, stdout, stderr)."""
+    try:
+        code = main(list(args))
+    except SystemExit as e:
+        code = e.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def small_config(**train):
+    return RunConfig(ModelConfig(data_shape=(8, 8), hidden=(16,)), TrainConfig(**{"epochs": 2, **train}))
+
+
+def without_timing(metrics):
+    return [{k: v for k, v in m.items() if k not in TIMING} for m in metrics]
+
+
+def test_members_are_the_separate_runs(tmp_path):
+    """4 members (2 seeds, each its own data order, x 2 free-bits values; beta 0.5 and lr 3e-3, traced like
+    them): the last, which differs from the first in seed and setting, against its separate run (`train.fit`).
+    Metrics within 1e-3 nats, parameters within 1e-4 (float sums in another order), the same KL weights."""
+    data = load_dataset("digits")
+    configs = member_configs(small_config(binarize="dynamic", beta=0.5, lr=3e-3), 2, ("free-bits", (0.0, 0.4)))
+    fit_sweep(configs, data, tmp_path / "sweep", progress=False)
+    assert [m["name"] for m in json.loads((tmp_path / "sweep" / "sweep.json").read_text())["members"]] == list(configs)
+    name = "free-bits-0.4-seed-1"
+    config = configs[name]
+    fit(config, data, tmp_path / name, progress=False)
+    alone, member = read_metrics(tmp_path / name), read_metrics(tmp_path / "sweep" / name)
+    assert [m["epoch"] for m in member] == [1, 2] and [m["beta"] for m in member] == [m["beta"] for m in alone]
+    for key in ("train_elbo", "test_elbo", "test_kl"):
+        np.testing.assert_allclose([m[key] for m in member], [m[key] for m in alone], atol=1e-3)
+    a, b = (
+        checkpoint.restore(run / "checkpoints" / "epoch-00002.eqx", state_shapes(config))
+        for run in (tmp_path / name, tmp_path / "sweep" / name)
+    )
+    for x, y in zip(*(jax.tree.leaves(eqx.filter(s, eqx.is_array)) for s in (a, b)), strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-4)
+    assert RunConfig.load(tmp_path / "sweep" / name / "config.json").train == config.train
+    # the settings really differ between members: distinct numbers
+    assert len({read_metrics(tmp_path / "sweep" / name)[-1]["train_elbo"] for name in configs}) == len(configs)
+
+
+def test_resume_after_a_kill_is_bit_identical(tmp_path, capsys):
+    """3 epochs at once, against 2 epochs then --resume to 3 with member seed-1's epoch-2 checkpoint gone (a
+    kill between two members' writes): the same metrics and byte-identical checkpoints, best.eqx included."""
+    args = ["--hidden", "16", "--seeds", "2", "--validation-fraction", "0.2", "--quiet"]
+    assert cli(capsys, "train", "--out", str(tmp_path / "a"), "--epochs", "3", *args)[0] == 0
+    assert cli(capsys, "train", "--out", str(tmp_path / "b"), "--epochs", "2", *args)[0] == 0
+    (tmp_path / "b" / "seed-1" / "checkpoints" / "epoch-00002.eqx").unlink()
+    code, _, err = cli(capsys, "train", "--out", str(tmp_path / "b"), "--resume", "--epochs", "3", "--seeds", "3")
+    assert code == 2 and "--seeds cannot change" in err
+    code, out, _ = cli(capsys, "train", "--out", str(tmp_path / "b"), "--resume", "--epochs", "3", "--quiet")
+    assert code == 0 and "seeds: mean +- sd" in out
+    for name in ("seed-0", "seed-1"):
+        a, b = tmp_path / "a" / name, tmp_path / "b" / name
+        assert without_timing(read_metrics(a)) == without_timing(read_metrics(b))
+        for file in ("epoch-00003.eqx", "best.eqx"):
+            assert (a / "checkpoints" / file).read_bytes() == (b / "checkpoints" / file).read_bytes()
+
+
+def test_ctrl_c_finishes_the_epoch_saves_every_member_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    """A Ctrl-C during the first epoch (the flag train's SIGINT handler sets, set from the start here)."""
+    import contextlib
+
+    monkeypatch.setattr("jaxvae.sweep._stop_after_epoch_on_interrupt", lambda: contextlib.nullcontext([True]))
+    out = tmp_path / "sweep"
+    code, _, err = cli(capsys, "train", "--out", str(out), "--hidden", "16", "--seeds", "2", "--quiet")
+    assert code == 130 and f"continue with: jaxvae train --resume --out {out}" in err
+    for name in ("seed-0", "seed-1"):
+        assert [m["epoch"] for m in read_metrics(out / name)] == [1]
+        assert [p.name for p in (out / name / "checkpoints").iterdir()] == ["epoch-00001.eqx"]
+
+
+def test_diverging_and_early_stopping_members_stop_alone_and_evaluate_reports_the_rest(tmp_path, capsys):
+    """lr 1e9 diverges in epoch 1 and leaves no checkpoint; lr 1e-30 leaves the weights unchanged, so with
+    patience 2 it stops after epoch 3 (validation ELBO never beats epoch 1's); lr 1e-3 trains all 5 epochs."""
+    out = tmp_path / "sweep"
+    args = ["--hidden", "16", "--epochs", "5", "--validation-fraction", "0.1", "--early-stopping", "2", "--quiet"]
+    code, stdout, err = cli(capsys, "train", "--out", str(out), "--sweep", "lr=1e-30,1e-3,1e9", *args)
+    assert code == 0, err
+    assert "lr-1e+09: non-finite loss in epoch 1: it stopped" in err
+    assert [len(read_metrics(out / name)) for name in ("lr-1e-30", "lr-0.001", "lr-1e+09")] == [3, 5, 0]
+    assert "stopped early at epoch 3" in stdout and "diverged in epoch 1" in stdout
+    assert (out / "training_curves.png").stat().st_size > 0
+    # lr 1e-30 keeps the initial weights: its test ELBOs are the initial model's, computed directly
+    config = RunConfig.load(out / "lr-1e-30" / "config.json")
+    data = load_dataset("digits")
+    initial = mean_elbo(init_state(config).vae, jnp.asarray(data.x_test), jax.random.fold_in(jax.random.PRNGKey(0), 2))
+    for record in read_metrics(out / "lr-1e-30"):
+        assert record["test_elbo"] == pytest.approx(float(initial["elbo"]), abs=1e-4)
+
+    evaluate = ["--iw-samples", "10", "--n", "40", "--json"]
+    code, stdout, err = cli(capsys, "evaluate", str(out), *evaluate)
+    assert code == 0 and "lr-1e+09" in err
+    result = json.loads(stdout)
+    assert set(result["members"]) == {"lr-1e-30", "lr-0.001"}
+    for name, member in result["members"].items():  # the reference: evaluate of the member's own folder
+        alone = json.loads(cli(capsys, "evaluate", str(out / name), *evaluate)[1])
+        assert member == alone
+        assert result["groups"][name] == {
+            "members": [name],
+            "mean": {k: v for k, v in alone.items() if not isinstance(v, list)},
+            "sd": {k: 0.0 for k, v in alone.items() if not isinstance(v, list)},
+        }
+
+
+def test_mean_and_sd_over_seeds(tmp_path):
+    """Against numpy on made-up results: mean, and the standard deviation with n - 1."""
+    from jaxvae.sweep import summarize
+
+    results = {f"seed-{s}": {"elbo": e, "active_units": a} for s, e, a in ((0, -30.0, 2), (1, -31.0, 2), (2, -33.5, 1))}
+    (group,) = summarize(results, {"seeds": list(results)}).values()
+    assert group["mean"]["elbo"] == pytest.approx(-31.5) and group["mean"]["active_units"] == pytest.approx(5 / 3)
+    assert group["sd"]["elbo"] == pytest.approx(np.std([-30, -31, -33.5], ddof=1))
+
+
+def test_members_may_differ_only_in_seed_and_the_swept_settings():
+    import dataclasses
+
+    from jaxvae.errors import InputError
+    from jaxvae.sweep import check
+
+    config = small_config()
+    wider = dataclasses.replace(config, model=dataclasses.replace(config.model, hidden=(32,)))
+    longer = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=3, seed=1))
+    for other in (wider, longer):
+        with pytest.raises(InputError, match="may differ only in their seed, beta, lr and free_bits"):
+            check({"a": config, "b": other}, load_dataset("digits"))
+
+
+def test_bad_sweeps_exit_2_and_a_sweep_that_all_diverges_exits_1_without_a_folder(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    base = ["train", "--out", str(out), "--hidden", "16", "--quiet"]
+    code, _, err = cli(capsys, *base, "--seeds", "3", "--device-memory-budget", "300000")
+    # digits: 1438 + 359 examples of 64 float32 values (460,032 bytes); each member twice its state: the
+    # parameters and Adam's two moments, 3 x 2,244 float32 (64-16-4 encoder, 2-16-64 decoder), and 2 int32 counts
+    assert code == 2 and "at most 0 members fit" in err and not out.exists()
+    code, _, err = cli(capsys, *base, "--seeds", "40", "--device-memory-budget", "700000")
+    each = 2 * (3 * 2244 * 4 + 2 * 4)
+    assert code == 2 and f"at most {(700000 - 1797 * 64 * 4) // each} members fit" in err and not out.exists()
+    assert cli(capsys, *base, "--sweep", "samples=1,2")[:1] == (2,) and not out.exists()
+    assert cli(capsys, *base, "--sweep", "lr=0.1,x")[:1] == (2,) and not out.exists()
+    code, _, err = cli(capsys, *base, "--sweep", "lr=0.1,-1")
+    assert code == 2 and "--lr must be positive" in err and not out.exists()
+    code, _, err = cli(capsys, *base, "--sweep", "beta=0.5,1,0.5000001")
+    assert code == 2 and "--sweep beta lists a value twice" in err and not out.exists()
+    code, _, err = cli(capsys, *base, "--sweep", "lr=1e9,1e10", "--epochs", "1")
+    assert code == 1 and "every member diverged" in err and not out.exists()  # as a run diverging in epoch 1
+    code, _, err = cli(capsys, *base, "--seeds", "0")
+    assert code == 2 and "--seeds must be at least 1" in err and not out.exists()
