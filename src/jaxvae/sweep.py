@@ -31,7 +31,7 @@ import optax
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from jaxvae import checkpoint, parallel
+from jaxvae import checkpoint, model_file, parallel
 from jaxvae.config import HardwareConfig, RunConfig, TrainConfig
 from jaxvae.data import VALIDATION_BINARIZATION_SEED, Dataset, binarized, split_validation
 from jaxvae.errors import InputError
@@ -56,6 +56,8 @@ from jaxvae.train import (
     epoch_checkpoints,
     epoch_key,
     epoch_plan,
+    epoch_record,
+    kl_estimator_of,
     make_step,
     prepared_data,
     read_metrics,
@@ -173,7 +175,7 @@ def initial_states(configs: dict[str, RunConfig]) -> TrainState:
     as `train.init_state` of each member."""
     config = next(iter(configs.values()))
     keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(c.train.seed), 0) for c in configs.values()])
-    initial = jax.jit(jax.vmap(functools.partial(_initial_state, config)))
+    initial = jax.jit(jax.vmap(functools.partial(_initial_state, config, model_file.builder(config.model))))
     return initial.lower(keys).compile({"xla_backend_optimization_level": 0})(keys)
 
 
@@ -258,6 +260,7 @@ def _train_members(
     done = [int(e) for e in np.asarray(state.epoch)]
     best = [_best_validation(read_metrics(out / name)) for name in names]
     ended: dict[str, str] = {}
+    kl = kl_estimator_of(eqx.combine(jax.tree.map(lambda a: a[0], params), static), x_test)
     bar = tqdm(total=tc.epochs - min(done), desc=f"training {len(names)} members", unit="epoch", disable=not progress)
     while True:
         for i, name in enumerate(names):
@@ -289,18 +292,15 @@ def _train_members(
                 ended[name] = f"diverged in epoch {epochs[i]}"
                 tqdm.write(f"jaxvae: {name}: non-finite loss in epoch {epochs[i]}: it stopped{kept}", file=sys.stderr)
                 continue
-            record = {
-                "epoch": epochs[i],
-                "train_elbo": float(train["elbo"][i]),
-                "test_elbo": float(test["elbo"][i]),
-                "test_reconstruction": float(test["reconstruction"][i]),
-                "test_kl": float(test["kl"][i]),
-                "beta": float(kl_weight(trains[i].beta, trains[i].kl_warmup_epochs, epochs[i])),
-                "seconds": seconds,
-                "examples_per_second": n / (trained - began),
-            }
-            if "iwae_bound" in train:
-                record["train_iwae_bound"] = float(train["iwae_bound"][i])
+            record = epoch_record(
+                epochs[i],
+                {k: v[i] for k, v in train.items()},
+                {k: v[i] for k, v in test.items()},
+                kl_weight(trains[i].beta, trains[i].kl_warmup_epochs, epochs[i]),
+                kl,
+                seconds,
+                n / (trained - began),
+            )
             if valid is not None:
                 record["validation_elbo"] = float(valid[i])
             member = jax.tree.map(lambda a, i=i: a[i], (host_params, host_opt_state))

@@ -390,7 +390,7 @@ def _train_epochs(
     test_key = jax.random.fold_in(jax.random.PRNGKey(tc.seed), 2)
     valid_key = jax.random.fold_in(jax.random.PRNGKey(tc.seed), 3)
     best_elbo, best_epoch = _best_validation(read_metrics(run_dir))
-    kl = kl_estimator(*eqx.filter_eval_shape(lambda v, x: (v.encode(x), v.prior()), state.vae, x_test[:1]))
+    kl = kl_estimator_of(state.vae, x_test)
     bar = tqdm(range(start + 1, tc.epochs + 1), desc="training", unit="epoch", disable=not (progress and writer))
     for epoch in bar:
         if _stopped_early(tc, epoch - 1, best_epoch):  # at the top, so that a resumed run stops as well
@@ -408,21 +408,12 @@ def _train_epochs(
         if not (bool(finite.addressable_data(0)) and math.isfinite(test["elbo"])):
             kept = f"; the last good checkpoint is {latest_checkpoint(run_dir)}" if epoch > 1 else ""
             raise Diverged(f"non-finite loss in epoch {epoch}: training stopped (try a smaller --lr){kept}")
-        record = {
-            "epoch": epoch,
-            "train_elbo": train_elbo,
-            "test_elbo": test["elbo"],
-            "test_reconstruction": test["reconstruction"],
-            "test_kl": test["kl"],
-            "beta": beta,
-            "kl_estimator": kl,
-            "seconds": time.perf_counter() - began,
-            "examples_per_second": len(x_train) / (trained - began),
-        }
-        if "iwae_bound" in train:
-            record["train_iwae_bound"] = train["iwae_bound"]
-        if len(x_valid):
-            record["validation_elbo"] = float(mean_elbo(vae, x_valid, valid_key)["elbo"])
+        valid = float(mean_elbo(vae, x_valid, valid_key)["elbo"]) if len(x_valid) else None
+        record = epoch_record(
+            epoch, train, test, beta, kl, time.perf_counter() - began, len(x_train) / (trained - began)
+        )
+        if valid is not None:
+            record["validation_elbo"] = valid
         state = TrainState(vae, parallel.local_copy(opt_state), jnp.asarray(epoch, jnp.int32))
         improved = record.get("validation_elbo", -np.inf) > best_elbo
         if improved:
@@ -437,6 +428,32 @@ def _train_epochs(
             raise KeyboardInterrupt(f"stopped after epoch {epoch}")
     bar.close()
     return eqx.combine(parallel.local_copy(params), static)
+
+
+def kl_estimator_of(vae: VAE, x: Array) -> str:
+    """How the ELBO of `vae` computes its KL for data like x (n, d): 'closed form' or 'monte carlo'."""
+    return kl_estimator(*eqx.filter_eval_shape(lambda v, x: (v.encode(x), v.prior()), vae, x[:1]))
+
+
+def epoch_record(
+    epoch: int, train: dict, test: dict, beta: float, kl_estimator: str, seconds: float, examples_per_second: float
+) -> dict:
+    """One line of metrics.jsonl: the epoch's training bounds (`train["elbo"]`, and `iwae_bound` for iwae),
+    the test ELBO's terms, the KL weight, how the KL was computed, the epoch's seconds and throughput."""
+    record = {
+        "epoch": epoch,
+        "train_elbo": float(train["elbo"]),
+        "test_elbo": float(test["elbo"]),
+        "test_reconstruction": float(test["reconstruction"]),
+        "test_kl": float(test["kl"]),
+        "beta": float(beta),
+        "kl_estimator": kl_estimator,
+        "seconds": seconds,
+        "examples_per_second": examples_per_second,
+    }
+    if "iwae_bound" in train:
+        record["train_iwae_bound"] = float(train["iwae_bound"])
+    return record
 
 
 def _stopped_early(config: TrainConfig, epoch: int, best_epoch: int) -> bool:
