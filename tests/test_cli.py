@@ -134,20 +134,32 @@ OBJECTIVES = {"elbo": ["--beta", "0.5", "--free-bits", "0.1"], "iwae": []}
 ARCHITECTURES = {"mlp": ["--hidden", "8"], "conv": ["--hidden", "2,4"]}
 
 
+LIKELIHOODS = ["bernoulli", "continuous-bernoulli", "gaussian"]
+# the 12 cases below also run through every pair of posterior and prior, three pairs twice
+PAIRS = [(q, p) for q in ("diagonal", "full", "iaf:2") for p in ("normal", "mixture:3", "vamp:5")] * 2
+
+
 @pytest.mark.parametrize("objective", OBJECTIVES)
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
-@pytest.mark.parametrize("likelihood", ["bernoulli", "continuous-bernoulli", "gaussian"])
-def test_every_likelihood_architecture_and_objective_trains(tmp_path, likelihood, architecture, objective):
+@pytest.mark.parametrize("likelihood", LIKELIHOODS)
+def test_every_likelihood_architecture_objective_posterior_and_prior_trains(
+    tmp_path, likelihood, architecture, objective
+):
     """One epoch on digits through `jaxvae train` (in-process, to stay fast), with figures."""
     from jaxvae.cli import main
 
+    case = (LIKELIHOODS.index(likelihood) * len(ARCHITECTURES) + list(ARCHITECTURES).index(architecture)) * 2
+    posterior, prior = PAIRS[case + list(OBJECTIVES).index(objective)]
     out = tmp_path / "run"
     args = ["train", "--out", str(out), "--epochs", "1", "--latent-dim", "2", "--samples", "2", "--quiet"]
     options = ["--likelihood", likelihood, "--architecture", architecture, "--objective", objective]
+    options += ["--posterior", posterior, "--prior", prior]
     assert main([*args, *options, *ARCHITECTURES[architecture], *OBJECTIVES[objective]]) == 0
     (record,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert np.isfinite(record["test_elbo"]) and np.isfinite(record["train_elbo"])
     assert ("train_iwae_bound" in record) == (objective == "iwae")
+    closed_form = posterior in ("diagonal", "full") and prior == "normal"
+    assert record["kl_estimator"] == ("closed form" if closed_form else "monte carlo")
     figures = {p.name for p in (out / "figures").iterdir()}
     assert {"reconstructions.png", "samples.png", "latent_manifold.png"} <= figures
 
@@ -159,6 +171,12 @@ def test_every_likelihood_architecture_and_objective_trains(tmp_path, likelihood
         (["--free-bits", "-1"], "--free-bits must be at least 0"),
         (["--likelihood", "gaussian", "--gaussian-std", "0"], "--gaussian-std must be positive"),
         (["--architecture", "conv", "--dataset", "VECTORS"], "conv needs images"),
+        (["--posterior", "cholesky"], "--posterior must be one of diagonal, full, iaf:T"),
+        (["--posterior", "iaf"], "--posterior must be one of"),
+        (["--posterior", "iaf:0"], "iaf:N needs a positive integer"),
+        (["--prior", "vamp"], "--prior must be one of normal, mixture:K, vamp:K"),
+        (["--prior", "mixture:x"], "mixture:N needs a positive integer"),
+        (["--prior", "normal:3"], "--prior must be one of"),
     ],
 )
 def test_bad_family_options_exit_2_with_one_line(tmp_path, capsys, extra, message):
@@ -170,3 +188,25 @@ def test_bad_family_options_exit_2_with_one_line(tmp_path, capsys, extra, messag
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("posterior, prior", [("full", "mixture:3"), ("iaf:2", "vamp:5")])
+def test_every_command_works_for_a_posterior_and_prior(tmp_path, capsys, posterior, prior):
+    """train, resume, evaluate (with quadrature), sample, encode, plot and the explorer's model, in-process."""
+    from jaxvae.cli import main
+    from jaxvae.explore import Explorer
+
+    out, files = str(tmp_path / "run"), tmp_path
+    options = ["--hidden", "16", "--posterior", posterior, "--prior", prior]
+    assert run_main(["train", "--out", out, "--quiet", "--epochs", "1", *options], capsys)[0] == 0
+    assert run_main(["train", "--out", out, "--quiet", "--epochs", "2", "--resume"], capsys)[0] == 0
+    capsys.readouterr()
+    assert main(["evaluate", out, "--n", "10", "--iw-samples", "50", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["elbo"] < report["log_likelihood"] <= report["log_likelihood_quadrature"] + 0.5
+    for command in (["sample", out, "-o", str(files / "s.png")], ["encode", out, "-o", str(files / "z.npz")]):
+        assert run_main(command, capsys)[0] == 0
+    assert np.load(files / "z.npz")["mean"].shape == (359, 2)  # the test split of digits
+    assert run_main(["plot", out], capsys)[0] == 0
+    model = json.loads(Explorer(out).model_json)
+    assert model["decoder"] is not None and len(model["points"]["mean"]) == 359

@@ -33,7 +33,9 @@ from jaxvae.train import (
     stream_epoch,
 )
 
-TRAIN = ["train", "--dataset", "digits", "--hidden", "64", "--epochs", "2", "--quiet"]
+# the richest model: a flow posterior (Monte Carlo KL) and a prior with parameters of its own
+TRAIN = ["train", "--dataset", "digits", "--hidden", "64", "--epochs", "2", "--quiet", "--posterior", "iaf:2"]
+TRAIN += ["--prior", "vamp:5"]
 
 
 def jaxvae(args, devices: int = 1, **kwargs) -> subprocess.Popen:
