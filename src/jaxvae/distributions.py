@@ -94,6 +94,11 @@ class FullNormal(Distribution):
     mean: Array
     scale_tril: Array
 
+    @property
+    def std(self) -> Array:
+        """sqrt(Sigma_jj), the standard deviation of each dimension."""
+        return jnp.sqrt(jnp.sum(self.scale_tril**2, axis=-1))
+
     def sample(self, key: Array, shape: tuple[int, ...] = ()) -> Array:
         """Reparameterized draws mean + L eps, shape `shape + mean.shape`."""
         eps = jax.random.normal(key, shape + jnp.shape(self.mean))
@@ -111,11 +116,10 @@ class FullNormal(Distribution):
 
     def marginal_log_prob(self, z: Array) -> Array:
         """log N(z_j | mean_j, Sigma_jj) of each dimension (the last axis kept)."""
-        std = self.moments()[1]
-        return Normal(self.mean, 2 * jnp.log(std)).marginal_log_prob(z)
+        return Normal(self.mean, 2 * jnp.log(self.std)).marginal_log_prob(z)
 
     def moments(self, key: Array | None = None) -> tuple[Array, Array]:
-        return self.mean, jnp.sqrt(jnp.sum(self.scale_tril**2, axis=-1))
+        return self.mean, self.std
 
     def box(self, sds: float) -> tuple[Array, Array]:
         return _box_of(*self.moments(), sds)
@@ -168,6 +172,16 @@ class InverseAutoregressiveFlow(Distribution):
     base: Normal
     context: Array
     steps: Sequence[Callable]
+
+    @property
+    def mean(self) -> Array:
+        """E[z], by Monte Carlo (`moments` with key 0)."""
+        return self.moments(jax.random.PRNGKey(0))[0]
+
+    @property
+    def std(self) -> Array:
+        """The standard deviation of each dimension, by Monte Carlo (`moments` with key 0)."""
+        return self.moments(jax.random.PRNGKey(0))[1]
 
     def _forward(self, z: Array) -> tuple[Array, Array]:
         """z_0 (..., k) -> (z_T, sum_t sum_j log s_tj), both with z_0's leading axes."""
