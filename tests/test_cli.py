@@ -204,6 +204,9 @@ def test_every_command_works_for_a_posterior_and_prior(tmp_path, capsys, posteri
     assert main(["evaluate", out, "--n", "10", "--iw-samples", "50", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["elbo"] < report["log_likelihood"] <= report["log_likelihood_quadrature"] + 0.5
+    assert (None in report["kl_per_dim"]) == posterior.startswith("iaf")  # a flow's marginals have no density
+    assert main(["evaluate", out, "--n", "10", "--iw-samples", "50"]) == 0
+    assert "KL per latent dimension" in capsys.readouterr().out
     for command in (["sample", out, "-o", str(files / "s.png")], ["encode", out, "-o", str(files / "z.npz")]):
         assert run_main(command, capsys)[0] == 0
     assert np.load(files / "z.npz")["mean"].shape == (359, 2)  # the test split of digits

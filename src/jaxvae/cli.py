@@ -231,7 +231,9 @@ def evaluate(args) -> int:
     k_dims = len(result["kl_per_dim"])
     print(f"  {'bits per dimension, -L_K / (d ln 2)':<52} {result['bits_per_dim']:10.4f}")
     print(f"  {'active units, Var_x E[z|x] > 0.01':<52} {str(result['active_units']) + ' of ' + str(k_dims):>10}")
-    print(f"  {'KL per latent dimension':<52} {', '.join(f'{v:.2f}' for v in result['kl_per_dim']):>10}")
+    per_dim = result["kl_per_dim"]
+    per_dim = "n/a for a flow" if None in per_dim else ", ".join(f"{v:.2f}" for v in per_dim)
+    print(f"  {'KL per latent dimension':<52} {per_dim:>10}")
     return 0
 
 
