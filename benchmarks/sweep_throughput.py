@@ -30,8 +30,8 @@ import numpy as np
 
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.sweep import initial_states, make_sweep_epoch, member_configs
-from jaxvae.train import epoch_key, init_state, make_epoch, make_optimizer
-from throughput import D, best_seconds, matmul_peak, train_flops
+from jaxvae.train import epoch_key
+from throughput import D, best_seconds, jaxvae_epoch_runner, matmul_peak, train_flops
 
 HIDDEN, LATENT, BATCH = 512, 2, 32
 
@@ -41,21 +41,8 @@ def config(hidden: int = HIDDEN) -> RunConfig:
 
 
 def separate_runner(x, hidden: int):
-    """One epoch of one ordinary run."""
-    state = init_state(config(hidden))
-    params, static = eqx.partition(state.vae, eqx.is_inexact_array)
-    epoch_fn = make_epoch(static, make_optimizer(config().train), config().train)
-    carry = {"params": params, "opt": state.opt_state, "epoch": 0}
-
-    def epoch():
-        carry["epoch"] += 1
-        carry["params"], carry["opt"], bounds, _ = epoch_fn(
-            carry["params"], carry["opt"], x, epoch_key(0, carry["epoch"]), 1.0
-        )
-        float(bounds["elbo"])
-
-    epoch()  # compile
-    return epoch
+    """One epoch of one ordinary run (throughput.py's runner)."""
+    return jaxvae_epoch_runner(hidden, LATENT, "tanh", BATCH, x)[0]
 
 
 def members_configs(members: int, shared_order: bool, hidden: int) -> dict[str, RunConfig]:
