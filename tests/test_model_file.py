@@ -2,9 +2,9 @@
 with identical outputs; a changed or missing model file is a clear error. The README's example file is
 the one the command-line test runs."""
 
+import contextlib
+import io
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import equinox as eqx
@@ -44,7 +44,12 @@ def build_gated(config: ModelConfig, key) -> jaxvae.VAE:
 
 
 def small_run(**model) -> RunConfig:
-    return RunConfig(ModelConfig(data_shape=(8, 8), hidden=(16,), **model), TrainConfig(epochs=2))
+    return RunConfig(ModelConfig(data_shape=(8, 8), hidden=(16,), **model), TrainConfig(epochs=1))
+
+
+@pytest.fixture
+def no_figures(monkeypatch):
+    monkeypatch.setattr("jaxvae.plots.write_figures", lambda *args: None)  # not under test here
 
 
 def assert_same_model(a: jaxvae.VAE, b: jaxvae.VAE):
@@ -54,7 +59,7 @@ def assert_same_model(a: jaxvae.VAE, b: jaxvae.VAE):
     np.testing.assert_array_equal(a.decode(qa.mean).logits, b.decode(qb.mean).logits)
 
 
-def test_fit_trains_a_users_encoder_and_load_rebuilds_it(tmp_path):
+def test_fit_trains_a_users_encoder_and_load_rebuilds_it(tmp_path, no_figures):
     """A module-level function is recorded by file and name: `jaxvae.load` needs nothing more."""
     trained = fit(
         small_run(posterior="full"), load_dataset("digits"), tmp_path / "run", progress=False, build=build_gated
@@ -65,7 +70,7 @@ def test_fit_trains_a_users_encoder_and_load_rebuilds_it(tmp_path):
     assert_same_model(trained, loaded)
 
 
-def test_a_function_outside_a_file_loads_only_when_given_again(tmp_path):
+def test_a_function_outside_a_file_loads_only_when_given_again(tmp_path, no_figures):
     def build(config, key):  # a local function: no file and name to record
         return build_gated(config, key)
 
@@ -81,8 +86,16 @@ def readme_example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def jaxvae_cli(*args):
-    return subprocess.run([sys.executable, "-m", "jaxvae.cli", *args], capture_output=True, text=True, timeout=300)
+def jaxvae_cli(*args) -> tuple[int, str]:
+    """The command line in this process (cheap): (exit code, stderr)."""
+    from jaxvae.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
+        try:
+            code = main(list(args))
+        except SystemExit as e:
+            code = e.code
+    return code, err.getvalue()
 
 
 def test_readme_example_trains_evaluates_plots_and_resumes(tmp_path):
@@ -92,13 +105,13 @@ def test_readme_example_trains_evaluates_plots_and_resumes(tmp_path):
     model.write_text(readme_example())
     run = tmp_path / "run"
     common = ["--quiet", "--out", str(run)]
-    trained = jaxvae_cli("train", *common, "--model", f"{model}:build", "--prior", "vamp:10", "--epochs", "1")
-    assert trained.returncode == 0, trained.stderr
+    code, err = jaxvae_cli("train", *common, "--model", f"{model}:build", "--prior", "vamp:10", "--epochs", "1")
+    assert code == 0, err
     for command in (["evaluate", str(run), "--iw-samples", "20", "--n", "30"], ["plot", str(run)]):
-        result = jaxvae_cli(*command)
-        assert result.returncode == 0, result.stderr
-    resumed = jaxvae_cli("train", *common, "--resume", "--epochs", "2")
-    assert resumed.returncode == 0, resumed.stderr
+        code, err = jaxvae_cli(*command)
+        assert code == 0, err
+    code, err = jaxvae_cli("train", *common, "--resume", "--epochs", "2")
+    assert code == 0, err
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
     loaded = jaxvae.load(run)
     assert type(loaded.encoder).__name__ != "MLP"
@@ -106,9 +119,8 @@ def test_readme_example_trains_evaluates_plots_and_resumes(tmp_path):
     for broken, message in ((model, "changed"), (None, "missing")):
         if broken is None:
             model.unlink()
-        result = jaxvae_cli("evaluate", str(run), "--n", "5", "--iw-samples", "5")
-        assert result.returncode == 2 and message in result.stderr, result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1
+        code, err = jaxvae_cli("evaluate", str(run), "--n", "5", "--iw-samples", "5")
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
 
 @pytest.mark.parametrize(
@@ -119,6 +131,6 @@ def test_bad_model_options_exit_2_and_write_nothing(tmp_path, spec, message):
     model = tmp_path / "m.py"
     model.write_text("def build(config, key):\n    raise ValueError\n")
     out = tmp_path / "never"
-    result = jaxvae_cli("train", "--quiet", "--out", str(out), "--model", spec.format(model=model))
-    assert result.returncode == 2 and message in result.stderr, result.stderr
+    code, err = jaxvae_cli("train", "--quiet", "--out", str(out), "--model", spec.format(model=model))
+    assert code == 2 and message in err, err
     assert not out.exists()
