@@ -4,10 +4,13 @@ Exit codes: 0 success, 2 bad input or usage (one line on stderr), 1 anything une
 """
 
 import argparse
+import contextlib
 import dataclasses
 import shlex
 import shutil
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from jaxvae.config import (
@@ -134,7 +137,7 @@ def explore(args) -> int:
     print(f"exploring {args.run_dir} at {server.url} (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (see `interruptible`): stopping the server is its normal end
         pass
     finally:
         server.server_close()
@@ -413,7 +416,8 @@ def main(argv: list[str] | None = None) -> int:
 
     enable_compilation_cache()
     try:
-        return args.run(args)
+        with interruptible():
+            return args.run(args)
     except InputError as e:
         print(f"jaxvae: error: {e}", file=sys.stderr)
         return 2
@@ -423,6 +427,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"jaxvae: interrupted{_how_to_resume(args)}", file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def interruptible():
+    """Within the block, SIGINT (Ctrl-C) and SIGTERM raise KeyboardInterrupt, whatever the dispositions the
+    process inherited: a shell starts a background job with SIGINT ignored, and Python then installs no
+    handler of its own. The previous handlers are restored after the block."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = {s: signal.signal(s, signal.default_int_handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
 
 
 def _how_to_resume(args) -> str:

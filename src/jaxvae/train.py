@@ -328,8 +328,9 @@ def resume_state(config: RunConfig, run_dir: Path) -> TrainState:
 
 @contextlib.contextmanager
 def _stop_after_epoch_on_interrupt():
-    """While training, a first Ctrl-C (SIGINT) only sets `stop[0]`: the epoch finishes and its
-    checkpoint is written before training stops; a second one interrupts at once."""
+    """While training, a first Ctrl-C (SIGINT) or SIGTERM only sets `stop[0]`: the epoch finishes and its
+    checkpoint is written before training stops; a second one interrupts at once. The handler is
+    installed whatever the inherited disposition (a background job starts with SIGINT ignored)."""
     stop = [False]
     if threading.current_thread() is not threading.main_thread():
         yield stop
@@ -340,11 +341,12 @@ def _stop_after_epoch_on_interrupt():
             raise KeyboardInterrupt
         stop[0] = True
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, old in previous.items():
+            signal.signal(s, old)
 
 
 def _train_epochs(
