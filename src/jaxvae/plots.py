@@ -21,25 +21,48 @@ def is_image(shape: tuple[int, ...]) -> bool:
     return len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 3))
 
 
+GAP = 1  # grid pixels between the tiles of an image grid
+BORDER = 0.5  # the grey of the gaps and of empty tiles: neither a black nor a white pixel
+DPI = 100
+GRID_PIXELS = 800  # an image grid is drawn at about this many pixels along its longer side
+TITLE_PIXELS = 30  # the band above it that holds its title
+MIN_WIDTH = 640  # pixels, so that a title fits above a narrow grid
+
+
 def image_grid(x: np.ndarray, shape: tuple[int, ...], cols: int) -> np.ndarray:
-    """Tile flat images x (n, d) into one (rows * H, cols * W[, C]) array, clipped to [0, 1]."""
+    """Tile flat images x (n, d) row by row into a grid of `cols` columns, clipped to [0, 1].
+
+    Tiles are GAP pixels apart; gaps and the empty tiles of a short last row are BORDER grey.
+    Returns (rows * (H + GAP) - GAP, cols * (W + GAP) - GAP[, C]), rows = ceil(n / cols).
+    """
     n = len(x)
     rows = -(-n // cols)
     h, w = shape[:2]
-    tiles = np.zeros((rows * cols, *shape), np.float32)
-    tiles[:n] = np.clip(np.asarray(x), 0, 1).reshape(n, *shape)
-    tiles = tiles.reshape(rows, cols, h, w, -1).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, -1)
-    return tiles[..., 0] if tiles.shape[-1] == 1 else tiles
-
-
-def _show(ax, grid: np.ndarray, title: str) -> None:
-    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-    ax.set_title(title)
-    ax.axis("off")
+    c = shape[2] if len(shape) == 3 else 1
+    tiles = np.full((rows * cols, h + GAP, w + GAP, c), BORDER, np.float32)
+    tiles[:n, :h, :w] = np.clip(np.asarray(x, np.float32), 0, 1).reshape(n, h, w, c)
+    grid = tiles.reshape(rows, cols, h + GAP, w + GAP, c).transpose(0, 2, 1, 3, 4)
+    grid = grid.reshape(rows * (h + GAP), cols * (w + GAP), c)[:-GAP, :-GAP]
+    return grid[..., 0] if c == 1 else grid
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _save_grid(grid: np.ndarray, title: str, path: Path) -> Path:
+    """A PNG of `grid` below `title`, each grid pixel drawn as a k x k block, k a whole number that brings
+    the longer side near GRID_PIXELS: no resampling, so every image pixel stays sharp and every gap shows."""
+    k = max(1, round(GRID_PIXELS / max(grid.shape[:2])))
+    image = np.repeat(np.repeat(grid, k, axis=0), k, axis=1)
+    h, w = image.shape[:2]
+    width = max(w, MIN_WIDTH)
+    fig = plt.figure(figsize=(width / DPI, (h + TITLE_PIXELS) / DPI), dpi=DPI)
+    fig.figimage(image, xo=(width - w) // 2, yo=0, cmap="gray", vmin=0, vmax=1, origin="upper")
+    fig.text(0.5, 1 - TITLE_PIXELS / 2 / (h + TITLE_PIXELS), title, ha="center", va="center")
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
 
@@ -48,28 +71,27 @@ def reconstructions(vae: VAE, x: np.ndarray, shape, path: Path, n: int = 10) -> 
     """Inputs (top row) above the mean of p(x|z) at z = the posterior mean (bottom row)."""
     x = x[:n]
     recon = decoded_means(vae, posterior_moments(vae, x)[0])
-    fig, axes = plt.subplots(2, 1, figsize=(n, 2.4))
-    _show(axes[0], image_grid(x, shape, n), "test inputs")
-    _show(axes[1], image_grid(np.asarray(recon), shape, n), "reconstructions: mean of p(x|z = posterior mean)")
-    return _save(fig, path)
+    grid = image_grid(np.concatenate([x, np.asarray(recon)]), shape, len(x))
+    return _save_grid(grid, "test inputs (top) and reconstructions, mean of p(x|z = posterior mean) (bottom)", path)
 
 
 def samples(vae: VAE, shape, path: Path, *, key: jax.Array, n: int = 64) -> Path:
     """Means of p(x|z) for z drawn from the prior N(0, I)."""
     z = jax.random.normal(key, (n, vae.latent_dim))
     grid = image_grid(np.asarray(decoded_means(vae, z)), shape, cols=int(np.ceil(np.sqrt(n))))
-    fig, ax = plt.subplots(figsize=(6, 6))
-    _show(ax, grid, "samples: mean of p(x|z), z ~ N(0, I)")
-    return _save(fig, path)
+    return _save_grid(grid, "samples: mean of p(x|z), z ~ N(0, I)", path)
 
 
-def manifold(vae: VAE, shape, path: Path, n: int = 20) -> Path:
-    """Kingma and Welling's 2-D manifold: a grid of quantiles pushed through the inverse normal CDF."""
+def manifold(vae: VAE, shape, path: Path, n: int | None = None) -> Path:
+    """Kingma and Welling's 2-D manifold: an n x n grid of quantiles pushed through the inverse normal CDF.
+
+    n defaults to 20, or 12 for images under 16 pixels high (8x8 digits), so that each stays legible.
+    """
+    n = n or (20 if shape[0] >= 16 else 12)
     q = ndtri(np.linspace(0.05, 0.95, n))
     z = np.stack(np.meshgrid(q, q[::-1]), axis=-1).reshape(-1, 2).astype(np.float32)
-    fig, ax = plt.subplots(figsize=(8, 8))
-    _show(ax, image_grid(np.asarray(decoded_means(vae, z)), shape, n), "latent manifold: z = Phi^-1(grid)")
-    return _save(fig, path)
+    grid = image_grid(np.asarray(decoded_means(vae, z)), shape, n)
+    return _save_grid(grid, f"latent manifold: z = Phi^-1(grid), {n} x {n} points", path)
 
 
 def latent_scatter(vae: VAE, x: np.ndarray, y: np.ndarray | None, path: Path) -> Path:
@@ -100,9 +122,8 @@ def interpolations(vae: VAE, x: np.ndarray, shape, path: Path, pairs: int = 8, s
     t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[None, :, None]
     z = (1 - t) * mu[0::2, None] + t * mu[1::2, None]  # (pairs, steps, k)
     images = np.asarray(decoded_means(vae, z.reshape(-1, vae.latent_dim)))
-    fig, ax = plt.subplots(figsize=(steps, 1.1 * pairs + 0.4))
-    _show(ax, image_grid(images, shape, steps), "interpolations between test images: decoded means along lines in z")
-    return _save(fig, path)
+    grid = image_grid(images, shape, steps)
+    return _save_grid(grid, "interpolations between test images: decoded means along lines in z", path)
 
 
 def training_curve(metrics: list[dict], path: Path) -> Path:
