@@ -100,6 +100,7 @@ def train(args) -> int:
             beta=args.beta,
             kl_warmup_epochs=args.kl_warmup_epochs,
             free_bits=args.free_bits,
+            tensorboard=args.tensorboard,
         )
         data = load_dataset(args.dataset, data_dir=args.data_dir, image_size=args.image_size, progress=not args.quiet)
         model = ModelConfig(
@@ -350,6 +351,7 @@ def build_parser() -> Parser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--tensorboard", action="store_true", help="also write scalars and figures to RUN_DIR/tensorboard/")
     p.add_argument("--coordinator", help="HOST:PORT of process 0, to train on several processes (hosts)")
     p.add_argument("--num-processes", type=int, help="how many processes train together (with --coordinator)")
     p.add_argument("--process-id", type=int, help="this process's number, 0 to N-1 (with --coordinator)")
