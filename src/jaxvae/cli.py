@@ -411,10 +411,9 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from jaxvae.train import Diverged
-
     args = build_parser().parse_args(argv)
     from jaxvae.parallel import enable_compilation_cache
+    from jaxvae.train import Diverged
 
     enable_compilation_cache()
     try:

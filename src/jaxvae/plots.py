@@ -1,19 +1,35 @@
-"""The figures of a run: reconstructions, samples, training curve, latent manifold and scatter."""
+"""The figures of a run: reconstructions, samples, training curve, latent manifold and scatter.
+
+Image grids are drawn with Pillow, pixel for pixel; the scatter and the curve with matplotlib's
+object-oriented API on its Agg canvas (no pyplot), imported only when drawn.
+"""
 
 from pathlib import Path
 
 import jax
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy.special import ndtri  # noqa: E402  (the inverse normal CDF; lighter to import than scipy.stats)
+from jaxvae.config import RunConfig
+from jaxvae.data import Dataset
+from jaxvae.evaluate import decoded_means, posterior_moments
+from jaxvae.model import VAE
 
-from jaxvae.config import RunConfig  # noqa: E402
-from jaxvae.data import Dataset  # noqa: E402
-from jaxvae.evaluate import decoded_means, posterior_moments  # noqa: E402
-from jaxvae.model import VAE  # noqa: E402
+ROWS = 1000  # figures encode and decode in multiples of this many rows, so they share compiled programs
+
+
+def _padded(a: np.ndarray) -> np.ndarray:
+    """`a` with zero rows added up to a multiple of ROWS rows."""
+    return np.pad(np.asarray(a, np.float32), [(0, -len(a) % ROWS)] + [(0, 0)] * (np.ndim(a) - 1))
+
+
+def _posterior_means(vae: VAE, x: np.ndarray) -> np.ndarray:
+    """E[z|x] for x (n, d): (n, k)."""
+    return np.asarray(posterior_moments(vae, _padded(x))[0])[: len(x)]
+
+
+def _decoded(vae: VAE, z: np.ndarray) -> np.ndarray:
+    """The mean of p(x|z) for z (n, k): (n, d)."""
+    return np.asarray(decoded_means(vae, _padded(z)))[: len(z)]
 
 
 def is_image(shape: tuple[int, ...]) -> bool:
@@ -46,39 +62,50 @@ def image_grid(x: np.ndarray, shape: tuple[int, ...], cols: int) -> np.ndarray:
     return grid[..., 0] if c == 1 else grid
 
 
+def _figure(size: tuple[float, float]):
+    """A matplotlib figure of `size` inches on the Agg canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
+    fig.savefig(path)
     return path
 
 
 def _save_grid(grid: np.ndarray, title: str, path: Path) -> Path:
     """A PNG of `grid` below `title`, each grid pixel drawn as a k x k block, k a whole number that brings
     the longer side near GRID_PIXELS: no resampling, so every image pixel stays sharp and every gap shows."""
+    from PIL import Image, ImageDraw, ImageFont
+
     k = max(1, round(GRID_PIXELS / max(grid.shape[:2])))
-    image = np.repeat(np.repeat(grid, k, axis=0), k, axis=1)
-    h, w = image.shape[:2]
+    pixels = np.round(np.repeat(np.repeat(grid, k, axis=0), k, axis=1) * 255).astype(np.uint8)
+    h, w = pixels.shape[:2]
     width = max(w, MIN_WIDTH)
-    fig = plt.figure(figsize=(width / DPI, (h + TITLE_PIXELS) / DPI), dpi=DPI)
-    fig.figimage(image, xo=(width - w) // 2, yo=0, cmap="gray", vmin=0, vmax=1, origin="upper")
-    fig.text(0.5, 1 - TITLE_PIXELS / 2 / (h + TITLE_PIXELS), title, ha="center", va="center")
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    image = Image.new("RGB", (width, h + TITLE_PIXELS), "white")
+    image.paste(Image.fromarray(pixels).convert("RGB"), ((width - w) // 2, TITLE_PIXELS))
+    font = ImageFont.load_default(size=TITLE_PIXELS // 2)
+    ImageDraw.Draw(image).text((width / 2, TITLE_PIXELS / 2), title, fill="black", font=font, anchor="mm")
+    image.save(path, compress_level=1)  # 3 times faster than the default 6, files about as small
     return path
 
 
 def reconstructions(vae: VAE, x: np.ndarray, shape, path: Path, n: int = 10) -> Path:
     """Inputs (top row) above the mean of p(x|z) at z = the posterior mean (bottom row)."""
     x = x[:n]
-    recon = decoded_means(vae, posterior_moments(vae, x)[0])
-    grid = image_grid(np.concatenate([x, np.asarray(recon)]), shape, len(x))
+    recon = _decoded(vae, _posterior_means(vae, x))
+    grid = image_grid(np.concatenate([x, recon]), shape, len(x))
     return _save_grid(grid, "test inputs (top) and reconstructions, mean of p(x|z = posterior mean) (bottom)", path)
 
 
 def samples(vae: VAE, shape, path: Path, *, key: jax.Array, n: int = 64) -> Path:
     """Means of p(x|z) for z drawn from the prior N(0, I)."""
     z = jax.random.normal(key, (n, vae.latent_dim))
-    grid = image_grid(np.asarray(decoded_means(vae, z)), shape, cols=int(np.ceil(np.sqrt(n))))
+    grid = image_grid(_decoded(vae, np.asarray(z)), shape, cols=int(np.ceil(np.sqrt(n))))
     return _save_grid(grid, "samples: mean of p(x|z), z ~ N(0, I)", path)
 
 
@@ -87,16 +114,18 @@ def manifold(vae: VAE, shape, path: Path, n: int | None = None) -> Path:
 
     n defaults to 20, or 12 for images under 16 pixels high (8x8 digits), so that each stays legible.
     """
+    from scipy.special import ndtri  # the inverse normal CDF; lighter to import than scipy.stats
+
     n = n or (20 if shape[0] >= 16 else 12)
     q = ndtri(np.linspace(0.05, 0.95, n))
     z = np.stack(np.meshgrid(q, q[::-1]), axis=-1).reshape(-1, 2).astype(np.float32)
-    grid = image_grid(np.asarray(decoded_means(vae, z)), shape, n)
+    grid = image_grid(_decoded(vae, z), shape, n)
     return _save_grid(grid, f"latent manifold: z = Phi^-1(grid), {n} x {n} points", path)
 
 
 def latent_scatter(vae: VAE, x: np.ndarray, y: np.ndarray | None, path: Path) -> Path:
     """Posterior means of x; for k > 2 projected on their first two principal components."""
-    mu = np.asarray(posterior_moments(vae, x)[0])
+    mu = _posterior_means(vae, x)
     label = ("z1", "z2")
     if mu.shape[1] > 2:
         centred = mu - mu.mean(0)
@@ -104,7 +133,8 @@ def latent_scatter(vae: VAE, x: np.ndarray, y: np.ndarray | None, path: Path) ->
         label = ("principal component 1", "principal component 2")
     elif mu.shape[1] == 1:
         mu, label = np.concatenate([mu, np.zeros_like(mu)], 1), ("z1", "")
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig = _figure((7, 6))
+    ax = fig.add_subplot()
     points = ax.scatter(mu[:, 0], mu[:, 1], c=y, s=4, cmap="tab10" if y is not None else None)
     if y is not None:
         fig.colorbar(points, ax=ax, label="label")
@@ -118,17 +148,18 @@ def interpolations(vae: VAE, x: np.ndarray, shape, path: Path, pairs: int = 8, s
     Row r runs from image 2r (left) to image 2r + 1 (right) in latent space, z = (1 - t) mu_a + t mu_b.
     """
     pairs = min(pairs, len(x) // 2)
-    mu = np.asarray(posterior_moments(vae, x[: 2 * pairs])[0])
+    mu = _posterior_means(vae, x[: 2 * pairs])
     t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[None, :, None]
     z = (1 - t) * mu[0::2, None] + t * mu[1::2, None]  # (pairs, steps, k)
-    images = np.asarray(decoded_means(vae, z.reshape(-1, vae.latent_dim)))
+    images = _decoded(vae, z.reshape(-1, vae.latent_dim))
     grid = image_grid(images, shape, steps)
     return _save_grid(grid, "interpolations between test images: decoded means along lines in z", path)
 
 
 def training_curve(metrics: list[dict], path: Path) -> Path:
     epochs = [m["epoch"] for m in metrics]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = _figure((6, 4))
+    ax = fig.add_subplot()
     ax.plot(epochs, [m["train_elbo"] for m in metrics], label="train (bound during the epoch)")
     ax.plot(epochs, [m["test_elbo"] for m in metrics], label="test ELBO")
     ax.set(xlabel="epoch", ylabel="ELBO per example (nats)", title="training curve")
