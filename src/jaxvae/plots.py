@@ -5,6 +5,7 @@ object-oriented API on its Agg canvas (no pyplot), imported only when drawn.
 """
 
 from pathlib import Path
+from statistics import NormalDist
 
 import jax
 import numpy as np
@@ -114,10 +115,8 @@ def manifold(vae: VAE, shape, path: Path, n: int | None = None) -> Path:
 
     n defaults to 20, or 12 for images under 16 pixels high (8x8 digits), so that each stays legible.
     """
-    from scipy.special import ndtri  # the inverse normal CDF; lighter to import than scipy.stats
-
     n = n or (20 if shape[0] >= 16 else 12)
-    q = ndtri(np.linspace(0.05, 0.95, n))
+    q = np.array([NormalDist().inv_cdf(p) for p in np.linspace(0.05, 0.95, n)])  # no scipy import: 0.2 s
     z = np.stack(np.meshgrid(q, q[::-1]), axis=-1).reshape(-1, 2).astype(np.float32)
     grid = image_grid(_decoded(vae, z), shape, n)
     return _save_grid(grid, f"latent manifold: z = Phi^-1(grid), {n} x {n} points", path)
