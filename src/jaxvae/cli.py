@@ -127,7 +127,8 @@ def train(args) -> int:
         best = max((r for r in read_metrics(out) if "validation_elbo" in r), key=lambda r: r["validation_elbo"])
         stopped = " (stopped early)" if last["epoch"] < config.train.epochs else ""
         print(f"best validation ELBO {best['validation_elbo']:.2f} nats at epoch {best['epoch']}{stopped}")
-    print(f"run folder {out}: config.json, metrics.jsonl, checkpoints/, figures/ ({figures})")
+    board = ", tensorboard/" if config.train.tensorboard else ""
+    print(f"run folder {out}: config.json, metrics.jsonl, checkpoints/, figures/ ({figures}){board}")
     return 0
 
 
