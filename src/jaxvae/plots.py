@@ -15,23 +15,6 @@ from jaxvae.data import Dataset
 from jaxvae.evaluate import decoded_means, posterior_moments
 from jaxvae.model import VAE
 
-ROWS = 1000  # figures encode and decode in multiples of this many rows, so they share compiled programs
-
-
-def _padded(a: np.ndarray) -> np.ndarray:
-    """`a` with zero rows added up to a multiple of ROWS rows."""
-    return np.pad(np.asarray(a, np.float32), [(0, -len(a) % ROWS)] + [(0, 0)] * (np.ndim(a) - 1))
-
-
-def _posterior_means(vae: VAE, x: np.ndarray) -> np.ndarray:
-    """E[z|x] for x (n, d): (n, k)."""
-    return np.asarray(posterior_moments(vae, _padded(x))[0])[: len(x)]
-
-
-def _decoded(vae: VAE, z: np.ndarray) -> np.ndarray:
-    """The mean of p(x|z) for z (n, k): (n, d)."""
-    return np.asarray(decoded_means(vae, _padded(z)))[: len(z)]
-
 
 def is_image(shape: tuple[int, ...]) -> bool:
     """(H, W) greyscale or (H, W, C) with C in 1 or 3."""
@@ -44,6 +27,7 @@ DPI = 100
 GRID_PIXELS = 800  # an image grid is drawn at about this many pixels along its longer side
 TITLE_PIXELS = 30  # the band above it that holds its title
 MIN_WIDTH = 640  # pixels, so that a title fits above a narrow grid
+ROWS = 1000  # figures encode and decode in multiples of this many rows, so they share compiled programs
 
 
 def image_grid(x: np.ndarray, shape: tuple[int, ...], cols: int) -> np.ndarray:
@@ -61,6 +45,21 @@ def image_grid(x: np.ndarray, shape: tuple[int, ...], cols: int) -> np.ndarray:
     grid = tiles.reshape(rows, cols, h + GAP, w + GAP, c).transpose(0, 2, 1, 3, 4)
     grid = grid.reshape(rows * (h + GAP), cols * (w + GAP), c)[:-GAP, :-GAP]
     return grid[..., 0] if c == 1 else grid
+
+
+def _padded(a: np.ndarray) -> np.ndarray:
+    """`a` with zero rows added up to a multiple of ROWS rows."""
+    return np.pad(np.asarray(a, np.float32), [(0, -len(a) % ROWS)] + [(0, 0)] * (np.ndim(a) - 1))
+
+
+def _posterior_means(vae: VAE, x: np.ndarray) -> np.ndarray:
+    """E[z|x] for x (n, d): (n, k)."""
+    return np.asarray(posterior_moments(vae, _padded(x))[0])[: len(x)]
+
+
+def _decoded(vae: VAE, z: np.ndarray) -> np.ndarray:
+    """The mean of p(x|z) for z (n, k): (n, d)."""
+    return np.asarray(decoded_means(vae, _padded(z)))[: len(z)]
 
 
 def _figure(size: tuple[float, float]):
