@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad input or usage (one line on stderr), 1 anything une
 import argparse
 import contextlib
 import dataclasses
+import gc
 import shlex
 import shutil
 import signal
@@ -431,6 +432,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def run(argv: list[str] | None = None) -> None:
+    """The `jaxvae` command: `main`, then an exit that skips the interpreter's last garbage collection,
+    which walks every object JAX has made (0.3 s). Nothing waits for it: jaxvae closes its files itself."""
+    code = main(argv)
+    gc.freeze()
+    sys.exit(code)
+
+
 @contextlib.contextmanager
 def interruptible():
     """Within the block, SIGINT (Ctrl-C) and SIGTERM raise KeyboardInterrupt, whatever the dispositions the
@@ -459,4 +468,4 @@ def _how_to_resume(args) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
