@@ -9,7 +9,8 @@ of BCE + KL (= -ELBO).
 
 Every run is a fresh process, and the runs alternate (reference, jaxvae with an empty compile cache,
 jaxvae again with the cache the previous one filled) for `--rounds` rounds, so that a shared machine's
-drift slows all three alike; the table gives each one's best round.
+drift slows all three alike; the table gives each one's best round, and each process's peak resident
+memory (`ru_maxrss`: imports, data and training together), the largest over its rounds.
 
     .venv/bin/pip install -e '.[reference]'
     .venv/bin/python benchmarks/pytorch_reference.py --epochs 10
@@ -17,6 +18,7 @@ drift slows all three alike; the table gives each one's best round.
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -98,7 +100,7 @@ def jaxvae_run(epochs: int, seed: int, cache: Path) -> tuple[float, float]:
 
 
 def one_run(which: str, epochs: int, seed: int, cache: Path) -> None:
-    """Print {"nelbo": ..., "seconds": ...} of one run (in a process of its own)."""
+    """Print {"nelbo": ..., "seconds": ..., "peak_mb": ...} of one run (in a process of its own)."""
     if which == "reference":
         from jaxvae.data import load_dataset
 
@@ -106,7 +108,8 @@ def one_run(which: str, epochs: int, seed: int, cache: Path) -> None:
         nelbo, seconds = pytorch_reference(data.x_train, data.x_test, epochs, seed)
     else:
         nelbo, seconds = jaxvae_run(epochs, seed, cache)
-    print(json.dumps({"nelbo": nelbo, "seconds": seconds}))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    print(json.dumps({"nelbo": nelbo, "seconds": seconds, "peak_mb": peak_mb}))
 
 
 def main() -> None:
@@ -132,10 +135,13 @@ def main() -> None:
     reference = best["PyTorch reference"]
     print(f"Fashion-MNIST, 784-400-20 ReLU, Bernoulli on grey values, batch 128, Adam 1e-3, {args.epochs} epochs")
     print(f"best of {args.rounds} alternating rounds, each run a fresh process")
-    print("| implementation | test -ELBO (nats) | wall time (s) | time / reference's |")
-    print("| --- | --- | --- | --- |")
+    peak = {label: max(r["peak_mb"] for r in runs) for label, runs in rows.items()}
+    print("| implementation | test -ELBO (nats) | wall time (s) | time / ref. | peak RSS (MiB) | RSS / ref. |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for label, r in best.items():
-        print(f"| {label} | {r['nelbo']:.2f} | {r['seconds']:.1f} | {r['seconds'] / reference['seconds']:.2f} |")
+        ratio = r["seconds"] / reference["seconds"]
+        memory = f"{peak[label]:.0f} | {peak[label] / peak['PyTorch reference']:.2f}"
+        print(f"| {label} | {r['nelbo']:.2f} | {r['seconds']:.1f} | {ratio:.2f} | {memory} |")
     print("all rounds (s):", {label: [round(r["seconds"], 1) for r in runs] for label, runs in rows.items()})
 
 

@@ -1,7 +1,10 @@
-"""Shared test models with known answers, and small IDX files made by the tests."""
+"""Shared test models with known answers, small IDX files made by the tests, and their subprocesses."""
 
+import contextlib
 import gzip
+import signal
 import struct
+import subprocess
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -77,6 +80,31 @@ def make_idx_folder(folder, n_train=12, n_test=5, size=4):
         write_idx(folder / f"{part}-images-idx3-ubyte.gz", x)
         write_idx(folder / f"{part}-labels-idx1-ubyte.gz", rng.integers(0, 10, len(x)))
     return images
+
+
+def pytest_configure(config):
+    """Start every child with Ctrl-C's default action, whatever this process inherited: a shell starts a
+    background job (`make test &`) with SIGINT ignored, every process under it inherits that, and a Python
+    process that starts with SIGINT ignored never raises KeyboardInterrupt."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@contextlib.contextmanager
+def spawn(args, ignore_signals=False, **kwargs):
+    """`subprocess.Popen(args)`, killed and reaped when the block ends, whether the test passed or not.
+
+    With `ignore_signals`, the child starts with SIGINT and SIGTERM ignored (through `sh -c 'trap "" ...'`,
+    which sets them before exec without running Python code between fork and exec).
+    """
+    if ignore_signals:
+        args = ["sh", "-c", 'trap "" INT TERM; exec "$@"', "sh", *args]
+    with subprocess.Popen(args, **kwargs) as process:
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
 
 
 def _hypothesis_profile():

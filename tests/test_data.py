@@ -19,6 +19,19 @@ def test_idx_folder_round_trip(tmp_path):
     assert data.x_test.shape == (5, 16) and data.y_test.shape == (5,)
 
 
+def test_idx_images_are_used_in_place_by_the_cpu_device(tmp_path):
+    """uint8 / 255 in float32, exactly (numpy's own division as the reference), in memory that
+    jax.device_put on a CPU takes as it is (the same address: no copy of the training set)."""
+    import jax
+
+    images = make_idx_folder(tmp_path, n_train=7, size=5)
+    data = load_dataset(str(tmp_path))
+    np.testing.assert_array_equal(data.x_train, images["train"].reshape(7, 25).astype(np.float32) / 255.0)
+    assert data.x_train.dtype == np.float32
+    on_device = jax.device_put(data.x_train, jax.devices("cpu")[0])
+    assert on_device.unsafe_buffer_pointer() == data.x_train.ctypes.data
+
+
 def test_idx_errors(tmp_path):
     bad = tmp_path / "bad-idx3-ubyte"
     bad.write_bytes(b"\x00\x00\x07\x03" + b"\x00" * 20)

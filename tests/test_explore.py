@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import spawn
 from jaxvae import checkpoint, explore
 from jaxvae.cli import main
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
@@ -207,10 +208,16 @@ def test_decoders_the_page_cannot_run_are_left_to_the_server(run_dir):
     assert explore.browser_decoder(eqx.tree_at(lambda m: m.decoder, vae, other)) is None
 
 
-def test_cli_serves_until_interrupted(run_dir):
+@pytest.mark.parametrize(
+    "signum, ignored",
+    [(signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGTERM, True)],
+    ids=["ctrl-c", "ctrl-c, started with it ignored", "sigterm, started with it ignored"],
+)
+def test_cli_serves_until_interrupted(run_dir, signum, ignored):
+    """Ctrl-C or SIGTERM stops the server with exit code 0, even when the command started with both ignored
+    (as a shell's background job starts with SIGINT ignored)."""
     command = [sys.executable, "-m", "jaxvae.cli", "explore", str(run_dir), "--port", "0"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with spawn(command, ignored, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
         line = process.stdout.readline()
         assert line.startswith(f"exploring {run_dir} at http://127.0.0.1:"), line + process.stderr.read()
         port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
@@ -218,10 +225,8 @@ def test_cli_serves_until_interrupted(run_dir):
         conn.request("GET", "/")
         assert conn.getresponse().status == 200
         conn.close()
-    finally:
-        process.send_signal(signal.SIGINT)
-        code = process.wait(timeout=30)
-        assert code == 0, process.stderr.read()
+        process.send_signal(signum)
+        assert process.wait(timeout=30) == 0, process.stderr.read()
 
 
 def test_cli_bad_input_exits_2_with_one_line(run_dir, tmp_path, capsys):

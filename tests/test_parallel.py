@@ -6,6 +6,7 @@ those runs are `jaxvae train` subprocesses. The reference for each is the same c
 the batches, their noise and the updates are the same, only the order of float sums may differ.
 """
 
+import contextlib
 import json
 import os
 import socket
@@ -18,6 +19,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import spawn
 from jaxvae import parallel
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import load_dataset
@@ -38,15 +40,16 @@ TRAIN = ["train", "--dataset", "digits", "--hidden", "64", "--epochs", "2", "--q
 TRAIN += ["--prior", "vamp:5"]
 
 
-def jaxvae(args, devices: int = 1, **kwargs) -> subprocess.Popen:
+def jaxvae(args, devices: int = 1, **kwargs):
+    """`jaxvae ARGS` on `devices` simulated devices, as a context manager that kills it on leaving (`spawn`)."""
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
     code = "import sys; from jaxvae.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, text=True, **kwargs)
+    return spawn([sys.executable, "-c", code, *args], env=env, text=True, **kwargs)
 
 
 def run(args, devices: int = 1) -> subprocess.CompletedProcess:
-    p = jaxvae(args, devices, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = p.communicate(timeout=300)
+    with jaxvae(args, devices, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
+        out, err = p.communicate(timeout=300)
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
 
@@ -89,10 +92,14 @@ def test_two_processes_train_like_one(one_device, tmp_path):
     out = tmp_path / "run"
     port = free_port()
     processes = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
-    procs = [
-        jaxvae([*TRAIN, "--out", str(out), *processes, "--process-id", i], stdout=-1, stderr=-1) for i in ("0", "1")
-    ]
-    results = [p.communicate(timeout=300) for p in procs]
+    with contextlib.ExitStack() as stack:
+        procs = [
+            stack.enter_context(
+                jaxvae([*TRAIN, "--out", str(out), *processes, "--process-id", i], stdout=-1, stderr=-1)
+            )
+            for i in ("0", "1")
+        ]
+        results = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in results]
     assert "test ELBO" in results[0][0] and "test ELBO" not in results[1][0]  # only process 0 reports and writes
     assert hardware(out) == {**hardware(one_device), "devices": 2, "processes": 2}

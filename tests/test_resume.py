@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from conftest import spawn
 from jaxvae.cli import main
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import load_dataset
@@ -59,20 +60,17 @@ def assert_same_run(run, reference):
     assert (run / "checkpoints" / "best.eqx").read_bytes() == (reference / "checkpoints" / "best.eqx").read_bytes()
 
 
-def start_and_signal(run, signum):
-    """Start `jaxvae train` in a subprocess, send `signum` once its 2nd checkpoint exists: (exit code, stderr)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "jaxvae.cli", "train", "--out", str(run), *ARGS],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    second = run / "checkpoints" / "epoch-00002.eqx"
-    while not second.exists():
-        assert process.poll() is None, process.communicate()
-        time.sleep(0.005)
-    process.send_signal(signum)
-    _, err = process.communicate(timeout=300)
+def start_and_signal(run, signum, ignored=False):
+    """Start `jaxvae train` in a subprocess (with SIGINT and SIGTERM ignored if `ignored`), send `signum`
+    once its 2nd checkpoint exists: (exit code, stderr)."""
+    command = [sys.executable, "-m", "jaxvae.cli", "train", "--out", str(run), *ARGS]
+    with spawn(command, ignored, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        second = run / "checkpoints" / "epoch-00002.eqx"
+        while not second.exists():
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.005)
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=300)
     return process.returncode, err
 
 
@@ -87,9 +85,14 @@ def test_sigkill_mid_training_then_resume_is_bit_identical(reference, tmp_path, 
     assert_same_run(run, reference)
 
 
-def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(reference, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "signum, ignored", [(signal.SIGINT, False), (signal.SIGTERM, True)], ids=["ctrl-c", "sigterm, started ignored"]
+)
+def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(reference, tmp_path, capsys, signum, ignored):
+    """Ctrl-C, or SIGTERM, even when the command started with both ignored (as a shell's background job
+    starts with SIGINT ignored)."""
     run = tmp_path / "run"
-    code, err = start_and_signal(run, signal.SIGINT)
+    code, err = start_and_signal(run, signum, ignored)
     assert code == 130 and len(err.strip().splitlines()) == 1, err
     assert f"continue with: jaxvae train --resume --out {run}" in err
     metrics = read_metrics(run)

@@ -138,6 +138,7 @@ class TrainConfig:
     beta: float = 1.0
     kl_warmup_epochs: int = 0
     free_bits: float = 0.0
+    tensorboard: bool = False  # also write TensorBoard event files (jaxvae.board)
 
     def __post_init__(self):
         _require_types(self)

@@ -230,7 +230,7 @@ def fit_sweep(
     for name in trained:
         vae = checkpoint.restore(epoch_checkpoints(out / name)[-1], state_shapes(configs[name])).vae
         plots.write_figures(vae, data, configs[name], out / name / FIGURES, read_metrics(out / name))
-    training_curves({name: read_metrics(out / name) for name in trained}, out / CURVES)
+    plots.training_curves({name: read_metrics(out / name) for name in trained}, out / CURVES)
     return ended
 
 
@@ -318,24 +318,6 @@ def _train_members(
             raise KeyboardInterrupt(f"stopped after epoch {max(done)}")
     bar.close()
     return {name: ended[name] for name in names}
-
-
-def training_curves(metrics: dict[str, list[dict]], path: Path) -> Path:
-    """The members' test ELBO (solid) and train ELBO (dotted) per epoch, one colour per member."""
-    from jaxvae import plots  # selects matplotlib's Agg backend
-
-    fig, ax = plots.plt.subplots(figsize=(8, 5))
-    cycle = plots.plt.rcParams["axes.prop_cycle"]
-    for (name, records), colour in zip(metrics.items(), itertools.cycle(cycle)):
-        epochs = [r["epoch"] for r in records]
-        ax.plot(epochs, [r["test_elbo"] for r in records], label=name, **colour)
-        ax.plot(epochs, [r["train_elbo"] for r in records], linestyle=":", **colour)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("ELBO (nats per example): test solid, train dotted")
-    ax.legend(fontsize="small", ncol=max(1, len(metrics) // 8))
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plots.plt.close(fig)
-    return path
 
 
 def groups(out: Path) -> dict[str, list[str]]:

@@ -27,7 +27,7 @@ from jax import Array
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from jaxvae import checkpoint, model_file, parallel
+from jaxvae import board, checkpoint, model_file, parallel
 from jaxvae.config import BERNOULLI_FAMILY, HardwareConfig, RunConfig, TrainConfig
 from jaxvae.data import (
     TEST_BINARIZATION_SEED,
@@ -296,14 +296,18 @@ def fit(
             except OSError as e:
                 raise InputError(f"cannot write the run folder {run_dir}: {e.strerror}") from None
         state = resume_state(config, run_dir, build) if resume else init_state(config, build)
-        with _stop_after_epoch_on_interrupt() as stop:
-            vae = _train_epochs(config, data, run_dir, state, progress, stop, mesh, device_budget)
+        tensorboard = writer and config.train.tensorboard
+        with _stop_after_epoch_on_interrupt() as stop, board.writer(run_dir, int(state.epoch), tensorboard) as events:
+            vae = _train_epochs(config, data, run_dir, state, progress, stop, mesh, device_budget, events)
     except BaseException:
         if writer and created and not any((run_dir / CHECKPOINTS).glob("*.eqx")):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     if writer:
-        plots.write_figures(vae, data, config, run_dir / FIGURES, read_metrics(run_dir))
+        metrics = read_metrics(run_dir)
+        figures = plots.write_figures(vae, data, config, run_dir / FIGURES, metrics)
+        if config.train.tensorboard:
+            board.add_figures(run_dir, figures, metrics[-1]["epoch"])
     return vae
 
 
@@ -347,8 +351,9 @@ def resume_state(config: RunConfig, run_dir: Path, build: Builder | None = None)
 
 @contextlib.contextmanager
 def _stop_after_epoch_on_interrupt():
-    """While training, a first Ctrl-C (SIGINT) only sets `stop[0]`: the epoch finishes and its
-    checkpoint is written before training stops; a second one interrupts at once."""
+    """While training, a first Ctrl-C (SIGINT) or SIGTERM only sets `stop[0]`: the epoch finishes and its
+    checkpoint is written before training stops; a second one interrupts at once. The handler is
+    installed whatever the inherited disposition (a background job starts with SIGINT ignored)."""
     stop = [False]
     if threading.current_thread() is not threading.main_thread():
         yield stop
@@ -359,11 +364,12 @@ def _stop_after_epoch_on_interrupt():
             raise KeyboardInterrupt
         stop[0] = True
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, old in previous.items():
+            signal.signal(s, old)
 
 
 def _train_epochs(
@@ -375,7 +381,9 @@ def _train_epochs(
     stop: list[bool],
     mesh: Mesh,
     device_budget: int | None,
+    events=None,
 ) -> VAE:
+    """Train from `state` to the config's epochs; `events`, if given, a TensorBoard writer for each epoch's record."""
     tc = config.train
     data, x_valid = split_validation(data, tc.validation_fraction)
     local = jax.local_devices()[0]
@@ -420,6 +428,8 @@ def _train_epochs(
             best_elbo, best_epoch = record["validation_elbo"], epoch
         if writer:  # metrics line, best, epoch checkpoint: the order resume_state relies on
             _append_metrics(run_dir / METRICS, record)
+            if events is not None:
+                board.add_epoch(events, record)
             if improved:
                 checkpoint.save(run_dir / CHECKPOINTS / BEST_CHECKPOINT, state)
             _save_checkpoint(run_dir, state, tc.keep_checkpoints)

@@ -1,0 +1,48 @@
+"""Image grids: tiles apart, in order, clipped; drawn to the PNG pixel for pixel. Expected arrays are
+written out by hand."""
+
+import numpy as np
+from PIL import Image
+
+from jaxvae import plots
+
+G = plots.BORDER  # the grey of gaps and empty tiles
+
+
+def test_image_grid_tiles_images_apart_row_by_row():
+    a = [[0.0, 0.1], [0.2, 0.3]]
+    b = [[0.4, 0.5], [0.6, 0.7]]
+    c = [[-1.0, 2.0], [0.8, 1.0]]  # outside [0, 1]: clipped
+    x = np.array([a, b, c]).reshape(3, 4)
+    expected = np.array(
+        [
+            [0.0, 0.1, G, 0.4, 0.5],
+            [0.2, 0.3, G, 0.6, 0.7],
+            [G, G, G, G, G],
+            [0.0, 1.0, G, G, G],
+            [0.8, 1.0, G, G, G],
+        ]
+    )
+    grid = plots.image_grid(x, (2, 2), cols=2)
+    np.testing.assert_allclose(grid, expected, atol=1e-7)
+
+
+def test_image_grid_of_colour_images():
+    red, blue = [[1.0, 0.0, 0.0]], [[0.0, 0.0, 1.0]]  # 1 x 1 RGB images
+    x = np.array([red, blue]).reshape(2, 3)
+    expected = np.array([[[1.0, 0.0, 0.0]], [[G, G, G]], [[0.0, 0.0, 1.0]]])
+    np.testing.assert_allclose(plots.image_grid(x, (1, 1, 3), cols=1), expected)
+
+
+def test_saved_grid_shows_every_pixel_as_a_whole_block(tmp_path):
+    """No resampling: the PNG holds each grid pixel as a k x k block of its grey level."""
+    rng = np.random.default_rng(0)
+    grid = plots.image_grid(rng.uniform(size=(6, 64)), (8, 8), cols=3)  # 17 x 26
+    path = plots._save_grid(grid, "a title", tmp_path / "grid.png")
+    png = np.asarray(Image.open(path).convert("L"), np.float64)
+    k = round(plots.GRID_PIXELS / 26)
+    h, w = 17 * k, 26 * k
+    left = (png.shape[1] - w) // 2
+    assert png.shape[0] == h + plots.TITLE_PIXELS
+    drawn = png[-h:, left : left + w]
+    np.testing.assert_allclose(drawn, np.kron(grid, np.ones((k, k))) * 255, atol=0.5)  # 8 bits, rounded
