@@ -111,3 +111,10 @@ def test_conv_networks_read_and_write_flat_vectors_as_height_width_channels():
 def test_conv_needs_images():
     with pytest.raises(InputError, match="conv needs images"):
         ModelConfig(data_shape=(10,), architecture="conv")
+
+
+def test_the_activation_names_of_the_options_are_the_networks_functions():
+    from jaxvae.config import ACTIVATIONS
+    from jaxvae.networks import ACTIVATION_FUNCTIONS
+
+    assert tuple(ACTIVATION_FUNCTIONS) == ACTIVATIONS

@@ -10,8 +10,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import equinox as eqx
-
 from jaxvae.errors import InputError
 
 TEMPORARY_SUFFIX = ".tmp"
@@ -47,6 +45,8 @@ def remove_temporary_files(folder: Path) -> None:
 
 def save(path: Path, tree) -> None:
     """Write the array leaves of `tree` to `path`, followed by their SHA-256."""
+    import equinox as eqx  # here, so that config (which writes with `write_atomically`) does not load JAX
+
     buffer = io.BytesIO()
     eqx.tree_serialise_leaves(buffer, tree)
     payload = buffer.getvalue()
@@ -55,6 +55,8 @@ def save(path: Path, tree) -> None:
 
 def restore(path: Path, like):
     """Read a tree of the same structure as `like` from `path`; a damaged or foreign file is an InputError."""
+    import equinox as eqx
+
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 from jaxvae.config import (
+    ACTIVATIONS,
     ARCHITECTURES,
     BINARIZE,
     GAUSSIAN_VARIANCES,
@@ -26,8 +27,7 @@ from jaxvae.config import (
     RunConfig,
     TrainConfig,
 )
-from jaxvae.errors import InputError
-from jaxvae.networks import ACTIVATIONS
+from jaxvae.errors import Diverged, InputError
 
 DEFAULT_HIDDEN = {"mlp": (512,), "conv": (32, 64)}
 
@@ -74,7 +74,42 @@ def sweep_values(text: str) -> tuple[str, tuple[float, ...]]:
 RESUMABLE = ("epochs", "keep_checkpoints")  # the settings --resume may change; the others are the run's
 
 
+def _start_jax() -> None:
+    """Import JAX, keeping compiled programs on disk: what every command does once its options are checked
+    (so that `--help` and usage errors answer without JAX's second of imports)."""
+    from jaxvae.parallel import enable_compilation_cache
+
+    enable_compilation_cache()
+
+
+def _schedule(args) -> TrainConfig:
+    """The training settings of the options, checked (InputError) before anything heavy is imported."""
+    validation_fraction = args.validation_fraction
+    if validation_fraction is None:
+        validation_fraction = 0.1 if args.early_stopping else 0.0
+    return TrainConfig(
+        dataset=args.dataset,
+        binarize=args.binarize,
+        objective=args.objective,
+        samples=args.samples,
+        epochs=10 if args.epochs is None else args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        image_size=args.image_size,
+        validation_fraction=validation_fraction,
+        early_stopping=args.early_stopping,
+        keep_checkpoints=TrainConfig.keep_checkpoints if args.keep_checkpoints is None else args.keep_checkpoints,
+        beta=args.beta,
+        kl_warmup_epochs=args.kl_warmup_epochs,
+        free_bits=args.free_bits,
+        tensorboard=args.tensorboard,
+    )
+
+
 def train(args) -> int:
+    schedule = None if args.resume else _schedule(args)
+    _start_jax()
     from jaxvae import parallel, sweep
     from jaxvae.data import load_dataset
     from jaxvae.train import CONFIG, check_data, fit, read_metrics
@@ -96,27 +131,6 @@ def train(args) -> int:
     else:
         if writer:
             _check_out(out, args.overwrite)
-        validation_fraction = args.validation_fraction
-        if validation_fraction is None:
-            validation_fraction = 0.1 if args.early_stopping else 0.0
-        schedule = TrainConfig(
-            dataset=args.dataset,
-            binarize=args.binarize,
-            objective=args.objective,
-            samples=args.samples,
-            epochs=10 if args.epochs is None else args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            seed=args.seed,
-            image_size=args.image_size,
-            validation_fraction=validation_fraction,
-            early_stopping=args.early_stopping,
-            keep_checkpoints=TrainConfig.keep_checkpoints if args.keep_checkpoints is None else args.keep_checkpoints,
-            beta=args.beta,
-            kl_warmup_epochs=args.kl_warmup_epochs,
-            free_bits=args.free_bits,
-            tensorboard=args.tensorboard,
-        )
         data = load_dataset(args.dataset, data_dir=args.data_dir, image_size=args.image_size, progress=not args.quiet)
         model = ModelConfig(
             data_shape=tuple(data.shape),
@@ -164,6 +178,7 @@ def train(args) -> int:
 
 
 def explore(args) -> int:
+    _start_jax()
     from jaxvae.explore import make_server
 
     server = make_server(args.run_dir, args.host, args.port)
@@ -204,6 +219,7 @@ def _run_data(args, split: str = "test"):
 def evaluate(args) -> int:
     import json
 
+    _start_jax()
     import jax
 
     from jaxvae import sweep
@@ -300,6 +316,7 @@ def _png(path: str) -> Path:
 
 
 def sample(args) -> int:
+    _start_jax()
     import jax
 
     from jaxvae import plots
@@ -317,6 +334,7 @@ def sample(args) -> int:
 
 
 def plot(args) -> int:
+    _start_jax()
     from jaxvae import plots
     from jaxvae.data import load_dataset
     from jaxvae.train import CONFIG, FIGURES, load, read_metrics
@@ -336,6 +354,7 @@ def plot(args) -> int:
 
 
 def encode(args) -> int:
+    _start_jax()
     import numpy as np
 
     from jaxvae.evaluate import posterior_moments
@@ -523,10 +542,6 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from jaxvae.parallel import enable_compilation_cache
-    from jaxvae.train import Diverged
-
-    enable_compilation_cache()
     try:
         with interruptible():
             return args.run(args)

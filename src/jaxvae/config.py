@@ -8,8 +8,8 @@ from pathlib import Path
 
 from jaxvae.checkpoint import write_atomically
 from jaxvae.errors import InputError
-from jaxvae.networks import ACTIVATIONS
 
+ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "softplus", "sigmoid")  # networks.ACTIVATION_FUNCTIONS
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
 BERNOULLI_FAMILY = ("bernoulli", "continuous-bernoulli")
 OBJECTIVES = ("elbo", "iwae")

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+ACTIVATION_FUNCTIONS: dict[str, Callable[[Array], Array]] = {  # by config.ACTIVATIONS' names
     "tanh": jnp.tanh,
     "relu": jax.nn.relu,
     "elu": jax.nn.elu,
@@ -33,7 +33,7 @@ class MLP(eqx.Module):
         self.activation = activation
 
     def __call__(self, x: Array) -> Array:
-        act = ACTIVATIONS[self.activation]
+        act = ACTIVATION_FUNCTIONS[self.activation]
         for layer in self.layers[:-1]:
             x = act(layer(x))
         return self.layers[-1](x)
@@ -74,7 +74,7 @@ class ConvEncoder(eqx.Module):
         self.activation = activation
 
     def __call__(self, x: Array) -> Array:
-        act = ACTIVATIONS[self.activation]
+        act = ACTIVATION_FUNCTIONS[self.activation]
         h, w, c = self.shape
         y = x.reshape(h, w, c).transpose(2, 0, 1)  # channels first, as Conv2d wants
         for conv in self.convs:
@@ -115,7 +115,7 @@ class ConvDecoder(eqx.Module):
         self.activation = activation
 
     def __call__(self, z: Array) -> Array:
-        act = ACTIVATIONS[self.activation]
+        act = ACTIVATION_FUNCTIONS[self.activation]
         y = self.head(z).reshape(self.start)
         for deconv in self.deconvs:
             y = deconv(act(y))

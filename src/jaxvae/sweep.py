@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from jaxvae import checkpoint, model_file, parallel
 from jaxvae.config import HardwareConfig, RunConfig, TrainConfig
 from jaxvae.data import VALIDATION_BINARIZATION_SEED, Dataset, binarized, split_validation
-from jaxvae.errors import InputError
+from jaxvae.errors import Diverged, InputError
 from jaxvae.evaluate import mean_elbo
 from jaxvae.objectives import kl_weight
 from jaxvae.train import (
@@ -43,7 +43,6 @@ from jaxvae.train import (
     CONFIG,
     FIGURES,
     METRICS,
-    Diverged,
     TrainState,
     _append_metrics,
     _best_validation,

@@ -38,7 +38,7 @@ from jaxvae.data import (
     split_validation,
 )
 from jaxvae.distributions import kl_estimator
-from jaxvae.errors import InputError
+from jaxvae.errors import Diverged, InputError
 from jaxvae.evaluate import mean_elbo
 from jaxvae.model import VAE
 from jaxvae.model_file import Builder
@@ -246,10 +246,6 @@ def prepared_data(data: Dataset, config: TrainConfig) -> tuple[np.ndarray, np.nd
     test = binarized(data.x_test, config.binarize, TEST_BINARIZATION_SEED)
     train = data.x_train if config.binarize == "dynamic" else binarized(data.x_train, config.binarize, config.seed)
     return train, test
-
-
-class Diverged(FloatingPointError):
-    """The loss or the parameters became NaN or infinite; the checkpoints hold the last good epoch."""
 
 
 def fit(

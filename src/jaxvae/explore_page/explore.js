@@ -8,7 +8,7 @@ const PLOT = { size: 520, left: 46, right: 12, top: 12, bottom: 40 };
 const PICK_RADIUS = 8; // CSS pixels within which a click selects a point
 
 const sigmoid = (x) => 1 / (1 + Math.exp(-x));
-// The same functions as jaxvae.networks.ACTIVATIONS (jax.nn.gelu is its tanh approximation by default).
+// The same functions as jaxvae.networks.ACTIVATION_FUNCTIONS (jax.nn.gelu is its tanh approximation by default).
 const ACTIVATIONS = {
   tanh: Math.tanh,
   relu: (x) => (x > 0 ? x : 0),
