@@ -146,7 +146,8 @@ def inference_gaps(gaps: dict, path: Path, reference: str) -> Path:
     top.legend()
     bottom.bar(rank, approximation, width=1.0, label="approximation gap log p(x) - ELBO(q*)")
     bottom.bar(rank, amortization, width=1.0, bottom=approximation, label="amortization gap ELBO(q*) - ELBO(q)")
-    bottom.set(xlabel="example, sorted by log p(x)", ylabel="gap (nats)")
+    bottom.set_yscale("symlog", linthresh=1.0)  # linear below 1 nat, logarithmic above: a few gaps are huge
+    bottom.set(xlabel="example, sorted by log p(x)", ylabel="gap (nats; log scale above 1)")
     bottom.legend()
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
