@@ -55,7 +55,7 @@ def fit_posteriors(
     change of q, not by sampling noise); a window that raises it by no more than `tolerance` nats over
     the best check so far is a plateau and halves the step size; the fit stops at the `plateaus`-th
     plateau, or after `max_steps`. On the linear-Gaussian model, from a wrong encoder, this ends within
-    0.003 nats of log p(x) (tests/test_gaps.py). Example i draws with fold_in(key, i), so its q* does
+    0.003 nats of log p(x) (tests/test_gaps.py requires 0.01). Example i draws with fold_in(key, i), so its q* does
     not depend on the others; `batch` examples are fitted at a time (vmapped), so memory does not grow with n.
     """
     optimizer = optax.adam(1.0)  # unit step size: each window scales the updates by its own
