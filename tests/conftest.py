@@ -42,13 +42,14 @@ def linear_gaussian_vae(d: int = 5, k: int = 2, sigma: float = 0.7, seed: int = 
     return vae, W, b, sigma
 
 
-def linear_gaussian_truth(vae, W, b, sigma, x):
-    """Closed forms for `linear_gaussian_vae`: (log p(x), ELBO of the encoder's q), each (n,), float64."""
+def linear_gaussian_truth(vae, W, b, sigma, x, q=None):
+    """Closed forms for `linear_gaussian_vae`: (log p(x), ELBO of q), each (n,), float64; q is the encoder's
+    unless a diagonal Normal over (n, k) is given."""
     from scipy.stats import multivariate_normal
 
     d, k = W.shape
     log_px = multivariate_normal(b, W @ W.T + sigma**2 * np.eye(d)).logpdf(x)
-    q = vae.encode(jnp.asarray(x, jnp.float32))
+    q = vae.encode(jnp.asarray(x, jnp.float32)) if q is None else q
     m, s2 = np.asarray(q.mean, np.float64), np.exp(np.asarray(q.log_var, np.float64))
     resid = x - m @ W.T - b
     expected_log_lik = (

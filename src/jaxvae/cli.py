@@ -229,11 +229,20 @@ def evaluate(args) -> int:
         raise InputError(f"--iw-samples must be at least 1, got {args.iw_samples}")
     if args.n is not None and args.n < 1:
         raise InputError(f"--n must be at least 1, got {args.n}")
+    if args.per_example is not None and not args.gaps:
+        raise InputError("--per-example writes the values of --gaps: pass --gaps too")
+    out = None if args.per_example is None else Path(args.per_example)
+    if out is not None and (out.suffix != ".npz" or not out.parent.is_dir()):
+        raise InputError(f"--per-example must name a .npz file in an existing folder, got {args.per_example}")
     if sweep.is_sweep(Path(args.run_dir)):
+        if args.gaps:
+            raise InputError("--gaps evaluates one run, not a sweep: pass a member's folder")
         return _evaluate_sweep(args)
-    config, vae, x, _ = _run_data(args, args.split)
+    config, vae, x, y = _run_data(args, args.split)
     x = x[: args.n]
     result = report(vae, x, jax.random.PRNGKey(args.seed), args.iw_samples)
+    if args.gaps:
+        result |= _gaps(args, vae, x, None if y is None else y[: args.n])
     if args.json:
         print(json.dumps(result))
         return 0
@@ -250,6 +259,19 @@ def evaluate(args) -> int:
     print(f"{args.run_dir}: {dataset}, {args.split} split, {result['n']} examples; means per example in nats")
     for name, value in rows:
         print(f"  {name:<52} {value:10.2f}")
+    if args.gaps:
+        samples = result["gaps_elbo_samples"]
+        print(f"  inference gaps (Cremer et al. 2018); ELBO(q) and ELBO(q*) from the same {samples} draws, +- MC s.e.")
+        gap_rows = [
+            ("ELBO(q*), q* fitted to each example", "elbo_optimized"),
+            ("amortization gap ELBO(q*) - ELBO(q)", "amortization_gap"),
+            ("approximation gap log p(x) - ELBO(q*)", "approximation_gap"),
+            ("log-likelihood, L_K with q* as the proposal", "log_likelihood_optimized"),
+        ]
+        for name, key in gap_rows:
+            se = f" +- {result[key + '_se']:.3f}" if key + "_se" in result else ""
+            print(f"    {name:<50} {result[key]:10.2f}{se}")
+        print(f"    log p(x) of the gaps: {result['gaps_log_px']}; figure: {result['gaps_figure']}")
     k_dims = len(result["kl_per_dim"])
     print(f"  {'bits per dimension, -L_K / (d ln 2)':<52} {result['bits_per_dim']:10.4f}")
     print(f"  {'active units, Var_x E[z|x] > 0.01':<52} {str(result['active_units']) + ' of ' + str(k_dims):>10}")
@@ -257,6 +279,25 @@ def evaluate(args) -> int:
     per_dim = "n/a for a flow" if None in per_dim else ", ".join(f"{v:.2f}" for v in per_dim)
     print(f"  {'KL per latent dimension':<52} {per_dim:>10}")
     return 0
+
+
+def _gaps(args, vae, x, y) -> dict:
+    """The inference gaps of x: their means for the report, RUN/figures/gaps.png, and --per-example's file."""
+    import jax
+    import numpy as np
+
+    from jaxvae import gaps, plots
+    from jaxvae.train import FIGURES
+
+    per_example = gaps.inference_gaps(vae, x, jax.random.PRNGKey(args.seed), iw_samples=args.iw_samples)
+    summary = gaps.summary(per_example, vae.latent_dim)
+    figures = Path(args.run_dir) / FIGURES
+    figures.mkdir(exist_ok=True)
+    summary["gaps_figure"] = str(plots.inference_gaps(per_example, figures / "gaps.png", summary["gaps_log_px"]))
+    if args.per_example is not None:
+        with open(args.per_example, "wb") as f:
+            np.savez(f, **per_example, **({} if y is None else {"y": y}))
+    return summary
 
 
 def _evaluate_sweep(args) -> int:
@@ -520,6 +561,12 @@ def build_parser() -> Parser:
     p.add_argument("--n", type=int, help="evaluate only the first N examples of the split")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument(
+        "--gaps",
+        action="store_true",
+        help="also fit q* per example and split log p(x) - ELBO into approximation and amortization gaps",
+    )
+    p.add_argument("--per-example", metavar="FILE.npz", help="with --gaps: write the per-example values to FILE.npz")
     p.set_defaults(run=evaluate)
 
     p = commands.add_parser("sample", help="decode prior samples into an image grid")

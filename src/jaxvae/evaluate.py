@@ -47,8 +47,19 @@ def _over_examples(fn, x: Array, batch: int):
 
 
 @eqx.filter_jit
-def log_likelihood(vae: VAE, x: Array, key: Array, *, samples: int = 5000, chunk: int = 500, batch: int = 20) -> Array:
+def log_likelihood(
+    vae: VAE,
+    x: Array,
+    key: Array,
+    *,
+    samples: int = 5000,
+    chunk: int = 500,
+    batch: int = 20,
+    params: Array | None = None,
+) -> Array:
     """Importance-weighted bound L_K(x) = logsumexp_k log w_k - log K with K = `samples`, shape (n,), nats.
+
+    The proposal is the encoder's q(z|x), or the posterior family at `params` (n, posterior.size) when given.
 
     The K weights w_k = p(x, z_k) / q(z_k|x) are drawn `chunk` at a time and folded into a running
     logsumexp, `batch` examples at a time: memory grows with batch * chunk * d, not with K or n.
@@ -59,9 +70,10 @@ def log_likelihood(vae: VAE, x: Array, key: Array, *, samples: int = 5000, chunk
     n_chunks = -(-samples // chunk)
     valid = (jnp.arange(n_chunks * chunk) < samples).reshape(n_chunks, chunk)  # the last chunk may be short
 
-    def one_example(xi, example_key):
+    def one_example(xi, example_key, pi):
         def add_chunk(acc, j):
-            log_w = log_importance_weights(vae, xi[None], key=jax.random.fold_in(example_key, j), samples=chunk)
+            chunk_key = jax.random.fold_in(example_key, j)
+            log_w = log_importance_weights(vae, xi[None], key=chunk_key, samples=chunk, params=pi)
             log_w = jnp.where(valid[j], log_w[:, 0], -jnp.inf)
             return jnp.logaddexp(acc, jax.nn.logsumexp(log_w)), None
 
@@ -69,7 +81,8 @@ def log_likelihood(vae: VAE, x: Array, key: Array, *, samples: int = 5000, chunk
         return total - math.log(samples)
 
     def one_batch(xb, i):
-        return jax.vmap(one_example)(xb, jax.vmap(lambda j: jax.random.fold_in(key, j))(i))
+        pb = None if params is None else params[i][:, None]
+        return jax.vmap(one_example)(xb, jax.vmap(lambda j: jax.random.fold_in(key, j))(i), pb)
 
     return _over_examples(one_batch, x, batch)
 

@@ -195,3 +195,25 @@ def write_figures(vae: VAE, data: Dataset, config: RunConfig, folder: Path, metr
         if vae.latent_dim == 2:
             written.append(manifold(vae, data.shape, folder / "latent_manifold.png"))
     return written
+
+
+def inference_gaps(gaps: dict, path: Path, reference: str) -> Path:
+    """Per example, sorted by log p(x): log p(x), ELBO(q*) and ELBO(q) (top), and the approximation and
+    amortization gaps stacked (bottom), from `gaps.inference_gaps`; `reference` names the log p(x) used."""
+    order = np.argsort(gaps["log_px"])
+    rank = np.arange(len(order))
+    approximation, amortization = gaps["approximation_gap"][order], gaps["amortization_gap"][order]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
+    top.plot(rank, gaps["log_px"][order], "k-", lw=1, label=f"log p(x) ({reference})")
+    top.plot(rank, gaps["elbo_optimized"][order], "o", mfc="none", ms=4, label="ELBO(q*), q* fitted to each x")
+    top.plot(rank, gaps["elbo"][order], "x", ms=4, label="ELBO(q), the encoder's q(z|x)")
+    top.set(ylabel="nats per example", title="inference gaps per example (Cremer et al. 2018)")
+    top.legend()
+    bottom.bar(rank, approximation, width=1.0, label="approximation gap log p(x) - ELBO(q*)")
+    bottom.bar(rank, amortization, width=1.0, bottom=approximation, label="amortization gap ELBO(q*) - ELBO(q)")
+    bottom.set_yscale("symlog", linthresh=1.0)  # linear below 1 nat, logarithmic above: a few gaps are huge
+    bottom.set(xlabel="example, sorted by log p(x)", ylabel="gap (nats; log scale above 1)")
+    bottom.legend()
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
