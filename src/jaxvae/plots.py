@@ -203,7 +203,9 @@ def inference_gaps(gaps: dict, path: Path, reference: str) -> Path:
     order = np.argsort(gaps["log_px"])
     rank = np.arange(len(order))
     approximation, amortization = gaps["approximation_gap"][order], gaps["amortization_gap"][order]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
+    fig = _figure((9, 7))
+    top = fig.add_subplot(2, 1, 1)
+    bottom = fig.add_subplot(2, 1, 2, sharex=top)
     top.plot(rank, gaps["log_px"][order], "k-", lw=1, label=f"log p(x) ({reference})")
     top.plot(rank, gaps["elbo_optimized"][order], "o", mfc="none", ms=4, label="ELBO(q*), q* fitted to each x")
     top.plot(rank, gaps["elbo"][order], "x", ms=4, label="ELBO(q), the encoder's q(z|x)")
