@@ -102,3 +102,22 @@ def test_quadrature_of_a_vamp_prior_model_matches_an_independent_dense_grid():
     np.testing.assert_allclose(ours, expected, atol=1e-3)
     iw = np.asarray(log_likelihood(vae, jnp.asarray(x), jax.random.PRNGKey(0), samples=5000))
     assert np.all(iw <= ours + 0.05)  # a lower bound (in expectation) on the exact value
+
+
+def test_squared_distances_gradient_matches_autodiff_of_the_plain_formula():
+    """The hand-written gradient (matrix products) against jax.grad of sum_j (z_j - c_j)^2 p_j, float32."""
+    from jaxvae.distributions import squared_distances
+
+    z = jnp.asarray(rng.normal(size=(3, 4, 5)), jnp.float32)
+    centres, precision = (jnp.asarray(a, jnp.float32) for a in (rng.normal(size=(6, 5)), rng.random((6, 5)) + 0.5))
+    weights = jnp.asarray(rng.normal(size=(3, 4, 6)), jnp.float32)
+
+    def plain(z, c, p):
+        return jnp.sum(weights * jnp.sum((z[..., None, :] - c) ** 2 * p, -1))
+
+    ours = jax.grad(lambda *a: jnp.sum(weights * squared_distances(*a)), argnums=(0, 1, 2))(z, centres, precision)
+    for got, expected in zip(ours, jax.grad(plain, argnums=(0, 1, 2))(z, centres, precision), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        squared_distances(z, centres, precision), jnp.sum((z[..., None, :] - centres) ** 2 * precision, -1)
+    )
