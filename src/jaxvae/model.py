@@ -2,7 +2,6 @@
 decoder network and likelihood family p(x|z), prior p(z). Each part is an Equinox module."""
 
 import math
-from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -12,16 +11,9 @@ from jax import Array
 from jaxvae.config import ModelConfig
 from jaxvae.distributions import Distribution
 from jaxvae.likelihoods import BernoulliPixels, ContinuousBernoulliPixels, GaussianPixels
-from jaxvae.networks import MLP, ConvDecoder, ConvEncoder
+from jaxvae.networks import MLP, ConvDecoder, ConvEncoder, map_examples
 from jaxvae.posteriors import IAF, DiagonalGaussian, FullGaussian
 from jaxvae.priors import GaussianMixture, StandardNormal, VampPrior
-
-
-def map_examples(fn: Callable, x: Array):
-    """Apply a one-example function `fn` to x of shape (..., d), keeping the leading axes."""
-    batch_shape = x.shape[:-1]
-    out = jax.vmap(fn)(x.reshape(-1, x.shape[-1]))
-    return jax.tree.map(lambda a: a.reshape(batch_shape + a.shape[1:]), out)
 
 
 class VAE(eqx.Module):

@@ -17,6 +17,13 @@ ACTIVATION_FUNCTIONS: dict[str, Callable[[Array], Array]] = {  # by config.ACTIV
 }
 
 
+def map_examples(fn: Callable, x: Array):
+    """Apply a one-example function `fn` to x of shape (..., d), keeping the leading axes."""
+    batch_shape = x.shape[:-1]
+    out = jax.vmap(fn)(x.reshape(-1, x.shape[-1]))
+    return jax.tree.map(lambda a: a.reshape(batch_shape + a.shape[1:]), out)
+
+
 class MLP(eqx.Module):
     """Fully connected layers with an activation between them and none after the last.
 

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from jaxvae.distributions import Mixture, Normal
+from jaxvae.networks import map_examples
 
 
 class StandardNormal(eqx.Module):
@@ -48,7 +49,5 @@ class VampPrior(eqx.Module):
         self.pseudo_inputs = 0.05 + 0.01 * jax.random.normal(key, (components, data_dim))
 
     def __call__(self, vae) -> Mixture:
-        from jaxvae.model import map_examples
-
         components = vae.posterior.gaussian(map_examples(vae.encoder, self.pseudo_inputs))
         return Mixture(jnp.zeros(self.pseudo_inputs.shape[0]), components)
