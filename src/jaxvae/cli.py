@@ -223,7 +223,7 @@ def evaluate(args) -> int:
     import jax
 
     from jaxvae import sweep
-    from jaxvae.evaluate import report
+    from jaxvae.evaluate import log_likelihoods, report
 
     if args.iw_samples < 1:
         raise InputError(f"--iw-samples must be at least 1, got {args.iw_samples}")
@@ -240,9 +240,11 @@ def evaluate(args) -> int:
         return _evaluate_sweep(args)
     config, vae, x, y = _run_data(args, args.split)
     x = x[: args.n]
-    result = report(vae, x, jax.random.PRNGKey(args.seed), args.iw_samples)
+    key = jax.random.PRNGKey(args.seed)
+    likelihoods = log_likelihoods(vae, x, key, args.iw_samples)  # computed once for the report and the gaps
+    result = report(vae, x, key, args.iw_samples, likelihoods)
     if args.gaps:
-        result |= _gaps(args, vae, x, None if y is None else y[: args.n])
+        result |= _gaps(args, vae, x, None if y is None else y[: args.n], likelihoods)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -281,7 +283,7 @@ def evaluate(args) -> int:
     return 0
 
 
-def _gaps(args, vae, x, y) -> dict:
+def _gaps(args, vae, x, y, likelihoods: dict) -> dict:
     """The inference gaps of x: their means for the report, RUN/figures/gaps.png, and --per-example's file."""
     import jax
     import numpy as np
@@ -289,7 +291,8 @@ def _gaps(args, vae, x, y) -> dict:
     from jaxvae import gaps, plots
     from jaxvae.train import FIGURES
 
-    per_example = gaps.inference_gaps(vae, x, jax.random.PRNGKey(args.seed), iw_samples=args.iw_samples)
+    key = jax.random.PRNGKey(args.seed)
+    per_example = gaps.inference_gaps(vae, x, key, iw_samples=args.iw_samples, likelihoods=likelihoods)
     summary = gaps.summary(per_example, vae.latent_dim)
     figures = Path(args.run_dir) / FIGURES
     figures.mkdir(exist_ok=True)

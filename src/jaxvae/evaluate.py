@@ -204,26 +204,38 @@ def bits_per_dimension(log_px: Array, data_dim: int) -> Array:
     return -log_px / (data_dim * math.log(2))
 
 
-def report(vae: VAE, x: Array, key: Array, iw_samples: int = 5000) -> dict:
+def log_likelihoods(vae: VAE, x: Array, key: Array, iw_samples: int = 5000) -> dict[str, Array]:
+    """Per-example estimates of log p(x) for x (n, d), each (n,), nats: `log_likelihood`, L_K with
+    K = iw_samples and the key `report` uses, and `log_likelihood_quadrature` where k <= 2."""
+    x = jnp.asarray(x, jnp.float32)
+    out = {"log_likelihood": log_likelihood(vae, x, jax.random.split(key)[1], samples=iw_samples)}
+    if vae.latent_dim <= 2:
+        out["log_likelihood_quadrature"] = log_likelihood_quadrature(vae, x)
+    return out
+
+
+def report(vae: VAE, x: Array, key: Array, iw_samples: int = 5000, likelihoods: dict | None = None) -> dict:
     """Every evaluation figure for x (n, d), as means over examples in nats (JSON-ready Python values).
 
     Keys: elbo, reconstruction, kl (ELBO with 100 samples), log_likelihood (L_K, K = iw_samples),
     log_likelihood_quadrature (latent dimension <= 2), bits_per_dim (from log_likelihood), kl_per_dim,
-    active_units, n, iw_samples. The same key gives the same numbers.
+    active_units, n, iw_samples. The same key gives the same numbers. `likelihoods`: what
+    `log_likelihoods(vae, x, key, iw_samples)` returns, when the caller has it already.
     """
     x = jnp.asarray(x, jnp.float32)
-    elbo_key, iw_key = jax.random.split(key)
+    elbo_key = jax.random.split(key)[0]
     kl_key = jax.random.fold_in(key, 2)
     terms = mean_elbo(vae, x, elbo_key, samples=ELBO_SAMPLES, chunk=100)
-    log_px = jnp.mean(log_likelihood(vae, x, iw_key, samples=iw_samples))
+    likelihoods = likelihoods or log_likelihoods(vae, x, key, iw_samples)
+    log_px = jnp.mean(likelihoods["log_likelihood"])
     out = {
         "elbo": float(terms["elbo"]),
         "reconstruction": float(terms["reconstruction"]),
         "kl": float(terms["kl"]),
         "log_likelihood": float(log_px),
     }
-    if vae.latent_dim <= 2:
-        out["log_likelihood_quadrature"] = float(jnp.mean(log_likelihood_quadrature(vae, x)))
+    if "log_likelihood_quadrature" in likelihoods:
+        out["log_likelihood_quadrature"] = float(jnp.mean(likelihoods["log_likelihood_quadrature"]))
     out |= {
         "bits_per_dim": float(bits_per_dimension(log_px, x.shape[1])),
         "kl_per_dim": [None if math.isnan(v) else v for v in map(float, kl_per_dimension(vae, x, kl_key))],

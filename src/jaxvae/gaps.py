@@ -18,7 +18,7 @@ import numpy as np
 import optax
 from jax import Array
 
-from jaxvae.evaluate import _over_examples, log_likelihood, log_likelihood_quadrature
+from jaxvae.evaluate import _over_examples, log_likelihood, log_likelihoods
 from jaxvae.model import VAE, map_examples
 from jaxvae.objectives import elbo
 
@@ -120,24 +120,27 @@ def paired_elbos(vae: VAE, x: Array, params: Array, key: Array, *, samples: int 
     return {n: mean[:, j] for j, n in enumerate(names)} | {n + "_se": se[:, j] for j, n in enumerate(names)}
 
 
-def inference_gaps(vae: VAE, x: Array, key: Array, *, iw_samples: int = 5000) -> dict[str, np.ndarray]:
+def inference_gaps(
+    vae: VAE, x: Array, key: Array, *, iw_samples: int = 5000, likelihoods: dict | None = None
+) -> dict[str, np.ndarray]:
     """Per-example arrays (n,), nats, for x (n, d): `elbo` (q), `elbo_optimized` (q*), `amortization_gap`,
     each with its Monte Carlo `_se` (1000 common draws, `paired_elbos`); `log_likelihood` and
     `log_likelihood_optimized`, L_K with K = iw_samples and q or q* as the proposal; `log_likelihood_quadrature`
     for latent dimension <= 2; `log_px`, the reference for log p(x): the quadrature where there is one,
     else the larger of the two L_K; `approximation_gap` = log_px - elbo_optimized; `steps` of the fit of q*.
 
-    `log_likelihood` uses the same key as `evaluate.report`'s, so it repeats that report's value.
+    `log_likelihood` and the quadrature are `evaluate.log_likelihoods`'s (`likelihoods`, when the caller has
+    them already, as `evaluate.report` uses them too); L_K with q* uses the same draws of the base noise.
     """
     x = jnp.asarray(x, jnp.float32)
-    iw_key = jax.random.split(key)[1]
     fit_key, elbo_key = jax.random.split(jax.random.fold_in(key, 4))
     params, steps = fit_posteriors(vae, x, fit_key)
     out = paired_elbos(vae, x, params, elbo_key)
-    out["log_likelihood"] = log_likelihood(vae, x, iw_key, samples=iw_samples)
+    out |= likelihoods or log_likelihoods(vae, x, key, iw_samples)
+    iw_key = jax.random.split(key)[1]  # log_likelihoods' key
     out["log_likelihood_optimized"] = log_likelihood(vae, x, iw_key, samples=iw_samples, params=params)
-    if vae.latent_dim <= 2:
-        out["log_likelihood_quadrature"] = out["log_px"] = log_likelihood_quadrature(vae, x)
+    if "log_likelihood_quadrature" in out:
+        out["log_px"] = out["log_likelihood_quadrature"]
     else:
         out["log_px"] = jnp.maximum(out["log_likelihood"], out["log_likelihood_optimized"])
     out["approximation_gap"] = out["log_px"] - out["elbo_optimized"]
