@@ -46,3 +46,16 @@ def test_saved_grid_shows_every_pixel_as_a_whole_block(tmp_path):
     assert png.shape[0] == h + plots.TITLE_PIXELS
     drawn = png[-h:, left : left + w]
     np.testing.assert_allclose(drawn, np.kron(grid, np.ones((k, k))) * 255, atol=0.5)  # 8 bits, rounded
+
+
+def test_blocks_are_all_one_size_and_cover_every_row_in_order():
+    """Figures encode and decode in blocks of ROWS rows, so one compiled program serves every figure."""
+    a = np.random.default_rng(1).normal(size=(2 * plots.ROWS + 7, 3)).astype(np.float32)
+    shapes = []
+
+    def fn(block):
+        shapes.append(block.shape)
+        return block[:, ::-1] * 2
+
+    np.testing.assert_array_equal(plots._by_blocks(fn, a), a[:, ::-1] * 2)
+    assert shapes == [(plots.ROWS, 3)] * 3

@@ -155,6 +155,12 @@ def posterior_moments(vae: VAE, x: Array, *, batch: int = 1000) -> tuple[Array, 
 
 
 @eqx.filter_jit
+def prior_draws(vae: VAE, key: Array, n: int) -> Array:
+    """n draws z ~ p(z), shape (n, k), in one compiled program."""
+    return vae.prior().sample(key, (n,))
+
+
+@eqx.filter_jit
 def decoded_means(vae: VAE, z: Array, *, batch: int = 1000) -> Array:
     """The mean of p(x|z) for every row of z (n, k): shape (n, d)."""
     return _over_examples(lambda zb, _: vae.decode(zb).mean, z, batch)
