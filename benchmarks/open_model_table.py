@@ -52,7 +52,9 @@ def main():
     for posterior, prior in rows:
         model = ModelConfig(data_shape=(28, 28), latent_dim=50, hidden=(200, 200), posterior=posterior, prior=prior)
         train = TrainConfig(
-            dataset="fashion-mnist", binarize="dynamic", epochs=args.epochs,
+            dataset="fashion-mnist",
+            binarize="dynamic",
+            epochs=args.epochs,
             kl_warmup_epochs=args.kl_warmup_epochs,
             batch_size=args.batch_size,
             seed=args.seed,
@@ -83,8 +85,8 @@ def main():
         Path(args.out, "table.json").write_text(json.dumps(results))
     first = np.asarray(results[0]["log_likelihood"])
     print(
-        f"\nFashion-MNIST, {args.epochs} epochs ({args.kl_warmup_epochs} of KL warm-up), batch {args.batch_size}, seed {args.seed}; "
-        f"first {len(x)} test images; nats per example"
+        f"\nFashion-MNIST, {args.epochs} epochs ({args.kl_warmup_epochs} of KL warm-up), batch {args.batch_size}, "
+        f"seed {args.seed}; first {len(x)} test images; nats per example"
     )
     print("| --posterior | --prior | test L_5000 | against row 1 (paired s.e.) | test ELBO | active units | minutes |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
