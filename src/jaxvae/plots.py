@@ -72,7 +72,8 @@ def _figure(size: tuple[float, float], **margins: float):
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=size, dpi=DPI, layout=None if margins else "constrained")
-    fig.subplots_adjust(**margins)
+    if margins:
+        fig.subplots_adjust(**margins)
     FigureCanvasAgg(fig)
     return fig
 
