@@ -14,8 +14,9 @@ from jaxvae.cli import main
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import load_dataset
 from jaxvae.evaluate import mean_elbo
+from jaxvae.runs import read_metrics
 from jaxvae.sweep import fit_sweep, member_configs
-from jaxvae.train import fit, init_state, read_metrics, state_shapes
+from jaxvae.train import fit, init_state, state_shapes
 
 TIMING = ("seconds", "examples_per_second")
 

@@ -37,29 +37,31 @@ from jaxvae.data import VALIDATION_BINARIZATION_SEED, Dataset, binarized, split_
 from jaxvae.errors import Diverged, InputError
 from jaxvae.evaluate import mean_elbo
 from jaxvae.objectives import kl_weight
-from jaxvae.train import (
+from jaxvae.runs import (
     BEST_CHECKPOINT,
     CHECKPOINTS,
     CONFIG,
     FIGURES,
     METRICS,
+    append_metrics,
+    best_validation,
+    epoch_checkpoints,
+    epoch_record,
+    read_metrics,
+    save_checkpoint,
+    stopped_early,
+)
+from jaxvae.train import (
     TrainState,
-    _append_metrics,
-    _best_validation,
     _initial_state,
-    _save_checkpoint,
     _scan_steps,
     _stop_after_epoch_on_interrupt,
-    _stopped_early,
     check_data,
-    epoch_checkpoints,
     epoch_key,
     epoch_plan,
-    epoch_record,
     kl_estimator_of,
     make_step,
     prepared_data,
-    read_metrics,
     resume_state,
     state_shapes,
 )
@@ -257,7 +259,7 @@ def _train_members(
     valid_keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), 3) for s in seeds])
     free_bits, lr = (jnp.asarray([getattr(t, f) for t in trains], jnp.float32) for f in ("free_bits", "lr"))
     done = [int(e) for e in np.asarray(state.epoch)]
-    best = [_best_validation(read_metrics(out / name)) for name in names]
+    best = [best_validation(read_metrics(out / name)) for name in names]
     ended: dict[str, str] = {}
     kl = kl_estimator_of(eqx.combine(jax.tree.map(lambda a: a[0], params), static), x_test)
     bar = tqdm(total=tc.epochs - min(done), desc=f"training {len(names)} members", unit="epoch", disable=not progress)
@@ -265,7 +267,7 @@ def _train_members(
         for i, name in enumerate(names):
             if name not in ended and done[i] >= tc.epochs:
                 ended[name] = "finished"
-            elif name not in ended and _stopped_early(tc, done[i], best[i][1]):
+            elif name not in ended and stopped_early(tc, done[i], best[i][1]):
                 ended[name] = f"stopped early at epoch {done[i]}"
         active = [name not in ended for name in names]
         if not any(active):
@@ -307,10 +309,10 @@ def _train_members(
             improved = record.get("validation_elbo", -np.inf) > best[i][0]
             if improved:
                 best[i] = (record["validation_elbo"], epochs[i])
-            _append_metrics(out / name / METRICS, record)  # metrics line, best, epoch checkpoint, as train.py
+            append_metrics(out / name / METRICS, record)  # metrics line, best, epoch checkpoint, as train.py
             if improved:
                 checkpoint.save(out / name / CHECKPOINTS / BEST_CHECKPOINT, member_state)
-            _save_checkpoint(out / name, member_state, trains[i].keep_checkpoints)
+            save_checkpoint(out / name, member_state, trains[i].keep_checkpoints)
             done[i] = epochs[i]
         bar.update(1)
         if stop[0]:
