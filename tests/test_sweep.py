@@ -93,7 +93,7 @@ def test_ctrl_c_finishes_the_epoch_saves_every_member_and_says_how_to_resume(tmp
     """A Ctrl-C during the first epoch (the flag train's SIGINT handler sets, set from the start here)."""
     import contextlib
 
-    monkeypatch.setattr("jaxvae.sweep._stop_after_epoch_on_interrupt", lambda: contextlib.nullcontext([True]))
+    monkeypatch.setattr("jaxvae.sweep.stop_after_epoch_on_interrupt", lambda: contextlib.nullcontext([True]))
     out = tmp_path / "sweep"
     code, _, err = cli(capsys, "train", "--out", str(out), "--hidden", "16", "--seeds", "2", "--quiet")
     assert code == 130 and f"continue with: jaxvae train --resume --out {out}" in err

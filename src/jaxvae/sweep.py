@@ -53,17 +53,17 @@ from jaxvae.runs import (
 )
 from jaxvae.train import (
     TrainState,
-    _initial_state,
-    _scan_steps,
-    _stop_after_epoch_on_interrupt,
     check_data,
     epoch_key,
     epoch_plan,
+    initial_state,
     kl_estimator_of,
     make_step,
     prepared_data,
     resume_state,
+    scan_steps,
     state_shapes,
+    stop_after_epoch_on_interrupt,
 )
 
 SWEEP = "sweep.json"
@@ -159,7 +159,7 @@ def make_sweep_epoch(static, config: TrainConfig, data_axis: int | None, key_axi
     def member_epoch(params, opt_state, x, key, beta, free_bits, lr, active):
         step = make_step(static, optax.adam(lr), config, free_bits)  # train.make_optimizer with a traced lr
         idx, weights, keys = epoch_plan(key, x.shape[0], config.batch_size)
-        trained = _scan_steps(step, params, opt_state, (idx, weights, keys), lambda i: x[i], None, beta)
+        trained = scan_steps(step, params, opt_state, (idx, weights, keys), lambda i: x[i], None, beta)
         new_params, new_opt_state, sums, finite = trained
         keep = active & finite
         params, opt_state = jax.tree.map(
@@ -176,7 +176,7 @@ def initial_states(configs: dict[str, RunConfig]) -> TrainState:
     as `train.init_state` of each member."""
     config = next(iter(configs.values()))
     keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(c.train.seed), 0) for c in configs.values()])
-    initial = jax.jit(jax.vmap(functools.partial(_initial_state, config, model_file.builder(config.model))))
+    initial = jax.jit(jax.vmap(functools.partial(initial_state, config, model_file.builder(config.model))))
     return initial.lower(keys).compile({"xla_backend_optimization_level": 0})(keys)
 
 
@@ -218,7 +218,7 @@ def fit_sweep(
             state = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
         else:
             state = initial_states(configs)
-        with _stop_after_epoch_on_interrupt() as stop:
+        with stop_after_epoch_on_interrupt() as stop:
             ended = _train_members(configs, data, out, state, progress, stop)
         if all(how.startswith("diverged") for how in ended.values()):
             diverged = "; ".join(f"{name} {how}" for name, how in ended.items())

@@ -54,7 +54,8 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     return optax.adam(config.lr)
 
 
-def _initial_state(config: RunConfig, build: Builder, key: Array) -> TrainState:
+def initial_state(config: RunConfig, build: Builder, key: Array) -> TrainState:
+    """The state at epoch 0 from `key` (2,), the model built by `build`: what `init_state` compiles, `sweep` vmaps."""
     vae = model_file.build(config.model, key, build)
     return TrainState(vae, make_optimizer(config.train).init(eqx.filter(vae, eqx.is_inexact_array)), jnp.int32(0))
 
@@ -66,7 +67,7 @@ def init_state(config: RunConfig, build: Builder | None = None) -> TrainState:
     The program runs once, so XLA compiles it without optimization: 0.5 s sooner (values may differ
     from an optimized compilation in the last bit).
     """
-    initial = functools.partial(_initial_state, config, build or model_file.builder(config.model))
+    initial = functools.partial(initial_state, config, build or model_file.builder(config.model))
     key = jax.random.fold_in(jax.random.PRNGKey(config.train.seed), 0)
     arrays = jax.jit(lambda k: eqx.filter(initial(k), eqx.is_array))
     arrays = arrays.lower(key).compile({"xla_backend_optimization_level": 0})(key)
@@ -77,7 +78,7 @@ def init_state(config: RunConfig, build: Builder | None = None) -> TrainState:
 def state_shapes(config: RunConfig, build: Builder | None = None) -> TrainState:
     """The structure of a run's state with `jax.ShapeDtypeStruct` leaves, what a checkpoint is read into:
     found by tracing alone, so reading a checkpoint neither compiles nor runs the initialization."""
-    initial = functools.partial(_initial_state, config, build or model_file.builder(config.model))
+    initial = functools.partial(initial_state, config, build or model_file.builder(config.model))
     return eqx.filter_eval_shape(initial, jax.ShapeDtypeStruct((2,), jnp.uint32))
 
 
@@ -129,7 +130,7 @@ def epoch_plan(key: Array, n: int, batch_size: int):
     return idx, weights, jax.random.split(steps_key, idx.shape[0])
 
 
-def _scan_steps(step, params, opt_state, batches, get_x, mesh, beta):
+def scan_steps(step, params, opt_state, batches, get_x, mesh, beta):
     """`lax.scan` the step over batches = (xs, weights, keys).
 
     Returns (params, opt_state, the summed bounds, whether every loss and the final parameters are finite).
@@ -162,7 +163,7 @@ def make_epoch(static, optimizer: optax.GradientTransformation, config: TrainCon
 
     def epoch(params, opt_state, x, key, beta):
         idx, weights, keys = epoch_plan(key, x.shape[0], config.batch_size)
-        params, opt_state, sums, finite = _scan_steps(
+        params, opt_state, sums, finite = scan_steps(
             step, params, opt_state, (idx, weights, keys), lambda i: x[i], mesh, beta
         )
         return params, opt_state, jax.tree.map(lambda s: s / x.shape[0], sums), finite
@@ -180,7 +181,7 @@ def make_chunk(static, optimizer: optax.GradientTransformation, config: TrainCon
     step = make_step(static, optimizer, config)
 
     def chunk(params, opt_state, xs, weights, keys, beta):
-        return _scan_steps(step, params, opt_state, (xs, weights, keys), lambda x: x, mesh, beta)
+        return scan_steps(step, params, opt_state, (xs, weights, keys), lambda x: x, mesh, beta)
 
     replicated = None if mesh is None else parallel.replicated(mesh)  # outputs as the inputs: no recompiling
     return jax.jit(chunk, donate_argnums=(0, 1), out_shardings=replicated)
@@ -284,7 +285,7 @@ def fit(
                 raise InputError(f"cannot write the run folder {run_dir}: {e.strerror}") from None
         state = resume_state(config, run_dir, build) if resume else init_state(config, build)
         tensorboard = writer and config.train.tensorboard
-        with _stop_after_epoch_on_interrupt() as stop, board.writer(run_dir, int(state.epoch), tensorboard) as events:
+        with stop_after_epoch_on_interrupt() as stop, board.writer(run_dir, int(state.epoch), tensorboard) as events:
             vae = _train_epochs(config, data, run_dir, state, progress, stop, mesh, device_budget, events)
     except BaseException:
         if writer and created and not any((run_dir / runs.CHECKPOINTS).glob("*.eqx")):
@@ -337,7 +338,7 @@ def resume_state(config: RunConfig, run_dir: Path, build: Builder | None = None)
 
 
 @contextlib.contextmanager
-def _stop_after_epoch_on_interrupt():
+def stop_after_epoch_on_interrupt():
     """While training, a first Ctrl-C (SIGINT) or SIGTERM only sets `stop[0]`: the epoch finishes and its
     checkpoint is written before training stops; a second one interrupts at once. The handler is
     installed whatever the inherited disposition (a background job starts with SIGINT ignored)."""
