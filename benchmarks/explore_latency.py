@@ -49,7 +49,8 @@ MEASURE = """async (n) => {
 def seed_run(folder: Path) -> Path:
     from jaxvae import checkpoint
     from jaxvae.config import ModelConfig, RunConfig, TrainConfig
-    from jaxvae.train import CHECKPOINTS, CONFIG, init_state
+    from jaxvae.runs import CHECKPOINTS, CONFIG
+    from jaxvae.train import init_state
 
     data = folder / "images.npz"
     np.savez(data, x=np.random.default_rng(0).integers(0, 256, (10_000, 28, 28), dtype=np.uint8))

@@ -22,7 +22,8 @@ import numpy as np
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import TEST_BINARIZATION_SEED, binarized, load_dataset
 from jaxvae.evaluate import ELBO_SAMPLES, active_units, log_likelihood, mean_elbo
-from jaxvae.train import fit, read_metrics
+from jaxvae.runs import read_metrics
+from jaxvae.train import fit
 
 ROWS = [
     ("diagonal", "normal"),

@@ -86,7 +86,8 @@ def jaxvae_run(epochs: int, seed: int, cache: Path) -> tuple[float, float]:
     from jaxvae.config import ModelConfig, RunConfig, TrainConfig
     from jaxvae.data import load_dataset
     from jaxvae.parallel import enable_compilation_cache
-    from jaxvae.train import fit, read_metrics
+    from jaxvae.runs import read_metrics
+    from jaxvae.train import fit
 
     enable_compilation_cache(cache)
     config = RunConfig(

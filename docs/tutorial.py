@@ -55,7 +55,8 @@ from jaxvae.objectives import elbo, iwae, log_importance_weights
 
 with warnings.catch_warnings():  # tqdm warns when ipywidgets is missing, then shows a text progress bar
     warnings.filterwarnings("ignore", message="IProgress not found")
-    from jaxvae.train import fit, read_metrics
+    from jaxvae.runs import read_metrics
+    from jaxvae.train import fit
 
 FAST = os.environ.get("JAXVAE_TUTORIAL_FAST", "0") == "1"
 DATASET = "fashion-mnist" if FASHION_MNIST_DIR.is_dir() and not FAST else "digits"

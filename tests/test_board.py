@@ -9,7 +9,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from jaxvae.cli import main
-from jaxvae.train import read_metrics
+from jaxvae.runs import read_metrics
 
 ARGS = ["--hidden", "16", "--validation-fraction", "0.2", "--quiet", "--tensorboard"]
 

@@ -14,7 +14,8 @@ from jaxvae.cli import main
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import load_dataset
 from jaxvae.errors import InputError
-from jaxvae.train import fit, init_state, latest_checkpoint
+from jaxvae.runs import latest_checkpoint
+from jaxvae.train import fit, init_state
 
 
 def tiny_config(hidden=(8,), epochs=2, **train):
@@ -121,7 +122,7 @@ def test_damaged_checkpoint_is_an_input_error_for_load_and_exit_2_for_resume(tra
 def test_keep_last_n_and_the_best(tmp_path):
     """--keep-checkpoints 2 over 4 epochs keeps epochs 3 and 4, and best.eqx holds the epoch with the
     highest validation ELBO in metrics.jsonl."""
-    from jaxvae.train import read_metrics
+    from jaxvae.runs import read_metrics
 
     run = tmp_path / "run"
     config = tiny_config(epochs=4, keep_checkpoints=2, validation_fraction=0.2)

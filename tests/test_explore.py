@@ -27,7 +27,8 @@ from jaxvae.cli import main
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import load_dataset
 from jaxvae.model import VAE
-from jaxvae.train import CHECKPOINTS, CONFIG, fit, init_state, load
+from jaxvae.runs import CHECKPOINTS, CONFIG
+from jaxvae.train import fit, init_state, load
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

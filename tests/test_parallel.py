@@ -24,6 +24,7 @@ from jaxvae import parallel
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import load_dataset
 from jaxvae.errors import InputError
+from jaxvae.runs import read_metrics
 from jaxvae.train import (
     epoch_key,
     fit,
@@ -31,7 +32,6 @@ from jaxvae.train import (
     make_chunk,
     make_epoch,
     make_optimizer,
-    read_metrics,
     stream_epoch,
 )
 

@@ -14,7 +14,8 @@ from conftest import spawn
 from jaxvae.cli import main
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import load_dataset
-from jaxvae.train import Diverged, fit, read_metrics
+from jaxvae.runs import read_metrics
+from jaxvae.train import Diverged, fit
 
 EPOCHS = 20
 # digits with 20% of the training set held out for validation (so best.eqx is written): 36 steps per epoch

@@ -14,8 +14,9 @@ from jaxvae.cli import main
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import load_dataset
 from jaxvae.evaluate import mean_elbo
+from jaxvae.runs import read_metrics
 from jaxvae.sweep import fit_sweep, member_configs
-from jaxvae.train import fit, init_state, read_metrics, state_shapes
+from jaxvae.train import fit, init_state, state_shapes
 
 TIMING = ("seconds", "examples_per_second")
 
@@ -92,7 +93,7 @@ def test_ctrl_c_finishes_the_epoch_saves_every_member_and_says_how_to_resume(tmp
     """A Ctrl-C during the first epoch (the flag train's SIGINT handler sets, set from the start here)."""
     import contextlib
 
-    monkeypatch.setattr("jaxvae.sweep._stop_after_epoch_on_interrupt", lambda: contextlib.nullcontext([True]))
+    monkeypatch.setattr("jaxvae.sweep.stop_after_epoch_on_interrupt", lambda: contextlib.nullcontext([True]))
     out = tmp_path / "sweep"
     code, _, err = cli(capsys, "train", "--out", str(out), "--hidden", "16", "--seeds", "2", "--quiet")
     assert code == 130 and f"continue with: jaxvae train --resume --out {out}" in err

@@ -11,7 +11,8 @@ import jaxvae
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import batch_indices, load_dataset
 from jaxvae.evaluate import mean_elbo
-from jaxvae.train import epoch_key, fit, init_state, make_epoch, make_optimizer, make_step, read_metrics
+from jaxvae.runs import read_metrics
+from jaxvae.train import epoch_key, fit, init_state, make_epoch, make_optimizer, make_step
 
 
 def small_config(**train):

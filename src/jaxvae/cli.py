@@ -112,7 +112,8 @@ def train(args) -> int:
     _start_jax()
     from jaxvae import parallel, sweep
     from jaxvae.data import load_dataset
-    from jaxvae.train import CONFIG, check_data, fit, read_metrics
+    from jaxvae.runs import CONFIG, read_metrics
+    from jaxvae.train import check_data, fit
 
     parallel.initialize(args.coordinator, args.num_processes, args.process_id)
     writer = parallel.is_writer()
@@ -201,7 +202,8 @@ def _run_data(args, split: str = "test"):
     import numpy as np
 
     from jaxvae.data import TEST_BINARIZATION_SEED, binarized, load_dataset
-    from jaxvae.train import CONFIG, check_data, load
+    from jaxvae.runs import CONFIG
+    from jaxvae.train import check_data, load
 
     run_dir = Path(args.run_dir)
     config = RunConfig.load(run_dir / CONFIG)
@@ -289,7 +291,7 @@ def _gaps(args, vae, x, y, likelihoods: dict) -> dict:
     import numpy as np
 
     from jaxvae import gaps, plots
-    from jaxvae.train import FIGURES
+    from jaxvae.runs import FIGURES
 
     key = jax.random.PRNGKey(args.seed)
     per_example = gaps.inference_gaps(vae, x, key, iw_samples=args.iw_samples, likelihoods=likelihoods)
@@ -311,7 +313,7 @@ def _evaluate_sweep(args) -> int:
 
     from jaxvae import sweep
     from jaxvae.evaluate import report
-    from jaxvae.train import epoch_checkpoints
+    from jaxvae.runs import epoch_checkpoints
 
     out = Path(args.run_dir)
     results = {}
@@ -364,7 +366,8 @@ def sample(args) -> int:
     import jax
 
     from jaxvae import plots
-    from jaxvae.train import CONFIG, load
+    from jaxvae.runs import CONFIG
+    from jaxvae.train import load
 
     config = RunConfig.load(Path(args.run_dir) / CONFIG)
     if not plots.is_image(config.model.data_shape):
@@ -381,7 +384,8 @@ def plot(args) -> int:
     _start_jax()
     from jaxvae import plots
     from jaxvae.data import load_dataset
-    from jaxvae.train import CONFIG, FIGURES, load, read_metrics
+    from jaxvae.runs import CONFIG, FIGURES, read_metrics
+    from jaxvae.train import load
 
     run_dir = Path(args.run_dir)
     config = RunConfig.load(run_dir / CONFIG)
@@ -632,7 +636,7 @@ def interruptible():
 
 def _how_to_resume(args) -> str:
     """'; ... continue with: jaxvae train --resume --out RUN' when a checkpoint of the run exists."""
-    from jaxvae.train import epoch_checkpoints
+    from jaxvae.runs import epoch_checkpoints
 
     out = getattr(args, "out", None)
     found = sorted(Path(out).glob("*/checkpoints/epoch-*.eqx")) + epoch_checkpoints(Path(out)) if out else []

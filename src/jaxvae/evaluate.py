@@ -38,7 +38,7 @@ def mean_elbo(vae: VAE, x: Array, key: Array, *, samples: int = 1, chunk: int = 
     return {name: jnp.sum(s) / n for name, s in sums._asdict().items()}
 
 
-def _over_examples(fn, x: Array, batch: int):
+def over_examples(fn, x: Array, batch: int):
     """fn(x_batch, indices) over x (n, d), `batch` examples at a time; outputs keep the leading n."""
     n = x.shape[0]
     idx, _ = batch_indices(jnp.arange(n), min(batch, n))  # the last batch is padded with example 0
@@ -84,7 +84,7 @@ def log_likelihood(
         pb = None if params is None else params[i][:, None]
         return jax.vmap(one_example)(xb, jax.vmap(lambda j: jax.random.fold_in(key, j))(i), pb)
 
-    return _over_examples(one_batch, x, batch)
+    return over_examples(one_batch, x, batch)
 
 
 def _trapezoid_grid(lo: Array, hi: Array, points: int) -> tuple[Array, Array]:
@@ -140,7 +140,7 @@ def log_likelihood_quadrature(
         hi = jnp.maximum(jnp.max(jnp.where(seen, z0, -jnp.inf), axis=1) + step0, mean + span * std)
         return jax.vmap(fine)(xb, lo, hi)
 
-    return _over_examples(one_batch, x, batch)
+    return over_examples(one_batch, x, batch)
 
 
 @eqx.filter_jit
@@ -151,7 +151,7 @@ def posterior_moments(vae: VAE, x: Array, *, batch: int = 1000) -> tuple[Array, 
     def moments(xb, _):
         return vae.encode(xb).moments(jax.random.PRNGKey(MOMENTS_KEY))
 
-    return _over_examples(moments, x, batch)
+    return over_examples(moments, x, batch)
 
 
 @eqx.filter_jit
@@ -163,7 +163,7 @@ def prior_draws(vae: VAE, key: Array, n: int) -> Array:
 @eqx.filter_jit
 def decoded_means(vae: VAE, z: Array, *, batch: int = 1000) -> Array:
     """The mean of p(x|z) for every row of z (n, k): shape (n, d)."""
-    return _over_examples(lambda zb, _: vae.decode(zb).mean, z, batch)
+    return over_examples(lambda zb, _: vae.decode(zb).mean, z, batch)
 
 
 KL_DIM_SAMPLES = 100  # draws per example of the Monte Carlo KL per dimension
@@ -191,7 +191,7 @@ def kl_per_dimension(vae: VAE, x: Array, key: Array, *, batch: int = 10) -> Arra
 
     else:
         return jnp.full(vae.latent_dim, jnp.nan)
-    return jnp.mean(_over_examples(per_dim, x, batch), axis=0)
+    return jnp.mean(over_examples(per_dim, x, batch), axis=0)
 
 
 def active_units(vae: VAE, x: Array, *, threshold: float = ACTIVE_THRESHOLD) -> int:

@@ -77,7 +77,8 @@ class Explorer:
     def __init__(self, run_dir: str | Path, max_points: int = MAX_POINTS):
         from jaxvae.config import RunConfig
         from jaxvae.data import load_dataset
-        from jaxvae.train import CONFIG, load, prepared_data
+        from jaxvae.runs import CONFIG
+        from jaxvae.train import load, prepared_data
 
         run_dir = Path(run_dir)
         config = RunConfig.load(run_dir / CONFIG)

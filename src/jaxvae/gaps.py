@@ -18,7 +18,7 @@ import numpy as np
 import optax
 from jax import Array
 
-from jaxvae.evaluate import _over_examples, log_likelihood, log_likelihoods
+from jaxvae.evaluate import log_likelihood, log_likelihoods, over_examples
 from jaxvae.model import VAE, map_examples
 from jaxvae.objectives import elbo
 
@@ -94,7 +94,7 @@ def fit_posteriors(
         keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(i)
         return jax.vmap(fit_one)(xb, map_examples(vae.encoder, xb), keys)
 
-    return _over_examples(fit_batch, x, batch)
+    return over_examples(fit_batch, x, batch)
 
 
 @eqx.filter_jit
@@ -115,7 +115,7 @@ def paired_elbos(vae: VAE, x: Array, params: Array, key: Array, *, samples: int 
         pairs = jnp.stack([map_examples(vae.encoder, xb), params[i]], axis=1)  # (b, 2, P)
         return jax.vmap(one_example)(xb, pairs, jax.vmap(lambda j: jax.random.fold_in(key, j))(i))
 
-    mean, se = _over_examples(one_batch, x, batch)
+    mean, se = over_examples(one_batch, x, batch)
     names = ("elbo", "elbo_optimized", "amortization_gap")
     return {n: mean[:, j] for j, n in enumerate(names)} | {n + "_se": se[:, j] for j, n in enumerate(names)}
 

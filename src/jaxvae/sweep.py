@@ -37,31 +37,33 @@ from jaxvae.data import VALIDATION_BINARIZATION_SEED, Dataset, binarized, split_
 from jaxvae.errors import Diverged, InputError
 from jaxvae.evaluate import mean_elbo
 from jaxvae.objectives import kl_weight
-from jaxvae.train import (
+from jaxvae.runs import (
     BEST_CHECKPOINT,
     CHECKPOINTS,
     CONFIG,
     FIGURES,
     METRICS,
-    TrainState,
-    _append_metrics,
-    _best_validation,
-    _initial_state,
-    _save_checkpoint,
-    _scan_steps,
-    _stop_after_epoch_on_interrupt,
-    _stopped_early,
-    check_data,
+    append_metrics,
+    best_validation,
     epoch_checkpoints,
+    epoch_record,
+    read_metrics,
+    save_checkpoint,
+    stopped_early,
+)
+from jaxvae.train import (
+    TrainState,
+    check_data,
     epoch_key,
     epoch_plan,
-    epoch_record,
+    initial_state,
     kl_estimator_of,
     make_step,
     prepared_data,
-    read_metrics,
     resume_state,
+    scan_steps,
     state_shapes,
+    stop_after_epoch_on_interrupt,
 )
 
 SWEEP = "sweep.json"
@@ -157,7 +159,7 @@ def make_sweep_epoch(static, config: TrainConfig, data_axis: int | None, key_axi
     def member_epoch(params, opt_state, x, key, beta, free_bits, lr, active):
         step = make_step(static, optax.adam(lr), config, free_bits)  # train.make_optimizer with a traced lr
         idx, weights, keys = epoch_plan(key, x.shape[0], config.batch_size)
-        trained = _scan_steps(step, params, opt_state, (idx, weights, keys), lambda i: x[i], None, beta)
+        trained = scan_steps(step, params, opt_state, (idx, weights, keys), lambda i: x[i], None, beta)
         new_params, new_opt_state, sums, finite = trained
         keep = active & finite
         params, opt_state = jax.tree.map(
@@ -174,7 +176,7 @@ def initial_states(configs: dict[str, RunConfig]) -> TrainState:
     as `train.init_state` of each member."""
     config = next(iter(configs.values()))
     keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(c.train.seed), 0) for c in configs.values()])
-    initial = jax.jit(jax.vmap(functools.partial(_initial_state, config, model_file.builder(config.model))))
+    initial = jax.jit(jax.vmap(functools.partial(initial_state, config, model_file.builder(config.model))))
     return initial.lower(keys).compile({"xla_backend_optimization_level": 0})(keys)
 
 
@@ -216,7 +218,7 @@ def fit_sweep(
             state = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
         else:
             state = initial_states(configs)
-        with _stop_after_epoch_on_interrupt() as stop:
+        with stop_after_epoch_on_interrupt() as stop:
             ended = _train_members(configs, data, out, state, progress, stop)
         if all(how.startswith("diverged") for how in ended.values()):
             diverged = "; ".join(f"{name} {how}" for name, how in ended.items())
@@ -257,7 +259,7 @@ def _train_members(
     valid_keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), 3) for s in seeds])
     free_bits, lr = (jnp.asarray([getattr(t, f) for t in trains], jnp.float32) for f in ("free_bits", "lr"))
     done = [int(e) for e in np.asarray(state.epoch)]
-    best = [_best_validation(read_metrics(out / name)) for name in names]
+    best = [best_validation(read_metrics(out / name)) for name in names]
     ended: dict[str, str] = {}
     kl = kl_estimator_of(eqx.combine(jax.tree.map(lambda a: a[0], params), static), x_test)
     bar = tqdm(total=tc.epochs - min(done), desc=f"training {len(names)} members", unit="epoch", disable=not progress)
@@ -265,7 +267,7 @@ def _train_members(
         for i, name in enumerate(names):
             if name not in ended and done[i] >= tc.epochs:
                 ended[name] = "finished"
-            elif name not in ended and _stopped_early(tc, done[i], best[i][1]):
+            elif name not in ended and stopped_early(tc, done[i], best[i][1]):
                 ended[name] = f"stopped early at epoch {done[i]}"
         active = [name not in ended for name in names]
         if not any(active):
@@ -307,10 +309,10 @@ def _train_members(
             improved = record.get("validation_elbo", -np.inf) > best[i][0]
             if improved:
                 best[i] = (record["validation_elbo"], epochs[i])
-            _append_metrics(out / name / METRICS, record)  # metrics line, best, epoch checkpoint, as train.py
+            append_metrics(out / name / METRICS, record)  # metrics line, best, epoch checkpoint, as train.py
             if improved:
                 checkpoint.save(out / name / CHECKPOINTS / BEST_CHECKPOINT, member_state)
-            _save_checkpoint(out / name, member_state, trains[i].keep_checkpoints)
+            save_checkpoint(out / name, member_state, trains[i].keep_checkpoints)
             done[i] = epochs[i]
         bar.update(1)
         if stop[0]:

@@ -1,16 +1,13 @@
 """Training: one compiled step, the whole epoch as one compiled `lax.scan`, checkpoints, resume.
 
-A run folder holds `config.json`, `metrics.jsonl` (one JSON object per epoch), checkpoints under
-`checkpoints/` and figures under `figures/`. Random keys are derived from the seed and the epoch,
+Training writes a run folder (see `runs`). Random keys are derived from the seed and the epoch,
 so the same seed gives the same numbers and a resumed run continues the same stream.
 """
 
 import contextlib
 import dataclasses
 import functools
-import json
 import math
-import os
 import shutil
 import signal
 import threading
@@ -27,7 +24,7 @@ from jax import Array
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from jaxvae import board, checkpoint, model_file, parallel
+from jaxvae import board, checkpoint, model_file, parallel, runs
 from jaxvae.config import BERNOULLI_FAMILY, HardwareConfig, RunConfig, TrainConfig
 from jaxvae.data import (
     TEST_BINARIZATION_SEED,
@@ -44,12 +41,6 @@ from jaxvae.model import VAE
 from jaxvae.model_file import Builder
 from jaxvae.objectives import elbo_loss, kl_weight, log_importance_weights, log_mean_exp
 
-CONFIG = "config.json"
-METRICS = "metrics.jsonl"
-CHECKPOINTS = "checkpoints"
-FIGURES = "figures"
-BEST_CHECKPOINT = "best.eqx"  # the checkpoint of the best validation ELBO so far
-
 
 class TrainState(NamedTuple):
     """Everything a run needs to continue: the model, Adam's moments and the epochs done."""
@@ -63,7 +54,8 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     return optax.adam(config.lr)
 
 
-def _initial_state(config: RunConfig, build: Builder, key: Array) -> TrainState:
+def initial_state(config: RunConfig, build: Builder, key: Array) -> TrainState:
+    """The state at epoch 0 from `key` (2,), the model built by `build`: what `init_state` compiles, `sweep` vmaps."""
     vae = model_file.build(config.model, key, build)
     return TrainState(vae, make_optimizer(config.train).init(eqx.filter(vae, eqx.is_inexact_array)), jnp.int32(0))
 
@@ -75,7 +67,7 @@ def init_state(config: RunConfig, build: Builder | None = None) -> TrainState:
     The program runs once, so XLA compiles it without optimization: 0.5 s sooner (values may differ
     from an optimized compilation in the last bit).
     """
-    initial = functools.partial(_initial_state, config, build or model_file.builder(config.model))
+    initial = functools.partial(initial_state, config, build or model_file.builder(config.model))
     key = jax.random.fold_in(jax.random.PRNGKey(config.train.seed), 0)
     arrays = jax.jit(lambda k: eqx.filter(initial(k), eqx.is_array))
     arrays = arrays.lower(key).compile({"xla_backend_optimization_level": 0})(key)
@@ -86,7 +78,7 @@ def init_state(config: RunConfig, build: Builder | None = None) -> TrainState:
 def state_shapes(config: RunConfig, build: Builder | None = None) -> TrainState:
     """The structure of a run's state with `jax.ShapeDtypeStruct` leaves, what a checkpoint is read into:
     found by tracing alone, so reading a checkpoint neither compiles nor runs the initialization."""
-    initial = functools.partial(_initial_state, config, build or model_file.builder(config.model))
+    initial = functools.partial(initial_state, config, build or model_file.builder(config.model))
     return eqx.filter_eval_shape(initial, jax.ShapeDtypeStruct((2,), jnp.uint32))
 
 
@@ -138,7 +130,7 @@ def epoch_plan(key: Array, n: int, batch_size: int):
     return idx, weights, jax.random.split(steps_key, idx.shape[0])
 
 
-def _scan_steps(step, params, opt_state, batches, get_x, mesh, beta):
+def scan_steps(step, params, opt_state, batches, get_x, mesh, beta):
     """`lax.scan` the step over batches = (xs, weights, keys).
 
     Returns (params, opt_state, the summed bounds, whether every loss and the final parameters are finite).
@@ -171,7 +163,7 @@ def make_epoch(static, optimizer: optax.GradientTransformation, config: TrainCon
 
     def epoch(params, opt_state, x, key, beta):
         idx, weights, keys = epoch_plan(key, x.shape[0], config.batch_size)
-        params, opt_state, sums, finite = _scan_steps(
+        params, opt_state, sums, finite = scan_steps(
             step, params, opt_state, (idx, weights, keys), lambda i: x[i], mesh, beta
         )
         return params, opt_state, jax.tree.map(lambda s: s / x.shape[0], sums), finite
@@ -189,7 +181,7 @@ def make_chunk(static, optimizer: optax.GradientTransformation, config: TrainCon
     step = make_step(static, optimizer, config)
 
     def chunk(params, opt_state, xs, weights, keys, beta):
-        return _scan_steps(step, params, opt_state, (xs, weights, keys), lambda x: x, mesh, beta)
+        return scan_steps(step, params, opt_state, (xs, weights, keys), lambda x: x, mesh, beta)
 
     replicated = None if mesh is None else parallel.replicated(mesh)  # outputs as the inputs: no recompiling
     return jax.jit(chunk, donate_argnums=(0, 1), out_shardings=replicated)
@@ -287,21 +279,21 @@ def fit(
             try:
                 run_dir.mkdir(parents=True, exist_ok=True)
                 if not resume:
-                    config.save(run_dir / CONFIG)
-                    checkpoint.write_atomically(run_dir / METRICS, b"")
+                    config.save(run_dir / runs.CONFIG)
+                    checkpoint.write_atomically(run_dir / runs.METRICS, b"")
             except OSError as e:
                 raise InputError(f"cannot write the run folder {run_dir}: {e.strerror}") from None
         state = resume_state(config, run_dir, build) if resume else init_state(config, build)
         tensorboard = writer and config.train.tensorboard
-        with _stop_after_epoch_on_interrupt() as stop, board.writer(run_dir, int(state.epoch), tensorboard) as events:
+        with stop_after_epoch_on_interrupt() as stop, board.writer(run_dir, int(state.epoch), tensorboard) as events:
             vae = _train_epochs(config, data, run_dir, state, progress, stop, mesh, device_budget, events)
     except BaseException:
-        if writer and created and not any((run_dir / CHECKPOINTS).glob("*.eqx")):
+        if writer and created and not any((run_dir / runs.CHECKPOINTS).glob("*.eqx")):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     if writer:
-        metrics = read_metrics(run_dir)
-        figures = plots.write_figures(vae, data, config, run_dir / FIGURES, metrics)
+        metrics = runs.read_metrics(run_dir)
+        figures = plots.write_figures(vae, data, config, run_dir / runs.FIGURES, metrics)
         if config.train.tensorboard:
             board.add_figures(run_dir, figures, metrics[-1]["epoch"])
     return vae
@@ -333,20 +325,20 @@ def resume_state(config: RunConfig, run_dir: Path, build: Builder | None = None)
     writer = parallel.is_writer()
     if writer:
         checkpoint.remove_temporary_files(run_dir)
-        checkpoint.remove_temporary_files(run_dir / CHECKPOINTS)
-    found = epoch_checkpoints(run_dir)
+        checkpoint.remove_temporary_files(run_dir / runs.CHECKPOINTS)
+    found = runs.epoch_checkpoints(run_dir)
     state = checkpoint.restore(found[-1], state_shapes(config, build)) if found else init_state(config, build)
     done = int(state.epoch)
     if config.train.epochs < done:
         raise InputError(f"{run_dir} has trained {done} epochs already: --epochs must be at least {done}")
     if writer:
-        _truncate_metrics(run_dir / METRICS, done)
-        config.save(run_dir / CONFIG)  # --epochs and --keep-checkpoints may have changed
+        runs.truncate_metrics(run_dir / runs.METRICS, done)
+        config.save(run_dir / runs.CONFIG)  # --epochs and --keep-checkpoints may have changed
     return state
 
 
 @contextlib.contextmanager
-def _stop_after_epoch_on_interrupt():
+def stop_after_epoch_on_interrupt():
     """While training, a first Ctrl-C (SIGINT) or SIGTERM only sets `stop[0]`: the epoch finishes and its
     checkpoint is written before training stops; a second one interrupts at once. The handler is
     installed whatever the inherited disposition (a background job starts with SIGINT ignored)."""
@@ -393,11 +385,11 @@ def _train_epochs(
     writer = parallel.is_writer()
     test_key = jax.random.fold_in(jax.random.PRNGKey(tc.seed), 2)
     valid_key = jax.random.fold_in(jax.random.PRNGKey(tc.seed), 3)
-    best_elbo, best_epoch = _best_validation(read_metrics(run_dir))
+    best_elbo, best_epoch = runs.best_validation(runs.read_metrics(run_dir))
     kl = kl_estimator_of(state.vae, x_test)
     bar = tqdm(range(start + 1, tc.epochs + 1), desc="training", unit="epoch", disable=not (progress and writer))
     for epoch in bar:
-        if _stopped_early(tc, epoch - 1, best_epoch):  # at the top, so that a resumed run stops as well
+        if runs.stopped_early(tc, epoch - 1, best_epoch):  # at the top, so that a resumed run stops as well
             break
         began = time.perf_counter()
         beta = kl_weight(tc.beta, tc.kl_warmup_epochs, epoch)
@@ -410,10 +402,10 @@ def _train_epochs(
         vae = eqx.combine(parallel.local_copy(params), static)
         test = {k: float(v) for k, v in mean_elbo(vae, x_test, test_key).items()}
         if not (bool(finite.addressable_data(0)) and math.isfinite(test["elbo"])):
-            kept = f"; the last good checkpoint is {latest_checkpoint(run_dir)}" if epoch > 1 else ""
+            kept = f"; the last good checkpoint is {runs.latest_checkpoint(run_dir)}" if epoch > 1 else ""
             raise Diverged(f"non-finite loss in epoch {epoch}: training stopped (try a smaller --lr){kept}")
         valid = float(mean_elbo(vae, x_valid, valid_key)["elbo"]) if len(x_valid) else None
-        record = epoch_record(
+        record = runs.epoch_record(
             epoch, train, test, beta, kl, time.perf_counter() - began, len(x_train) / (trained - began)
         )
         if valid is not None:
@@ -423,12 +415,12 @@ def _train_epochs(
         if improved:
             best_elbo, best_epoch = record["validation_elbo"], epoch
         if writer:  # metrics line, best, epoch checkpoint: the order resume_state relies on
-            _append_metrics(run_dir / METRICS, record)
+            runs.append_metrics(run_dir / runs.METRICS, record)
             if events is not None:
                 board.add_epoch(events, record)
             if improved:
-                checkpoint.save(run_dir / CHECKPOINTS / BEST_CHECKPOINT, state)
-            _save_checkpoint(run_dir, state, tc.keep_checkpoints)
+                checkpoint.save(run_dir / runs.CHECKPOINTS / runs.BEST_CHECKPOINT, state)
+            runs.save_checkpoint(run_dir, state, tc.keep_checkpoints)
         bar.set_postfix(train_elbo=f"{train_elbo:.2f}", test_elbo=f"{test['elbo']:.2f}")
         if stop[0]:
             raise KeyboardInterrupt(f"stopped after epoch {epoch}")
@@ -441,101 +433,9 @@ def kl_estimator_of(vae: VAE, x: Array) -> str:
     return kl_estimator(*eqx.filter_eval_shape(lambda v, x: (v.encode(x), v.prior()), vae, x[:1]))
 
 
-def epoch_record(
-    epoch: int, train: dict, test: dict, beta: float, kl_estimator: str, seconds: float, examples_per_second: float
-) -> dict:
-    """One line of metrics.jsonl: the epoch's training bounds (`train["elbo"]`, and `iwae_bound` for iwae),
-    the test ELBO's terms, the KL weight, how the KL was computed, the epoch's seconds and throughput."""
-    record = {
-        "epoch": epoch,
-        "train_elbo": float(train["elbo"]),
-        "test_elbo": float(test["elbo"]),
-        "test_reconstruction": float(test["reconstruction"]),
-        "test_kl": float(test["kl"]),
-        "beta": float(beta),
-        "kl_estimator": kl_estimator,
-        "seconds": seconds,
-        "examples_per_second": examples_per_second,
-    }
-    if "iwae_bound" in train:
-        record["train_iwae_bound"] = float(train["iwae_bound"])
-    return record
-
-
-def _stopped_early(config: TrainConfig, epoch: int, best_epoch: int) -> bool:
-    """Early stopping: no better validation ELBO for `config.early_stopping` epochs after `epoch`."""
-    return bool(config.early_stopping) and epoch - best_epoch >= config.early_stopping
-
-
-def _best_validation(records: list[dict]) -> tuple[float, int]:
-    """(best validation ELBO, its epoch) among the epochs done; (-inf, last epoch) if none has one."""
-    scored = [r for r in records if "validation_elbo" in r]
-    if not scored:
-        return -np.inf, records[-1]["epoch"] if records else 0
-    best = max(scored, key=lambda r: r["validation_elbo"])
-    return best["validation_elbo"], best["epoch"]
-
-
-def _save_checkpoint(run_dir: Path, state: TrainState, keep: int) -> None:
-    """checkpoints/epoch-NNNNN.eqx, keeping the latest `keep` of them."""
-    checkpoint.save(run_dir / CHECKPOINTS / f"epoch-{int(state.epoch):05d}.eqx", state)
-    for old in epoch_checkpoints(run_dir)[:-keep]:
-        old.unlink()
-
-
-def epoch_checkpoints(run_dir: Path) -> list[Path]:
-    """The epoch checkpoints of a run, oldest first."""
-    return sorted((run_dir / CHECKPOINTS).glob("epoch-*.eqx"))
-
-
-def latest_checkpoint(run_dir: Path) -> Path:
-    found = epoch_checkpoints(run_dir)
-    if not found:
-        raise InputError(f"{run_dir} has no checkpoint to load")
-    return found[-1]
-
-
-def _append_metrics(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _parse_metrics(path: Path) -> list[dict]:
-    """The records of metrics.jsonl; an unfinished last line (a crash while writing it) is dropped."""
-    lines = path.read_text().splitlines() if path.exists() else []
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):
-                break
-            raise InputError(f"damaged {path}: line {number} is not JSON") from None
-        if not (isinstance(record, dict) and isinstance(record.get("epoch"), int)):
-            raise InputError(f"damaged {path}: line {number} is not an epoch record")
-        records.append(record)
-    return records
-
-
-def _truncate_metrics(path: Path, epochs: int) -> None:
-    """Keep the metrics of the first `epochs` epochs: those the checkpoint includes."""
-    kept = [r for r in _parse_metrics(path) if r["epoch"] <= epochs]
-    if [r["epoch"] for r in kept] != list(range(1, epochs + 1)):
-        raise InputError(f"{path} does not hold the metrics of epochs 1 to {epochs}, which the checkpoint has")
-    checkpoint.write_atomically(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    return _parse_metrics(run_dir / METRICS)
-
-
 def load(run_dir: str | Path, build: Builder | None = None) -> VAE:
     """The trained model of a run folder, from its latest checkpoint; `build` rebuilds a model whose
     function the run could not record (one defined outside a file)."""
     run_dir = Path(run_dir)
-    config = RunConfig.load(run_dir / CONFIG)
-    return checkpoint.restore(latest_checkpoint(run_dir), state_shapes(config, build)).vae
+    config = RunConfig.load(run_dir / runs.CONFIG)
+    return checkpoint.restore(runs.latest_checkpoint(run_dir), state_shapes(config, build)).vae

@@ -1,0 +1,116 @@
+"""Run folders: the files a run writes, and reading them back.
+
+A run folder holds `config.json`, `metrics.jsonl` (one JSON object per epoch, the first epoch 1),
+`checkpoints/` (`epoch-NNNNN.eqx`, the latest `keep_checkpoints` of them, and `best.eqx`, that of the
+best validation ELBO) and `figures/`. Importing this module loads no JAX.
+"""
+
+import json
+import math
+import os
+from pathlib import Path
+
+from jaxvae import checkpoint
+from jaxvae.config import TrainConfig
+from jaxvae.errors import InputError
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+CHECKPOINTS = "checkpoints"
+FIGURES = "figures"
+BEST_CHECKPOINT = "best.eqx"  # the checkpoint of the best validation ELBO so far
+
+
+def epoch_record(
+    epoch: int, train: dict, test: dict, beta: float, kl_estimator: str, seconds: float, examples_per_second: float
+) -> dict:
+    """One line of metrics.jsonl: the epoch's training bounds (`train["elbo"]`, and `iwae_bound` for iwae),
+    the test ELBO's terms, the KL weight, how the KL was computed, the epoch's seconds and throughput."""
+    record = {
+        "epoch": epoch,
+        "train_elbo": float(train["elbo"]),
+        "test_elbo": float(test["elbo"]),
+        "test_reconstruction": float(test["reconstruction"]),
+        "test_kl": float(test["kl"]),
+        "beta": float(beta),
+        "kl_estimator": kl_estimator,
+        "seconds": seconds,
+        "examples_per_second": examples_per_second,
+    }
+    if "iwae_bound" in train:
+        record["train_iwae_bound"] = float(train["iwae_bound"])
+    return record
+
+
+def append_metrics(path: Path, record: dict) -> None:
+    """Add one epoch's record as a line of metrics.jsonl, on disk (fsync'd) before this returns."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _parse_metrics(path: Path) -> list[dict]:
+    """The records of metrics.jsonl; an unfinished last line (a crash while writing it) is dropped."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise InputError(f"damaged {path}: line {number} is not JSON") from None
+        if not (isinstance(record, dict) and isinstance(record.get("epoch"), int)):
+            raise InputError(f"damaged {path}: line {number} is not an epoch record")
+        records.append(record)
+    return records
+
+
+def truncate_metrics(path: Path, epochs: int) -> None:
+    """Keep the metrics of the first `epochs` epochs: those the checkpoint includes."""
+    kept = [r for r in _parse_metrics(path) if r["epoch"] <= epochs]
+    if [r["epoch"] for r in kept] != list(range(1, epochs + 1)):
+        raise InputError(f"{path} does not hold the metrics of epochs 1 to {epochs}, which the checkpoint has")
+    checkpoint.write_atomically(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The epoch records of a run, oldest first (empty before the first epoch)."""
+    return _parse_metrics(run_dir / METRICS)
+
+
+def best_validation(records: list[dict]) -> tuple[float, int]:
+    """(best validation ELBO, its epoch) among the epochs done; (-inf, last epoch) if none has one."""
+    scored = [r for r in records if "validation_elbo" in r]
+    if not scored:
+        return -math.inf, records[-1]["epoch"] if records else 0
+    best = max(scored, key=lambda r: r["validation_elbo"])
+    return best["validation_elbo"], best["epoch"]
+
+
+def stopped_early(config: TrainConfig, epoch: int, best_epoch: int) -> bool:
+    """Early stopping: no better validation ELBO for `config.early_stopping` epochs after `epoch`."""
+    return bool(config.early_stopping) and epoch - best_epoch >= config.early_stopping
+
+
+def save_checkpoint(run_dir: Path, state, keep: int) -> None:
+    """checkpoints/epoch-NNNNN.eqx of `state` (a `train.TrainState`, N its epoch), keeping the latest `keep`."""
+    checkpoint.save(run_dir / CHECKPOINTS / f"epoch-{int(state.epoch):05d}.eqx", state)
+    for old in epoch_checkpoints(run_dir)[:-keep]:
+        old.unlink()
+
+
+def epoch_checkpoints(run_dir: Path) -> list[Path]:
+    """The epoch checkpoints of a run, oldest first."""
+    return sorted((run_dir / CHECKPOINTS).glob("epoch-*.eqx"))
+
+
+def latest_checkpoint(run_dir: Path) -> Path:
+    """The newest epoch checkpoint of a run; InputError if it has none."""
+    found = epoch_checkpoints(run_dir)
+    if not found:
+        raise InputError(f"{run_dir} has no checkpoint to load")
+    return found[-1]
