@@ -154,7 +154,7 @@ def main() -> None:
         elbo = f"{nelbo[label].mean():.2f} | {diff.mean():+.2f}{se}"
         print(f"| {label} | {elbo} | {r['seconds']:.1f} | {ratio:.2f} | {memory} |")
     print("all rounds (s):", {label: [round(r["seconds"], 1) for r in runs] for label, runs in rows.items()})
-    print("all rounds (test -ELBO):", {label: [round(v, 2) for v in values] for label, values in nelbo.items()})
+    print("all rounds (test -ELBO):", {label: [round(float(v), 2) for v in values] for label, values in nelbo.items()})
 
 
 if __name__ == "__main__":

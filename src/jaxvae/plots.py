@@ -48,10 +48,15 @@ def image_grid(x: np.ndarray, shape: tuple[int, ...], cols: int) -> np.ndarray:
 
 
 def _by_blocks(fn, a: np.ndarray) -> np.ndarray:
-    """fn applied to `a` (n, ...) in blocks of ROWS rows, the last one padded with zero rows: (n, ...)."""
+    """fn applied to `a` (n, ...) in blocks of ROWS rows, the last one padded with zero rows: (n, ...).
+    Only that block is copied (a padded copy of a test set would cost its size in memory again)."""
     a = np.asarray(a, np.float32)
-    padded = np.pad(a, [(0, -len(a) % ROWS)] + [(0, 0)] * (a.ndim - 1))
-    return np.concatenate([np.asarray(fn(padded[i : i + ROWS])) for i in range(0, len(padded), ROWS)])[: len(a)]
+    out = []
+    for i in range(0, len(a), ROWS):
+        block = a[i : i + ROWS]
+        padded = np.pad(block, [(0, ROWS - len(block))] + [(0, 0)] * (a.ndim - 1))
+        out.append(np.asarray(fn(padded))[: len(block)])
+    return np.concatenate(out)
 
 
 def _posterior_means(vae: VAE, x: np.ndarray) -> np.ndarray:
