@@ -169,8 +169,10 @@ def training_curve(metrics: list[dict], path: Path) -> Path:
     epochs = [m["epoch"] for m in metrics]
     fig = _figure((6, 4), left=0.13, bottom=0.12, right=0.97, top=0.92)
     ax = fig.add_subplot()
-    ax.plot(epochs, [m["train_elbo"] for m in metrics], ".-", label="train (bound during the epoch)")
-    ax.plot(epochs, [m["test_elbo"] for m in metrics], ".-", label="test ELBO")  # dots: one epoch shows
+    dots = {"marker": "o", "ms": 5 if len(epochs) <= 20 else 2}  # so that a run of one epoch shows
+    ax.plot(epochs, [m["train_elbo"] for m in metrics], **dots, label="train (bound during the epoch)")
+    ax.plot(epochs, [m["test_elbo"] for m in metrics], **dots, label="test ELBO")
+    ax.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)  # whole epochs
     ax.set(xlabel="epoch", ylabel="ELBO per example (nats)", title="training curve")
     ax.legend()
     ax.grid(alpha=0.3)
