@@ -85,10 +85,11 @@ def jaxvae_run(epochs: int, seed: int, cache: Path) -> tuple[float, float]:
     keeping compiled programs in the folder `cache` as `jaxvae train` does in ~/.cache/jaxvae/xla."""
     from jaxvae.config import ModelConfig, RunConfig, TrainConfig
     from jaxvae.data import load_dataset
-    from jaxvae.parallel import enable_compilation_cache
+    from jaxvae.parallel import enable_compilation_cache, limit_malloc_arenas
     from jaxvae.runs import read_metrics
     from jaxvae.train import fit
 
+    limit_malloc_arenas()  # as `jaxvae` does
     enable_compilation_cache(cache)
     config = RunConfig(
         ModelConfig(data_shape=(28, 28), latent_dim=20, hidden=(400,), activation="relu"),
