@@ -22,10 +22,18 @@ BEST_CHECKPOINT = "best.eqx"  # the checkpoint of the best validation ELBO so fa
 
 
 def epoch_record(
-    epoch: int, train: dict, test: dict, beta: float, kl_estimator: str, seconds: float, examples_per_second: float
+    epoch: int,
+    train: dict,
+    test: dict,
+    beta: float,
+    kl_estimator: str,
+    seconds: float,
+    examples_per_second: float,
+    validation_elbo: float | None = None,
 ) -> dict:
     """One line of metrics.jsonl: the epoch's training bounds (`train["elbo"]`, and `iwae_bound` for iwae),
-    the test ELBO's terms, the KL weight, how the KL was computed, the epoch's seconds and throughput."""
+    the test ELBO's terms, the KL weight, how the KL was computed, the epoch's seconds and throughput, and
+    the validation ELBO when there is a validation set."""
     record = {
         "epoch": epoch,
         "train_elbo": float(train["elbo"]),
@@ -39,7 +47,20 @@ def epoch_record(
     }
     if "iwae_bound" in train:
         record["train_iwae_bound"] = float(train["iwae_bound"])
+    if validation_elbo is not None:
+        record["validation_elbo"] = float(validation_elbo)
     return record
+
+
+def write_epoch(run_dir: Path, record: dict, state, keep: int, best: bool) -> None:
+    """An epoch's files, in the order resume relies on: its metrics line, then `best.eqx` when `best` (the
+    best validation ELBO so far), then its epoch checkpoint of `state` (a `train.TrainState`), keeping the
+    latest `keep`. A run killed between them resumes from the previous checkpoint, and the metrics are
+    cut back to it."""
+    append_metrics(run_dir / METRICS, record)
+    if best:
+        checkpoint.save(run_dir / CHECKPOINTS / BEST_CHECKPOINT, state)
+    save_checkpoint(run_dir, state, keep)
 
 
 def append_metrics(path: Path, record: dict) -> None:

@@ -38,18 +38,16 @@ from jaxvae.errors import Diverged, InputError
 from jaxvae.evaluate import mean_elbo
 from jaxvae.objectives import kl_weight
 from jaxvae.runs import (
-    BEST_CHECKPOINT,
     CHECKPOINTS,
     CONFIG,
     FIGURES,
     METRICS,
-    append_metrics,
     best_validation,
     epoch_checkpoints,
     epoch_record,
     read_metrics,
-    save_checkpoint,
     stopped_early,
+    write_epoch,
 )
 from jaxvae.train import (
     TrainState,
@@ -301,18 +299,14 @@ def _train_members(
                 kl,
                 seconds,
                 n / (trained - began),
+                None if valid is None else valid[i],
             )
-            if valid is not None:
-                record["validation_elbo"] = float(valid[i])
             member = jax.tree.map(lambda a, i=i: a[i], (host_params, host_opt_state))
             member_state = TrainState(eqx.combine(member[0], static), member[1], jnp.asarray(epochs[i], jnp.int32))
-            improved = record.get("validation_elbo", -np.inf) > best[i][0]
+            improved = valid is not None and record["validation_elbo"] > best[i][0]
             if improved:
                 best[i] = (record["validation_elbo"], epochs[i])
-            append_metrics(out / name / METRICS, record)  # metrics line, best, epoch checkpoint, as train.py
-            if improved:
-                checkpoint.save(out / name / CHECKPOINTS / BEST_CHECKPOINT, member_state)
-            save_checkpoint(out / name, member_state, trains[i].keep_checkpoints)
+            write_epoch(out / name, record, member_state, trains[i].keep_checkpoints, improved)
             done[i] = epochs[i]
         bar.update(1)
         if stop[0]:

@@ -405,22 +405,16 @@ def _train_epochs(
             kept = f"; the last good checkpoint is {runs.latest_checkpoint(run_dir)}" if epoch > 1 else ""
             raise Diverged(f"non-finite loss in epoch {epoch}: training stopped (try a smaller --lr){kept}")
         valid = float(mean_elbo(vae, x_valid, valid_key)["elbo"]) if len(x_valid) else None
-        record = runs.epoch_record(
-            epoch, train, test, beta, kl, time.perf_counter() - began, len(x_train) / (trained - began)
-        )
-        if valid is not None:
-            record["validation_elbo"] = valid
+        seconds, throughput = time.perf_counter() - began, len(x_train) / (trained - began)
+        record = runs.epoch_record(epoch, train, test, beta, kl, seconds, throughput, valid)
         state = TrainState(vae, parallel.local_copy(opt_state), jnp.asarray(epoch, jnp.int32))
-        improved = record.get("validation_elbo", -np.inf) > best_elbo
+        improved = valid is not None and valid > best_elbo
         if improved:
-            best_elbo, best_epoch = record["validation_elbo"], epoch
-        if writer:  # metrics line, best, epoch checkpoint: the order resume_state relies on
-            runs.append_metrics(run_dir / runs.METRICS, record)
-            if events is not None:
+            best_elbo, best_epoch = valid, epoch
+        if writer:
+            if events is not None:  # before the checkpoint: a resumed run purges events from its first epoch on
                 board.add_epoch(events, record)
-            if improved:
-                checkpoint.save(run_dir / runs.CHECKPOINTS / runs.BEST_CHECKPOINT, state)
-            runs.save_checkpoint(run_dir, state, tc.keep_checkpoints)
+            runs.write_epoch(run_dir, record, state, tc.keep_checkpoints, improved)
         bar.set_postfix(train_elbo=f"{train_elbo:.2f}", test_elbo=f"{test['elbo']:.2f}")
         if stop[0]:
             raise KeyboardInterrupt(f"stopped after epoch {epoch}")
