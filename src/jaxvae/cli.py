@@ -113,7 +113,7 @@ def train(args) -> int:
     _start_jax()
     from jaxvae import parallel, sweep
     from jaxvae.data import load_dataset
-    from jaxvae.runs import CONFIG, read_metrics
+    from jaxvae.runs import CONFIG, best_validation, read_metrics
     from jaxvae.train import check_data, fit
 
     parallel.initialize(args.coordinator, args.num_processes, args.process_id)
@@ -171,9 +171,9 @@ def train(args) -> int:
     figures = ", ".join(sorted(p.name for p in (out / "figures").glob("*.png")))
     print(f"epoch {last['epoch']}: train ELBO {last['train_elbo']:.2f} nats, test ELBO {last['test_elbo']:.2f} nats")
     if "validation_elbo" in last:
-        best = max((r for r in read_metrics(out) if "validation_elbo" in r), key=lambda r: r["validation_elbo"])
+        best_elbo, best_epoch = best_validation(read_metrics(out))
         stopped = " (stopped early)" if last["epoch"] < config.train.epochs else ""
-        print(f"best validation ELBO {best['validation_elbo']:.2f} nats at epoch {best['epoch']}{stopped}")
+        print(f"best validation ELBO {best_elbo:.2f} nats at epoch {best_epoch}{stopped}")
     board = ", tensorboard/" if config.train.tensorboard else ""
     print(f"run folder {out}: config.json, metrics.jsonl, checkpoints/, figures/ ({figures}){board}")
     return 0
@@ -247,7 +247,7 @@ def evaluate(args) -> int:
     likelihoods = log_likelihoods(vae, x, key, args.iw_samples)  # computed once for the report and the gaps
     result = report(vae, x, key, args.iw_samples, likelihoods)
     if args.gaps:
-        result |= _gaps(args, vae, x, None if y is None else y[: args.n], likelihoods)
+        result |= _gaps(args, vae, x, None if y is None else y[: args.n], key, likelihoods)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -286,15 +286,14 @@ def evaluate(args) -> int:
     return 0
 
 
-def _gaps(args, vae, x, y, likelihoods: dict) -> dict:
-    """The inference gaps of x: their means for the report, RUN/figures/gaps.png, and --per-example's file."""
-    import jax
+def _gaps(args, vae, x, y, key, likelihoods: dict) -> dict:
+    """The inference gaps of x with the report's `key` and `likelihoods`: their means for the report,
+    RUN/figures/gaps.png, and --per-example's file."""
     import numpy as np
 
     from jaxvae import gaps, plots
     from jaxvae.runs import FIGURES
 
-    key = jax.random.PRNGKey(args.seed)
     per_example = gaps.inference_gaps(vae, x, key, iw_samples=args.iw_samples, likelihoods=likelihoods)
     summary = gaps.summary(per_example, vae.latent_dim)
     figures = Path(args.run_dir) / FIGURES
