@@ -210,11 +210,16 @@ def bits_per_dimension(log_px: Array, data_dim: int) -> Array:
     return -log_px / (data_dim * math.log(2))
 
 
+def iw_key(key: Array) -> Array:
+    """The key of L_K in `log_likelihoods` (and so in `report`) given theirs."""
+    return jax.random.split(key)[1]
+
+
 def log_likelihoods(vae: VAE, x: Array, key: Array, iw_samples: int = 5000) -> dict[str, Array]:
     """Per-example estimates of log p(x) for x (n, d), each (n,), nats: `log_likelihood`, L_K with
     K = iw_samples and the key `report` uses, and `log_likelihood_quadrature` where k <= 2."""
     x = jnp.asarray(x, jnp.float32)
-    out = {"log_likelihood": log_likelihood(vae, x, jax.random.split(key)[1], samples=iw_samples)}
+    out = {"log_likelihood": log_likelihood(vae, x, iw_key(key), samples=iw_samples)}
     if vae.latent_dim <= 2:
         out["log_likelihood_quadrature"] = log_likelihood_quadrature(vae, x)
     return out

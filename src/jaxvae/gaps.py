@@ -18,7 +18,7 @@ import numpy as np
 import optax
 from jax import Array
 
-from jaxvae.evaluate import log_likelihood, log_likelihoods, over_examples
+from jaxvae.evaluate import iw_key, log_likelihood, log_likelihoods, over_examples
 from jaxvae.model import VAE, map_examples
 from jaxvae.objectives import elbo
 
@@ -137,8 +137,7 @@ def inference_gaps(
     params, steps = fit_posteriors(vae, x, fit_key)
     out = paired_elbos(vae, x, params, elbo_key)
     out |= likelihoods or log_likelihoods(vae, x, key, iw_samples)
-    iw_key = jax.random.split(key)[1]  # log_likelihoods' key
-    out["log_likelihood_optimized"] = log_likelihood(vae, x, iw_key, samples=iw_samples, params=params)
+    out["log_likelihood_optimized"] = log_likelihood(vae, x, iw_key(key), samples=iw_samples, params=params)
     if "log_likelihood_quadrature" in out:
         out["log_px"] = out["log_likelihood_quadrature"]
     else:
