@@ -12,6 +12,7 @@ import shutil
 import signal
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from jaxvae.config import (
@@ -109,54 +110,19 @@ def _schedule(args) -> TrainConfig:
 
 
 def train(args) -> int:
-    schedule = None if args.resume else _schedule(args)
-    _start_jax()
-    from jaxvae import parallel, sweep
-    from jaxvae.data import load_dataset
-    from jaxvae.runs import CONFIG, best_validation, read_metrics
-    from jaxvae.train import check_data, fit
-
-    parallel.initialize(args.coordinator, args.num_processes, args.process_id)
-    writer = parallel.is_writer()
     out = Path(args.out)
     if args.resume and args.overwrite:
         raise InputError("--resume continues a run and --overwrite replaces it: pass one of them")
-    configs = None  # a sweep's members: name -> config
     if args.resume:
-        if sweep.is_sweep(out):
-            configs = {name: _resumed_config(args, out / name / CONFIG) for name in sweep.read_members(out)}
-        config = _resumed_config(args, out / CONFIG) if configs is None else next(iter(configs.values()))
-        data = load_dataset(
-            config.train.dataset, data_dir=args.data_dir, image_size=config.train.image_size, progress=not args.quiet
-        )
-        check_data(data, config)
+        _start_jax()
+        configs, config, data = _resumed_run(args, out)
     else:
-        if writer:
-            _check_out(out, args.overwrite)
-        data = load_dataset(args.dataset, data_dir=args.data_dir, image_size=args.image_size, progress=not args.quiet)
-        model = ModelConfig(
-            data_shape=tuple(data.shape),
-            latent_dim=args.latent_dim,
-            hidden=args.hidden or DEFAULT_HIDDEN[args.architecture],
-            activation=args.activation,
-            likelihood=args.likelihood,
-            architecture=args.architecture,
-            gaussian_variance=args.gaussian_variance,
-            gaussian_std=args.gaussian_std,
-            posterior=args.posterior,
-            prior=args.prior,
-        )
-        if args.model:
-            from jaxvae.model_file import with_source
+        configs, config, data = _new_run(args, out)
+    from jaxvae import parallel, sweep
+    from jaxvae.runs import best_validation, read_metrics
+    from jaxvae.train import fit
 
-            model = with_source(model, args.model)
-        config = RunConfig(model, schedule)
-        check_data(data, config)
-        if args.seeds != 1 or args.sweep:
-            configs = sweep.member_configs(config, args.seeds, args.sweep)
-            sweep.check(configs, data, args.device_memory_budget)
-        if writer and out.exists():
-            shutil.rmtree(out)
+    writer = parallel.is_writer()
     if configs is not None:
         ended = sweep.fit_sweep(
             configs, data, out, resume=args.resume, progress=not args.quiet, device_budget=args.device_memory_budget
@@ -177,6 +143,76 @@ def train(args) -> int:
     board = ", tensorboard/" if config.train.tensorboard else ""
     print(f"run folder {out}: config.json, metrics.jsonl, checkpoints/, figures/ ({figures}){board}")
     return 0
+
+
+def _import_training() -> None:
+    """`_start_jax` and the modules `train` uses."""
+    _start_jax()
+    from jaxvae import parallel, sweep, train  # noqa: F401
+
+
+def _new_run(args, out: Path) -> tuple:
+    """A new run's member configs (None unless a sweep), config and data, its options checked. JAX is
+    imported on a thread of its own while the data is read: JAX's imports (0.6 s) hold the interpreter,
+    reading and gunzipping files mostly does not."""
+    from jaxvae.data import load_dataset
+
+    schedule = _schedule(args)
+    writer = args.process_id in (None, 0)  # process 0 writes; `--process-id` is how a run names the others
+    if writer:
+        _check_out(out, args.overwrite)
+    with ThreadPoolExecutor(1) as pool:
+        importing = pool.submit(_import_training)
+        data = load_dataset(args.dataset, data_dir=args.data_dir, image_size=args.image_size, progress=not args.quiet)
+        importing.result()
+    from jaxvae import parallel, sweep
+    from jaxvae.train import check_data
+
+    parallel.initialize(args.coordinator, args.num_processes, args.process_id)
+    model = ModelConfig(
+        data_shape=tuple(data.shape),
+        latent_dim=args.latent_dim,
+        hidden=args.hidden or DEFAULT_HIDDEN[args.architecture],
+        activation=args.activation,
+        likelihood=args.likelihood,
+        architecture=args.architecture,
+        gaussian_variance=args.gaussian_variance,
+        gaussian_std=args.gaussian_std,
+        posterior=args.posterior,
+        prior=args.prior,
+    )
+    if args.model:
+        from jaxvae.model_file import with_source
+
+        model = with_source(model, args.model)
+    config = RunConfig(model, schedule)
+    check_data(data, config)
+    configs = None
+    if args.seeds != 1 or args.sweep:
+        configs = sweep.member_configs(config, args.seeds, args.sweep)
+        sweep.check(configs, data, args.device_memory_budget)
+    if writer and out.exists():
+        shutil.rmtree(out)
+    return configs, config, data
+
+
+def _resumed_run(args, out: Path) -> tuple:
+    """The member configs (None unless a sweep), config and data of the run `out` to resume."""
+    from jaxvae import parallel, sweep
+    from jaxvae.data import load_dataset
+    from jaxvae.runs import CONFIG
+    from jaxvae.train import check_data
+
+    parallel.initialize(args.coordinator, args.num_processes, args.process_id)
+    configs = None
+    if sweep.is_sweep(out):
+        configs = {name: _resumed_config(args, out / name / CONFIG) for name in sweep.read_members(out)}
+    config = _resumed_config(args, out / CONFIG) if configs is None else next(iter(configs.values()))
+    data = load_dataset(
+        config.train.dataset, data_dir=args.data_dir, image_size=config.train.image_size, progress=not args.quiet
+    )
+    check_data(data, config)
+    return configs, config, data
 
 
 def explore(args) -> int:
