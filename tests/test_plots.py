@@ -1,6 +1,9 @@
 """Image grids: tiles apart, in order, clipped; drawn to the PNG pixel for pixel. Expected arrays are
 written out by hand."""
 
+import subprocess
+import sys
+
 import numpy as np
 from PIL import Image
 
@@ -59,3 +62,16 @@ def test_blocks_are_all_one_size_and_cover_every_row_in_order():
 
     np.testing.assert_array_equal(plots._by_blocks(fn, a), a[:, ::-1] * 2)
     assert shapes == [(plots.ROWS, 3)] * 3
+
+
+def test_a_figure_drawn_while_matplotlib_is_imported_in_the_background_waits_for_it(tmp_path):
+    """In a fresh process (matplotlib not yet imported): start the background import, draw at once."""
+    path = tmp_path / "curve.png"
+    code = (
+        "import sys\nfrom jaxvae import plots\nplots.import_in_background()\n"
+        f"plots.training_curve([{{'epoch': 1, 'train_elbo': -3.0, 'test_elbo': -2.0}}], {str(path)!r})\n"
+        "assert 'matplotlib.figure' in sys.modules"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert Image.open(path).size == (6 * plots.DPI, 4 * plots.DPI)

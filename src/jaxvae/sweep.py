@@ -31,7 +31,7 @@ import optax
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from jaxvae import checkpoint, model_file, parallel
+from jaxvae import checkpoint, model_file, parallel, plots
 from jaxvae.config import HardwareConfig, RunConfig, TrainConfig
 from jaxvae.data import VALIDATION_BINARIZATION_SEED, Dataset, binarized, split_validation
 from jaxvae.errors import Diverged, InputError
@@ -194,8 +194,6 @@ def fit_sweep(
     round, saves every member's checkpoint and raises KeyboardInterrupt; `Diverged` only when every
     member diverged. Writes out/sweep.json, and at the end each member's figures and out/training_curves.png.
     """
-    from jaxvae import plots
-
     check(configs, data, device_budget)
     hardware = HardwareConfig(**parallel.describe(Mesh(np.asarray(jax.devices()[:1]), (parallel.DATA_AXIS,))))
     configs = {name: dataclasses.replace(config, hardware=hardware) for name, config in configs.items()}
@@ -277,6 +275,7 @@ def _train_members(
         params, opt_state, train, finite = run_epoch(
             params, opt_state, x_train, keys if key_axis == 0 else keys[0], beta, free_bits, lr, jnp.asarray(active)
         )
+        plots.import_in_background()  # while the epoch computes, for the figures at the end
         train, finite = jax.device_get((train, finite))  # waits for the epoch
         trained = time.perf_counter()
         test = jax.device_get(evaluate(params, test_keys, x_test))

@@ -24,7 +24,7 @@ from jax import Array
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from jaxvae import board, checkpoint, model_file, parallel, runs
+from jaxvae import board, checkpoint, model_file, parallel, plots, runs
 from jaxvae.config import BERNOULLI_FAMILY, HardwareConfig, RunConfig, TrainConfig
 from jaxvae.data import (
     TEST_BINARIZATION_SEED,
@@ -263,8 +263,6 @@ def fit(
     Training data larger than `device_budget` bytes per device (default `parallel.device_budget()`)
     streams from host memory in chunks instead of living on the devices.
     """
-    from jaxvae import plots
-
     check_data(data, config)
     mesh = parallel.data_mesh()
     config = dataclasses.replace(config, hardware=HardwareConfig(**parallel.describe(mesh)))
@@ -396,6 +394,8 @@ def _train_epochs(
         params, opt_state, train, finite = run_epoch(
             params, opt_state, epoch_key(tc.seed, epoch), jnp.asarray(beta, jnp.float32)
         )
+        if writer:
+            plots.import_in_background()  # while the epoch computes, for the figures at the end
         train = {k: float(v.addressable_data(0)) for k, v in train.items()}  # waits for the epoch
         train_elbo = train["elbo"]
         trained = time.perf_counter()
