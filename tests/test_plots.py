@@ -75,3 +75,15 @@ def test_a_figure_drawn_while_matplotlib_is_imported_in_the_background_waits_for
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stderr == "", result.stderr
     assert Image.open(path).size == (6 * plots.DPI, 4 * plots.DPI)
+
+
+def test_latent_scatter_gives_each_class_its_own_colour(tmp_path, monkeypatch):
+    """Three classes at three places: each place is drawn in its class's colour (tab10: C0, C1, C2), and no
+    fourth colour is used."""
+    tab10 = {(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40)}  # C0 to C3
+    places = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0]])
+    y = np.repeat(np.array([5, 7, 9]), 50)  # labels need not start at 0
+    monkeypatch.setattr(plots, "_posterior_means", lambda vae, x: places[np.searchsorted([5, 7, 9], y)])
+    path = plots.latent_scatter(None, np.zeros((150, 4)), y, tmp_path / "scatter.png")
+    pixels = {tuple(p) for p in np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3)}
+    assert tab10 & pixels == tab10 - {(214, 39, 40)}
