@@ -4,7 +4,7 @@ Runs `jaxvae train --dataset fashion-mnist --epochs 1 --batch-size 128` (Debian'
 in fresh processes: the first fills the compile cache, each of the next `--rounds` is timed with the cache
 warm. The child process times its phases by wrapping the library's functions; the epoch is the `seconds`
 of metrics.jsonl (the epoch's program, its first call included, and the test ELBO). JAX's imports run on
-a thread of their own while the data is read: the two "of which" rows overlap. Prints the round with
+a thread of their own while the data is read on the main thread. Prints the round with
 the least time outside the epoch, and `jaxvae --help`'s wall time, the best of 5.
 
     .venv/bin/python benchmarks/startup.py [--rounds 3]
@@ -22,8 +22,7 @@ COMMAND = ["train", "--dataset", "fashion-mnist", "--epochs", "1", "--batch-size
 BEFORE_JAX = {  # phase: (module, function) timed in the child, wrapped before JAX is imported
     "options, imports and data read": ("jaxvae.cli", "_new_run"),
     "  of which imports, on a thread of their own": ("jaxvae.cli", "_import_training"),
-    "  of which data read, meanwhile": ("jaxvae.data", "load_dataset"),
-}
+}  # the data read is not wrapped: that would import its module (and NumPy) before the command starts
 AFTER_JAX = {  # wrapped once the command has imported them
     "initial state": ("jaxvae.train", "init_state"),
     "checkpoint": ("jaxvae.checkpoint", "save"),

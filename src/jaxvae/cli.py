@@ -155,14 +155,14 @@ def _new_run(args, out: Path) -> tuple:
     """A new run's member configs (None unless a sweep), config and data, its options checked. JAX is
     imported on a thread of its own while the data is read: JAX's imports (0.6 s) hold the interpreter,
     reading and gunzipping files mostly does not."""
-    from jaxvae.data import load_dataset
-
     schedule = _schedule(args)
     writer = args.process_id in (None, 0)  # process 0 writes; `--process-id` is how a run names the others
     if writer:
         _check_out(out, args.overwrite)
     with ThreadPoolExecutor(1) as pool:
         importing = pool.submit(_import_training)
+        from jaxvae.data import load_dataset  # NumPy's import too, beside JAX's
+
         data = load_dataset(args.dataset, data_dir=args.data_dir, image_size=args.image_size, progress=not args.quiet)
         importing.result()
     from jaxvae import parallel, sweep
