@@ -162,12 +162,13 @@ def latent_scatter(vae: VAE, x: np.ndarray, y: np.ndarray | None, path: Path) ->
     legend = classes is not None and len(classes) <= 10
     fig = _figure((7.6 if legend else 7, 6), left=0.11, bottom=0.09, right=0.84 if legend else 0.97, top=0.94)
     ax = fig.add_subplot()
+    size = 4 if len(mu) <= 1000 else 2  # points across: larger where there are few
     if legend:  # a colour of its own per class, named in a legend; markers draw 2 times faster than a scatter
         for i, c in enumerate(classes):
-            ax.plot(mu[y == c, 0], mu[y == c, 1], "o", ms=2, mew=0, color=f"C{i}", label=str(c))
-        ax.legend(title="label", loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=3, frameon=False)
+            ax.plot(mu[y == c, 0], mu[y == c, 1], "o", ms=size, mew=0, color=f"C{i}", label=str(c))
+        ax.legend(title="label", loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=6 / size, frameon=False)
     else:
-        points = ax.scatter(mu[:, 0], mu[:, 1], c=y, s=4)
+        points = ax.scatter(mu[:, 0], mu[:, 1], c=y, s=size**2)
         if y is not None:
             fig.colorbar(points, ax=ax, label="label")
     ax.set(xlabel=label[0], ylabel=label[1], title="test set: posterior means E[z|x]")
