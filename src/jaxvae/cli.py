@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad input or usage (one line on stderr), 1 anything une
 import argparse
 import contextlib
 import dataclasses
+import functools
 import gc
 import shlex
 import shutil
@@ -152,19 +153,30 @@ def _import_training() -> None:
 
 
 def _new_run(args, out: Path) -> tuple:
-    """A new run's member configs (None unless a sweep), config and data, its options checked. JAX is
-    imported on a thread of its own while the data is read: JAX's imports (0.6 s) hold the interpreter,
-    reading and gunzipping files mostly does not."""
+    """A new run's member configs (None unless a sweep), config and data, its options checked.
+
+    MNIST and Fashion-MNIST are read while JAX is imported on a thread of its own: JAX's imports (0.6 s)
+    hold the interpreter, reading and gunzipping IDX files mostly does not, and imports nothing. Other
+    data may import modules of their own (scikit-learn's digits import JAX), and two threads importing
+    one package can each find the other's half-imported, so they are read after JAX's imports.
+    """
+    from jaxvae.data import NAMED_IDX, load_dataset  # NumPy's import before JAX's thread, for the same reason
+
     schedule = _schedule(args)
     writer = args.process_id in (None, 0)  # process 0 writes; `--process-id` is how a run names the others
     if writer:
         _check_out(out, args.overwrite)
-    with ThreadPoolExecutor(1) as pool:
-        importing = pool.submit(_import_training)
-        from jaxvae.data import load_dataset  # NumPy's import too, beside JAX's
-
-        data = load_dataset(args.dataset, data_dir=args.data_dir, image_size=args.image_size, progress=not args.quiet)
-        importing.result()
+    read = functools.partial(
+        load_dataset, args.dataset, data_dir=args.data_dir, image_size=args.image_size, progress=not args.quiet
+    )
+    if args.dataset in NAMED_IDX:
+        with ThreadPoolExecutor(1) as pool:
+            importing = pool.submit(_import_training)
+            data = read()
+            importing.result()
+    else:
+        _import_training()
+        data = read()
     from jaxvae import parallel, sweep
     from jaxvae.train import check_data
 
