@@ -7,6 +7,8 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import make_idx_folder
+
 
 def jaxvae(*args, cwd=None):
     return subprocess.run(
@@ -26,6 +28,24 @@ def test_train_end_to_end(tmp_path):
     resumed = jaxvae("train", "--out", str(out), "--resume", "--epochs", "3", "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_named_dataset_read_beside_jax_imports_trains_as_its_folder_does(tmp_path):
+    """`--dataset mnist` is read while JAX imports on a thread; the same IDX files given as a folder are
+    read after the imports. Same data, same seed: the same metrics, and nothing on stderr."""
+    make_idx_folder(tmp_path / "data" / "mnist", n_train=40, n_test=10, size=6)
+    common = ["--epochs", "2", "--batch-size", "8", "--hidden", "16", "--quiet"]
+    named = jaxvae(
+        "train", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "a"), *common
+    )
+    folder = jaxvae("train", "--dataset", str(tmp_path / "data" / "mnist"), "--out", str(tmp_path / "b"), *common)
+    assert named.returncode == 0 and named.stderr == "", named.stderr
+    assert folder.returncode == 0, folder.stderr
+    metrics = [[json.loads(line) for line in (tmp_path / r / "metrics.jsonl").read_text().splitlines()] for r in "ab"]
+    drop = ("seconds", "examples_per_second")
+    assert [{k: v for k, v in m.items() if k not in drop} for m in metrics[0]] == [
+        {k: v for k, v in m.items() if k not in drop} for m in metrics[1]
+    ]
 
 
 def test_bad_input_exits_2_with_one_line_and_no_run_folder(tmp_path):
