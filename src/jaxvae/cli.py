@@ -114,11 +114,7 @@ def train(args) -> int:
     out = Path(args.out)
     if args.resume and args.overwrite:
         raise InputError("--resume continues a run and --overwrite replaces it: pass one of them")
-    if args.resume:
-        _start_jax()
-        configs, config, data = _resumed_run(args, out)
-    else:
-        configs, config, data = _new_run(args, out)
+    configs, config, data = _resumed_run(args, out) if args.resume else _new_run(args, out)
     from jaxvae import parallel, sweep
     from jaxvae.runs import best_validation, read_metrics
     from jaxvae.train import fit
@@ -210,6 +206,7 @@ def _new_run(args, out: Path) -> tuple:
 
 def _resumed_run(args, out: Path) -> tuple:
     """The member configs (None unless a sweep), config and data of the run `out` to resume."""
+    _start_jax()
     from jaxvae import parallel, sweep
     from jaxvae.data import load_dataset
     from jaxvae.runs import CONFIG
