@@ -23,6 +23,7 @@ from jaxvae.config import (
     GAUSSIAN_VARIANCES,
     LIKELIHOODS,
     OBJECTIVES,
+    OPTIMIZERS,
     POSTERIORS,
     PRIORS,
     ModelConfig,
@@ -31,7 +32,7 @@ from jaxvae.config import (
 )
 from jaxvae.errors import Diverged, InputError
 
-DEFAULT_HIDDEN = {"mlp": (512,), "conv": (32, 64)}
+DEFAULT_HIDDEN = {"mlp": (512,), "conv": (32, 64), "gated": (300, 300)}
 
 
 class Parser(argparse.ArgumentParser):
@@ -51,6 +52,17 @@ def widths(text: str) -> tuple[int, ...]:
     if not all(v > 0 for v in values):
         raise argparse.ArgumentTypeError(f"hidden widths must be positive, got {text!r}")
     return values
+
+
+def number_range(text: str) -> tuple[float, float]:
+    """'-6,2' -> (-6.0, 2.0): a low and a high bound."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers LOW,HIGH, got {text!r}") from None
+    if not low < high:
+        raise argparse.ArgumentTypeError(f"expected LOW < HIGH, got {text!r}")
+    return (low, high)
 
 
 def image_size(text: str) -> tuple[int, int]:
@@ -98,6 +110,7 @@ def _schedule(args) -> TrainConfig:
         epochs=10 if args.epochs is None else args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        optimizer=args.optimizer,
         seed=args.seed,
         image_size=args.image_size,
         validation_fraction=validation_fraction,
@@ -188,6 +201,7 @@ def _new_run(args, out: Path) -> tuple:
         gaussian_std=args.gaussian_std,
         posterior=args.posterior,
         prior=args.prior,
+        log_var_range=args.log_var_range or (),
     )
     if args.model:
         from jaxvae.model_file import with_source
@@ -514,7 +528,12 @@ def build_parser() -> Parser:
     )
     p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="tanh")
     p.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli")
-    p.add_argument("--architecture", choices=ARCHITECTURES, default="mlp")
+    p.add_argument(
+        "--architecture",
+        choices=ARCHITECTURES,
+        default="mlp",
+        help="mlp; conv; gated: gated dense layers, h(x) * sigmoid(g(x)), as the VampPrior code's (default 300,300)",
+    )
     p.add_argument(
         "--gaussian-variance",
         choices=GAUSSIAN_VARIANCES,
@@ -533,6 +552,12 @@ def build_parser() -> Parser:
         help=f"p(z): {', '.join(PRIORS)} (K Gaussians, or the VampPrior with K pseudo-inputs)",
     )
     p.add_argument(
+        "--log-var-range",
+        type=number_range,
+        metavar="LOW,HIGH",
+        help="clip the diagonal posterior's log-variances to [LOW, HIGH] (the VampPrior code's: --log-var-range=-6,2)",
+    )
+    p.add_argument(
         "--model",
         metavar="FILE.py:FUNCTION",
         help="build the model with your own FUNCTION(config: ModelConfig, key) -> jaxvae.VAE",
@@ -545,7 +570,13 @@ def build_parser() -> Parser:
     p.add_argument("--free-bits", type=float, default=0.0, help="nats of KL per latent dimension not penalized (elbo)")
     p.add_argument("--epochs", type=int, default=None, help="epochs to train (default 10)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam's step size (default 1e-3)")
+    p.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default="adam",
+        help="adam; adam-normgrad: each parameter's gradient scaled to unit norm first, as the VampPrior code's",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--seeds", type=int, default=1, help="train N members together, seeds --seed to --seed + N - 1 (OUT/seed-S)"

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import operator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,8 @@ LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
 BERNOULLI_FAMILY = ("bernoulli", "continuous-bernoulli")
 OBJECTIVES = ("elbo", "iwae")
 BINARIZE = ("none", "static", "dynamic", "threshold")
-ARCHITECTURES = ("mlp", "conv")
+ARCHITECTURES = ("mlp", "conv", "gated")
+OPTIMIZERS = ("adam", "adam-normgrad")
 GAUSSIAN_VARIANCES = ("learned-shared", "learned-pixel", "fixed")
 POSTERIORS = ("diagonal", "full", "iaf:T")  # T: flow steps
 PRIORS = ("normal", "mixture:K", "vamp:K")  # K: mixture components or pseudo-inputs
@@ -45,6 +47,10 @@ _TYPE_CHECKS = {  # declared type -> (what a value must be, the check)
     float: ("a number", lambda v: _is_int(v) or isinstance(v, float)),
     str: ("a string", lambda v: isinstance(v, str)),
     tuple[int, ...]: ("a list of integers", lambda v: isinstance(v, tuple) and all(map(_is_int, v))),
+    tuple[float, ...]: (
+        "a list of numbers",
+        lambda v: isinstance(v, tuple) and all(_is_int(x) or isinstance(x, float) for x in v),
+    ),
 }
 
 
@@ -60,10 +66,12 @@ def _require_types(settings) -> None:
 class ModelConfig:
     """The model: data shape (one example, e.g. (28, 28)), networks and likelihood.
 
-    `hidden` lists the hidden widths of an MLP, or the channels of the stride-2 convolutions of a
-    `conv` network (which needs image data (H, W) or (H, W, C)). A `gaussian` likelihood has the
-    variance `gaussian_variance`: one learned value shared by all pixels, one learned per pixel, or
-    fixed at `gaussian_std`**2; `gaussian_std` is also where a learned standard deviation starts.
+    `hidden` lists the hidden widths of an MLP (or of the gated dense layers of `gated`), or the channels
+    of the stride-2 convolutions of a `conv` network (which needs image data (H, W) or (H, W, C)). A
+    `gaussian` likelihood has the variance `gaussian_variance`: one learned value shared by all pixels,
+    one learned per pixel, or fixed at `gaussian_std`**2; `gaussian_std` is also where a learned
+    standard deviation starts.
+    `log_var_range` (low, high), when given, clips the diagonal posterior's log-variances to it.
     """
 
     data_shape: tuple[int, ...]
@@ -76,6 +84,7 @@ class ModelConfig:
     gaussian_std: float = 1.0
     posterior: str = "diagonal"
     prior: str = "normal"
+    log_var_range: tuple[float, ...] = ()
     source: str = ""  # FILE.py:FUNCTION that builds the model, when it is the user's own
     source_sha256: str = ""  # of FILE.py when the run was made
 
@@ -94,6 +103,14 @@ class ModelConfig:
         _require(
             self.gaussian_variance in GAUSSIAN_VARIANCES,
             f"--gaussian-variance must be one of {', '.join(GAUSSIAN_VARIANCES)}",
+        )
+        _require(
+            self.log_var_range == () or (len(self.log_var_range) == 2 and operator.lt(*self.log_var_range)),
+            f"log_var_range must be two numbers LOW,HIGH with LOW < HIGH, got {self.log_var_range}",
+        )
+        _require(
+            self.log_var_range == () or self.posterior == "diagonal",
+            f"log_var_range clips a diagonal posterior's log-variances: not defined for {self.posterior}",
         )
         _require(self.gaussian_std > 0, f"--gaussian-std must be positive, got {self.gaussian_std}")
 
@@ -130,6 +147,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 32
     lr: float = 1e-3
+    optimizer: str = "adam"  # adam-normgrad: each parameter's gradient scaled to unit norm before Adam
     seed: int = 0
     image_size: tuple[int, int] | None = None  # (height, width) images are resized to, if given
     validation_fraction: float = 0.0  # of the training examples, held out for the validation ELBO
@@ -144,6 +162,7 @@ class TrainConfig:
         _require_types(self)
         _require(self.binarize in BINARIZE, f"--binarize must be one of {', '.join(BINARIZE)}")
         _require(self.objective in OBJECTIVES, f"--objective must be one of {', '.join(OBJECTIVES)}")
+        _require(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
         _require(self.samples >= 1, f"--samples must be at least 1, got {self.samples}")
         _require(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
         _require(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")

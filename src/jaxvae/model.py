@@ -11,7 +11,7 @@ from jax import Array
 from jaxvae.config import ModelConfig
 from jaxvae.distributions import Distribution
 from jaxvae.likelihoods import BernoulliPixels, ContinuousBernoulliPixels, GaussianPixels
-from jaxvae.networks import MLP, ConvDecoder, ConvEncoder, map_examples
+from jaxvae.networks import MLP, ConvDecoder, ConvEncoder, GatedMLP, map_examples
 from jaxvae.posteriors import IAF, DiagonalGaussian, FullGaussian
 from jaxvae.priors import GaussianMixture, StandardNormal, VampPrior
 
@@ -39,13 +39,18 @@ class VAE(eqx.Module):
         family, count = config.posterior_family
         if family == "iaf":
             self.posterior = IAF(k, count, key=jax.random.fold_in(key, 2))
+        elif family == "diagonal":
+            self.posterior = DiagonalGaussian(k, config.log_var_range)
         else:
-            self.posterior = {"diagonal": DiagonalGaussian, "full": FullGaussian}[family](k)
+            self.posterior = FullGaussian(k)
         if config.architecture == "conv":
             self.encoder = ConvEncoder(
                 config.data_shape, self.posterior.size, config.hidden, config.activation, key=enc_key
             )
             self.decoder = ConvDecoder(k, config.data_shape, config.hidden, config.activation, key=dec_key)
+        elif config.architecture == "gated":
+            self.encoder = GatedMLP(d, self.posterior.size, config.hidden, key=enc_key)
+            self.decoder = GatedMLP(k, d, tuple(reversed(config.hidden)), key=dec_key)
         else:
             self.encoder = MLP(d, self.posterior.size, config.hidden, config.activation, key=enc_key)
             self.decoder = MLP(k, d, tuple(reversed(config.hidden)), config.activation, key=dec_key)

@@ -46,6 +46,51 @@ class MLP(eqx.Module):
         return self.layers[-1](x)
 
 
+def he_linear(in_size: int, out_size: int, *, key: Array) -> eqx.nn.Linear:
+    """A linear layer whose weight is drawn from N(0, 2 / in_size) (He et al. 2015), the bias as Equinox's."""
+    weight_key, bias_key = jax.random.split(key)
+    layer = eqx.nn.Linear(in_size, out_size, key=bias_key)
+    weight = jnp.sqrt(2.0 / in_size) * jax.random.normal(weight_key, (out_size, in_size))
+    return eqx.tree_at(lambda l: l.weight, layer, weight)
+
+
+class GatedDense(eqx.Module):
+    """h(x) * sigmoid(g(x)) with two linear layers h and g (Dauphin et al. 2017): (in_size,) -> (out_size,).
+
+    As `GatedDense` in the VampPrior and Exemplar VAE code (`utils/nn.py`): no activation on h."""
+
+    h: eqx.nn.Linear
+    g: eqx.nn.Linear
+
+    def __init__(self, in_size: int, out_size: int, *, key: Array):
+        h_key, g_key = jax.random.split(key)
+        self.h, self.g = he_linear(in_size, out_size, key=h_key), he_linear(in_size, out_size, key=g_key)
+
+    def __call__(self, x: Array) -> Array:
+        return self.h(x) * jax.nn.sigmoid(self.g(x))
+
+
+class GatedMLP(eqx.Module):
+    """Gated dense layers of the `hidden` widths, then a linear layer: (in_size,) -> (out_size,).
+
+    The encoder and decoder of the VampPrior and Exemplar VAE code, He-initialized as theirs
+    (`BaseModel.he_initializer`)."""
+
+    layers: list[GatedDense]
+    head: eqx.nn.Linear
+
+    def __init__(self, in_size: int, out_size: int, hidden: Sequence[int], *, key: Array):
+        sizes = [in_size, *hidden]
+        keys = jax.random.split(key, len(sizes))
+        self.layers = [GatedDense(a, b, key=k) for a, b, k in zip(sizes[:-1], sizes[1:], keys[:-1], strict=True)]
+        self.head = he_linear(sizes[-1], out_size, key=keys[-1])
+
+    def __call__(self, x: Array) -> Array:
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(x)
+
+
 def image_shape(shape: Sequence[int]) -> tuple[int, int, int]:
     """(H, W) or (H, W, C) -> (H, W, C): the layout of a flat example x.reshape(H, W, C)."""
     return (shape[0], shape[1], shape[2] if len(shape) == 3 else 1)

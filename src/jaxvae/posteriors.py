@@ -15,9 +15,13 @@ from jaxvae.networks import MADE
 
 
 class DiagonalGaussian(eqx.Module):
-    """The seed's q(z|x) = N(mu, diag sigma^2): parameters (mu, log sigma^2), size 2k."""
+    """The seed's q(z|x) = N(mu, diag sigma^2): parameters (mu, log sigma^2), size 2k.
+
+    `log_var_range` (low, high), when given, clips log sigma^2 to it (the VampPrior code's hardtanh(-6, 2));
+    a clipped value has no gradient."""
 
     latent_dim: int = eqx.field(static=True)
+    log_var_range: tuple[float, ...] = eqx.field(static=True, default=())
 
     @property
     def size(self) -> int:
@@ -28,6 +32,8 @@ class DiagonalGaussian(eqx.Module):
 
     def gaussian(self, params: Array) -> Normal:
         mean, log_var = jnp.split(params, 2, axis=-1)
+        if self.log_var_range:
+            log_var = jnp.clip(log_var, *self.log_var_range)
         return Normal(mean, log_var)
 
 

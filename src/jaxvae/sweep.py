@@ -27,7 +27,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
@@ -56,6 +55,7 @@ from jaxvae.train import (
     epoch_plan,
     initial_state,
     kl_estimator_of,
+    make_optimizer,
     make_step,
     prepared_data,
     resume_state,
@@ -155,7 +155,7 @@ def make_sweep_epoch(static, config: TrainConfig, data_axis: int | None, key_axi
     """
 
     def member_epoch(params, opt_state, x, key, beta, free_bits, lr, active):
-        step = make_step(static, optax.adam(lr), config, free_bits)  # train.make_optimizer with a traced lr
+        step = make_step(static, make_optimizer(config, lr), config, free_bits)
         idx, weights, keys = epoch_plan(key, x.shape[0], config.batch_size)
         trained = scan_steps(step, params, opt_state, (idx, weights, keys), lambda i: x[i], None, beta)
         new_params, new_opt_state, sums, finite = trained

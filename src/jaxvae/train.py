@@ -50,8 +50,19 @@ class TrainState(NamedTuple):
     epoch: Array
 
 
-def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    return optax.adam(config.lr)
+def make_optimizer(config: TrainConfig, lr: Array | float | None = None) -> optax.GradientTransformation:
+    """Adam at `lr` (default `config.lr`; a sweep's is traced); for `adam-normgrad`, each parameter array's
+    gradient first divided by its L2 norm (+ 1e-7), as the VampPrior and Exemplar VAE code's `AdamNormGrad`
+    (`utils/optimizer.py`) does."""
+    adam = optax.adam(config.lr if lr is None else lr)
+    if config.optimizer == "adam-normgrad":
+        return optax.chain(normalized_gradients(), adam)
+    return adam
+
+
+def normalized_gradients(eps: float = 1e-7) -> optax.GradientTransformation:
+    """g / (||g||_2 + eps) for each array g of the gradient, separately."""
+    return optax.stateless(lambda updates, params: jax.tree.map(lambda g: g / (jnp.linalg.norm(g) + eps), updates))
 
 
 def initial_state(config: RunConfig, build: Builder, key: Array) -> TrainState:
