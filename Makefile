@@ -1,12 +1,13 @@
 # make demo: train the seed's VAE on the embedded digits and write runs/demo.
 # make test: the whole test suite. Both create .venv and install what they need.
 # make tutorial: rebuild docs/tutorial.ipynb (no outputs) from its source docs/tutorial.py.
+# make docs: build the documentation site into site/ (mkdocs build --strict: a broken link or reference fails).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint tutorial clean
+.PHONY: demo test lint tutorial docs clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("jaxvae needs Python 3.11 or newer" if sys.version_info < (3, 11) else 0)'
@@ -25,8 +26,11 @@ tutorial: $(STAMP)  # cells get stable ids (cell-0, cell-1, ...) so that a rebui
 	$(BIN)/python -c 'import jupytext; nb = jupytext.read("docs/tutorial.py"); \
 		[cell.update(id=f"cell-{i}") for i, cell in enumerate(nb.cells)]; jupytext.write(nb, "docs/tutorial.ipynb")'
 
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs site .pytest_cache

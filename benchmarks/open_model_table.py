@@ -5,7 +5,7 @@ Burda et al.'s network (784-200-200-50 tanh, Bernoulli decoder), dynamically bin
 the first N test images (binarized with the fixed test seed): L_5000 (the importance-weighted bound,
 K = 5000) with its paired standard error against the first row, the ELBO (100 samples), active units.
 
-    .venv/bin/python benchmarks/open_model_table.py --epochs 100 --kl-warmup-epochs 10   # README's table, ~1 h
+    .venv/bin/python benchmarks/open_model_table.py --epochs 100 --kl-warmup-epochs 10   # docs/models.md's table, ~1 h
 
 Each run is an ordinary run folder under --out (`jaxvae evaluate` works on it).
 """

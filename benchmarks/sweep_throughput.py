@@ -15,7 +15,7 @@ that is N separate epochs' seconds over one sweep epoch's), and the fraction of 
 (all members' examples per second x FLOP per example / the peak of `throughput.matmul_peak`). Rounds
 interleave every variant, each figure is the best of its rounds, so a busy machine slows them alike.
 
-    .venv/bin/python benchmarks/sweep_throughput.py           # the README's table (about 3 minutes on 2 cores)
+    .venv/bin/python benchmarks/sweep_throughput.py           # docs/performance.md's table (3 minutes on 2 cores)
     .venv/bin/python benchmarks/sweep_throughput.py --quick   # a smoke run
     .venv/bin/python benchmarks/sweep_throughput.py --hlo 8   # the matrix products XLA compiles for 8 members
 """

@@ -14,7 +14,7 @@ most, given XLA's matmul kernels at these small shapes.
 Every figure is the best of several rounds; rounds interleave the peak, the seed's loop and jaxvae, so a
 busy machine slows them alike. Random data of Fashion-MNIST's shape (n, 784) in [0, 1].
 
-    .venv/bin/python benchmarks/throughput.py            # the README's table (a few minutes on 2 cores)
+    .venv/bin/python benchmarks/throughput.py            # the table in docs/performance.md (a few minutes on 2 cores)
     .venv/bin/python benchmarks/throughput.py --quick    # a smoke run
 """
 

@@ -1,4 +1,4 @@
-"""The README's picture of `jaxvae explore`: a click on one test point, then the pointer moved away.
+"""The picture of `jaxvae explore`: a click on one test point, then the pointer moved away.
 
 make demo && .venv/bin/python docs/explore_screenshot.py runs/demo docs/explore.png
 """

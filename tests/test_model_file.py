@@ -1,6 +1,6 @@
 """Your own model: a user's encoder trained through `fit` and through `jaxvae train --model`, reloaded
-with identical outputs; a changed or missing model file is a clear error. The README's example file is
-the one the command-line test runs."""
+with identical outputs; a changed or missing model file is a clear error. The example file of the
+documentation's Models page is the one the command-line test runs."""
 
 import contextlib
 import io
@@ -19,7 +19,7 @@ from jaxvae.data import load_dataset
 from jaxvae.errors import InputError
 from jaxvae.train import fit
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+MODELS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "models.md"
 
 
 class GatedEncoder(eqx.Module):
@@ -80,9 +80,9 @@ def test_a_function_outside_a_file_loads_only_when_given_again(tmp_path, no_figu
     assert_same_model(trained, jaxvae.load(tmp_path / "run", build=build))
 
 
-def readme_example() -> str:
-    """The Python block of the README's section "Your own model"."""
-    section = README.read_text().split("## Your own model", 1)[1]
+def documented_example() -> str:
+    """The Python block of the Models page's section "Your own model"."""
+    section = MODELS_PAGE.read_text().split("## Your own model", 1)[1]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
@@ -98,11 +98,11 @@ def jaxvae_cli(*args) -> tuple[int, str]:
     return code, err.getvalue()
 
 
-def test_readme_example_trains_evaluates_plots_and_resumes(tmp_path):
-    """As a new user would: the README's file, `--model FILE:build`; then a changed file and a missing
+def test_documented_example_trains_evaluates_plots_and_resumes(tmp_path):
+    """As a new user would: the documented file, `--model FILE:build`; then a changed file and a missing
     file are one-line errors with exit code 2."""
     model = tmp_path / "my_model.py"
-    model.write_text(readme_example())
+    model.write_text(documented_example())
     run = tmp_path / "run"
     common = ["--quiet", "--out", str(run)]
     code, err = jaxvae_cli("train", *common, "--model", f"{model}:build", "--prior", "vamp:10", "--epochs", "1")
@@ -115,7 +115,7 @@ def test_readme_example_trains_evaluates_plots_and_resumes(tmp_path):
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
     loaded = jaxvae.load(run)
     assert type(loaded.encoder).__name__ != "MLP"
-    model.write_text(readme_example() + "\n# edited\n")
+    model.write_text(documented_example() + "\n# edited\n")
     for broken, message in ((model, "changed"), (None, "missing")):
         if broken is None:
             model.unlink()

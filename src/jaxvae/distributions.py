@@ -201,7 +201,7 @@ class Mixture(Distribution):
 class InverseAutoregressiveFlow(Distribution):
     """q(z) of an inverse autoregressive flow (Kingma et al. 2016): z_0 = mu + sigma * eps from the
     Gaussian `base`, then T steps z_t = s_t * z_{t-1} + (1 - s_t) * m_t with gate s_t = sigmoid(g_t),
-    where (m_t, g_t) = steps[t](z_{t-1}, context) is autoregressive in z_{t-1} (output j sees only
+    where `(m_t, g_t) = steps[t](z_{t-1}, context)` is autoregressive in z_{t-1} (output j sees only
     inputs before j), so log q(z_T) = log q_0(z_0) - sum_t sum_j log s_tj. The order of z is reversed
     before every step but the first. base over (..., k), context (..., c); each step maps one z (k,) and
     one context (c,) to (m, g), each (k,), and is shared by every example.

@@ -1,0 +1,164 @@
+"""MkDocs hooks: the pages made from the code at build time, so that they cannot drift from it.
+
+- `tutorial.md`: docs/tutorial.py (jupytext percent format) as a page; its code is shown, not executed.
+- In `cli.md`, the marker `<!-- commands -->` becomes every command and option of `jaxvae.cli.build_parser()`.
+- In `api.md`, the marker `<!-- modules -->` becomes one mkdocstrings block per module of src/jaxvae.
+- In `design.md`, the marker `<!-- imports -->` becomes a table of the modules, their layers and what each
+  imports of jaxvae, read from the sources; an import cycle fails the build.
+"""
+
+import argparse
+import ast
+import graphlib
+import sys
+from pathlib import Path
+
+import jupytext
+from mkdocs.structure.files import File
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "src" / "jaxvae"
+sys.path.insert(0, str(PACKAGE.parent))  # the parser of this checkout, whichever jaxvae is installed
+
+
+def on_files(files, config):
+    files.append(File.generated(config, "tutorial.md", content=tutorial_markdown(ROOT / "docs" / "tutorial.py")))
+    return files
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    if page.file.src_uri == "cli.md":
+        return markdown.replace("<!-- commands -->", commands_markdown())
+    if page.file.src_uri == "api.md":
+        return markdown.replace("<!-- modules -->", modules_markdown())
+    if page.file.src_uri == "design.md":
+        return markdown.replace("<!-- imports -->", imports_markdown())
+    return markdown
+
+
+TUTORIAL_NOTE = """!!! note
+    This page shows the notebook [`tutorial.ipynb`](tutorial.ipynb) without its outputs. Run it to see every
+    check (see [Getting started](getting-started.md#the-tutorial))."""
+
+
+def tutorial_markdown(source: Path) -> str:
+    """The notebook's markdown cells as they are, its code cells as Python blocks, a note after the title."""
+    notebook = jupytext.read(source)
+    cells = [c.source if c.cell_type == "markdown" else f"```python\n{c.source}\n```" for c in notebook.cells]
+    return "\n\n".join([cells[0], TUTORIAL_NOTE, *cells[1:]]) + "\n"
+
+
+def commands_markdown() -> str:
+    """One section per command: what it does, its usage line, and a table of its arguments."""
+    from jaxvae.cli import build_parser
+
+    parser = build_parser()
+    (commands,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    summaries = {a.dest: a.help for a in commands._choices_actions}
+    sections = []
+    for name, command in commands.choices.items():
+        command.formatter_class = lambda prog: argparse.HelpFormatter(prog, width=100)
+        rows = [argument_row(a) for a in command._actions if not isinstance(a, argparse._HelpAction)]
+        summary = sentence(summaries[name][:1].upper() + summaries[name][1:])
+        usage = command.format_usage().strip()
+        table = "| argument | default | meaning |\n| --- | --- | --- |\n" + "\n".join(rows)
+        sections.append(f"## `jaxvae {name}`\n\n{summary}\n\n```\n{usage}\n```\n\n{table}")
+    return "\n\n".join(sections)
+
+
+def argument_row(action: argparse.Action) -> str:
+    if action.option_strings:
+        metavar = f" {action.metavar or action.dest.upper()}" if action.nargs != 0 else ""
+        names = ", ".join(f"`{o}{metavar}`" for o in action.option_strings)
+    else:
+        names = f"`{action.metavar or action.dest}`"
+    no_default = action.default is None or action.default is False or action.required
+    default = "" if no_default else f"`{action.default}`"
+    meaning = [sentence(action.help)] if action.help else []
+    if action.choices:
+        meaning.append("One of " + ", ".join(f"`{c}`" for c in action.choices) + ".")
+    if action.required and action.option_strings:
+        meaning.append("Required.")
+    return f"| {names} | {default} | {' '.join(meaning)} |"
+
+
+def sentence(text: str) -> str:
+    """Help text as Markdown text, with a full stop."""
+    return escape(text) if text.endswith(".") else escape(text) + "."
+
+
+def escape(text: str) -> str:
+    """Plain help text as Markdown table text: the characters Markdown would read as markup escaped."""
+    for c in "\\`*_|<[]":
+        text = text.replace(c, "\\" + c)
+    return text
+
+
+def module_names() -> dict[str, Path]:
+    """Every public module and package under src/jaxvae by its dotted name after `jaxvae.`, sorted."""
+    names = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if parts and not any(p.startswith("_") for p in parts):
+            names[".".join(parts)] = path
+    return names
+
+
+def modules_markdown() -> str:
+    """`::: jaxvae` and `::: jaxvae.NAME` for every module and package, in alphabetical order."""
+    return "\n\n".join(f"::: jaxvae{'.' + name if name else ''}" for name in ["", *module_names()])
+
+
+def imports_markdown() -> str:
+    """| module | layer | imports of jaxvae | what it holds |: layer 0 imports nothing of jaxvae, and a module's
+    layer is one above the highest of those it imports (at the top of the file or inside a function)."""
+    modules = module_names()
+    imports = {name: jaxvae_imports(path, name, modules) for name, path in modules.items()}
+    try:
+        order = list(graphlib.TopologicalSorter(imports).static_order())
+    except graphlib.CycleError as e:
+        raise RuntimeError(f"import cycle among jaxvae's modules: {' -> '.join(e.args[1])}") from None
+    layer = {}
+    for name in order:
+        layer[name] = 1 + max((layer[d] for d in imports[name]), default=-1)
+    rows = []
+    for name in sorted(modules, key=lambda n: (layer[n], n)):
+        uses = ", ".join(f"`{d}`" for d in sorted(imports[name]))
+        rows.append(f"| `{name}` | {layer[name]} | {uses} | {summary(modules[name])} |")
+    return "| module | layer | imports of jaxvae | what it holds |\n| --- | --- | --- | --- |\n" + "\n".join(rows)
+
+
+def jaxvae_imports(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
+    """The modules of `modules` that the file imports, anywhere in it (a module in a package counts its own
+    package's `__init__` only when it names it)."""
+    package = name.split(".")[:-1] if path.name != "__init__.py" else name.split(".")
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(["jaxvae", *package[: len(package) - node.level + 1], *([base] if base else [])])
+            targets = [f"{base}.{a.name}" for a in node.names] + [base]
+        else:
+            continue
+        for target in targets:
+            parts = target.split(".")
+            if parts[0] != "jaxvae":
+                continue
+            for end in range(len(parts), 1, -1):  # the longest prefix that is a module of jaxvae
+                if (candidate := ".".join(parts[1:end])) in modules:
+                    found.add(candidate)
+                    break
+    found.discard(name)
+    return found
+
+
+def summary(path: Path) -> str:
+    """The first sentence of a module's docstring, as table text."""
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    first = " ".join(doc.split("\n\n")[0].split())
+    return (first.split(". ")[0].rstrip(".") + ".").replace("|", "\\|") if first else ""
