@@ -2,7 +2,8 @@
 
 - `tutorial.md`: docs/tutorial.py (jupytext percent format) as a page; its code is shown, not executed.
 - In `cli.md`, the marker `<!-- commands -->` becomes every command and option of `jaxvae.cli.build_parser()`.
-- In `api.md`, the marker `<!-- modules -->` becomes one mkdocstrings block per module of src/jaxvae.
+- `api/NAME.md`: one page per module of src/jaxvae (mkdocstrings), added to the nav under the API reference,
+  whose page `api/index.md` lists them where its marker `<!-- modules -->` is.
 - In `design.md`, the marker `<!-- imports -->` becomes a table of the modules, their layers and what each
   imports of jaxvae, read from the sources; an import cycle fails the build.
 """
@@ -21,15 +22,25 @@ PACKAGE = ROOT / "src" / "jaxvae"
 sys.path.insert(0, str(PACKAGE.parent))  # the parser of this checkout, whichever jaxvae is installed
 
 
+def on_config(config):
+    for entry in config.nav:
+        if isinstance(entry, dict) and "API reference" in entry:
+            entry["API reference"] = [entry["API reference"], *(api_page(name) for name in module_names())]
+    return config
+
+
 def on_files(files, config):
     files.append(File.generated(config, "tutorial.md", content=tutorial_markdown(ROOT / "docs" / "tutorial.py")))
+    for name in module_names():
+        page = f"# `{name}`\n\n::: {name}\n    options:\n      show_root_heading: false\n"
+        files.append(File.generated(config, api_page(name), content=page))
     return files
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
     if page.file.src_uri == "cli.md":
         return markdown.replace("<!-- commands -->", commands_markdown())
-    if page.file.src_uri == "api.md":
+    if page.file.src_uri == "api/index.md":
         return markdown.replace("<!-- modules -->", modules_markdown())
     if page.file.src_uri == "design.md":
         return markdown.replace("<!-- imports -->", imports_markdown())
@@ -95,26 +106,31 @@ def escape(text: str) -> str:
 
 
 def module_names() -> dict[str, Path]:
-    """Every public module and package under src/jaxvae by its dotted name after `jaxvae.`, sorted."""
+    """Every public module and package of src/jaxvae by its dotted name (`jaxvae`, `jaxvae.cli`, ...)."""
     names = {}
     for path in sorted(PACKAGE.rglob("*.py")):
-        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
         if parts[-1] == "__init__":
             parts = parts[:-1]
-        if parts and not any(p.startswith("_") for p in parts):
+        if not any(p.startswith("_") for p in parts):
             names[".".join(parts)] = path
     return names
 
 
+def api_page(name: str) -> str:
+    return f"api/{name}.md"
+
+
 def modules_markdown() -> str:
-    """`::: jaxvae` and `::: jaxvae.NAME` for every module and package, in alphabetical order."""
-    return "\n\n".join(f"::: jaxvae{'.' + name if name else ''}" for name in ["", *module_names()])
+    """A list of the modules' pages, each with the first sentence of its docstring."""
+    return "\n".join(f"- [`{name}`]({name}.md): {summary(path)}" for name, path in module_names().items())
 
 
 def imports_markdown() -> str:
     """| module | layer | imports of jaxvae | what it holds |: layer 0 imports nothing of jaxvae, and a module's
-    layer is one above the highest of those it imports (at the top of the file or inside a function)."""
-    modules = module_names()
+    layer is one above the highest of those it imports (at the top of the file or inside a function). The
+    package's own `__init__`, which every import runs, is left out."""
+    modules = {name.removeprefix("jaxvae."): path for name, path in module_names().items() if name != "jaxvae"}
     imports = {name: jaxvae_imports(path, name, modules) for name, path in modules.items()}
     try:
         order = list(graphlib.TopologicalSorter(imports).static_order())
@@ -126,14 +142,13 @@ def imports_markdown() -> str:
     rows = []
     for name in sorted(modules, key=lambda n: (layer[n], n)):
         uses = ", ".join(f"`{d}`" for d in sorted(imports[name]))
-        rows.append(f"| `{name}` | {layer[name]} | {uses} | {summary(modules[name])} |")
+        rows.append(f"| [`{name}`](api/jaxvae.{name}.md) | {layer[name]} | {uses} | {summary(modules[name])} |")
     return "| module | layer | imports of jaxvae | what it holds |\n| --- | --- | --- | --- |\n" + "\n".join(rows)
 
 
 def jaxvae_imports(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
-    """The modules of `modules` that the file imports, anywhere in it (a module in a package counts its own
-    package's `__init__` only when it names it)."""
-    package = name.split(".")[:-1] if path.name != "__init__.py" else name.split(".")
+    """The modules of `modules` (named after `jaxvae.`) that the file of module `name` imports, anywhere in it."""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -147,10 +162,8 @@ def jaxvae_imports(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
             continue
         for target in targets:
             parts = target.split(".")
-            if parts[0] != "jaxvae":
-                continue
             for end in range(len(parts), 1, -1):  # the longest prefix that is a module of jaxvae
-                if (candidate := ".".join(parts[1:end])) in modules:
+                if parts[0] == "jaxvae" and (candidate := ".".join(parts[1:end])) in modules:
                     found.add(candidate)
                     break
     found.discard(name)
