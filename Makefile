@@ -27,7 +27,7 @@ tutorial: $(STAMP)  # cells get stable ids (cell-0, cell-1, ...) so that a rebui
 		[cell.update(id=f"cell-{i}") for i, cell in enumerate(nb.cells)]; jupytext.write(nb, "docs/tutorial.ipynb")'
 
 docs: $(STAMP)
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
