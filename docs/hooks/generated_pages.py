@@ -68,7 +68,7 @@ def commands_markdown() -> str:
     summaries = {a.dest: a.help for a in commands._choices_actions}
     sections = []
     for name, command in commands.choices.items():
-        command.formatter_class = lambda prog: argparse.HelpFormatter(prog, width=100)
+        command.formatter_class = lambda prog: argparse.HelpFormatter(prog, width=80)
         rows = [argument_row(a) for a in command._actions if not isinstance(a, argparse._HelpAction)]
         summary = sentence(summaries[name][:1].upper() + summaries[name][1:])
         usage = command.format_usage().strip()
