@@ -20,8 +20,8 @@ from pathlib import Path
 
 COMMAND = ["train", "--dataset", "fashion-mnist", "--epochs", "1", "--batch-size", "128", "--quiet", "--overwrite"]
 BEFORE_JAX = {  # phase: (module, function) timed in the child, wrapped before JAX is imported
-    "options, imports and data read": ("jaxvae.cli", "_new_run"),
-    "  of which imports, on a thread of their own": ("jaxvae.cli", "_import_training"),
+    "options, imports and data read": ("jaxvae.cli.train", "new_run"),
+    "  of which imports, on a thread of their own": ("jaxvae.cli.startup", "import_training"),
 }  # the data read is not wrapped: that would import its module (and NumPy) before the command starts
 AFTER_JAX = {  # wrapped once the command has imported them
     "initial state": ("jaxvae.train", "init_state"),
@@ -38,6 +38,7 @@ def child(out: str, started: float) -> None:
     entered = time.time()
     begin = time.perf_counter()
     from jaxvae import cli, runs
+    from jaxvae.cli import startup
 
     seconds = {"python start-up": entered - started, "imports": time.perf_counter() - begin}
 
@@ -56,13 +57,13 @@ def child(out: str, started: float) -> None:
             setattr(module, name, timed)
 
     wrap(BEFORE_JAX)
-    imported = cli._import_training
+    imported = startup.import_training
 
     def import_training():
         imported()
         wrap(AFTER_JAX)
 
-    cli._import_training = import_training
+    startup.import_training = import_training
     began = time.perf_counter()
     try:
         cli.run([*COMMAND, "--out", out])  # as the `jaxvae` command: main, then its exit

@@ -1,0 +1,30 @@
+"""`jaxvae encode`: the posterior means and standard deviations of a run's data, to a .npz file."""
+
+from pathlib import Path
+
+from jaxvae.cli.run_data import run_data
+from jaxvae.cli.startup import start_jax
+from jaxvae.errors import InputError
+
+
+def run(args) -> int:
+    start_jax()
+    import numpy as np
+
+    from jaxvae.evaluate import posterior_moments
+
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise InputError(f"-o must name a .npz file, got {args.out}")
+    if not out.parent.is_dir():
+        raise InputError(f"no such folder: {out.parent}")
+    _, vae, x, y = run_data(args, args.split)
+    mean, std = (np.asarray(a) for a in posterior_moments(vae, x))
+    arrays = {"mean": mean, "std": std} | ({} if y is None else {"y": y})
+    with open(out, "wb") as f:
+        np.savez(f, **arrays)
+    print(
+        f"{out}: posterior mean and std of {len(x)} {args.split} examples, shape {mean.shape}"
+        + (", labels y" if y is not None else "")
+    )
+    return 0

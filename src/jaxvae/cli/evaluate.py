@@ -1,0 +1,93 @@
+"""`jaxvae evaluate`: the bounds, log-likelihoods and gaps of a run, or of every member of a sweep."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from jaxvae.cli.run_data import run_data
+from jaxvae.cli.startup import start_jax
+from jaxvae.cli.tables import run_table, sweep_table
+from jaxvae.errors import InputError
+
+
+def run(args) -> int:
+    import json
+
+    start_jax()
+    import jax
+
+    from jaxvae import sweep
+    from jaxvae.evaluate import log_likelihoods, report
+
+    if args.iw_samples < 1:
+        raise InputError(f"--iw-samples must be at least 1, got {args.iw_samples}")
+    if args.n is not None and args.n < 1:
+        raise InputError(f"--n must be at least 1, got {args.n}")
+    if args.per_example is not None and not args.gaps:
+        raise InputError("--per-example writes the values of --gaps: pass --gaps too")
+    out = None if args.per_example is None else Path(args.per_example)
+    if out is not None and (out.suffix != ".npz" or not out.parent.is_dir()):
+        raise InputError(f"--per-example must name a .npz file in an existing folder, got {args.per_example}")
+    if sweep.is_sweep(Path(args.run_dir)):
+        if args.gaps:
+            raise InputError("--gaps evaluates one run, not a sweep: pass a member's folder")
+        return _evaluate_sweep(args)
+    config, vae, x, y = run_data(args, args.split)
+    x = x[: args.n]
+    key = jax.random.PRNGKey(args.seed)
+    likelihoods = log_likelihoods(vae, x, key, args.iw_samples)  # computed once for the report and the gaps
+    result = report(vae, x, key, args.iw_samples, likelihoods)
+    if args.gaps:
+        result |= _gaps(args, vae, x, None if y is None else y[: args.n], key, likelihoods)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(run_table(result, args.run_dir, args.dataset or config.train.dataset, args.split))
+    return 0
+
+
+def _gaps(args, vae, x, y, key, likelihoods: dict) -> dict:
+    """The inference gaps of x with the report's `key` and `likelihoods`: their means for the report,
+    RUN/figures/gaps.png, and --per-example's file."""
+    import numpy as np
+
+    from jaxvae import gaps, plots
+    from jaxvae.runs import FIGURES
+
+    per_example = gaps.inference_gaps(vae, x, key, iw_samples=args.iw_samples, likelihoods=likelihoods)
+    summary = gaps.summary(per_example, vae.latent_dim)
+    figures = Path(args.run_dir) / FIGURES
+    figures.mkdir(exist_ok=True)
+    summary["gaps_figure"] = str(plots.inference_gaps(per_example, figures / "gaps.png", summary["gaps_log_px"]))
+    if args.per_example is not None:
+        with open(args.per_example, "wb") as f:
+            np.savez(f, **per_example, **({} if y is None else {"y": y}))
+    return summary
+
+
+def _evaluate_sweep(args) -> int:
+    """`evaluate` of every member of a sweep: each figure as mean +- sd over the members of each setting."""
+    import json
+
+    import jax
+
+    from jaxvae import sweep
+    from jaxvae.evaluate import report
+    from jaxvae.runs import epoch_checkpoints
+
+    out = Path(args.run_dir)
+    results = {}
+    for name in sweep.read_members(out):
+        if not epoch_checkpoints(out / name):
+            print(f"{out / name}: no checkpoint (diverged in, or never finished, epoch 1): skipped", file=sys.stderr)
+            continue
+        config, vae, x, _ = run_data(argparse.Namespace(**{**vars(args), "run_dir": str(out / name)}), args.split)
+        results[name] = report(vae, x[: args.n], jax.random.PRNGKey(args.seed), args.iw_samples)
+    if not results:
+        raise InputError(f"no member of the sweep in {out} has a checkpoint to evaluate")
+    groups = sweep.summarize(results, sweep.groups(out))
+    if args.json:
+        print(json.dumps({"members": results, "groups": groups}))
+        return 0
+    print(sweep_table(results, groups, out, args.dataset or config.train.dataset, args.split))
+    return 0

@@ -1,0 +1,219 @@
+"""The `jaxvae` command's arguments: the parser, its argument types, and what each option means."""
+
+import argparse
+
+from jaxvae.config import (
+    ACTIVATIONS,
+    ARCHITECTURES,
+    BINARIZE,
+    GAUSSIAN_VARIANCES,
+    LIKELIHOODS,
+    OBJECTIVES,
+    OPTIMIZERS,
+    POSTERIORS,
+    PRIORS,
+)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors as one line and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def widths(text: str) -> tuple[int, ...]:
+    """'512' or '200,200' -> (512,) or (200, 200)."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        message = f"expected comma-separated integers like 512 or 200,200, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+    if not all(v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"hidden widths must be positive, got {text!r}")
+    return values
+
+
+def number_range(text: str) -> tuple[float, float]:
+    """'-6,2' -> (-6.0, 2.0): a low and a high bound."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers LOW,HIGH, got {text!r}") from None
+    if not low < high:
+        raise argparse.ArgumentTypeError(f"expected LOW < HIGH, got {text!r}")
+    return (low, high)
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """'28' or '32,48' -> (28, 28) or (32, 48): height and width."""
+    try:
+        size = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        size = ()
+    if len(size) not in (1, 2) or min(size) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers H or H,W, got {text!r}")
+    return (size[0], size[-1])
+
+
+def sweep_values(text: str) -> tuple[str, tuple[float, ...]]:
+    """'beta=0.5,1' -> ('beta', (0.5, 1.0))."""
+    name, _, values = text.partition("=")
+    try:
+        return name, tuple(float(v) for v in values.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=V1,V2,... like beta=0.5,1, got {text!r}") from None
+
+
+def build_parser() -> Parser:
+    """The parser of every command; `args.command` names the one chosen."""
+    parser = Parser(prog="jaxvae", description="Variational autoencoders in JAX: train, evaluate, explore.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = commands.add_parser("train", help="train a VAE and write a run folder")
+    p.add_argument(
+        "--dataset",
+        default="digits",
+        help="digits, mnist, fashion-mnist, a folder of IDX files or images, or a .npz/.npy file",
+    )
+    p.add_argument("--out", required=True, help="run folder to write")
+    p.add_argument("--latent-dim", type=int, default=2)
+    p.add_argument(
+        "--hidden", type=widths, help="MLP widths, e.g. 512 or 200,200, or conv channels (default 512; conv 32,64)"
+    )
+    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="tanh")
+    p.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli")
+    p.add_argument(
+        "--architecture",
+        choices=ARCHITECTURES,
+        default="mlp",
+        help="mlp; conv; gated: gated dense layers, h(x) * sigmoid(g(x)), as the VampPrior code's (default 300,300)",
+    )
+    p.add_argument(
+        "--gaussian-variance",
+        choices=GAUSSIAN_VARIANCES,
+        default="learned-shared",
+        help="variance of a gaussian likelihood: learned (one for all pixels or one per pixel) or fixed",
+    )
+    p.add_argument("--gaussian-std", type=float, default=1.0, help="the fixed std, or where a learned one starts")
+    p.add_argument(
+        "--posterior",
+        default="diagonal",
+        help=f"q(z|x): {', '.join(POSTERIORS)} (inverse autoregressive flow of T steps)",
+    )
+    p.add_argument(
+        "--prior",
+        default="normal",
+        help=f"p(z): {', '.join(PRIORS)} (K Gaussians, or the VampPrior with K pseudo-inputs)",
+    )
+    p.add_argument(
+        "--log-var-range",
+        type=number_range,
+        metavar="LOW,HIGH",
+        help="clip the diagonal posterior's log-variances to [LOW, HIGH] (the VampPrior code's: --log-var-range=-6,2)",
+    )
+    p.add_argument(
+        "--model",
+        metavar="FILE.py:FUNCTION",
+        help="build the model with your own FUNCTION(config: ModelConfig, key) -> jaxvae.VAE",
+    )
+    p.add_argument("--binarize", choices=BINARIZE, default="none", help="none, static, dynamic, threshold (x > 0.5)")
+    p.add_argument("--objective", choices=OBJECTIVES, default="elbo")
+    p.add_argument("--samples", type=int, default=1, help="Monte Carlo samples S (elbo) or K (iwae)")
+    p.add_argument("--beta", type=float, default=1.0, help="weight of the KL term in the training loss (elbo)")
+    p.add_argument("--kl-warmup-epochs", type=int, default=0, help="epochs over which beta rises from 0 (elbo)")
+    p.add_argument("--free-bits", type=float, default=0.0, help="nats of KL per latent dimension not penalized (elbo)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs to train (default 10)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam's step size (default 1e-3)")
+    p.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default="adam",
+        help="adam; adam-normgrad: each parameter's gradient scaled to unit norm first, as the VampPrior code's",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seeds", type=int, default=1, help="train N members together, seeds --seed to --seed + N - 1 (OUT/seed-S)"
+    )
+    p.add_argument(
+        "--sweep",
+        type=sweep_values,
+        metavar="NAME=V1,V2,...",
+        help="train one member per value of beta, lr or free-bits together (OUT/NAME-V); with --seeds, every pair",
+    )
+    p.add_argument("--keep-checkpoints", type=int, default=None, help="epoch checkpoints to keep (default 3)")
+    p.add_argument("--data-dir", help="a folder to look in first for mnist and fashion-mnist")
+    p.add_argument("--image-size", type=image_size, help="resize images in a folder to H or H,W pixels")
+    p.add_argument(
+        "--validation-fraction",
+        type=float,
+        help="training examples held out for the validation ELBO (default 0.1 with --early-stopping, else 0)",
+    )
+    p.add_argument(
+        "--early-stopping",
+        type=int,
+        default=0,
+        metavar="PATIENCE",
+        help="stop after PATIENCE epochs without a better validation ELBO; the best is checkpoints/best.eqx",
+    )
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--tensorboard", action="store_true", help="also write scalars and figures to RUN_DIR/tensorboard/")
+    p.add_argument("--coordinator", help="HOST:PORT of process 0, to train on several processes (hosts)")
+    p.add_argument("--num-processes", type=int, help="how many processes train together (with --coordinator)")
+    p.add_argument("--process-id", type=int, help="this process's number, 0 to N-1 (with --coordinator)")
+    p.add_argument(
+        "--device-memory-budget",
+        type=int,
+        help="bytes of training data each device may hold; larger data streams from host memory "
+        "(default: half the device's memory)",
+    )
+
+    p = commands.add_parser("explore", help="serve a page that decodes the latent point under the pointer")
+    p.add_argument("run_dir", help="run folder written by jaxvae train")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on; 0 picks a free one")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+
+    def run_data_options(p):
+        p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by jaxvae train")
+        p.add_argument(
+            "--dataset", help="digits, fashion-mnist, an IDX folder or a .npz/.npy file (default: the run's)"
+        )
+        p.add_argument(
+            "--binarize", choices=BINARIZE, help="none, or binarize with the fixed test seed (default: the run's)"
+        )
+        p.add_argument(
+            "--split",
+            choices=("test", "train", "all"),
+            default="test",
+            help="all: the train examples, then the test ones",
+        )
+
+    p = commands.add_parser("evaluate", help="ELBO, importance-weighted log-likelihood, quadrature, active units")
+    run_data_options(p)
+    p.add_argument("--iw-samples", type=int, default=5000, help="K samples of the importance-weighted bound")
+    p.add_argument("--n", type=int, help="evaluate only the first N examples of the split")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument(
+        "--gaps",
+        action="store_true",
+        help="also fit q* per example and split log p(x) - ELBO into approximation and amortization gaps",
+    )
+    p.add_argument("--per-example", metavar="FILE.npz", help="with --gaps: write the per-example values to FILE.npz")
+
+    p = commands.add_parser("sample", help="decode prior samples into an image grid")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("-n", type=int, default=64, help="number of samples")
+    p.add_argument("-o", "--out", required=True, help="PNG file to write")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = commands.add_parser("plot", help="regenerate every figure of a run under RUN_DIR/figures")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+
+    p = commands.add_parser("encode", help="posterior means and standard deviations to a .npz file")
+    run_data_options(p)
+    p.add_argument("-o", "--out", required=True, help=".npz file to write: arrays mean, std (n, k) and y if labelled")
+    return parser

@@ -1,0 +1,64 @@
+"""`jaxvae evaluate`'s reports as text: one run's table, and a sweep's mean +- sd per setting."""
+
+
+def run_table(result: dict, run_dir, dataset: str, split: str) -> str:
+    """The lines of one run's report (`jaxvae.evaluate.report`, with the gaps' keys when it has them)."""
+    k = result["iw_samples"]
+    rows = [
+        ("ELBO", result["elbo"]),
+        ("  reconstruction E_q[log p(x|z)]", result["reconstruction"]),
+        ("  KL(q(z|x) || p(z))", result["kl"]),
+        (f"log-likelihood, importance-weighted bound (K = {k})", result["log_likelihood"]),
+    ]
+    if "log_likelihood_quadrature" in result:
+        rows.append(("log-likelihood, quadrature (converged to 0.01)", result["log_likelihood_quadrature"]))
+    lines = [f"{run_dir}: {dataset}, {split} split, {result['n']} examples; means per example in nats"]
+    lines += [f"  {name:<52} {value:10.2f}" for name, value in rows]
+    if "gaps_log_px" in result:
+        samples = result["gaps_elbo_samples"]
+        lines.append(
+            f"  inference gaps (Cremer et al. 2018); ELBO(q) and ELBO(q*) from the same {samples} draws, +- MC s.e."
+        )
+        gap_rows = [
+            ("ELBO(q*), q* fitted to each example", "elbo_optimized"),
+            ("amortization gap ELBO(q*) - ELBO(q)", "amortization_gap"),
+            ("approximation gap log p(x) - ELBO(q*)", "approximation_gap"),
+            ("log-likelihood, L_K with q* as the proposal", "log_likelihood_optimized"),
+        ]
+        for name, key in gap_rows:
+            se = f" +- {result[key + '_se']:.3f}" if key + "_se" in result else ""
+            lines.append(f"    {name:<50} {result[key]:10.2f}{se}")
+        lines.append(f"    log p(x) of the gaps: {result['gaps_log_px']}; figure: {result['gaps_figure']}")
+    k_dims = len(result["kl_per_dim"])
+    lines.append(f"  {'bits per dimension, -L_K / (d ln 2)':<52} {result['bits_per_dim']:10.4f}")
+    lines.append(
+        f"  {'active units, Var_x E[z|x] > 0.01':<52} {str(result['active_units']) + ' of ' + str(k_dims):>10}"
+    )
+    per_dim = result["kl_per_dim"]
+    per_dim = "n/a for a flow" if None in per_dim else ", ".join(f"{v:.2f}" for v in per_dim)
+    lines.append(f"  {'KL per latent dimension':<52} {per_dim:>10}")
+    return "\n".join(lines)
+
+
+def sweep_table(results: dict, groups: dict, sweep_dir, dataset: str, split: str) -> str:
+    """The lines of a sweep's report: `results` by member, `groups` from `jaxvae.sweep.summarize`."""
+    first = next(iter(results.values()))
+    rows = [  # title, key, decimals
+        ("ELBO", "elbo", 2),
+        ("  reconstruction E_q[log p(x|z)]", "reconstruction", 2),
+        ("  KL(q(z|x) || p(z))", "kl", 2),
+        (f"log-likelihood, importance-weighted bound (K = {first['iw_samples']})", "log_likelihood", 2),
+        ("log-likelihood, quadrature (converged to 0.01)", "log_likelihood_quadrature", 2),
+        ("bits per dimension, -L_K / (d ln 2)", "bits_per_dim", 4),
+        ("active units, Var_x E[z|x] > 0.01", "active_units", 1),
+    ]
+    lines = [
+        f"{sweep_dir}: {len(results)} members, {dataset}, {split} split, {first['n']} examples; "
+        "means per example in nats, mean +- sd (n - 1) over each setting's members"
+    ]
+    for label, group in groups.items():
+        lines.append(f"  {label} ({', '.join(group['members'])})")
+        for title, key, decimals in rows:
+            if key in group["mean"]:
+                lines.append(f"    {title:<52} {group['mean'][key]:10.{decimals}f} +- {group['sd'][key]:.{decimals}f}")
+    return "\n".join(lines)
