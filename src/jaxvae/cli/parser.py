@@ -77,12 +77,14 @@ def build_parser() -> Parser:
         help="digits, mnist, fashion-mnist, a folder of IDX files or images, or a .npz/.npy file",
     )
     p.add_argument("--out", required=True, help="run folder to write")
-    p.add_argument("--latent-dim", type=int, default=2)
+    p.add_argument("--latent-dim", type=int, default=2, help="k, the dimension of z")
     p.add_argument(
         "--hidden", type=widths, help="MLP widths, e.g. 512 or 200,200, or conv channels (default 512; conv 32,64)"
     )
-    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="tanh")
-    p.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli")
+    p.add_argument(
+        "--activation", choices=sorted(ACTIVATIONS), default="tanh", help="the hidden layers' activation (mlp, conv)"
+    )
+    p.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli", help="p(x|z); bernoulli from logits")
     p.add_argument(
         "--architecture",
         choices=ARCHITECTURES,
@@ -118,13 +120,15 @@ def build_parser() -> Parser:
         help="build the model with your own FUNCTION(config: ModelConfig, key) -> jaxvae.VAE",
     )
     p.add_argument("--binarize", choices=BINARIZE, default="none", help="none, static, dynamic, threshold (x > 0.5)")
-    p.add_argument("--objective", choices=OBJECTIVES, default="elbo")
+    p.add_argument(
+        "--objective", choices=OBJECTIVES, default="elbo", help="elbo, or iwae: the importance-weighted bound L_K"
+    )
     p.add_argument("--samples", type=int, default=1, help="Monte Carlo samples S (elbo) or K (iwae)")
     p.add_argument("--beta", type=float, default=1.0, help="weight of the KL term in the training loss (elbo)")
     p.add_argument("--kl-warmup-epochs", type=int, default=0, help="epochs over which beta rises from 0 (elbo)")
     p.add_argument("--free-bits", type=float, default=0.0, help="nats of KL per latent dimension not penalized (elbo)")
     p.add_argument("--epochs", type=int, default=None, help="epochs to train (default 10)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="examples per step, a multiple of the devices' number")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's step size (default 1e-3)")
     p.add_argument(
         "--optimizer",
@@ -132,7 +136,9 @@ def build_parser() -> Parser:
         default="adam",
         help="adam; adam-normgrad: each parameter's gradient scaled to unit norm first, as the VampPrior code's",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the initial parameters, data order and noise, 0 to 2^32 - 1"
+    )
     p.add_argument(
         "--seeds", type=int, default=1, help="train N members together, seeds --seed to --seed + N - 1 (OUT/seed-S)"
     )
@@ -195,7 +201,7 @@ def build_parser() -> Parser:
     run_data_options(p)
     p.add_argument("--iw-samples", type=int, default=5000, help="K samples of the importance-weighted bound")
     p.add_argument("--n", type=int, help="evaluate only the first N examples of the split")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the seed of the Monte Carlo draws")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument(
         "--gaps",
@@ -205,13 +211,13 @@ def build_parser() -> Parser:
     p.add_argument("--per-example", metavar="FILE.npz", help="with --gaps: write the per-example values to FILE.npz")
 
     p = commands.add_parser("sample", help="decode prior samples into an image grid")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by jaxvae train")
     p.add_argument("-n", type=int, default=64, help="number of samples")
     p.add_argument("-o", "--out", required=True, help="PNG file to write")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the seed of the prior samples")
 
     p = commands.add_parser("plot", help="regenerate every figure of a run under RUN_DIR/figures")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by jaxvae train")
 
     p = commands.add_parser("encode", help="posterior means and standard deviations to a .npz file")
     run_data_options(p)
