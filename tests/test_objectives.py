@@ -1,12 +1,39 @@
 """Bounds on a linear-Gaussian model, whose ELBO and log p(x) are known in closed form."""
 
+import functools
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy.special import logsumexp as scipy_logsumexp
+from scipy.special import softmax
 
 from conftest import linear_gaussian_truth, linear_gaussian_vae
-from jaxvae.objectives import elbo, elbo_loss, free_bits_kl, iwae, kl_weight
+from jaxvae.config import ModelConfig, RunConfig, TrainConfig
+from jaxvae.errors import InputError
+from jaxvae.model import VAE
+from jaxvae.objectives import (
+    STL,
+    Ciwae,
+    DReG,
+    Elbo,
+    Iwae,
+    Miwae,
+    Objective,
+    Piwae,
+    Reparam,
+    ciwae,
+    elbo,
+    elbo_loss,
+    free_bits_kl,
+    iwae,
+    kl_weight,
+    log_importance_weights,
+    miwae,
+    objective_from,
+)
 
 X = np.random.default_rng(3).normal(size=(4, 5)) * 1.5
 
@@ -157,3 +184,230 @@ def test_kl_warmup_is_linear_from_zero():
     """beta = 2 over 4 epochs: epochs 1..6 weigh the KL by 0, 0.5, 1, 1.5, 2, 2."""
     assert [kl_weight(2.0, 4, e) for e in range(1, 7)] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.0]
     assert [kl_weight(0.5, 0, e) for e in (1, 9)] == [0.5, 0.5]
+
+
+# Objectives as parts and their gradient estimators. Gradients are compared per component: the mean over
+# draws of an estimator's gradient against another's, paired on the same draws, within 5 standard errors of
+# the paired difference (plus 1e-4 for float32 rounding).
+
+
+def _split(vae):
+    """(encoder side, decoder side) of a VAE's float parameters, as two flat vectors."""
+    from jax.flatten_util import ravel_pytree
+
+    encoder = ravel_pytree(eqx.filter((vae.encoder, vae.posterior), eqx.is_inexact_array))[0]
+    decoder = ravel_pytree(eqx.filter((vae.decoder, vae.likelihood, vae.latent_prior), eqx.is_inexact_array))[0]
+    return encoder, decoder
+
+
+def _gradients(objective, vae, x, keys):
+    """The objective's gradient at each key: (encoder (N, P_e), decoder (N, P_d)), float64 NumPy."""
+    params, static = eqx.partition(vae, eqx.is_inexact_array)
+
+    def grad(key):
+        g = jax.grad(lambda p: objective(eqx.combine(p, static), x, jnp.ones(x.shape[0]), key=key)[0])(params)
+        return _split(eqx.combine(g, static))
+
+    encoder, decoder = jax.jit(jax.vmap(grad))(keys)
+    return np.asarray(encoder, np.float64), np.asarray(decoder, np.float64)
+
+
+def _paired_z(a, b):
+    """|mean(a - b)| / its standard error, per component (N, P) -> (P,); 0 where a and b agree on every draw."""
+    d = a - b
+    se = d.std(0) / np.sqrt(len(d))
+    return np.where(se > 0, np.abs(d.mean(0)) / np.maximum(se, 1e-30), 0.0)
+
+
+def _poor_q_model():
+    vae, *_ = linear_gaussian_vae(exact_posterior=False)
+    return vae, jnp.asarray(X, jnp.float32)
+
+
+@pytest.mark.parametrize("gradient", [STL(), DReG()])
+def test_stl_and_dreg_leave_the_decoder_gradient_of_iwae_as_it_is(gradient):
+    """The decoder's gradient of L_K is sum_k w~_k grad log p(x, z_k) for every estimator: equal draw by draw."""
+    vae, x = _poor_q_model()
+    keys = jax.random.split(jax.random.PRNGKey(0), 20)
+    _, standard = _gradients(Iwae(5, Reparam()), vae, x, keys)
+    _, other = _gradients(Iwae(5, gradient), vae, x, keys)
+    np.testing.assert_allclose(other, standard, rtol=1e-4, atol=1e-5)
+
+
+def test_dreg_is_unbiased_for_iwae_and_stl_is_biased():
+    """4,000 draws of K = 5 on a poor q: DReG's encoder gradient has the standard one's expectation (every
+    component within 5 s.e. of the paired difference), STL's does not (Tucker et al. 2018: STL is biased for
+    K > 1): some component is more than 8 s.e. off."""
+    vae, x = _poor_q_model()
+    keys = jax.random.split(jax.random.PRNGKey(1), 4000)
+    standard, _ = _gradients(Iwae(5, Reparam()), vae, x, keys)
+    dreg, _ = _gradients(Iwae(5, DReG()), vae, x, keys)
+    stl, _ = _gradients(Iwae(5, STL()), vae, x, keys)
+    assert _paired_z(dreg, standard).max() < 5
+    assert _paired_z(stl, standard).max() > 8
+    # and the smaller variance: the median over encoder components of the variance ratio, 0.69 measured
+    assert np.median(dreg.var(0) / standard.var(0)) < 0.85
+
+
+@pytest.mark.parametrize("gradient", [STL(), DReG()])
+def test_stl_is_unbiased_for_the_elbo(gradient):
+    """The ELBO (S = 2) with the score term dropped keeps the expectation of the standard gradient (whose KL
+    is in closed form), every component of encoder and decoder within 5 s.e. over 4,000 draws."""
+    vae, x = _poor_q_model()
+    keys = jax.random.split(jax.random.PRNGKey(2), 4000)
+    standard = _gradients(Elbo(samples=2), vae, x, keys)
+    for a, b in zip(standard, _gradients(Elbo(samples=2, gradient=gradient), vae, x, keys), strict=True):
+        assert _paired_z(b, a).max() < 5
+
+
+def test_dreg_is_unbiased_with_a_vamp_prior():
+    """A prior made by the encoder (the VampPrior): DReG replaces q's score term only and keeps the prior's own
+    dependence on the encoder at the weights w~_k, so it stays unbiased; 4,000 draws of K = 4, 5 s.e."""
+    vae = VAE(ModelConfig(data_shape=(5,), latent_dim=2, hidden=(), prior="vamp:3"), key=jax.random.PRNGKey(3))
+    vae = eqx.tree_at(lambda m: m.latent_prior.pseudo_inputs, vae, jnp.asarray(X[:3], jnp.float32))
+    x = jnp.asarray(np.random.default_rng(4).random((3, 5)), jnp.float32)
+    keys = jax.random.split(jax.random.PRNGKey(4), 4000)
+    standard, _ = _gradients(Iwae(4, Reparam()), vae, x, keys)
+    dreg, _ = _gradients(Iwae(4, DReG()), vae, x, keys)
+    assert _paired_z(dreg, standard).max() < 5  # 2.0 measured; weighing the prior's part by w~_k^2 too: 151
+
+
+def test_stl_has_zero_variance_at_the_exact_posterior():
+    """With q(z|x) the true posterior, log p(x, z) - log q(z|x) = log p(x) for every z, so STL's encoder
+    gradient (the path through z of that difference) is 0 at every draw, for the ELBO and for L_K; the
+    standard estimator's score term keeps a variance."""
+    vae, *_ = linear_gaussian_vae(exact_posterior=True)
+    x = jnp.asarray(X, jnp.float32)
+    keys = jax.random.split(jax.random.PRNGKey(5), 200)
+    for objective in (Elbo(samples=1, gradient=STL()), Iwae(5, STL()), Iwae(5, DReG())):
+        encoder, _ = _gradients(objective, vae, x, keys)
+        assert encoder.std(0).max() < 1e-4 and np.abs(encoder).max() < 1e-4
+    standard, _ = _gradients(Elbo(samples=1, gradient=Reparam()), vae, x, keys)
+    assert standard.std(0).max() > 0.1
+
+
+def test_dreg_encoder_gradient_is_the_squared_weights_sum_written_out():
+    """d/d(encoder bias) of DReG's loss, against sum_k w~_k^2 (d log w_k / d z_k)(d z_k / d bias) in float64
+    NumPy: for the linear-Gaussian model d log w / dz = W^T (x - W z - b) / s^2 - z + (z - mu) / sigma^2, and
+    z = mu + sigma * eps gives dz/dmu = 1, dz/d log sigma^2 = sigma * eps / 2."""
+    vae, W, b, sigma = linear_gaussian_vae(exact_posterior=False)
+    x, K, key = jnp.asarray(X, jnp.float32), 6, jax.random.PRNGKey(6)
+    params, static = eqx.partition(vae, eqx.is_inexact_array)
+    loss = lambda p: Iwae(K, DReG())(eqx.combine(p, static), x, jnp.ones(len(X)), key=key)[0]  # noqa: E731
+    got = np.asarray(jax.grad(loss)(params).encoder.layers[0].bias, np.float64)
+
+    q = vae.encode(x)
+    z = np.asarray(q.sample(key, (K,)), np.float64)  # the objective's draws: the same key, the same sampler
+    mu, var = np.asarray(q.mean, np.float64), np.exp(np.asarray(q.log_var, np.float64))
+    log_w = np.asarray(log_importance_weights(vae, x, key=key, samples=K), np.float64)
+    w2 = softmax(log_w, axis=0) ** 2  # (K, n)
+    resid = X - z @ W.T - b  # (K, n, d)
+    dlogw_dz = resid @ W / sigma**2 - z + (z - mu) / var
+    eps = (z - mu) / np.sqrt(var)
+    d_mu = np.sum(w2[..., None] * dlogw_dz, axis=0)  # (n, k)
+    d_log_var = np.sum(w2[..., None] * dlogw_dz * np.sqrt(var) * eps / 2, axis=0)
+    expected = -np.concatenate([d_mu, d_log_var], axis=1).mean(0)  # the loss is minus the batch mean
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("gradient", [Reparam(), STL(), DReG()])
+def test_miwae_with_one_group_is_iwae(gradient):
+    vae, x = _poor_q_model()
+    keys = jax.random.split(jax.random.PRNGKey(7), 3)
+    grouped, plain = _gradients(Miwae(1, 5, gradient), vae, x, keys), _gradients(Iwae(5, gradient), vae, x, keys)
+    for a, b in zip(grouped, plain, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    w = jnp.ones(len(X))
+    loss_m, bounds_m = Miwae(1, 5, gradient)(vae, x, w, key=keys[0])
+    loss_i, bounds_i = Iwae(5, gradient)(vae, x, w, key=keys[0])
+    assert float(loss_m) == pytest.approx(float(loss_i), rel=1e-6)
+    np.testing.assert_allclose(bounds_m["miwae_bound"], bounds_i["iwae_bound"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("gradient", [Reparam(), STL()])
+def test_ciwae_at_beta_one_is_the_elbo(gradient):
+    """CIWAE(1) with K draws: the loss and gradient of the K-sample ELBO mean_k log w_k (reparam: differentiated
+    directly; STL: the Elbo objective's, its KL at the draws with q stopped)."""
+    vae, x = _poor_q_model()
+    w, keys = jnp.ones(len(X)), jax.random.split(jax.random.PRNGKey(8), 3)
+    if isinstance(gradient, Reparam):
+
+        class MonteCarloElbo(Objective):
+            def __call__(self, vae, x, weights, *, key):
+                return -jnp.mean(log_importance_weights(vae, x, key=key, samples=4)), {}
+
+        reference = MonteCarloElbo()
+    else:
+        reference = Elbo(samples=4, gradient=gradient)
+    ciwae_one = Ciwae(jnp.float32(1.0), 4, gradient)
+    for a, b in zip(_gradients(ciwae_one, vae, x, keys), _gradients(reference, vae, x, keys), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    loss, bounds = ciwae_one(vae, x, w, key=keys[0])
+    np.testing.assert_allclose(bounds["ciwae_bound"], bounds["elbo"], rtol=1e-6)
+    assert float(loss) == pytest.approx(-float(jnp.mean(bounds["elbo"])), rel=1e-6)
+
+
+@pytest.mark.parametrize("gradient", [Reparam(), DReG()])
+def test_piwae_trains_the_decoder_on_iwae_and_the_encoder_on_miwae(gradient):
+    """On the same draws: PIWAE(3, 2)'s decoder gradient is L_6's, its encoder gradient MIWAE(3, 2)'s."""
+    vae, x = _poor_q_model()
+    keys = jax.random.split(jax.random.PRNGKey(9), 3)
+    encoder, decoder = _gradients(Piwae(3, 2, gradient), vae, x, keys)
+    np.testing.assert_allclose(decoder, _gradients(Iwae(6, gradient), vae, x, keys)[1], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(encoder, _gradients(Miwae(3, 2, gradient), vae, x, keys)[0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("gradient", [Reparam(), STL(), DReG()])
+def test_each_objective_reports_the_bounds_functions_on_the_same_draws(gradient):
+    vae, x = _poor_q_model()
+    w, key = jnp.ones(len(X)), jax.random.PRNGKey(10)
+    close = functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-5)
+    log_w = log_importance_weights(vae, x, key=key, samples=6)
+    loss, bounds = Iwae(6, gradient)(vae, x, w, key=key)
+    close(bounds["iwae_bound"], iwae(vae, x, key=key, samples=6))
+    close(bounds["elbo"], jnp.mean(log_w, axis=0))
+    assert float(loss) == pytest.approx(-float(jnp.mean(bounds["iwae_bound"])), rel=1e-6)
+    loss, bounds = Miwae(3, 2, gradient)(vae, x, w, key=key)
+    close(bounds["miwae_bound"], miwae(vae, x, key=key, groups=3, samples=2))
+    close(bounds["iwae_bound"], iwae(vae, x, key=key, samples=6))
+    assert float(loss) == pytest.approx(-float(jnp.mean(bounds["miwae_bound"])), rel=1e-6)
+    loss, bounds = Piwae(3, 2, gradient)(vae, x, w, key=key)
+    close(bounds["miwae_bound"], miwae(vae, x, key=key, groups=3, samples=2))
+    close(bounds["iwae_bound"], iwae(vae, x, key=key, samples=6))
+    assert float(loss) == pytest.approx(-float(jnp.mean(bounds["iwae_bound"])), rel=1e-6)
+    loss, bounds = Ciwae(jnp.float32(0.3), 6, gradient)(vae, x, w, key=key)
+    close(bounds["ciwae_bound"], ciwae(vae, x, key=key, samples=6, beta=0.3))
+    assert float(loss) == pytest.approx(-float(jnp.mean(bounds["ciwae_bound"])), rel=1e-6)
+    _, bounds = Elbo(samples=6, gradient=gradient)(vae, x, w, key=key)
+    close(bounds["elbo"], elbo(vae, x, key=key, samples=6).elbo)
+
+
+def test_miwae_groups_the_draws_in_order():
+    """MIWAE(2, 3) by hand from the six log weights: the mean of the two groups' log-mean-exp, in float64."""
+    vae, x = _poor_q_model()
+    key = jax.random.PRNGKey(11)
+    log_w = np.asarray(log_importance_weights(vae, x, key=key, samples=6), np.float64)
+    expected = 0.5 * (scipy_logsumexp(log_w[:3], axis=0) - np.log(3) + scipy_logsumexp(log_w[3:], axis=0) - np.log(3))
+    np.testing.assert_allclose(miwae(vae, x, key=key, groups=2, samples=3), expected, rtol=1e-5)
+
+
+def test_objective_from_names_and_refusals():
+    def config(**train):
+        return RunConfig(ModelConfig(data_shape=(5,)), TrainConfig(**train))
+
+    assert isinstance(objective_from(config()), Elbo)
+    assert objective_from(config(objective="iwae", samples=5, gradient="dreg")) == Iwae(5, DReG())
+    assert objective_from(config(objective="miwae", groups=4, samples=2)) == Miwae(4, 2, Reparam())
+    assert float(objective_from(config(objective="ciwae", ciwae_beta=0.25)).beta) == 0.25
+    piwae_vamp = RunConfig(ModelConfig(data_shape=(5,), prior="vamp:3"), TrainConfig(objective="piwae", groups=2))
+    with pytest.raises(InputError, match="piwae"):
+        objective_from(piwae_vamp)
+    for bad in (
+        {"free_bits": 0.5, "gradient": "stl"},
+        {"groups": 2},
+        {"objective": "iwae", "ciwae_beta": 0.2},
+        {"objective": "ciwae", "ciwae_beta": 1.5},
+        {"gradient": "score"},
+    ):
+        with pytest.raises(InputError):
+            TrainConfig(**bad)

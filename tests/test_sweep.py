@@ -179,3 +179,17 @@ def test_bad_sweeps_exit_2_and_a_sweep_that_all_diverges_exits_1_without_a_folde
     assert code == 1 and "every member diverged" in err and not out.exists()  # as a run diverging in epoch 1
     code, _, err = cli(capsys, *base, "--seeds", "0")
     assert code == 2 and "--seeds must be at least 1" in err and not out.exists()
+
+
+def test_a_ciwae_beta_sweep_member_is_its_separate_run(tmp_path):
+    """CIWAE's beta is the objective's traced scalar: member ciwae-beta-0.8 against `train.fit` alone, within
+    1e-3 nats (float sums in another order), and the two members differ."""
+    data = load_dataset("digits")
+    base = small_config(objective="ciwae", samples=3, gradient="dreg", epochs=1)
+    configs = member_configs(base, 1, ("ciwae-beta", (0.2, 0.8)))
+    fit_sweep(configs, data, tmp_path / "sweep", progress=False)
+    fit(configs["ciwae-beta-0.8"], data, tmp_path / "alone", progress=False)
+    (member,), (alone,) = read_metrics(tmp_path / "sweep" / "ciwae-beta-0.8"), read_metrics(tmp_path / "alone")
+    for key in ("train_elbo", "train_ciwae_bound", "test_elbo"):
+        np.testing.assert_allclose(member[key], alone[key], atol=1e-3)
+    assert read_metrics(tmp_path / "sweep" / "ciwae-beta-0.2")[0]["train_elbo"] != member["train_elbo"]

@@ -13,7 +13,8 @@ from jaxvae.errors import InputError
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "softplus", "sigmoid")  # networks.ACTIVATION_FUNCTIONS
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
 BERNOULLI_FAMILY = ("bernoulli", "continuous-bernoulli")
-OBJECTIVES = ("elbo", "iwae")
+OBJECTIVES = ("elbo", "iwae", "miwae", "ciwae", "piwae")
+GRADIENTS = ("reparam", "stl", "dreg")  # objectives.GRADIENTS
 BINARIZE = ("none", "static", "dynamic", "threshold")
 ARCHITECTURES = ("mlp", "conv", "gated")
 OPTIMIZERS = ("adam", "adam-normgrad")
@@ -137,13 +138,18 @@ class TrainConfig:
     """How the model is trained; the defaults are the seed's (Adam 1e-3, batch 32, 1 sample).
 
     The ELBO objective can weight its KL by `beta`, reached linearly from 0 over `kl_warmup_epochs`,
-    and give each latent dimension `free_bits` nats of KL for free (Kingma et al. 2016).
+    and give each latent dimension `free_bits` nats of KL for free (Kingma et al. 2016). `samples` is S
+    (elbo) or K (the importance-weighted bounds); miwae and piwae draw `groups` groups of K; ciwae weighs
+    the ELBO by `ciwae_beta`. `gradient` names the gradient estimator (see `objectives`).
     """
 
     dataset: str = "digits"
     binarize: str = "none"
     objective: str = "elbo"
     samples: int = 1
+    groups: int = 1
+    ciwae_beta: float = 0.5
+    gradient: str = "reparam"
     epochs: int = 10
     batch_size: int = 32
     lr: float = 1e-3
@@ -164,6 +170,22 @@ class TrainConfig:
         _require(self.objective in OBJECTIVES, f"--objective must be one of {', '.join(OBJECTIVES)}")
         _require(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
         _require(self.samples >= 1, f"--samples must be at least 1, got {self.samples}")
+        _require(self.gradient in GRADIENTS, f"--gradient must be one of {', '.join(GRADIENTS)}")
+        _require(self.groups >= 1, f"--groups must be at least 1, got {self.groups}")
+        _require(
+            self.groups == 1 or self.objective in ("miwae", "piwae"),
+            "--groups counts the groups of K draws of miwae and piwae: use it with --objective miwae or piwae",
+        )
+        _require(0 <= self.ciwae_beta <= 1, f"--ciwae-beta must be in [0, 1], got {self.ciwae_beta}")
+        _require(
+            self.ciwae_beta == 0.5 or self.objective == "ciwae",
+            "--ciwae-beta weighs the ELBO in ciwae: use it with --objective ciwae",
+        )
+        _require(
+            self.free_bits == 0 or self.gradient == "reparam",
+            f"--free-bits grants KL per latent dimension in closed form: use it with --gradient reparam, "
+            f"not {self.gradient}",
+        )
         _require(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
         _require(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
         _require(0 < self.lr < math.inf, f"--lr must be positive and finite, got {self.lr}")

@@ -31,9 +31,10 @@ def epoch_record(
     examples_per_second: float,
     validation_elbo: float | None = None,
 ) -> dict:
-    """One line of metrics.jsonl: the epoch's training bounds (`train["elbo"]`, and `iwae_bound` for iwae),
-    the test ELBO's terms, the KL weight, how the KL was computed, the epoch's seconds and throughput, and
-    the validation ELBO when there is a validation set."""
+    """One line of metrics.jsonl: the epoch's training bounds (`train["elbo"]` as `train_elbo`, and the
+    objective's other bounds as `train_NAME`, e.g. `train_iwae_bound`), the test ELBO's terms, the KL
+    weight, how the KL was computed, the epoch's seconds and throughput, and the validation ELBO when
+    there is a validation set."""
     record = {
         "epoch": epoch,
         "train_elbo": float(train["elbo"]),
@@ -45,8 +46,7 @@ def epoch_record(
         "seconds": seconds,
         "examples_per_second": examples_per_second,
     }
-    if "iwae_bound" in train:
-        record["train_iwae_bound"] = float(train["iwae_bound"])
+    record |= {f"train_{name}": float(value) for name, value in train.items() if name != "elbo"}
     if validation_elbo is not None:
         record["validation_elbo"] = float(validation_elbo)
     return record

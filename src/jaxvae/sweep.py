@@ -35,7 +35,7 @@ from jaxvae.config import HardwareConfig, RunConfig, TrainConfig
 from jaxvae.data import VALIDATION_BINARIZATION_SEED, Dataset, binarized, split_validation
 from jaxvae.errors import Diverged, InputError
 from jaxvae.evaluate import mean_elbo
-from jaxvae.objectives import kl_weight
+from jaxvae.objectives import kl_weight, objective_from
 from jaxvae.runs import (
     CHECKPOINTS,
     CONFIG,
@@ -66,7 +66,7 @@ from jaxvae.train import (
 
 SWEEP = "sweep.json"
 CURVES = "training_curves.png"
-SETTINGS = {"beta": "beta", "lr": "lr", "free-bits": "free_bits"}  # --sweep NAME -> TrainConfig field
+SETTINGS = {"beta": "beta", "lr": "lr", "free-bits": "free_bits", "ciwae-beta": "ciwae_beta"}  # NAME -> field
 
 
 def member_configs(config: RunConfig, seeds: int, sweep: tuple[str, tuple[float, ...]] | None) -> dict[str, RunConfig]:
@@ -102,7 +102,7 @@ def read_members(out: Path) -> list[str]:
 
 def _describe(name: str, config: RunConfig) -> dict:
     t = config.train
-    return {"name": name, "seed": t.seed, "beta": t.beta, "lr": t.lr, "free_bits": t.free_bits}
+    return {"name": name, "seed": t.seed} | {field: getattr(t, field) for field in SETTINGS.values()}
 
 
 def memory_needed(configs: dict[str, RunConfig], data: Dataset) -> tuple[int, int]:
@@ -131,9 +131,10 @@ def check(configs: dict[str, RunConfig], data: Dataset, device_budget: int | Non
     shared = {name: getattr(first.train, name) for name in ("seed", *SETTINGS.values())}
     for config in configs.values():
         if (config.model, dataclasses.replace(config.train, **shared)) != (first.model, first.train):
-            raise InputError("the members of a sweep may differ only in their seed, beta, lr and free_bits")
+            raise InputError(f"the members of a sweep may differ only in their seed, {', '.join(SETTINGS.values())}")
     for config in configs.values():
         check_data(data, config)
+    objective_from(first)  # InputError where the objective is not defined for the model
     budget = parallel.device_budget() if device_budget is None else device_budget
     shared, each = memory_needed(configs, data)
     n = len(configs)
@@ -148,16 +149,16 @@ def check(configs: dict[str, RunConfig], data: Dataset, device_budget: int | Non
 def make_sweep_epoch(static, config: TrainConfig, data_axis: int | None, key_axis: int | None):
     """One epoch of every member as one compiled program: `jax.vmap` of the epoch over stacked states.
 
-    Returns epoch(params, opt_state, x, keys (N, 2), beta (N,), free_bits (N,), lr (N,), active (N,))
+    Returns epoch(params, opt_state, x, keys (N, 2), objectives (stacked: scalars (N,)), lr (N,), active (N,))
     -> (params, opt_state, mean bounds (dicts of (N,)), finite (N,)); x is (n, d), or (N, n, d) with
     `data_axis` 0. A member that is not active, or whose epoch was not finite, keeps its state.
     With `key_axis` None, every member gets the same key: the same data order, one gather per batch.
     """
 
-    def member_epoch(params, opt_state, x, key, beta, free_bits, lr, active):
-        step = make_step(static, make_optimizer(config, lr), config, free_bits)
+    def member_epoch(params, opt_state, x, key, objective, lr, active):
+        step = make_step(static, make_optimizer(config, lr), config)
         idx, weights, keys = epoch_plan(key, x.shape[0], config.batch_size)
-        trained = scan_steps(step, params, opt_state, (idx, weights, keys), lambda i: x[i], None, beta)
+        trained = scan_steps(step, params, opt_state, (idx, weights, keys), lambda i: x[i], None, objective)
         new_params, new_opt_state, sums, finite = trained
         keep = active & finite
         params, opt_state = jax.tree.map(
@@ -165,8 +166,13 @@ def make_sweep_epoch(static, config: TrainConfig, data_axis: int | None, key_axi
         )
         return params, opt_state, jax.tree.map(lambda s: s / x.shape[0], sums), finite
 
-    in_axes = (0, 0, data_axis, key_axis, 0, 0, 0, 0)
+    in_axes = (0, 0, data_axis, key_axis, 0, 0, 0)
     return jax.jit(jax.vmap(member_epoch, in_axes=in_axes), donate_argnums=(0, 1))
+
+
+def stack(trees: list):
+    """The trees (of one structure) with each array stacked along a new leading axis, one row per tree."""
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
 def initial_states(configs: dict[str, RunConfig]) -> TrainState:
@@ -211,7 +217,7 @@ def fit_sweep(
             raise InputError(f"cannot write the sweep folder {out}: {e.strerror}") from None
         if resume:
             states = [resume_state(config, out / name) for name, config in configs.items()]
-            state = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+            state = stack(states)
         else:
             state = initial_states(configs)
         with stop_after_epoch_on_interrupt() as stop:
@@ -253,7 +259,8 @@ def _train_members(
     evaluate = jax.jit(jax.vmap(lambda p, k, x: mean_elbo(eqx.combine(p, static), x, k), in_axes=(0, 0, None)))
     test_keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), 2) for s in seeds])
     valid_keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), 3) for s in seeds])
-    free_bits, lr = (jnp.asarray([getattr(t, f) for t in trains], jnp.float32) for f in ("free_bits", "lr"))
+    objectives = [objective_from(c) for c in configs.values()]
+    lr = jnp.asarray([t.lr for t in trains], jnp.float32)
     done = [int(e) for e in np.asarray(state.epoch)]
     best = [best_validation(read_metrics(out / name)) for name in names]
     ended: dict[str, str] = {}
@@ -270,10 +277,13 @@ def _train_members(
             break
         epochs = [e + 1 for e in done]
         keys = jnp.stack([epoch_key(s, e) for s, e in zip(seeds, epochs, strict=True)])
-        beta = jnp.asarray([kl_weight(t.beta, t.kl_warmup_epochs, e) for t, e in zip(trains, epochs, strict=True)])
+        weighted = [
+            o.with_kl_weight(jnp.float32(kl_weight(t.beta, t.kl_warmup_epochs, e)))
+            for o, t, e in zip(objectives, trains, epochs, strict=True)
+        ]
         began = time.perf_counter()
         params, opt_state, train, finite = run_epoch(
-            params, opt_state, x_train, keys if key_axis == 0 else keys[0], beta, free_bits, lr, jnp.asarray(active)
+            params, opt_state, x_train, keys if key_axis == 0 else keys[0], stack(weighted), lr, jnp.asarray(active)
         )
         plots.import_in_background()  # while the epoch computes, for the figures at the end
         train, finite = jax.device_get((train, finite))  # waits for the epoch

@@ -39,7 +39,7 @@ from jaxvae.errors import Diverged, InputError
 from jaxvae.evaluate import mean_elbo
 from jaxvae.model import VAE
 from jaxvae.model_file import Builder
-from jaxvae.objectives import elbo_loss, kl_weight, log_importance_weights, log_mean_exp
+from jaxvae.objectives import Objective, kl_weight, objective_from
 
 
 class TrainState(NamedTuple):
@@ -98,36 +98,22 @@ def epoch_key(seed: int, epoch: int) -> Array:
     return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 1), epoch)
 
 
-def batch_loss(params, static, x: Array, weights: Array, key: Array, beta: Array, config: TrainConfig, free_bits=None):
-    """The loss to minimize and the weighted sums over the batch of the per-example bounds.
-
-    elbo: the loss is -(reconstruction - beta * KL), with free bits if set; iwae: the loss is -L_K.
-    The sums are `elbo`, always the true (beta = 1) ELBO, and for iwae `iwae_bound`, L_K itself;
-    iwae's ELBO is mean_k log w_k over the same K draws, an unbiased estimate. `free_bits`, when
-    given (traced, a sweep member's), replaces config.free_bits.
-    """
-    vae = eqx.combine(params, static)
-    if config.objective == "iwae":
-        log_w = log_importance_weights(vae, x, key=key, samples=config.samples)
-        bound = log_mean_exp(log_w)
-        sums = {"elbo": jnp.sum(weights * jnp.mean(log_w, axis=0)), "iwae_bound": jnp.sum(weights * bound)}
-        return -sums["iwae_bound"] / jnp.sum(weights), sums
-    free_bits = config.free_bits if free_bits is None else free_bits
-    loss, terms = elbo_loss(vae, x, weights, key=key, samples=config.samples, beta=beta, free_bits=free_bits)
-    return loss, {"elbo": jnp.sum(weights * terms.elbo)}
+def batch_loss(params, static, x: Array, weights: Array, key: Array, objective: Objective):
+    """The objective's loss to minimize and the weighted sums over the batch of its per-example bounds."""
+    loss, bounds = objective(eqx.combine(params, static), x, weights, key=key)
+    return loss, {name: jnp.sum(weights * bound) for name, bound in bounds.items()}
 
 
-def make_step(static, optimizer: optax.GradientTransformation, config: TrainConfig, free_bits=None):
-    """One training step (gradient, Adam update, apply) on a batch x (B, d) with weights (B,), KL weight beta.
+def make_step(static, optimizer: optax.GradientTransformation, config: TrainConfig):
+    """One training step (gradient, Adam update, apply) on a batch x (B, d) with weights (B,) and the
+    objective, whose scalars (the KL weight of a warm-up, a sweep member's setting) are traced."""
 
-    `free_bits`, when given, replaces config.free_bits (see `batch_loss`)."""
-
-    def step(params, opt_state, x, weights, key, beta):
+    def step(params, opt_state, x, weights, key, objective):
         if config.binarize == "dynamic":
             key, bin_key = jax.random.split(key)
             x = jax.random.bernoulli(bin_key, x).astype(x.dtype)
         loss_and_grad = jax.value_and_grad(batch_loss, has_aux=True)
-        (loss, sums), grads = loss_and_grad(params, static, x, weights, key, beta, config, free_bits)
+        (loss, sums), grads = loss_and_grad(params, static, x, weights, key, objective)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, sums, jnp.isfinite(loss)
 
@@ -141,7 +127,7 @@ def epoch_plan(key: Array, n: int, batch_size: int):
     return idx, weights, jax.random.split(steps_key, idx.shape[0])
 
 
-def scan_steps(step, params, opt_state, batches, get_x, mesh, beta):
+def scan_steps(step, params, opt_state, batches, get_x, mesh, objective):
     """`lax.scan` the step over batches = (xs, weights, keys).
 
     Returns (params, opt_state, the summed bounds, whether every loss and the final parameters are finite).
@@ -150,7 +136,7 @@ def scan_steps(step, params, opt_state, batches, get_x, mesh, beta):
     def body(carry, batch):
         xs, w, k = batch
         x = parallel.shard_batch(get_x(xs), mesh)
-        params, opt_state, sums, finite = step(*carry, x, parallel.shard_batch(w, mesh), k, beta)
+        params, opt_state, sums, finite = step(*carry, x, parallel.shard_batch(w, mesh), k, objective)
         return (params, opt_state), (sums, finite)
 
     (params, opt_state), (sums, finite) = jax.lax.scan(body, (params, opt_state), batches)
@@ -166,16 +152,16 @@ def all_finite(tree) -> Array:
 def make_epoch(static, optimizer: optax.GradientTransformation, config: TrainConfig, mesh: Mesh | None = None):
     """The whole epoch as one compiled program: shuffle, batch, and `lax.scan` the step.
 
-    Returns epoch(params, opt_state, x_train, key, beta) -> (params, opt_state, mean bounds, all finite),
-    the mean bounds a dict like `batch_loss`'s sums; beta, the KL weight, is traced (no recompilation).
+    Returns epoch(params, opt_state, x_train, key, objective) -> (params, opt_state, mean bounds, all finite),
+    the mean bounds a dict like `batch_loss`'s sums; the objective's scalars are traced (no recompilation).
     With a `mesh`, each batch is split across its devices (x_train and the parameters replicated).
     """
     step = make_step(static, optimizer, config)
 
-    def epoch(params, opt_state, x, key, beta):
+    def epoch(params, opt_state, x, key, objective):
         idx, weights, keys = epoch_plan(key, x.shape[0], config.batch_size)
         params, opt_state, sums, finite = scan_steps(
-            step, params, opt_state, (idx, weights, keys), lambda i: x[i], mesh, beta
+            step, params, opt_state, (idx, weights, keys), lambda i: x[i], mesh, objective
         )
         return params, opt_state, jax.tree.map(lambda s: s / x.shape[0], sums), finite
 
@@ -186,20 +172,20 @@ def make_epoch(static, optimizer: optax.GradientTransformation, config: TrainCon
 def make_chunk(static, optimizer: optax.GradientTransformation, config: TrainConfig, mesh: Mesh | None = None):
     """Part of an epoch as one compiled program, for data that streams from the host.
 
-    Returns chunk(params, opt_state, xs (N, B, d), weights (N, B), keys (N, 2), beta)
+    Returns chunk(params, opt_state, xs (N, B, d), weights (N, B), keys (N, 2), objective)
     -> (params, opt_state, summed bounds (a dict), all finite).
     """
     step = make_step(static, optimizer, config)
 
-    def chunk(params, opt_state, xs, weights, keys, beta):
-        return scan_steps(step, params, opt_state, (xs, weights, keys), lambda x: x, mesh, beta)
+    def chunk(params, opt_state, xs, weights, keys, objective):
+        return scan_steps(step, params, opt_state, (xs, weights, keys), lambda x: x, mesh, objective)
 
     replicated = None if mesh is None else parallel.replicated(mesh)  # outputs as the inputs: no recompiling
     return jax.jit(chunk, donate_argnums=(0, 1), out_shardings=replicated)
 
 
 def stream_epoch(
-    chunk, params, opt_state, x: np.ndarray, key: Array, beta, batch_size: int, chunk_batches: int, mesh: Mesh
+    chunk, params, opt_state, x: np.ndarray, key: Array, objective, batch_size: int, chunk_batches: int, mesh: Mesh
 ):
     """One epoch over host data x (n, d) (an array or a memory map), `chunk_batches` batches per transfer.
 
@@ -216,7 +202,7 @@ def stream_epoch(
         xs = jax.make_array_from_callback(i.shape + (d,), rows, lambda s, i=i: np.asarray(x[i[s[:2]]], np.float32))
         ws = jax.make_array_from_callback(w.shape, rows, lambda s, w=w: w[s])
         params, opt_state, chunk_sums, chunk_finite = chunk(
-            params, opt_state, xs, ws, parallel.replicate(k, mesh), beta
+            params, opt_state, xs, ws, parallel.replicate(k, mesh), objective
         )
         sums.append(chunk_sums)
         finite.append(chunk_finite)
@@ -275,6 +261,7 @@ def fit(
     streams from host memory in chunks instead of living on the devices.
     """
     check_data(data, config)
+    objective = objective_from(config)  # InputError where it is not defined for the model, before any file
     mesh = parallel.data_mesh()
     config = dataclasses.replace(config, hardware=HardwareConfig(**parallel.describe(mesh)))
     if build is not None:
@@ -295,7 +282,7 @@ def fit(
         state = resume_state(config, run_dir, build) if resume else init_state(config, build)
         tensorboard = writer and config.train.tensorboard
         with stop_after_epoch_on_interrupt() as stop, board.writer(run_dir, int(state.epoch), tensorboard) as events:
-            vae = _train_epochs(config, data, run_dir, state, progress, stop, mesh, device_budget, events)
+            vae = _train_epochs(config, objective, data, run_dir, state, progress, stop, mesh, device_budget, events)
     except BaseException:
         if writer and created and not any((run_dir / runs.CHECKPOINTS).glob("*.eqx")):
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -309,19 +296,19 @@ def fit(
 
 
 def _epoch_runner(static, tc: TrainConfig, x_train: np.ndarray, mesh: Mesh, device_budget: int | None):
-    """run(params, opt_state, key, beta) -> one epoch: the data on the devices if it fits, else streamed in chunks."""
+    """run(params, opt_state, key, objective) -> one epoch: the data on the devices if it fits, else streamed."""
     optimizer = make_optimizer(tc)
     budget = parallel.device_budget() if device_budget is None else device_budget
     n, d = x_train.shape
     if 4 * n * d <= budget and jax.process_count() == 1:
         epoch = make_epoch(static, optimizer, tc, mesh)
         x = parallel.replicate(np.asarray(x_train, np.float32), mesh)
-        return lambda params, opt_state, key, beta: epoch(params, opt_state, x, key, beta)
+        return lambda params, opt_state, key, objective: epoch(params, opt_state, x, key, objective)
     chunk = make_chunk(static, optimizer, tc, mesh)
     per_batch = 4 * d * min(tc.batch_size, n) // mesh.devices.size  # bytes of one batch on each device
     chunk_batches = max(1, budget // (2 * per_batch))  # two chunks in flight: one computing, one arriving
-    return lambda params, opt_state, key, beta: stream_epoch(
-        chunk, params, opt_state, x_train, key, beta, tc.batch_size, chunk_batches, mesh
+    return lambda params, opt_state, key, objective: stream_epoch(
+        chunk, params, opt_state, x_train, key, objective, tc.batch_size, chunk_batches, mesh
     )
 
 
@@ -371,6 +358,7 @@ def stop_after_epoch_on_interrupt():
 
 def _train_epochs(
     config: RunConfig,
+    objective: Objective,
     data: Dataset,
     run_dir: Path,
     state: TrainState,
@@ -403,7 +391,7 @@ def _train_epochs(
         began = time.perf_counter()
         beta = kl_weight(tc.beta, tc.kl_warmup_epochs, epoch)
         params, opt_state, train, finite = run_epoch(
-            params, opt_state, epoch_key(tc.seed, epoch), jnp.asarray(beta, jnp.float32)
+            params, opt_state, epoch_key(tc.seed, epoch), objective.with_kl_weight(jnp.asarray(beta, jnp.float32))
         )
         if writer:
             plots.import_in_background()  # while the epoch computes, for the figures at the end
