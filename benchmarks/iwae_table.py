@@ -30,7 +30,7 @@ import optax
 
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import load_dataset
-from jaxvae.objectives import elbo, iwae
+from jaxvae.objectives import elbo, iwae, objective_from
 from jaxvae.train import epoch_key, init_state, make_epoch, prepared_data
 
 BURDA_NLL = {("vae", 1): 86.76, ("vae", 5): 86.47, ("vae", 50): 86.35, ("iwae", 5): 85.54, ("iwae", 50): 84.78}
@@ -49,12 +49,13 @@ def train(config: RunConfig, x_train: np.ndarray, stages: int):
     opt_state = optimizer.init(params)
     epoch_fn = make_epoch(static, optimizer, config.train)
     x = jax.device_put(x_train)
-    began, epoch = time.perf_counter(), 0
+    began, epoch, objective = time.perf_counter(), 0, objective_from(config)
     for epochs, lr in schedule(stages):
         opt_state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
         for _ in range(epochs):
             epoch += 1
-            params, opt_state, bounds, finite = epoch_fn(params, opt_state, x, epoch_key(config.train.seed, epoch), 1.0)
+            key = epoch_key(config.train.seed, epoch)
+            params, opt_state, bounds, finite = epoch_fn(params, opt_state, x, key, objective)
             if not bool(finite):
                 raise FloatingPointError(f"non-finite loss in epoch {epoch}")
         print(f"  {epoch} epochs, lr {lr:.2e}: train ELBO {float(bounds['elbo']):.2f}", flush=True)

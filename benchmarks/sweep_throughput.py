@@ -29,7 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
-from jaxvae.sweep import initial_states, make_sweep_epoch, member_configs
+from jaxvae.objectives import objective_from
+from jaxvae.sweep import initial_states, make_sweep_epoch, member_configs, stack
 from jaxvae.train import epoch_key
 from throughput import D, best_seconds, jaxvae_epoch_runner, matmul_peak, train_flops
 
@@ -70,12 +71,13 @@ def sweep_runner(x, members: int, shared_order: bool, hidden: int):
 
 
 def _sweep_epoch(configs, x, shared_order: bool):
-    """(the compiled sweep epoch, (params, opt_state, beta, free_bits, lr, active)) for `configs`."""
+    """(the compiled sweep epoch, (params, opt_state, objectives, lr, active)) for `configs`."""
     state = initial_states(configs)
     params, static = eqx.partition(state.vae, eqx.is_inexact_array)
     n = len(configs)
     lr = jnp.asarray([c.train.lr for c in configs.values()], jnp.float32)
-    args = (params, state.opt_state, jnp.ones(n), jnp.zeros(n), lr, jnp.ones(n, bool))
+    objectives = stack([objective_from(c) for c in configs.values()])
+    args = (params, state.opt_state, objectives, lr, jnp.ones(n, bool))
     return make_sweep_epoch(static, config().train, None, None if shared_order else 0), args
 
 

@@ -33,7 +33,7 @@ import optax
 
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import batch_indices
-from jaxvae.objectives import iwae
+from jaxvae.objectives import iwae, objective_from
 from jaxvae.train import epoch_key, init_state, make_epoch, make_optimizer
 
 D = 784
@@ -148,11 +148,12 @@ def jaxvae_epoch_runner(hidden, latent, activation, batch, x_host):
     epoch_fn = make_epoch(static, make_optimizer(config.train), config.train)
     x = jax.device_put(x_host)
     carry = {"params": params, "opt": state.opt_state, "epoch": 0}
+    objective = objective_from(config)
 
     def epoch():
         carry["epoch"] += 1
         carry["params"], carry["opt"], bounds, _ = epoch_fn(
-            carry["params"], carry["opt"], x, epoch_key(0, carry["epoch"]), 1.0
+            carry["params"], carry["opt"], x, epoch_key(0, carry["epoch"]), objective
         )
         float(bounds["elbo"])
 
@@ -227,6 +228,7 @@ COMPILE = """
 import sys, time, equinox as eqx, jax, jax.numpy as jnp
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.parallel import enable_compilation_cache
+from jaxvae.objectives import objective_from
 from jaxvae.train import epoch_key, init_state, make_epoch, make_optimizer
 from pathlib import Path
 enable_compilation_cache(Path(sys.argv[1]))
@@ -236,7 +238,7 @@ params, static = eqx.partition(state.vae, eqx.is_inexact_array)
 epoch = make_epoch(static, make_optimizer(config.train), config.train)
 x = jax.ShapeDtypeStruct((60000, 784), jnp.float32)
 wall, cpu = time.perf_counter(), time.process_time()
-epoch.lower(params, state.opt_state, x, epoch_key(0, 1), jnp.float32(1)).compile()
+epoch.lower(params, state.opt_state, x, epoch_key(0, 1), objective_from(config)).compile()
 print(time.perf_counter() - wall, time.process_time() - cpu)
 """
 

@@ -24,6 +24,7 @@ from jaxvae import parallel
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import load_dataset
 from jaxvae.errors import InputError
+from jaxvae.objectives import objective_from
 from jaxvae.runs import read_metrics
 from jaxvae.train import (
     epoch_key,
@@ -129,10 +130,11 @@ def test_streamed_epoch_equals_in_memory_epoch():
     x = np.random.default_rng(0).random((150, 64), dtype=np.float32)  # 10 batches, the last one padded
     key = epoch_key(0, 1)
     epoch = make_epoch(static, optimizer, config.train, mesh)
-    p1, o1, elbo1, ok1 = epoch(*parallel.replicate((params, state.opt_state, x), mesh), key, 1.0)
+    objective = objective_from(config)
+    p1, o1, elbo1, ok1 = epoch(*parallel.replicate((params, state.opt_state, x), mesh), key, objective)
     chunk = make_chunk(static, optimizer, config.train, mesh)
     p2, o2, elbo2, ok2 = stream_epoch(
-        chunk, *parallel.replicate((params, state.opt_state), mesh), x, key, 1.0, 16, 3, mesh
+        chunk, *parallel.replicate((params, state.opt_state), mesh), x, key, objective, 16, 3, mesh
     )
     assert bool(ok1) and bool(ok2)
     assert chunk._cache_size() == 2  # chunks of 3 batches and the last one of 1: two programs, no more
