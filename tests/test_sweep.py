@@ -155,7 +155,7 @@ def test_members_may_differ_only_in_seed_and_the_swept_settings():
     wider = dataclasses.replace(config, model=dataclasses.replace(config.model, hidden=(32,)))
     longer = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=3, seed=1))
     for other in (wider, longer):
-        with pytest.raises(InputError, match="may differ only in their seed, beta, lr and free_bits"):
+        with pytest.raises(InputError, match="may differ only in their seed, beta, lr, free_bits and ciwae_beta"):
             check({"a": config, "b": other}, load_dataset("digits"))
 
 

@@ -131,7 +131,8 @@ def check(configs: dict[str, RunConfig], data: Dataset, device_budget: int | Non
     shared = {name: getattr(first.train, name) for name in ("seed", *SETTINGS.values())}
     for config in configs.values():
         if (config.model, dataclasses.replace(config.train, **shared)) != (first.model, first.train):
-            raise InputError(f"the members of a sweep may differ only in their seed, {', '.join(SETTINGS.values())}")
+            *others, last = SETTINGS.values()
+            raise InputError(f"the members of a sweep may differ only in their seed, {', '.join(others)} and {last}")
     for config in configs.values():
         check_data(data, config)
     objective_from(first)  # InputError where the objective is not defined for the model
