@@ -120,9 +120,7 @@ def build_parser() -> Parser:
         help="build the model with your own FUNCTION(config: ModelConfig, key) -> jaxvae.VAE",
     )
     p.add_argument("--binarize", choices=BINARIZE, default="none", help="none, static, dynamic, threshold (x > 0.5)")
-    p.add_argument(
-        "--objective", choices=OBJECTIVES, default="elbo", help="elbo, or iwae: the importance-weighted bound L_K"
-    )
+    p.add_argument("--objective", choices=OBJECTIVES, default="elbo", help="the bound training maximizes")
     p.add_argument("--samples", type=int, default=1, help="Monte Carlo samples S (elbo) or K (iwae)")
     p.add_argument("--beta", type=float, default=1.0, help="weight of the KL term in the training loss (elbo)")
     p.add_argument("--kl-warmup-epochs", type=int, default=0, help="epochs over which beta rises from 0 (elbo)")
