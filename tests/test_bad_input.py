@@ -118,6 +118,9 @@ CASES = {
     "early stopping without validation": lambda t: ["--early-stopping", "2", "--validation-fraction", "0"],
     "validation fraction of 1": lambda t: ["--validation-fraction", "1"],
     "bad --image-size": lambda t: ["--image-size", "0,3"],
+    "free bits with STL": lambda t: ["--free-bits", "0.5", "--gradient", "stl"],
+    "PIWAE with a VampPrior": lambda t: ["--objective", "piwae", "--groups", "2", "--prior", "vamp:3"],
+    "CIWAE beta outside [0, 1]": lambda t: ["--objective", "ciwae", "--ciwae-beta", "2"],
 }
 
 

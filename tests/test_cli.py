@@ -233,3 +233,33 @@ def test_every_command_works_for_a_posterior_and_prior(tmp_path, capsys, posteri
     assert run_main(["plot", out], capsys)[0] == 0
     model = json.loads(Explorer(out).model_json)
     assert model["decoder"] is not None and len(model["points"]["mean"]) == 359
+
+
+def test_dreg_training_and_the_gradient_snr_report(tmp_path):
+    """IWAE with DReG trains and records its bound; `evaluate --gradient-snr` gives the SNR by estimator and K
+    in --json (`gradient_snr`), a table and a figure; on a sweep, or with K = 0, it exits 2 with one line."""
+    out = tmp_path / "run"
+    common = ["--epochs", "1", "--hidden", "16", "--quiet"]
+    trained = jaxvae("train", "--out", str(out), "--objective", "iwae", "--samples", "3", "--gradient", "dreg", *common)
+    assert trained.returncode == 0, trained.stderr
+    assert "train_iwae_bound" in json.loads((out / "metrics.jsonl").read_text())
+    args = ["evaluate", str(out), "--iw-samples", "10", "--n", "64", "--gradient-snr", "1,4"]
+    result = jaxvae(*args, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    snr = report["gradient_snr"]
+    assert set(snr) == {"reparam", "stl", "dreg"} and all(set(by_k) == {"1", "4"} for by_k in snr.values())
+    for by_k in snr.values():
+        for s in by_k.values():
+            assert all(s[side] > 0 and s[side + "_se"] > 0 for side in ("encoder", "decoder"))
+    assert report["gradient_snr_batch"] == 32 and (out / "figures" / "gradient_snr.png").is_file()
+    # the decoder's gradient is the same for every estimator: the same numbers on the same draws
+    assert snr["reparam"]["4"]["decoder"] == pytest.approx(snr["dreg"]["4"]["decoder"], rel=1e-4)
+    text = jaxvae(*args)
+    assert text.returncode == 0 and "gradient signal-to-noise ratio" in text.stdout and "dreg" in text.stdout
+    bad = jaxvae("evaluate", str(out), "--gradient-snr", "0,4")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    sweep = tmp_path / "sweep"
+    assert jaxvae("train", "--out", str(sweep), "--seeds", "2", *common).returncode == 0
+    refused = jaxvae("evaluate", str(sweep), "--gradient-snr", "1")
+    assert refused.returncode == 2 and "--gradient-snr" in refused.stderr

@@ -256,3 +256,26 @@ def inference_gaps(gaps: dict, path: Path, reference: str) -> Path:
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def gradient_snr(table: dict, path: Path, repetitions: int, batch: int) -> Path:
+    """SNR against K, log-log, one line per estimator (the mean over components, +- its Monte Carlo s.e.;
+    dashed, the median), the encoder's gradient left and the decoder's right, from `snr.snr_table` (IWAE's
+    estimators share the decoder's gradient, so their decoder lines coincide)."""
+    fig = _figure((10, 4.2))
+    for i, side in enumerate(("encoder", "decoder")):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for j, (name, by_k) in enumerate(table.items()):
+            ks = sorted(by_k)
+            colour = f"C{j}"
+            mean, se = ([by_k[k][f"{side}{s}"] for k in ks] for s in ("", "_se"))
+            ax.errorbar(ks, mean, yerr=se, fmt="o-", color=colour, capsize=3, label=f"{name} (mean)")
+            ax.plot(ks, [by_k[k][f"{side}_median"] for k in ks], "--", color=colour, label=f"{name} (median)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        title = "encoder gradient" if side == "encoder" else "decoder gradient (the same for every estimator)"
+        ax.set(xlabel="K, importance samples", ylabel="SNR |E[g]| / std(g)", title=title)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"IWAE gradient signal-to-noise over {repetitions} draws on a batch of {batch} test examples")
+    return _save(fig, path)

@@ -29,8 +29,8 @@ def run(args) -> int:
     if out is not None and (out.suffix != ".npz" or not out.parent.is_dir()):
         raise InputError(f"--per-example must name a .npz file in an existing folder, got {args.per_example}")
     if sweep.is_sweep(Path(args.run_dir)):
-        if args.gaps:
-            raise InputError("--gaps evaluates one run, not a sweep: pass a member's folder")
+        if args.gaps or args.gradient_snr:
+            raise InputError("--gaps and --gradient-snr evaluate one run, not a sweep: pass a member's folder")
         return _evaluate_sweep(args)
     config, vae, x, y = run_data(args, args.split)
     x = x[: args.n]
@@ -39,6 +39,8 @@ def run(args) -> int:
     result = report(vae, x, key, args.iw_samples, likelihoods)
     if args.gaps:
         result |= _gaps(args, vae, x, None if y is None else y[: args.n], key, likelihoods)
+    if args.gradient_snr:
+        result |= _gradient_snr(args, vae, x[: config.train.batch_size], key)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -63,6 +65,23 @@ def _gaps(args, vae, x, y, key, likelihoods: dict) -> dict:
         with open(args.per_example, "wb") as f:
             np.savez(f, **per_example, **({} if y is None else {"y": y}))
     return summary
+
+
+def _gradient_snr(args, vae, x, key) -> dict:
+    """The SNR table of `snr.snr_table` on the batch x (JSON keys: K as text) and RUN/figures/gradient_snr.png."""
+    from jaxvae import plots, snr
+    from jaxvae.runs import FIGURES
+
+    table = snr.snr_table(vae, x, key, args.gradient_snr)
+    figures = Path(args.run_dir) / FIGURES
+    figures.mkdir(exist_ok=True)
+    figure = plots.gradient_snr(table, figures / "gradient_snr.png", snr.REPETITIONS, len(x))
+    return {
+        "gradient_snr": {name: {str(k): v for k, v in by_k.items()} for name, by_k in table.items()},
+        "gradient_snr_repetitions": snr.REPETITIONS,
+        "gradient_snr_batch": len(x),
+        "gradient_snr_figure": str(figure),
+    }
 
 
 def _evaluate_sweep(args) -> int:

@@ -7,6 +7,7 @@ from jaxvae.config import (
     ARCHITECTURES,
     BINARIZE,
     GAUSSIAN_VARIANCES,
+    GRADIENTS,
     LIKELIHOODS,
     OBJECTIVES,
     OPTIMIZERS,
@@ -31,6 +32,17 @@ def widths(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(message) from None
     if not all(v > 0 for v in values):
         raise argparse.ArgumentTypeError(f"hidden widths must be positive, got {text!r}")
+    return values
+
+
+def sample_counts(text: str) -> tuple[int, ...]:
+    """'1,10,100' -> (1, 10, 100): numbers of importance samples, each at least 1."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,10,100, got {text!r}") from None
+    if not all(v >= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"sample counts must be at least 1, got {text!r}")
     return values
 
 
@@ -121,7 +133,17 @@ def build_parser() -> Parser:
     )
     p.add_argument("--binarize", choices=BINARIZE, default="none", help="none, static, dynamic, threshold (x > 0.5)")
     p.add_argument("--objective", choices=OBJECTIVES, default="elbo", help="the bound training maximizes")
-    p.add_argument("--samples", type=int, default=1, help="Monte Carlo samples S (elbo) or K (iwae)")
+    p.add_argument(
+        "--samples", type=int, default=1, help="Monte Carlo samples S (elbo) or K (the others; per group in miwae)"
+    )
+    p.add_argument("--groups", type=int, default=1, metavar="M", help="groups of K draws of miwae and piwae")
+    p.add_argument("--ciwae-beta", type=float, default=0.5, metavar="B", help="ciwae's weight of the ELBO, in [0, 1]")
+    p.add_argument(
+        "--gradient",
+        choices=GRADIENTS,
+        default="reparam",
+        help="gradient estimator: reparam; stl, sticking the landing; dreg, doubly reparameterized",
+    )
     p.add_argument("--beta", type=float, default=1.0, help="weight of the KL term in the training loss (elbo)")
     p.add_argument("--kl-warmup-epochs", type=int, default=0, help="epochs over which beta rises from 0 (elbo)")
     p.add_argument("--free-bits", type=float, default=0.0, help="nats of KL per latent dimension not penalized (elbo)")
@@ -144,7 +166,8 @@ def build_parser() -> Parser:
         "--sweep",
         type=sweep_values,
         metavar="NAME=V1,V2,...",
-        help="train one member per value of beta, lr or free-bits together (OUT/NAME-V); with --seeds, every pair",
+        help="train one member per value of beta, lr, free-bits or ciwae-beta together (OUT/NAME-V); "
+        "with --seeds, every pair",
     )
     p.add_argument("--keep-checkpoints", type=int, default=None, help="epoch checkpoints to keep (default 3)")
     p.add_argument("--data-dir", help="a folder to look in first for mnist and fashion-mnist")
@@ -207,6 +230,13 @@ def build_parser() -> Parser:
         help="also fit q* per example and split log p(x) - ELBO into approximation and amortization gaps",
     )
     p.add_argument("--per-example", metavar="FILE.npz", help="with --gaps: write the per-example values to FILE.npz")
+    p.add_argument(
+        "--gradient-snr",
+        type=sample_counts,
+        metavar="K1,K2,...",
+        help="also the signal-to-noise ratio of IWAE's gradient at each K, for every estimator, on a training "
+        "batch of the split's first examples; figure RUN_DIR/figures/gradient_snr.png",
+    )
 
     p = commands.add_parser("sample", help="decode prior samples into an image grid")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by jaxvae train")

@@ -37,7 +37,29 @@ def run_table(result: dict, run_dir, dataset: str, split: str) -> str:
     per_dim = result["kl_per_dim"]
     per_dim = "n/a for a flow" if None in per_dim else ", ".join(f"{v:.2f}" for v in per_dim)
     lines.append(f"  {'KL per latent dimension':<52} {per_dim:>10}")
+    if "gradient_snr" in result:
+        lines += snr_lines(result)
     return "\n".join(lines)
+
+
+def snr_lines(result: dict) -> list[str]:
+    """The table of `gradient_snr`: SNR |E[g]| / std(g) of IWAE's gradient by estimator and K, +- MC s.e."""
+    lines = [
+        f"  gradient signal-to-noise ratio of IWAE (Rainforth et al. 2018), {result['gradient_snr_repetitions']} "
+        f"draws on a batch of {result['gradient_snr_batch']}; mean and median over components, +- MC s.e.",
+        f"    {'estimator':<10} {'K':>6} {'encoder mean':>16} {'encoder median':>16} {'decoder mean':>16} "
+        f"{'decoder median':>16}",
+    ]
+    for name, by_k in result["gradient_snr"].items():
+        for k, s in by_k.items():
+            cells = [
+                f"{s[side + stat]:.3g} +- {s[side + stat + '_se']:.2g}"
+                for side in ("encoder", "decoder")
+                for stat in ("", "_median")
+            ]
+            lines.append(f"    {name:<10} {k:>6} " + " ".join(f"{c:>16}" for c in cells))
+    lines.append(f"    figure: {result['gradient_snr_figure']}")
+    return lines
 
 
 def sweep_table(results: dict, groups: dict, sweep_dir, dataset: str, split: str) -> str:
