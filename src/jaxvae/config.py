@@ -156,6 +156,7 @@ class TrainConfig:
     optimizer: str = "adam"  # adam-normgrad: each parameter's gradient scaled to unit norm before Adam
     seed: int = 0
     image_size: tuple[int, int] | None = None  # (height, width) images are resized to, if given
+    data_dir: str | None = None  # the folder mnist or fashion-mnist was read from, if one was given
     validation_fraction: float = 0.0  # of the training examples, held out for the validation ELBO
     early_stopping: int = 0  # patience in epochs without a better validation ELBO; 0: off
     keep_checkpoints: int = 3  # epoch checkpoints kept besides best.eqx

@@ -74,29 +74,22 @@ def display_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
 class Explorer:
     """A run made ready to serve: the model, a compiled decoder and the page's `/model.json` bytes."""
 
-    def __init__(self, run_dir: str | Path, max_points: int = MAX_POINTS):
+    def __init__(self, run_dir: str | Path, max_points: int = MAX_POINTS, data_dir: str | Path | None = None):
         from jaxvae.config import RunConfig
-        from jaxvae.data import load_dataset
-        from jaxvae.runs import CONFIG
-        from jaxvae.train import load, prepared_data
+        from jaxvae.runs import CONFIG, evaluation_split, load_data
+        from jaxvae.train import load
 
         run_dir = Path(run_dir)
         config = RunConfig.load(run_dir / CONFIG)
         self.vae = load(run_dir)
-        data = load_dataset(config.train.dataset)
-        _, x_test = prepared_data(data, config.train)
-        if x_test.shape[1] != config.model.data_dim:
-            raise InputError(
-                f"{config.train.dataset} now has {x_test.shape[1]} values per example, the run expects "
-                f"{config.model.data_dim}"
-            )
+        x_test, y_test = evaluation_split(load_data(config, data_dir=data_dir), "test", config.train.binarize)
         keep = np.arange(len(x_test))
         if len(keep) > max_points:
             keep = np.sort(np.random.default_rng(SUBSET_SEED).choice(len(keep), max_points, replace=False))
         x = x_test[keep]
         mean, std = posterior_moments(self.vae, x)
         self.decode(np.zeros(self.vae.latent_dim))  # compile now, not on the first request
-        labels = None if data.y_test is None else data.y_test[keep].tolist()
+        labels = None if y_test is None else y_test[keep].tolist()
         pixels = np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
         payload = {
             "run": run_dir.resolve().name,
@@ -203,9 +196,12 @@ class ExploreServer(ThreadingHTTPServer):
         return f"http://{host}:{port}/"
 
 
-def make_server(run_dir: str | Path, host: str = "127.0.0.1", port: int = 0) -> ExploreServer:
-    """A server for the run in `run_dir`, bound but not yet serving; port 0 picks a free port."""
-    explorer = Explorer(run_dir)
+def make_server(
+    run_dir: str | Path, host: str = "127.0.0.1", port: int = 0, data_dir: str | Path | None = None
+) -> ExploreServer:
+    """A server for the run in `run_dir`, bound but not yet serving; port 0 picks a free port. The run's data
+    are read from `data_dir` when given (see `runs.load_data`)."""
+    explorer = Explorer(run_dir, data_dir=data_dir)
     try:
         return ExploreServer(explorer, host, port)
     except (OSError, OverflowError) as e:  # address in use or unknown; a port outside 0-65535

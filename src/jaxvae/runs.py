@@ -2,7 +2,8 @@
 
 A run folder holds `config.json`, `metrics.jsonl` (one JSON object per epoch, the first epoch 1),
 `checkpoints/` (`epoch-NNNNN.eqx`, the latest `keep_checkpoints` of them, and `best.eqx`, that of the
-best validation ELBO) and `figures/`. Importing this module loads no JAX.
+best validation ELBO) and `figures/`. `load_data` reads a run's data as it was trained. Importing this
+module loads no JAX.
 """
 
 import json
@@ -10,8 +11,11 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
+
 from jaxvae import checkpoint
-from jaxvae.config import TrainConfig
+from jaxvae.config import RunConfig, TrainConfig
+from jaxvae.data import TEST_BINARIZATION_SEED, Dataset, binarized, load_dataset
 from jaxvae.errors import InputError
 
 CONFIG = "config.json"
@@ -135,3 +139,34 @@ def latest_checkpoint(run_dir: Path) -> Path:
     if not found:
         raise InputError(f"{run_dir} has no checkpoint to load")
     return found[-1]
+
+
+def load_data(
+    config: RunConfig, *, dataset: str | None = None, data_dir: str | Path | None = None, progress: bool = False
+) -> Dataset:
+    """A run's data as it was trained: its dataset (or `dataset`), from the folder it recorded (or `data_dir`;
+    a recorded folder that is gone is passed over), resized to its image size. InputError when the examples
+    do not have as many values as the model takes."""
+    recorded = config.train.data_dir
+    if data_dir is None and recorded is not None and Path(recorded).is_dir():
+        data_dir = recorded
+    name = dataset or config.train.dataset
+    data = load_dataset(name, data_dir=data_dir, image_size=config.train.image_size, progress=progress)
+    if math.prod(data.shape) != config.model.data_dim:
+        raise InputError(
+            f"{name} has examples of shape {tuple(data.shape)} ({math.prod(data.shape)} values), "
+            f"the run's model takes {config.model.data_shape} ({config.model.data_dim} values)"
+        )
+    return data
+
+
+def evaluation_split(data: Dataset, split: str, binarize: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(x (n, d), labels (n,) or None) of `split`: "test", "train", or "all" (the train examples, then the
+    test ones), binarized by `binarize` as a run's test data are, with the fixed seed TEST_BINARIZATION_SEED,
+    so that evaluations compare."""
+    if split == "all":
+        x = np.concatenate([data.x_train, data.x_test])
+        y = None if data.y_train is None else np.concatenate([data.y_train, data.y_test])
+    else:
+        x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
+    return binarized(x, binarize, TEST_BINARIZATION_SEED), y

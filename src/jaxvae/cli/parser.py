@@ -198,10 +198,16 @@ def build_parser() -> Parser:
         "(default: half the device's memory)",
     )
 
+    def run_data_dir(p):
+        p.add_argument(
+            "--data-dir", help="a folder to look in first for mnist and fashion-mnist (default: the run's own)"
+        )
+
     p = commands.add_parser("explore", help="serve a page that decodes the latent point under the pointer")
     p.add_argument("run_dir", help="run folder written by jaxvae train")
     p.add_argument("--port", type=int, default=8000, help="port to listen on; 0 picks a free one")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    run_data_dir(p)
 
     def run_data_options(p):
         p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by jaxvae train")
@@ -217,6 +223,7 @@ def build_parser() -> Parser:
             default="test",
             help="all: the train examples, then the test ones",
         )
+        run_data_dir(p)
 
     p = commands.add_parser("evaluate", help="ELBO, importance-weighted log-likelihood, quadrature, active units")
     run_data_options(p)
@@ -246,6 +253,7 @@ def build_parser() -> Parser:
 
     p = commands.add_parser("plot", help="regenerate every figure of a run under RUN_DIR/figures")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by jaxvae train")
+    run_data_dir(p)
 
     p = commands.add_parser("encode", help="posterior means and standard deviations to a .npz file")
     run_data_options(p)

@@ -9,8 +9,7 @@ from jaxvae.config import RunConfig
 def run(args) -> int:
     start_jax()
     from jaxvae import plots
-    from jaxvae.data import load_dataset
-    from jaxvae.runs import CONFIG, FIGURES, read_metrics
+    from jaxvae.runs import CONFIG, FIGURES, load_data, read_metrics
     from jaxvae.train import load
 
     run_dir = Path(args.run_dir)
@@ -18,7 +17,7 @@ def run(args) -> int:
     vae = load(run_dir)
     written = plots.write_figures(
         vae,
-        load_dataset(config.train.dataset, image_size=config.train.image_size, progress=False),
+        load_data(config, data_dir=args.data_dir),
         config,
         run_dir / FIGURES,
         read_metrics(run_dir),

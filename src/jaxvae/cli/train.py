@@ -33,6 +33,7 @@ def _schedule(args) -> TrainConfig:
         optimizer=args.optimizer,
         seed=args.seed,
         image_size=args.image_size,
+        data_dir=_data_dir(args),
         validation_fraction=validation_fraction,
         early_stopping=args.early_stopping,
         keep_checkpoints=TrainConfig.keep_checkpoints if args.keep_checkpoints is None else args.keep_checkpoints,
@@ -124,8 +125,7 @@ def resumed_run(args, out: Path) -> tuple:
     """The member configs (None unless a sweep), config and data of the run `out` to resume."""
     start_jax()
     from jaxvae import parallel, sweep
-    from jaxvae.data import load_dataset
-    from jaxvae.runs import CONFIG
+    from jaxvae.runs import CONFIG, load_data
     from jaxvae.train import check_data
 
     parallel.initialize(args.coordinator, args.num_processes, args.process_id)
@@ -133,9 +133,7 @@ def resumed_run(args, out: Path) -> tuple:
     if sweep.is_sweep(out):
         configs = {name: _resumed_config(args, out / name / CONFIG) for name in sweep.read_members(out)}
     config = _resumed_config(args, out / CONFIG) if configs is None else next(iter(configs.values()))
-    data = load_dataset(
-        config.train.dataset, data_dir=args.data_dir, image_size=config.train.image_size, progress=not args.quiet
-    )
+    data = load_data(config, progress=not args.quiet)
     check_data(data, config)
     return configs, config, data
 
@@ -155,8 +153,14 @@ def _check_out(out: Path, overwrite: bool) -> None:
         )
 
 
+def _data_dir(args) -> str | None:
+    """--data-dir as an absolute path, so that the run finds its data from any working folder."""
+    return None if args.data_dir is None else str(Path(args.data_dir).resolve())
+
+
 def _resumed_config(args, path: Path) -> RunConfig:
-    """The run's saved config, with --epochs and --keep-checkpoints applied; other options are refused."""
+    """The run's saved config, with --epochs and --keep-checkpoints applied, and --data-dir recorded where the
+    data are now; other options are refused."""
     defaults = vars(build_parser().parse_args(["train", "--out", str(path.parent)]))
     free = (*RESUMABLE, "out", "resume", "quiet", "data_dir")
     fixed = [name for name, value in vars(args).items() if name not in free and value != defaults[name]]
@@ -165,4 +169,6 @@ def _resumed_config(args, path: Path) -> RunConfig:
         raise InputError(f"{options} cannot change when resuming: the run's config.json fixes it")
     config = RunConfig.load(path)
     changes = {name: getattr(args, name) for name in RESUMABLE if getattr(args, name) is not None}
+    if args.data_dir is not None:
+        changes["data_dir"] = _data_dir(args)
     return dataclasses.replace(config, train=dataclasses.replace(config.train, **changes))
