@@ -1,5 +1,5 @@
 """The documentation site builds with `mkdocs build --strict` (a broken link, anchor or API reference fails),
-and its command-line page lists every command and option of the parser."""
+its command-line page lists every command and option of the parser, and the README's links into it hold."""
 
 import argparse
 import html
@@ -31,3 +31,11 @@ def test_site_builds_strictly_and_documents_every_option(tmp_path):
         missing = [o for o in options if not re.search(rf"{re.escape(o)}\b", section)]
         assert not missing, f"jaxvae {name}: {missing} not on the command-line page"
     assert (tmp_path / "tutorial" / "index.html").exists() and (tmp_path / "api" / "index.html").exists()
+
+
+def test_readme_stays_a_front_door():
+    """The README fits on a few screens and points into the site; the rest belongs in docs/."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    linked = set(re.findall(r"\]\(docs/([^)#]+)", readme))
+    assert linked and all((ROOT / "docs" / page).exists() for page in linked), linked
