@@ -20,8 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
-from jaxvae.data import TEST_BINARIZATION_SEED, binarized, load_dataset
+from jaxvae.data import binarized, load_dataset
 from jaxvae.evaluate import ELBO_SAMPLES, active_units, log_likelihood, mean_elbo
+from jaxvae.keys import DataSeed
 from jaxvae.runs import read_metrics
 from jaxvae.train import fit
 
@@ -47,7 +48,7 @@ def main():
     p.add_argument("--rows", help="indices of ROWS to run, e.g. 0,2 (default all)")
     args = p.parse_args()
     data = load_dataset("fashion-mnist")
-    x = jnp.asarray(binarized(data.x_test[: args.test_examples], "dynamic", TEST_BINARIZATION_SEED))
+    x = jnp.asarray(binarized(data.x_test[: args.test_examples], "dynamic", DataSeed.TEST_BINARIZATION))
     rows = ROWS if args.rows is None else [ROWS[int(i)] for i in args.rows.split(",")]
     results, began = [], time.perf_counter()
     for posterior, prior in rows:

@@ -15,12 +15,9 @@ import numpy as np
 
 from jaxvae import download
 from jaxvae.errors import InputError
+from jaxvae.keys import DataSeed
 
-SPLIT_SEED = 0  # the fixed seed of the train/test split for data without one
 TEST_FRACTION = 0.2
-TEST_BINARIZATION_SEED = 1  # test data is binarized once, the same way for every run
-VALIDATION_SEED = 2  # the fixed seed of the validation split carved from the training data
-VALIDATION_BINARIZATION_SEED = 3
 NAMED_IDX = ("mnist", "fashion-mnist")  # found locally or downloaded (see `download`)
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 IDX_FILES = {
@@ -168,7 +165,7 @@ def _split(x: np.ndarray, y: np.ndarray | None) -> Dataset:
     """A fixed, seeded split: TEST_FRACTION of the examples (at least one) held out for testing."""
     if len(x) < 2:
         raise InputError(f"need at least 2 examples to split into train and test, got {len(x)}")
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(x))
+    order = np.random.default_rng(DataSeed.SPLIT).permutation(len(x))
     n_test = max(1, int(round(TEST_FRACTION * len(x))))
     test, train = order[:n_test], order[n_test:]
     flat = x.reshape(len(x), -1)
@@ -278,7 +275,7 @@ def read_idx(path: Path) -> np.ndarray:
 def split_validation(data: Dataset, fraction: float) -> tuple[Dataset, np.ndarray]:
     """Carve `fraction` of the training examples (at least one; none when 0) into a validation set.
 
-    The split is seeded (VALIDATION_SEED), the same in every run, so validation ELBOs compare across
+    The split is seeded (DataSeed.VALIDATION_SPLIT), the same in every run, so validation ELBOs compare across
     runs. Returns the dataset without those examples, and them, shape (n_valid, d).
     """
     n = len(data.x_train)
@@ -287,7 +284,7 @@ def split_validation(data: Dataset, fraction: float) -> tuple[Dataset, np.ndarra
     n_valid = max(1, int(round(fraction * n)))
     if n_valid >= n:
         raise InputError(f"--validation-fraction {fraction} leaves no training examples out of {n}")
-    order = np.random.default_rng(VALIDATION_SEED).permutation(n)
+    order = np.random.default_rng(DataSeed.VALIDATION_SPLIT).permutation(n)
     valid, train = order[:n_valid], np.sort(order[n_valid:])
     y_train = None if data.y_train is None else data.y_train[train]
     return dataclasses.replace(data, x_train=data.x_train[train], y_train=y_train), data.x_train[valid]

@@ -14,12 +14,12 @@ from jax import Array
 from jaxvae.data import batch_indices
 from jaxvae.distributions import CLOSED_FORM_KL
 from jaxvae.errors import InputError
+from jaxvae.keys import MOMENTS_SEED, Evaluation
 from jaxvae.model import VAE
 from jaxvae.objectives import elbo, log_importance_weights
 
 ACTIVE_THRESHOLD = 0.01  # a unit is active when Var_x E[z|x] exceeds this (Burda et al. 2015)
 ELBO_SAMPLES = 100  # samples per example of the ELBO in `report`: its Monte Carlo error is then negligible
-MOMENTS_KEY = 0  # the fixed key of Monte Carlo posterior moments (flows), so figures and codes are repeatable
 
 
 @eqx.filter_jit
@@ -135,7 +135,7 @@ def log_likelihood_quadrature(
     def one_batch(xb, _):
         log_f0 = likelihood0.log_prob(xb[:, None, :]) + log_prior0  # (b, coarse^k)
         seen = (log_f0 > jnp.max(log_f0, axis=1, keepdims=True) - QUADRATURE_DROP)[..., None]
-        mean, std = vae.encode(xb).moments(jax.random.PRNGKey(MOMENTS_KEY))
+        mean, std = vae.encode(xb).moments(jax.random.PRNGKey(MOMENTS_SEED))
         lo = jnp.minimum(jnp.min(jnp.where(seen, z0, jnp.inf), axis=1) - step0, mean - span * std)
         hi = jnp.maximum(jnp.max(jnp.where(seen, z0, -jnp.inf), axis=1) + step0, mean + span * std)
         return jax.vmap(fine)(xb, lo, hi)
@@ -149,7 +149,7 @@ def posterior_moments(vae: VAE, x: Array, *, batch: int = 1000) -> tuple[Array, 
     families, from `moment_draws` draws with a fixed key for a flow (`Distribution.moments`)."""
 
     def moments(xb, _):
-        return vae.encode(xb).moments(jax.random.PRNGKey(MOMENTS_KEY))
+        return vae.encode(xb).moments(jax.random.PRNGKey(MOMENTS_SEED))
 
     return over_examples(moments, x, batch)
 
@@ -212,7 +212,7 @@ def bits_per_dimension(log_px: Array, data_dim: int) -> Array:
 
 def iw_key(key: Array) -> Array:
     """The key of L_K in `log_likelihoods` (and so in `report`) given theirs."""
-    return jax.random.split(key)[1]
+    return jax.random.fold_in(key, Evaluation.IMPORTANCE_WEIGHTED)
 
 
 def log_likelihoods(vae: VAE, x: Array, key: Array, iw_samples: int = 5000) -> dict[str, Array]:
@@ -234,8 +234,8 @@ def report(vae: VAE, x: Array, key: Array, iw_samples: int = 5000, likelihoods: 
     `log_likelihoods(vae, x, key, iw_samples)` returns, when the caller has it already.
     """
     x = jnp.asarray(x, jnp.float32)
-    elbo_key = jax.random.split(key)[0]
-    kl_key = jax.random.fold_in(key, 2)
+    elbo_key = jax.random.fold_in(key, Evaluation.ELBO)
+    kl_key = jax.random.fold_in(key, Evaluation.KL_PER_DIMENSION)
     terms = mean_elbo(vae, x, elbo_key, samples=ELBO_SAMPLES, chunk=100)
     likelihoods = likelihoods or log_likelihoods(vae, x, key, iw_samples)
     log_px = jnp.mean(likelihoods["log_likelihood"])

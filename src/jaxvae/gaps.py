@@ -19,6 +19,7 @@ import optax
 from jax import Array
 
 from jaxvae.evaluate import iw_key, log_likelihood, log_likelihoods, over_examples
+from jaxvae.keys import Evaluation
 from jaxvae.model import VAE, map_examples
 from jaxvae.objectives import elbo
 
@@ -133,7 +134,7 @@ def inference_gaps(
     them already, as `evaluate.report` uses them too); L_K with q* uses the same draws of the base noise.
     """
     x = jnp.asarray(x, jnp.float32)
-    fit_key, elbo_key = jax.random.split(jax.random.fold_in(key, 4))
+    fit_key, elbo_key = jax.random.split(jax.random.fold_in(key, Evaluation.GAPS))
     params, steps = fit_posteriors(vae, x, fit_key)
     out = paired_elbos(vae, x, params, elbo_key)
     out |= likelihoods or log_likelihoods(vae, x, key, iw_samples)

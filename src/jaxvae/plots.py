@@ -16,6 +16,7 @@ import numpy as np
 from jaxvae.config import RunConfig
 from jaxvae.data import Dataset
 from jaxvae.evaluate import decoded_means, posterior_moments, prior_draws
+from jaxvae.keys import Run, run_key
 from jaxvae.model import VAE
 
 
@@ -224,7 +225,7 @@ def write_figures(vae: VAE, data: Dataset, config: RunConfig, folder: Path, metr
     written = [training_curve(metrics, folder / "training_curve.png")] if metrics else []
     written.append(latent_scatter(vae, data.x_test, data.y_test, folder / "latent_scatter.png"))
     if is_image(data.shape):
-        key = jax.random.fold_in(jax.random.PRNGKey(config.train.seed), 3)
+        key = run_key(config.train.seed, Run.SAMPLES_FIGURE)
         written.append(reconstructions(vae, data.x_test, data.shape, folder / "reconstructions.png"))
         written.append(samples(vae, data.shape, folder / "samples.png", key=key))
         if len(data.x_test) >= 2:

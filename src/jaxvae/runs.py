@@ -15,8 +15,9 @@ import numpy as np
 
 from jaxvae import checkpoint
 from jaxvae.config import RunConfig, TrainConfig
-from jaxvae.data import TEST_BINARIZATION_SEED, Dataset, binarized, load_dataset
+from jaxvae.data import Dataset, binarized, load_dataset
 from jaxvae.errors import InputError
+from jaxvae.keys import DataSeed
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -162,11 +163,11 @@ def load_data(
 
 def evaluation_split(data: Dataset, split: str, binarize: str) -> tuple[np.ndarray, np.ndarray | None]:
     """(x (n, d), labels (n,) or None) of `split`: "test", "train", or "all" (the train examples, then the
-    test ones), binarized by `binarize` as a run's test data are, with the fixed seed TEST_BINARIZATION_SEED,
+    test ones), binarized by `binarize` as a run's test data are, with the fixed seed DataSeed.TEST_BINARIZATION,
     so that evaluations compare."""
     if split == "all":
         x = np.concatenate([data.x_train, data.x_test])
         y = None if data.y_train is None else np.concatenate([data.y_train, data.y_test])
     else:
         x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
-    return binarized(x, binarize, TEST_BINARIZATION_SEED), y
+    return binarized(x, binarize, DataSeed.TEST_BINARIZATION), y

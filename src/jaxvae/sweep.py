@@ -32,9 +32,10 @@ from tqdm.auto import tqdm
 
 from jaxvae import checkpoint, model_file, parallel, plots
 from jaxvae.config import HardwareConfig, RunConfig, TrainConfig
-from jaxvae.data import VALIDATION_BINARIZATION_SEED, Dataset, binarized, split_validation
+from jaxvae.data import Dataset, binarized, split_validation
 from jaxvae.errors import Diverged, InputError
 from jaxvae.evaluate import mean_elbo
+from jaxvae.keys import DataSeed, Run, run_key
 from jaxvae.objectives import kl_weight, objective_from
 from jaxvae.runs import (
     CHECKPOINTS,
@@ -180,7 +181,7 @@ def initial_states(configs: dict[str, RunConfig]) -> TrainState:
     """The members' initial states stacked along a leading axis: one compiled program, the same values
     as `train.init_state` of each member."""
     config = next(iter(configs.values()))
-    keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(c.train.seed), 0) for c in configs.values()])
+    keys = jnp.stack([run_key(c.train.seed, Run.INIT) for c in configs.values()])
     initial = jax.jit(jax.vmap(functools.partial(initial_state, config, model_file.builder(config.model))))
     return initial.lower(keys).compile({"xla_backend_optimization_level": 0})(keys)
 
@@ -245,7 +246,7 @@ def _train_members(
     trains = [c.train for c in configs.values()]
     tc = trains[0]  # what the members share: epochs, batches, objective, binarization, validation, patience
     data, x_valid = split_validation(data, tc.validation_fraction)
-    x_valid = jnp.asarray(binarized(x_valid, tc.binarize, VALIDATION_BINARIZATION_SEED))
+    x_valid = jnp.asarray(binarized(x_valid, tc.binarize, DataSeed.VALIDATION_BINARIZATION))
     x_test = jnp.asarray(prepared_data(data, tc)[1])
     if _per_member_data(configs):
         x_train, data_axis = jnp.stack([prepared_data(data, t)[0] for t in trains]), 0
@@ -258,8 +259,8 @@ def _train_members(
     opt_state = state.opt_state
     run_epoch = make_sweep_epoch(static, tc, data_axis, key_axis)
     evaluate = jax.jit(jax.vmap(lambda p, k, x: mean_elbo(eqx.combine(p, static), x, k), in_axes=(0, 0, None)))
-    test_keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), 2) for s in seeds])
-    valid_keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), 3) for s in seeds])
+    test_keys = jnp.stack([run_key(s, Run.TEST) for s in seeds])
+    valid_keys = jnp.stack([run_key(s, Run.VALIDATION) for s in seeds])
     objectives = [objective_from(c) for c in configs.values()]
     lr = jnp.asarray([t.lr for t in trains], jnp.float32)
     done = [int(e) for e in np.asarray(state.epoch)]

@@ -26,17 +26,11 @@ from tqdm.auto import tqdm
 
 from jaxvae import board, checkpoint, model_file, parallel, plots, runs
 from jaxvae.config import BERNOULLI_FAMILY, HardwareConfig, RunConfig, TrainConfig
-from jaxvae.data import (
-    TEST_BINARIZATION_SEED,
-    VALIDATION_BINARIZATION_SEED,
-    Dataset,
-    batch_indices,
-    binarized,
-    split_validation,
-)
+from jaxvae.data import Dataset, batch_indices, binarized, split_validation
 from jaxvae.distributions import kl_estimator
 from jaxvae.errors import Diverged, InputError
 from jaxvae.evaluate import mean_elbo
+from jaxvae.keys import DataSeed, Run, run_key
 from jaxvae.model import VAE
 from jaxvae.model_file import Builder
 from jaxvae.objectives import Objective, kl_weight, objective_from
@@ -79,7 +73,7 @@ def init_state(config: RunConfig, build: Builder | None = None) -> TrainState:
     from an optimized compilation in the last bit).
     """
     initial = functools.partial(initial_state, config, build or model_file.builder(config.model))
-    key = jax.random.fold_in(jax.random.PRNGKey(config.train.seed), 0)
+    key = run_key(config.train.seed, Run.INIT)
     arrays = jax.jit(lambda k: eqx.filter(initial(k), eqx.is_array))
     arrays = arrays.lower(key).compile({"xla_backend_optimization_level": 0})(key)
     _, rest = eqx.partition(eqx.filter_eval_shape(initial, key), lambda a: isinstance(a, jax.ShapeDtypeStruct))
@@ -95,7 +89,7 @@ def state_shapes(config: RunConfig, build: Builder | None = None) -> TrainState:
 
 def epoch_key(seed: int, epoch: int) -> Array:
     """The key of epoch `epoch` (1-based): data order, dynamic binarization, sampling noise."""
-    return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 1), epoch)
+    return jax.random.fold_in(run_key(seed, Run.EPOCH), epoch)
 
 
 def batch_loss(params, static, x: Array, weights: Array, key: Array, objective: Objective):
@@ -232,7 +226,7 @@ def check_data(data: Dataset, config: RunConfig) -> None:
 
 def prepared_data(data: Dataset, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
     """Train and test arrays after binarization; dynamic binarization of training data happens in the step."""
-    test = binarized(data.x_test, config.binarize, TEST_BINARIZATION_SEED)
+    test = binarized(data.x_test, config.binarize, DataSeed.TEST_BINARIZATION)
     train = data.x_train if config.binarize == "dynamic" else binarized(data.x_train, config.binarize, config.seed)
     return train, test
 
@@ -372,7 +366,7 @@ def _train_epochs(
     tc = config.train
     data, x_valid = split_validation(data, tc.validation_fraction)
     local = jax.local_devices()[0]
-    x_valid = jax.device_put(binarized(x_valid, tc.binarize, VALIDATION_BINARIZATION_SEED), local)
+    x_valid = jax.device_put(binarized(x_valid, tc.binarize, DataSeed.VALIDATION_BINARIZATION), local)
     x_train, x_test = prepared_data(data, tc)
     x_test = jax.device_put(x_test, local)
     params, static = eqx.partition(state.vae, eqx.is_inexact_array)
@@ -380,8 +374,8 @@ def _train_epochs(
     run_epoch = _epoch_runner(static, tc, x_train, mesh, device_budget)
     start = int(state.epoch)
     writer = parallel.is_writer()
-    test_key = jax.random.fold_in(jax.random.PRNGKey(tc.seed), 2)
-    valid_key = jax.random.fold_in(jax.random.PRNGKey(tc.seed), 3)
+    test_key = run_key(tc.seed, Run.TEST)
+    valid_key = run_key(tc.seed, Run.VALIDATION)
     best_elbo, best_epoch = runs.best_validation(runs.read_metrics(run_dir))
     kl = kl_estimator_of(state.vae, x_test)
     bar = tqdm(range(start + 1, tc.epochs + 1), desc="training", unit="epoch", disable=not (progress and writer))
