@@ -7,6 +7,7 @@ every likelihood and activation; routes outside the fixed set must answer 4xx an
 
 import http.client
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -24,7 +25,7 @@ import pytest
 from conftest import spawn
 from jaxvae import checkpoint, explore
 from jaxvae.cli import main
-from jaxvae.config import ModelConfig, RunConfig, TrainConfig
+from jaxvae.config import ACTIVATIONS, ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import load_dataset
 from jaxvae.model import VAE
 from jaxvae.runs import CHECKPOINTS, CONFIG
@@ -387,3 +388,11 @@ def test_sliders_for_every_latent_dimension_above_two(browser, tmp_path):
         page.select_option("#dim-y", "2")
         assert page.evaluate("jaxvaeExplore.state.dims") == [0, 2]
         assert problems == []
+
+
+def test_the_page_implements_every_activation():
+    """`browser_decoder` hands the page any MLP: its script must have a function for each activation name."""
+    script = (explore.PAGE / "explore.js").read_text()
+    table = script[script.index("const ACTIVATIONS = {") :]
+    table = table[: table.index("};")]
+    assert set(re.findall(r"^\s*([a-z]+)[:,]", table, re.MULTILINE)) == set(ACTIVATIONS)

@@ -75,5 +75,5 @@ def test_adam_normgrad_is_adam_on_gradients_of_unit_norm_per_array():
         ref_updates, ref_state = reference.update(unit, ref_state, ref_p)
         p, ref_p = optax.apply_updates(p, updates), optax.apply_updates(ref_p, ref_updates)
         jax.tree.map(lambda u, r: np.testing.assert_allclose(u, r, rtol=1e-6), updates, ref_updates)
-    with pytest.raises(InputError, match="--optimizer"):
+    with pytest.raises(InputError, match="optimizer must be one of"):
         TrainConfig(optimizer="sgd")

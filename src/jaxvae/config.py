@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jaxvae.checkpoint import write_atomically
-from jaxvae.errors import InputError
+from jaxvae.errors import InputError, SettingError
 
-ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "softplus", "sigmoid")  # networks.ACTIVATION_FUNCTIONS
+ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "softplus", "sigmoid")  # jax.nn's, as networks.ACTIVATION_FUNCTIONS
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
 BERNOULLI_FAMILY = ("bernoulli", "continuous-bernoulli")
 OBJECTIVES = ("elbo", "iwae", "miwae", "ciwae", "piwae")
@@ -23,20 +23,28 @@ POSTERIORS = ("diagonal", "full", "iaf:T")  # T: flow steps
 PRIORS = ("normal", "mixture:K", "vamp:K")  # K: mixture components or pseudo-inputs
 
 
-def family_spec(spec: str, families: tuple[str, ...], option: str) -> tuple[str, int]:
-    """'iaf:2' -> ('iaf', 2), 'diagonal' -> ('diagonal', 0), checked against `families` (InputError)."""
+def family_spec(spec: str, families: tuple[str, ...], setting: str) -> tuple[str, int]:
+    """'iaf:2' -> ('iaf', 2), 'diagonal' -> ('diagonal', 0), checked against `families` (a SettingError
+    names `setting`)."""
     name, colon, count = spec.partition(":")
     counted = {f.partition(":")[0]: ":" in f for f in families}  # family name -> takes a count
-    if name not in counted or counted[name] != bool(colon):
-        raise InputError(f"{option} must be one of {', '.join(families)}, got {spec!r}")
-    if counted[name] and not (count.isdigit() and int(count) >= 1):
-        raise InputError(f"{option} {name}:N needs a positive integer N, got {spec!r}")
+    _require(
+        name in counted and counted[name] == bool(colon),
+        f"{setting} must be one of {', '.join(families)}, got {spec!r}",
+        setting,
+    )
+    _require(
+        not counted[name] or (count.isdigit() and int(count) >= 1),
+        f"{setting} {name}:N needs a positive integer N, got {spec!r}",
+        setting,
+    )
     return name, int(count) if counted[name] else 0
 
 
-def _require(condition: bool, message: str) -> None:
+def _require(condition: bool, message: str, *settings: str) -> None:
+    """Raise SettingError(message, *settings) unless `condition`."""
     if not condition:
-        raise InputError(message)
+        raise SettingError(message, *settings)
 
 
 def _is_int(value) -> bool:
@@ -56,11 +64,11 @@ _TYPE_CHECKS = {  # declared type -> (what a value must be, the check)
 
 
 def _require_types(settings) -> None:
-    """Raise InputError for a field whose value is not of its declared type (e.g. in an edited config.json)."""
+    """Raise SettingError for a field whose value is not of its declared type (e.g. in an edited config.json)."""
     for field in dataclasses.fields(settings):
         if field.type in _TYPE_CHECKS:
             value, (kind, check) = getattr(settings, field.name), _TYPE_CHECKS[field.type]
-            _require(check(value), f"{field.name} must be {kind}, got {value!r}")
+            _require(check(value), f"{field.name} must be {kind}, got {value!r}", field.name)
 
 
 @dataclass(frozen=True)
@@ -92,38 +100,46 @@ class ModelConfig:
     def __post_init__(self):
         _require_types(self)
         self.posterior_family, self.prior_family  # noqa: B018  (validates both)
-        _require(self.latent_dim >= 1, f"--latent-dim must be at least 1, got {self.latent_dim}")
-        _require(all(h >= 1 for h in self.hidden), f"--hidden widths must be positive, got {self.hidden}")
-        _require(self.activation in ACTIVATIONS, f"--activation must be one of {', '.join(ACTIVATIONS)}")
-        _require(self.likelihood in LIKELIHOODS, f"--likelihood must be one of {', '.join(LIKELIHOODS)}")
-        _require(self.architecture in ARCHITECTURES, f"--architecture must be one of {', '.join(ARCHITECTURES)}")
+        _require(self.latent_dim >= 1, f"latent_dim must be at least 1, got {self.latent_dim}", "latent_dim")
+        _require(all(h >= 1 for h in self.hidden), f"hidden widths must be positive, got {self.hidden}", "hidden")
+        _require(self.activation in ACTIVATIONS, f"activation must be one of {', '.join(ACTIVATIONS)}", "activation")
+        _require(self.likelihood in LIKELIHOODS, f"likelihood must be one of {', '.join(LIKELIHOODS)}", "likelihood")
+        _require(
+            self.architecture in ARCHITECTURES,
+            f"architecture must be one of {', '.join(ARCHITECTURES)}",
+            "architecture",
+        )
         _require(
             self.architecture != "conv" or len(self.data_shape) in (2, 3),
-            f"--architecture conv needs images of shape (H, W) or (H, W, C), got examples of shape {self.data_shape}",
+            f"architecture conv needs images of shape (H, W) or (H, W, C), got examples of shape {self.data_shape}",
+            "architecture",
         )
         _require(
             self.gaussian_variance in GAUSSIAN_VARIANCES,
-            f"--gaussian-variance must be one of {', '.join(GAUSSIAN_VARIANCES)}",
+            f"gaussian_variance must be one of {', '.join(GAUSSIAN_VARIANCES)}",
+            "gaussian_variance",
         )
         _require(
             self.log_var_range == () or (len(self.log_var_range) == 2 and operator.lt(*self.log_var_range)),
             f"log_var_range must be two numbers LOW,HIGH with LOW < HIGH, got {self.log_var_range}",
+            "log_var_range",
         )
         _require(
             self.log_var_range == () or self.posterior == "diagonal",
             f"log_var_range clips a diagonal posterior's log-variances: not defined for {self.posterior}",
+            "log_var_range",
         )
-        _require(self.gaussian_std > 0, f"--gaussian-std must be positive, got {self.gaussian_std}")
+        _require(self.gaussian_std > 0, f"gaussian_std must be positive, got {self.gaussian_std}", "gaussian_std")
 
     @property
     def posterior_family(self) -> tuple[str, int]:
         """('diagonal' | 'full' | 'iaf', flow steps or 0)."""
-        return family_spec(self.posterior, POSTERIORS, "--posterior")
+        return family_spec(self.posterior, POSTERIORS, "posterior")
 
     @property
     def prior_family(self) -> tuple[str, int]:
         """('normal' | 'mixture' | 'vamp', components or 0)."""
-        return family_spec(self.prior, PRIORS, "--prior")
+        return family_spec(self.prior, PRIORS, "prior")
 
     @property
     def data_dim(self) -> int:
@@ -167,50 +183,74 @@ class TrainConfig:
 
     def __post_init__(self):
         _require_types(self)
-        _require(self.binarize in BINARIZE, f"--binarize must be one of {', '.join(BINARIZE)}")
-        _require(self.objective in OBJECTIVES, f"--objective must be one of {', '.join(OBJECTIVES)}")
-        _require(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
-        _require(self.samples >= 1, f"--samples must be at least 1, got {self.samples}")
-        _require(self.gradient in GRADIENTS, f"--gradient must be one of {', '.join(GRADIENTS)}")
-        _require(self.groups >= 1, f"--groups must be at least 1, got {self.groups}")
+        _require(self.binarize in BINARIZE, f"binarize must be one of {', '.join(BINARIZE)}", "binarize")
+        _require(self.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)}", "objective")
+        _require(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}", "optimizer")
+        _require(self.samples >= 1, f"samples must be at least 1, got {self.samples}", "samples")
+        _require(self.gradient in GRADIENTS, f"gradient must be one of {', '.join(GRADIENTS)}", "gradient")
+        _require(self.groups >= 1, f"groups must be at least 1, got {self.groups}", "groups")
         _require(
             self.groups == 1 or self.objective in ("miwae", "piwae"),
-            "--groups counts the groups of K draws of miwae and piwae: use it with --objective miwae or piwae",
+            "groups counts the groups of K draws of miwae and piwae: use it with objective miwae or piwae",
+            "groups",
+            "objective",
         )
-        _require(0 <= self.ciwae_beta <= 1, f"--ciwae-beta must be in [0, 1], got {self.ciwae_beta}")
+        _require(0 <= self.ciwae_beta <= 1, f"ciwae_beta must be in [0, 1], got {self.ciwae_beta}", "ciwae_beta")
         _require(
             self.ciwae_beta == 0.5 or self.objective == "ciwae",
-            "--ciwae-beta weighs the ELBO in ciwae: use it with --objective ciwae",
+            "ciwae_beta weighs the ELBO in ciwae: use it with objective ciwae",
+            "ciwae_beta",
+            "objective",
         )
         _require(
             self.free_bits == 0 or self.gradient == "reparam",
-            f"--free-bits grants KL per latent dimension in closed form: use it with --gradient reparam, "
+            f"free_bits grants KL per latent dimension in closed form: use it with gradient reparam, "
             f"not {self.gradient}",
+            "free_bits",
+            "gradient",
         )
-        _require(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
-        _require(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
-        _require(0 < self.lr < math.inf, f"--lr must be positive and finite, got {self.lr}")
-        _require(0 <= self.seed < 2**32, f"--seed must be an integer from 0 to 2**32 - 1, got {self.seed}")
-        _require(self.keep_checkpoints >= 1, f"--keep-checkpoints must be at least 1, got {self.keep_checkpoints}")
+        _require(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}", "epochs")
+        _require(self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}", "batch_size")
+        _require(0 < self.lr < math.inf, f"lr must be positive and finite, got {self.lr}", "lr")
+        _require(0 <= self.seed < 2**32, f"seed must be an integer from 0 to 2**32 - 1, got {self.seed}", "seed")
+        _require(
+            self.keep_checkpoints >= 1,
+            f"keep_checkpoints must be at least 1, got {self.keep_checkpoints}",
+            "keep_checkpoints",
+        )
         _require(
             self.image_size is None or (len(self.image_size) == 2 and min(self.image_size) >= 1),
-            f"--image-size must be one or two positive integers, got {self.image_size}",
+            f"image_size must be one or two positive integers, got {self.image_size}",
+            "image_size",
         )
         _require(
             0 <= self.validation_fraction < 1,
-            f"--validation-fraction must be in [0, 1), got {self.validation_fraction}",
+            f"validation_fraction must be in [0, 1), got {self.validation_fraction}",
+            "validation_fraction",
         )
-        _require(self.early_stopping >= 0, f"--early-stopping must be at least 0, got {self.early_stopping}")
+        _require(
+            self.early_stopping >= 0, f"early_stopping must be at least 0, got {self.early_stopping}", "early_stopping"
+        )
         _require(
             self.early_stopping == 0 or self.validation_fraction > 0,
-            "--early-stopping needs a validation set: --validation-fraction must be positive",
+            "early_stopping needs a validation set: validation_fraction must be positive",
+            "early_stopping",
+            "validation_fraction",
         )
-        _require(self.beta >= 0, f"--beta must be at least 0, got {self.beta}")
-        _require(self.kl_warmup_epochs >= 0, f"--kl-warmup-epochs must be at least 0, got {self.kl_warmup_epochs}")
-        _require(self.free_bits >= 0, f"--free-bits must be at least 0, got {self.free_bits}")
+        _require(self.beta >= 0, f"beta must be at least 0, got {self.beta}", "beta")
+        _require(
+            self.kl_warmup_epochs >= 0,
+            f"kl_warmup_epochs must be at least 0, got {self.kl_warmup_epochs}",
+            "kl_warmup_epochs",
+        )
+        _require(self.free_bits >= 0, f"free_bits must be at least 0, got {self.free_bits}", "free_bits")
         _require(
             self.objective == "elbo" or (self.beta == 1 and self.kl_warmup_epochs == 0 and self.free_bits == 0),
-            "--beta, --kl-warmup-epochs and --free-bits weight the ELBO's KL term: use them with --objective elbo",
+            "beta, kl_warmup_epochs and free_bits weight the ELBO's KL term: use them with objective elbo",
+            "beta",
+            "kl_warmup_epochs",
+            "free_bits",
+            "objective",
         )
 
 

@@ -24,12 +24,11 @@ import numpy as np
 
 from jaxvae.errors import InputError
 from jaxvae.evaluate import decoded_means, posterior_moments
+from jaxvae.keys import DataSeed
 from jaxvae.model import VAE
 from jaxvae.networks import MLP, image_shape
 
 MAX_POINTS = 2000  # test examples shown in the scatter, a seeded subset of larger test sets
-SUBSET_SEED = 0
-BROWSER_ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "softplus", "sigmoid")  # those explore.js implements
 BROWSER_LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")  # whose means explore.js computes
 PAGE = files("jaxvae") / "explore_page"
 ASSETS = {"/": ("index.html", "text/html; charset=utf-8"), "/explore.js": ("explore.js", "text/javascript")}
@@ -49,7 +48,6 @@ def browser_decoder(vae: VAE) -> dict | None:
     decoder = vae.decoder
     if not (
         isinstance(decoder, MLP)
-        and decoder.activation in BROWSER_ACTIVATIONS
         and getattr(vae.likelihood, "name", None) in BROWSER_LIKELIHOODS
         and all(type(layer) is eqx.nn.Linear for layer in decoder.layers)
     ):
@@ -85,7 +83,7 @@ class Explorer:
         x_test, y_test = evaluation_split(load_data(config, data_dir=data_dir), "test", config.train.binarize)
         keep = np.arange(len(x_test))
         if len(keep) > max_points:
-            keep = np.sort(np.random.default_rng(SUBSET_SEED).choice(len(keep), max_points, replace=False))
+            keep = np.sort(np.random.default_rng(DataSeed.EXPLORE_SUBSET).choice(len(keep), max_points, replace=False))
         x = x_test[keep]
         mean, std = posterior_moments(self.vae, x)
         self.decode(np.zeros(self.vae.latent_dim))  # compile now, not on the first request

@@ -7,14 +7,10 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-ACTIVATION_FUNCTIONS: dict[str, Callable[[Array], Array]] = {  # by config.ACTIVATIONS' names
-    "tanh": jnp.tanh,
-    "relu": jax.nn.relu,
-    "elu": jax.nn.elu,
-    "gelu": jax.nn.gelu,
-    "softplus": jax.nn.softplus,
-    "sigmoid": jax.nn.sigmoid,
-}
+from jaxvae.config import ACTIVATIONS
+
+# each name is the jax.nn function of that name (gelu: its default, tanh approximation)
+ACTIVATION_FUNCTIONS: dict[str, Callable[[Array], Array]] = {name: getattr(jax.nn, name) for name in ACTIVATIONS}
 
 
 def map_examples(fn: Callable, x: Array):

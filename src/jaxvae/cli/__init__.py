@@ -8,7 +8,7 @@ import sys
 
 from jaxvae.cli import encode, evaluate, explore, plot, sample, train
 from jaxvae.cli.interrupt import how_to_resume, interruptible
-from jaxvae.cli.parser import build_parser
+from jaxvae.cli.parser import build_parser, in_options
 from jaxvae.errors import Diverged, InputError
 
 COMMANDS = {"train": train, "explore": explore, "evaluate": evaluate, "sample": sample, "plot": plot, "encode": encode}
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         with interruptible():
             return COMMANDS[args.command].run(args)
     except InputError as e:
-        print(f"jaxvae: error: {e}", file=sys.stderr)
+        print(f"jaxvae: error: {in_options(e, args)}", file=sys.stderr)
         return 2
     except (Diverged, OSError) as e:
         print(f"jaxvae: error: {e}", file=sys.stderr)

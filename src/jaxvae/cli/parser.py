@@ -1,6 +1,7 @@
 """The `jaxvae` command's arguments: the parser, its argument types, and what each option means."""
 
 import argparse
+import re
 
 from jaxvae.config import (
     ACTIVATIONS,
@@ -14,6 +15,7 @@ from jaxvae.config import (
     POSTERIORS,
     PRIORS,
 )
+from jaxvae.errors import InputError
 
 
 class Parser(argparse.ArgumentParser):
@@ -259,3 +261,13 @@ def build_parser() -> Parser:
     run_data_options(p)
     p.add_argument("-o", "--out", required=True, help=".npz file to write: arrays mean, std (n, k) and y if labelled")
     return parser
+
+
+def in_options(error: InputError, args: argparse.Namespace) -> str:
+    """The message of `error` with the settings it names (`SettingError.settings`, field names) written as the
+    options of the command that ran, where it has them: `latent_dim` -> `--latent-dim`."""
+    message = str(error)
+    for setting in getattr(error, "settings", ()):
+        if setting in vars(args):
+            message = re.sub(rf"\b{setting}\b", "--" + setting.replace("_", "-"), message, count=1)
+    return message
