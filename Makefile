@@ -1,19 +1,19 @@
 # make demo: train the seed's VAE on the embedded digits and write runs/demo.
-# make test: the whole test suite. Both create .venv and install what they need.
+# make test: the whole test suite. Both create .venv and install what they need, at the versions of constraints.txt.
 # make tutorial: rebuild docs/tutorial.ipynb (no outputs) from its source docs/tutorial.py.
 # make docs: build the documentation site into site/ (mkdocs build --strict: a broken link or reference fails).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
 .PHONY: demo test lint tutorial docs clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit("jaxvae needs Python 3.11 or newer" if sys.version_info < (3, 11) else 0)'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)
