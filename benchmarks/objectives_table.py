@@ -58,7 +58,7 @@ def main() -> None:
     for spec in args.models.split(","):
         objective, groups, k, gradient = parse_model(spec)
         tc = TrainConfig(
-            args.dataset, "dynamic", objective, k, 1, groups=groups, gradient=gradient, batch_size=20, seed=args.seed
+            args.dataset, "dynamic", objective, k, groups=groups, gradient=gradient, batch_size=20, seed=args.seed
         )
         x_train, x_test = prepared_data(data, tc)
         x_train, x_test = x_train[: args.train_examples], x_test[: args.test_examples]

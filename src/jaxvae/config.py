@@ -163,9 +163,6 @@ class TrainConfig:
     binarize: str = "none"
     objective: str = "elbo"
     samples: int = 1
-    groups: int = 1
-    ciwae_beta: float = 0.5
-    gradient: str = "reparam"
     epochs: int = 10
     batch_size: int = 32
     lr: float = 1e-3
@@ -180,6 +177,9 @@ class TrainConfig:
     kl_warmup_epochs: int = 0
     free_bits: float = 0.0
     tensorboard: bool = False  # also write TensorBoard event files (jaxvae.board)
+    groups: int = 1
+    ciwae_beta: float = 0.5
+    gradient: str = "reparam"
 
     def __post_init__(self):
         _require_types(self)
