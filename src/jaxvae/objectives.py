@@ -7,8 +7,9 @@ per-example bounds it reports, a dict of (n,) arrays that always holds the true 
 scalar settings (beta, free bits) are array fields, traced: a KL warm-up or a sweep changes them without
 compiling again. `objective_from(config)` is the one place where configuration names become objectives.
 
-Gradient estimators (`Reparam`, `STL`, `DReG`) change only the gradient, never a value: the loss and the
-bounds are those of the standard estimator on the same draws. They are written through three copies of
+Gradient estimators (`Reparam`, `STL`, `DReG`) change the gradient: every reported bound, and the loss of
+the importance-weighted objectives, is the standard estimator's on the same draws (the ELBO's loss with STL
+estimates its KL at the draws instead of in closed form; see `Elbo`). They are written through three copies of
 the log weights log w_k = log p(x, z_k) - log q(z_k | x) with equal values (`LogWeights`): one whose
 gradient reaches what p depends on at fixed z (the decoder, the prior), one whose gradient reaches only
 what q depends on (along z's path, and for `Reparam` through q's density too), and the standard one.
