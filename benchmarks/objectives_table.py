@@ -67,8 +67,9 @@ def main() -> None:
         key = jax.random.PRNGKey(12345)  # the same test draws for every model
         ll = log_likelihood(vae, x_test, key, args.eval_samples, args.chunk)
         test_elbo = float(np.mean(np.asarray(elbo(vae, jnp.asarray(x_test), key=key).elbo)))
+        reference = f"iwae:{groups * k}:reparam"
+        baseline = per_example.get(reference) if spec != reference else None
         per_example[spec] = ll
-        baseline = per_example.get(f"iwae:{groups * k}:reparam")
         paired = "" if baseline is None else f"{np.mean(ll - baseline):+.2f} ± {_se(ll - baseline):.2f}"
         rows.append(
             f"| {objective.upper()} | {f'{groups} x {k}' if groups > 1 else k} | {gradient} | "
