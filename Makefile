@@ -1,5 +1,6 @@
 # make demo: train the seed's VAE on the embedded digits and write runs/demo.
 # make test: the whole test suite. Both create .venv and install what they need, at the versions of constraints.txt.
+# make test-fast: the tests not marked slow (pytest -m "not slow"), the loop while changing the code.
 # make tutorial: rebuild docs/tutorial.ipynb (no outputs) from its source docs/tutorial.py.
 # make docs: build the documentation site into site/ (mkdocs build --strict: a broken link or reference fails).
 PYTHON ?= python3
@@ -7,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint tutorial docs clean
+.PHONY: demo test test-fast lint tutorial docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit("jaxvae needs Python 3.11 or newer" if sys.version_info < (3, 11) else 0)'
@@ -21,6 +22,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -m "not slow"
 
 tutorial: $(STAMP)  # cells get stable ids (cell-0, cell-1, ...) so that a rebuild changes only what changed
 	$(BIN)/python -c 'import jupytext; nb = jupytext.read("docs/tutorial.py"); \

@@ -15,6 +15,8 @@ import pytest
 from conftest import make_idx_folder, write_idx
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 
+pytestmark = pytest.mark.slow
+
 
 def idx_folder(tmp_path, damage=None):
     folder = tmp_path / "idx"

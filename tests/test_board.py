@@ -11,6 +11,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from jaxvae.cli import main
 from jaxvae.runs import read_metrics
 
+pytestmark = pytest.mark.slow
+
 ARGS = ["--hidden", "16", "--validation-fraction", "0.2", "--quiet", "--tensorboard"]
 
 

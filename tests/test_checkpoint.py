@@ -107,6 +107,7 @@ DAMAGES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", DAMAGES, ids=lambda f: f.__name__[7:])
 def test_damaged_checkpoint_is_an_input_error_for_load_and_exit_2_for_resume(trained_run, tmp_path, damage, capsys):
     run = copy_run(trained_run, tmp_path / "run")
@@ -119,6 +120,7 @@ def test_damaged_checkpoint_is_an_input_error_for_load_and_exit_2_for_resume(tra
     assert "damaged" in err or "does not fit" in err
 
 
+@pytest.mark.slow
 def test_keep_last_n_and_the_best(tmp_path):
     """--keep-checkpoints 2 over 4 epochs keeps epochs 3 and 4, and best.eqx holds the epoch with the
     highest validation ELBO in metrics.jsonl."""

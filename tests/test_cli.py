@@ -16,6 +16,7 @@ def jaxvae(*args, cwd=None):
     )
 
 
+@pytest.mark.slow
 def test_train_end_to_end(tmp_path):
     out = tmp_path / "run"
     result = jaxvae("train", "--out", str(out), "--epochs", "2", "--hidden", "32", "--quiet")
@@ -30,6 +31,7 @@ def test_train_end_to_end(tmp_path):
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
 
 
+@pytest.mark.slow
 def test_a_named_dataset_read_beside_jax_imports_trains_as_its_folder_does(tmp_path):
     """`--dataset mnist` is read while JAX imports on a thread; the same IDX files given as a folder are
     read after the imports. Same data, same seed: the same metrics, and nothing on stderr."""
@@ -48,6 +50,7 @@ def test_a_named_dataset_read_beside_jax_imports_trains_as_its_folder_does(tmp_p
     ]
 
 
+@pytest.mark.slow
 def test_bad_input_exits_2_with_one_line_and_no_run_folder(tmp_path):
     cases = [
         ["--dataset", "no-such-dataset"],
@@ -119,6 +122,7 @@ def test_out_that_is_a_file_is_refused(tmp_path, capsys):
     assert code == 2 and "is a file" in err
 
 
+@pytest.mark.slow
 def test_resume_refuses_options_it_cannot_change(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("jaxvae.plots.write_figures", lambda *args: None)  # not under test here
     out = tmp_path / "run"
@@ -159,6 +163,7 @@ LIKELIHOODS = ["bernoulli", "continuous-bernoulli", "gaussian"]
 PAIRS = [(q, p) for q in ("diagonal", "full", "iaf:2") for p in ("normal", "mixture:3", "vamp:5")] * 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("objective", OBJECTIVES)
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 @pytest.mark.parametrize("likelihood", LIKELIHOODS)
@@ -210,6 +215,7 @@ def test_bad_family_options_exit_2_with_one_line(tmp_path, capsys, extra, messag
     assert not (tmp_path / "never").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("posterior, prior", [("full", "mixture:3"), ("iaf:2", "vamp:5")])
 def test_every_command_works_for_a_posterior_and_prior(tmp_path, capsys, posterior, prior):
     """train, resume, evaluate (with quadrature), sample, encode, plot and the explorer's model, in-process."""
@@ -235,6 +241,7 @@ def test_every_command_works_for_a_posterior_and_prior(tmp_path, capsys, posteri
     assert model["decoder"] is not None and len(model["points"]["mean"]) == 359
 
 
+@pytest.mark.slow
 def test_dreg_training_and_the_gradient_snr_report(tmp_path):
     """IWAE with DReG trains and records its bound; `evaluate --gradient-snr` gives the SNR by estimator and K
     in --json (`gradient_snr`), a table and a figure; on a sweep, or with K = 0, it exits 2 with one line."""

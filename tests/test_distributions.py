@@ -66,6 +66,7 @@ def test_bernoulli_is_finite_and_exact_at_extreme_logits():
     np.testing.assert_allclose(d.log_prob(jnp.array([1.0, 0.0])), 0.0, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("logit", [-40.0, -5.0, -0.3, -1e-3, 0.0, 2e-3, 0.5, 7.0, 40.0])
 def test_continuous_bernoulli_integrates_to_one(logit):
     d = ContinuousBernoulli(jnp.array([logit]))

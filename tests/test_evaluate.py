@@ -69,6 +69,7 @@ def test_iw_bound_is_exact_for_the_exact_posterior():
     np.testing.assert_allclose(got, log_px, atol=2e-4)
 
 
+@pytest.mark.slow
 def test_iw_value_of_an_example_does_not_depend_on_its_batch():
     vae = small_vae("bernoulli", d=6)
     x = jnp.asarray(np.random.default_rng(0).random((7, 6)) < 0.5, jnp.float32)
@@ -77,6 +78,7 @@ def test_iw_value_of_an_example_does_not_depend_on_its_batch():
     assert not np.allclose(log_likelihood(vae, x, _key(3), samples=30, chunk=8), whole)
 
 
+@pytest.mark.slow
 def test_iw_bound_converges_to_quadrature_on_a_2d_model():
     """A sharp 2-D Bernoulli model with a poor encoder: E[log p(x) - L_K] shrinks with K, to < 0.05 nats at 5000.
 
@@ -117,6 +119,7 @@ def _numpy_log_likelihood(vae: VAE, likelihood: str):
     return log_lik
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("likelihood", ["bernoulli", "continuous-bernoulli"])
 def test_quadrature_matches_scipy_dblquad(likelihood):
     """Adaptive Gauss-Kronrod (scipy.integrate.dblquad) of p(x|z) N(z | 0, I) over [-9, 9]^2, float64."""
@@ -145,6 +148,7 @@ def test_quadrature_grid_is_converged(likelihood):
     assert float(jnp.max(jnp.abs(finer - default))) < 0.01
 
 
+@pytest.mark.slow
 def test_diagnostics_on_the_linear_gaussian_model():
     """KL per dimension and active units against the closed form from the encoder's own means and variances."""
     vae, W, b, sigma = linear_gaussian_vae(exact_posterior=True)
@@ -213,6 +217,7 @@ def _global_grid_log_px(vae: VAE, x: np.ndarray, step: float, bound: float = 6.0
     return logsumexp(log_f, axis=1) + 2 * np.log(step)
 
 
+@pytest.mark.slow
 def test_acceptance_held_out_digits_from_npz(digits_run, capsys):
     run, x = digits_run
     code, out, err = jaxvae_cli(
@@ -230,6 +235,7 @@ def test_acceptance_held_out_digits_from_npz(digits_run, capsys):
     assert abs(got["log_likelihood_quadrature"] - reference.mean()) < 0.05
 
 
+@pytest.mark.slow
 def test_cli_evaluate_table_and_data_that_do_not_fit(digits_run, capsys, tmp_path):
     run, _ = digits_run
     code, out, _ = jaxvae_cli(capsys, "evaluate", run, "--iw-samples", "20")
@@ -244,6 +250,7 @@ def test_cli_evaluate_table_and_data_that_do_not_fit(digits_run, capsys, tmp_pat
     assert code == 2 and "not a jaxvae run folder" in err
 
 
+@pytest.mark.slow
 def test_cli_sample_plot_encode(digits_run, capsys, tmp_path):
     run, x = digits_run
     code, _, err = jaxvae_cli(capsys, "sample", run, "-n", "9", "-o", tmp_path / "s.png", "--seed", "3")

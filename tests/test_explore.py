@@ -100,6 +100,7 @@ def pixels(values) -> np.ndarray:
     return np.round(np.clip(np.asarray(values, np.float64), 0, 1) * 255).astype(int)
 
 
+@pytest.mark.slow
 def test_fixed_routes_serve_the_page_and_the_run(run_dir, server):
     vae = load(run_dir)
     x_test = load_dataset("digits").x_test
@@ -121,6 +122,7 @@ def test_fixed_routes_serve_the_page_and_the_run(run_dir, server):
     np.testing.assert_array_equal(stored, pixels(x_test))
 
 
+@pytest.mark.slow
 def test_large_test_sets_are_a_seeded_subset(run_dir):
     """MAX_POINTS caps the scatter; the kept examples are distinct test examples with their own codes."""
     explorer = explore.Explorer(run_dir, max_points=50)
@@ -133,6 +135,7 @@ def test_large_test_sets_are_a_seeded_subset(run_dir):
     assert json.loads(explore.Explorer(run_dir, max_points=50).model_json)["points"] == points
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "path",
     [
@@ -167,6 +170,7 @@ def test_paths_outside_the_routes_are_refused(server, path):
     assert SECRET.encode() not in body and b"Traceback" not in body and b"{" not in body
 
 
+@pytest.mark.slow
 def test_other_methods_and_malformed_requests_get_4xx(server):
     for method in ("POST", "PUT", "DELETE", "OPTIONS", "BREW"):
         assert request(server, "/", method)[0] == 405, method
@@ -176,6 +180,7 @@ def test_other_methods_and_malformed_requests_get_4xx(server):
     assert b"Error code: 400" in answer and b"Traceback" not in answer
 
 
+@pytest.mark.slow
 def test_decode_endpoint_matches_jax_and_validates_z(run_dir, server):
     vae = load(run_dir)
     status, body = request(server, "/decode?z=0.5,-1.25")
@@ -202,6 +207,7 @@ def test_decode_endpoint_matches_jax_and_validates_z(run_dir, server):
         assert b"Traceback" not in body and len(body.splitlines()) == 1, body
 
 
+@pytest.mark.slow
 def test_decoders_the_page_cannot_run_are_left_to_the_server(run_dir):
     """A decoder that is not an MLP of Linear layers (say convolutional) is not exported."""
     vae = load(run_dir)
@@ -210,6 +216,7 @@ def test_decoders_the_page_cannot_run_are_left_to_the_server(run_dir):
     assert explore.browser_decoder(eqx.tree_at(lambda m: m.decoder, vae, other)) is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "signum, ignored",
     [(signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGTERM, True)],
@@ -231,6 +238,7 @@ def test_cli_serves_until_interrupted(run_dir, signum, ignored):
         assert process.wait(timeout=30) == 0, process.stderr.read()
 
 
+@pytest.mark.slow
 def test_cli_bad_input_exits_2_with_one_line(run_dir, tmp_path, capsys):
     for args in ([str(tmp_path / "missing")], [str(run_dir), "--port", "70000"], [str(run_dir), "--port", "x"]):
         try:
@@ -284,6 +292,7 @@ def canvas_pixels(page, selector: str) -> np.ndarray:
     return rgba[:, 0].reshape(8, 8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("in_browser", [True, False], ids=["decoder-in-page", "decoder-on-server"])
 def test_page_decodes_under_the_pointer_and_shows_a_clicked_example(browser, run_dir, monkeypatch, in_browser):
     if not in_browser:
@@ -343,6 +352,7 @@ def page(browser, server):
         assert problems == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "likelihood, activation, hidden, edit",
     [
@@ -368,6 +378,7 @@ def test_page_decoder_matches_jax(page, likelihood, activation, hidden, edit):
     np.testing.assert_allclose(np.array(got), vae.decode(jnp.asarray(z, jnp.float32)).mean, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_sliders_for_every_latent_dimension_above_two(browser, tmp_path):
     run = untrained_run(tmp_path / "run", latent_dim=3, hidden=(16,))
     vae = load(run)

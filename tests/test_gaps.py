@@ -51,6 +51,7 @@ def trained_2d(tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 def test_cli_gaps_on_a_trained_model(trained_2d, capsys, tmp_path):
     """evaluate --gaps --json --per-example: the keys, the file, the figure; and per example, within 4 Monte
     Carlo standard errors (ELBO(q) and ELBO(q*) share their draws), ELBO(q) <= ELBO(q*) <= log p(x)

@@ -46,6 +46,7 @@ def test_gaussian_likelihood_matches_scipy(variance):
     np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_fixed_variance_gets_no_gradient_and_learned_ones_do():
     x = jnp.asarray(rng.normal(size=(3, 12)), jnp.float32)
     z = jnp.asarray(rng.normal(size=(3, 2)), jnp.float32)
@@ -54,6 +55,7 @@ def test_fixed_variance_gets_no_gradient_and_learned_ones_do():
         assert bool(jnp.any(grad.likelihood.log_var != 0)) == trained, variance
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("likelihood", ["bernoulli", "continuous-bernoulli", "gaussian"])
 @pytest.mark.parametrize("architecture", ["mlp", "conv"])
 def test_every_likelihood_and_architecture_encodes_decodes_and_samples(likelihood, architecture):
@@ -76,6 +78,7 @@ def test_every_likelihood_and_architecture_encodes_decodes_and_samples(likelihoo
         assert draws.min() >= 0 and draws.max() <= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(8, 8), (28, 28), (32, 32, 3), (7, 5)])
 def test_conv_networks_fit_every_image_size(shape):
     config = ModelConfig(data_shape=shape, latent_dim=4, hidden=(3, 5), likelihood="gaussian", architecture="conv")
@@ -84,6 +87,7 @@ def test_conv_networks_fit_every_image_size(shape):
     assert vae.encode(x).mean.shape == (2, 4) and vae.decode(jnp.zeros((2, 4))).mean.shape == (2, config.data_dim)
 
 
+@pytest.mark.slow
 def test_conv_networks_read_and_write_flat_vectors_as_height_width_channels():
     """One 3x3 stride-2 convolution and an identity linear layer: feature (channel o, row p, column q)
     and the pixel (row i, column j, channel c) at flat index (i W + j) C + c interact only where

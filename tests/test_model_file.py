@@ -59,6 +59,7 @@ def assert_same_model(a: jaxvae.VAE, b: jaxvae.VAE):
     np.testing.assert_array_equal(a.decode(qa.mean).logits, b.decode(qb.mean).logits)
 
 
+@pytest.mark.slow
 def test_fit_trains_a_users_encoder_and_load_rebuilds_it(tmp_path, no_figures):
     """A module-level function is recorded by file and name: `jaxvae.load` needs nothing more."""
     trained = fit(
@@ -70,6 +71,7 @@ def test_fit_trains_a_users_encoder_and_load_rebuilds_it(tmp_path, no_figures):
     assert_same_model(trained, loaded)
 
 
+@pytest.mark.slow
 def test_a_function_outside_a_file_loads_only_when_given_again(tmp_path, no_figures):
     def build(config, key):  # a local function: no file and name to record
         return build_gated(config, key)
@@ -98,6 +100,7 @@ def jaxvae_cli(*args) -> tuple[int, str]:
     return code, err.getvalue()
 
 
+@pytest.mark.slow
 def test_documented_example_trains_evaluates_plots_and_resumes(tmp_path):
     """As a new user would: the documented file, `--model FILE:build`; then a changed file and a missing
     file are one-line errors with exit code 2."""

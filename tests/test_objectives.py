@@ -66,6 +66,7 @@ def test_s_sample_elbo_is_unbiased(samples):
         np.testing.assert_allclose(estimates.var(0) * 4, single.var(0), rtol=0.15)
 
 
+@pytest.mark.slow
 def test_iwae_bound_tightens_with_k():
     """E[L_1] = ELBO <= E[L_5] <= E[L_50] <= log p(x), averaged over 2,000 draws."""
     vae, W, b, sigma = linear_gaussian_vae(exact_posterior=False)
@@ -78,6 +79,7 @@ def test_iwae_bound_tightens_with_k():
     assert np.all(means[0] < means[1]) and np.all(means[1] < means[2]) and np.all(means[2] < log_px)
 
 
+@pytest.mark.slow
 def test_reparameterization_gradient_matches_finite_differences():
     """d/d(encoder bias) of the 3-sample ELBO with fixed noise, against central differences in float64."""
     with jax.enable_x64(True):
@@ -99,6 +101,7 @@ def test_reparameterization_gradient_matches_finite_differences():
         np.testing.assert_allclose(grad, np.asarray(fd), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_reparameterization_gradient_is_unbiased():
     """The mean over 4,000 draws of the gradient of the 1-sample ELBO vs the gradient of the closed form."""
     import equinox as eqx
@@ -141,6 +144,7 @@ def test_free_bits_kl_by_hand():
     assert float(free_bits_kl(total, w, 0.7, 3)) == pytest.approx(2.1, rel=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("beta", [0.0, 0.25, 4.0])
 def test_beta_weights_only_the_kl_of_the_loss(beta):
     """loss = -mean(reconstruction) + beta * mean(KL), the KL in closed form (conftest's formula, written
@@ -159,6 +163,7 @@ def test_beta_weights_only_the_kl_of_the_loss(beta):
     np.testing.assert_allclose(terms.kl, closed_kl, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_free_bits_above_every_kl_leave_only_the_reconstruction_gradient():
     """With lambda above every dimension's KL the KL term is the constant k * lambda: the loss is
     k * lambda - mean(reconstruction), and its gradient is the reconstruction's alone."""
@@ -286,6 +291,7 @@ def test_stl_has_zero_variance_at_the_exact_posterior():
     assert standard.std(0).max() > 0.1
 
 
+@pytest.mark.slow
 def test_dreg_encoder_gradient_is_the_squared_weights_sum_written_out():
     """d/d(encoder bias) of DReG's loss, against sum_k w~_k^2 (d log w_k / d z_k)(d z_k / d bias) in float64
     NumPy: for the linear-Gaussian model d log w / dz = W^T (x - W z - b) / s^2 - z + (z - mu) / sigma^2, and
@@ -310,6 +316,7 @@ def test_dreg_encoder_gradient_is_the_squared_weights_sum_written_out():
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gradient", [Reparam(), STL(), DReG()])
 def test_miwae_with_one_group_is_iwae(gradient):
     vae, x = _poor_q_model()
@@ -324,6 +331,7 @@ def test_miwae_with_one_group_is_iwae(gradient):
     np.testing.assert_allclose(bounds_m["miwae_bound"], bounds_i["iwae_bound"], rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gradient", [Reparam(), STL()])
 def test_ciwae_at_beta_one_is_the_elbo(gradient):
     """CIWAE(1) with K draws: the loss and gradient of the K-sample ELBO mean_k log w_k (reparam: differentiated
@@ -357,6 +365,7 @@ def test_piwae_trains_the_decoder_on_iwae_and_the_encoder_on_miwae(gradient):
     np.testing.assert_allclose(encoder, _gradients(Miwae(3, 2, gradient), vae, x, keys)[0], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gradient", [Reparam(), STL(), DReG()])
 def test_each_objective_reports_the_bounds_functions_on_the_same_draws(gradient):
     vae, x = _poor_q_model()

@@ -80,6 +80,7 @@ def assert_same_training(a: Path, b: Path):
         assert abs(x["test_elbo"] - y["test_elbo"]) < 1e-3
 
 
+@pytest.mark.slow
 def test_two_simulated_devices_train_like_one(one_device, tmp_path):
     out = tmp_path / "run"
     result = run([*TRAIN, "--out", str(out)], devices=2)
@@ -89,6 +90,7 @@ def test_two_simulated_devices_train_like_one(one_device, tmp_path):
     assert_same_training(one_device, out)
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one(one_device, tmp_path):
     out = tmp_path / "run"
     port = free_port()
@@ -107,6 +109,7 @@ def test_two_processes_train_like_one(one_device, tmp_path):
     assert_same_training(one_device, out)
 
 
+@pytest.mark.slow
 def test_batch_size_not_divisible_by_devices_is_a_clear_error(tmp_path):
     result = run([*TRAIN, "--out", str(tmp_path / "run"), "--batch-size", "31"], devices=2)
     assert result.returncode == 2
@@ -120,6 +123,7 @@ def test_incomplete_process_options_are_a_clear_error(tmp_path):
         parallel.initialize("127.0.0.1:1234", None, 0)
 
 
+@pytest.mark.slow
 def test_streamed_epoch_equals_in_memory_epoch():
     """Chunks of 3 batches (the last one shorter) from a NumPy array give the compiled epoch's result."""
     config = RunConfig(ModelConfig(data_shape=(64,), hidden=(32,)), TrainConfig(batch_size=16, binarize="dynamic"))
@@ -143,6 +147,7 @@ def test_streamed_epoch_equals_in_memory_epoch():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_fit_streams_a_memory_mapped_file_under_a_small_budget(tmp_path):
     """A budget of 20 kB (the digits' training set is 368 kB) streams 2-batch chunks from a memory map."""
     data = load_dataset("digits")
@@ -195,6 +200,7 @@ print(heaps())
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(__import__("ctypes").CDLL(None), "malloc_info"), reason="glibc only")
 def test_malloc_arenas_are_limited_before_threads_allocate():
     """Threads that allocate get an arena each (7 for 6 threads and the main thread), unless

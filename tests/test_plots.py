@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from jaxvae import plots
@@ -64,6 +65,7 @@ def test_blocks_are_all_one_size_and_cover_every_row_in_order():
     assert shapes == [(plots.ROWS, 3)] * 3
 
 
+@pytest.mark.slow
 def test_a_figure_drawn_while_matplotlib_is_imported_in_the_background_waits_for_it(tmp_path):
     """In a fresh process (matplotlib not yet imported): start the background import, draw at once."""
     path = tmp_path / "curve.png"

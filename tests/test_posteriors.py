@@ -50,6 +50,7 @@ def test_full_normal_samples_have_its_covariance():
     np.testing.assert_allclose(np.cov(z.T), L @ L.T, atol=0.02 * max(1, np.abs(L @ L.T).max()))
 
 
+@pytest.mark.slow
 def test_full_normal_kl_matches_the_float64_formula_and_monte_carlo():
     """KL(N(m, S) || N(mu, diag v)) against numpy's 0.5 (tr(P^-1 S) + d^T P^-1 d - k + log|P| - log|S|),
     and the closed form against 100,000 draws of log q - log p (5 standard errors)."""
@@ -74,6 +75,7 @@ def test_full_normal_kl_matches_the_float64_formula_and_monte_carlo():
         assert abs(log_ratio.mean() - expected) < 5 * log_ratio.std() / np.sqrt(len(log_ratio))
 
 
+@pytest.mark.slow
 def test_monte_carlo_kl_is_unbiased_for_gaussian_pairs():
     """Against a one-component mixture prior, equal to N(mu, diag v) but with no closed form registered,
     the KL is the Monte Carlo mean of log q - log p: over 20,000 independent single draws its average is
@@ -121,6 +123,7 @@ def test_flow_step_log_determinant_is_slogdet_of_its_jacobian():
         np.testing.assert_allclose(log_det, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_iaf_log_q_is_the_change_of_variables():
     """log q(z_T) from sample_and_log_prob = log N(z_0 | mu, sigma^2) - log|det dz_T/dz_0|, the determinant
     of the whole flow (two steps, the order reversed between them) from slogdet of jax.jacfwd in float64
@@ -141,6 +144,7 @@ def test_iaf_log_q_is_the_change_of_variables():
     np.testing.assert_allclose(q.log_prob(z), log_q, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_iaf_density_integrates_to_one():
     """k = 2: the trapezoid rule over a 400 x 400 grid of exp(log_prob) (the flow inverted at every point)
     gives 1 within 1e-3."""
@@ -156,6 +160,7 @@ def test_iaf_density_integrates_to_one():
     assert total == pytest.approx(1.0, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_iaf_moments_by_monte_carlo():
     """The Monte Carlo mean and std of q against 100,000 independent draws, within 5 standard errors."""
     family = IAF(3, 2, key=jax.random.PRNGKey(4))

@@ -5,6 +5,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from scipy import stats
 from scipy.special import logsumexp, softmax
 
@@ -77,6 +78,7 @@ def test_prior_samples_follow_the_prior():
         np.testing.assert_allclose(z.std(0), std, rtol=0.02)
 
 
+@pytest.mark.slow
 def test_quadrature_of_a_vamp_prior_model_matches_an_independent_dense_grid():
     """k = 2, VampPrior with 3 pseudo-inputs, Bernoulli decoder: jaxvae's quadrature against log p(x)
     from a float64 numpy decoder and explicit prior summed on a 1000 x 1000 grid over [-12, 12]^2 (which
@@ -104,6 +106,7 @@ def test_quadrature_of_a_vamp_prior_model_matches_an_independent_dense_grid():
     assert np.all(iw <= ours + 0.05)  # a lower bound (in expectation) on the exact value
 
 
+@pytest.mark.slow
 def test_squared_distances_gradient_matches_autodiff_of_the_plain_formula():
     """The hand-written gradient (matrix products) against jax.grad of sum_j (z_j - c_j)^2 p_j, float32."""
     from jaxvae.distributions import squared_distances

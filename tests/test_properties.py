@@ -55,6 +55,7 @@ def kl_by_quadrature(mq, vq, mp, vp) -> float:
     return integrate.quad(integrand, mq - 12 * sd, mq + 12 * sd, points=[mq], limit=200)[0]
 
 
+@pytest.mark.slow
 @FEW
 @given(normal_pairs())
 def test_kl_is_nonnegative_zero_only_when_equal_and_matches_quadrature(pair):
@@ -96,6 +97,7 @@ def continuous_bernoulli_reference(logits, x):
     return bernoulli_reference(logits, x) + np.sum(log_c, axis=-1)
 
 
+@pytest.mark.slow
 @FEW
 @given(shapes(), st.sampled_from([1.0, 30.0, 1e4]), st.booleans(), st.data())
 def test_log_probs_and_gradients_are_finite_at_extreme_logits(shape, bound, continuous, data):
@@ -122,6 +124,7 @@ def iwae_draws(vae, x, keys):
     return [jax.vmap(lambda key, K=K: iwae(vae, x, key=key, samples=K))(keys) for K in (1, 2, 8)]
 
 
+@pytest.mark.slow
 @settings(max_examples=5, deadline=None)
 @given(st.integers(0, 10_000), st.sampled_from([2, 4]), st.sampled_from([1, 2]))
 def test_iwae_bound_is_nondecreasing_in_k_in_expectation(seed, d, k):

@@ -17,6 +17,8 @@ from jaxvae.data import load_dataset
 from jaxvae.runs import read_metrics
 from jaxvae.train import Diverged, fit
 
+pytestmark = pytest.mark.slow
+
 EPOCHS = 20
 # digits with 20% of the training set held out for validation (so best.eqx is written): 36 steps per epoch
 ARGS = ["--epochs", str(EPOCHS), "--hidden", "16", "--validation-fraction", "0.2", "--quiet"]

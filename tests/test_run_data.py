@@ -3,12 +3,15 @@
 import json
 
 import numpy as np
+import pytest
 
 from conftest import make_idx_folder
 from jaxvae import download
 from jaxvae.cli import main
 from jaxvae.data import load_dataset
 from test_data import save_image
+
+pytestmark = pytest.mark.slow
 
 
 def command(capsys, *argv) -> tuple[int, str]:

@@ -14,6 +14,8 @@ from jaxvae.model import VAE
 from jaxvae.objectives import DReG, Iwae, Reparam
 from jaxvae.snr import BATCHES, gradient_snr, inference_mask
 
+pytestmark = pytest.mark.slow
+
 X = jnp.asarray(np.random.default_rng(3).normal(size=(4, 5)) * 1.5, jnp.float32)
 
 

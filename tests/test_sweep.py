@@ -45,6 +45,7 @@ def without_timing(metrics):
     return [{k: v for k, v in m.items() if k not in TIMING} for m in metrics]
 
 
+@pytest.mark.slow
 def test_members_are_the_separate_runs(tmp_path):
     """4 members (2 seeds, each its own data order, x 2 free-bits values; beta 0.5 and lr 3e-3, traced like
     them): the last, which differs from the first in seed and setting, against its separate run (`train.fit`).
@@ -71,6 +72,7 @@ def test_members_are_the_separate_runs(tmp_path):
     assert len({read_metrics(tmp_path / "sweep" / name)[-1]["train_elbo"] for name in configs}) == len(configs)
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_is_bit_identical(tmp_path, capsys):
     """3 epochs at once, against 2 epochs then --resume to 3 with member seed-1's epoch-2 checkpoint gone (a
     kill between two members' writes): the same metrics and byte-identical checkpoints, best.eqx included."""
@@ -89,6 +91,7 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path, capsys):
             assert (a / "checkpoints" / file).read_bytes() == (b / "checkpoints" / file).read_bytes()
 
 
+@pytest.mark.slow
 def test_ctrl_c_finishes_the_epoch_saves_every_member_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
     """A Ctrl-C during the first epoch (the flag train's SIGINT handler sets, set from the start here)."""
     import contextlib
@@ -102,6 +105,7 @@ def test_ctrl_c_finishes_the_epoch_saves_every_member_and_says_how_to_resume(tmp
         assert [p.name for p in (out / name / "checkpoints").iterdir()] == ["epoch-00001.eqx"]
 
 
+@pytest.mark.slow
 def test_diverging_and_early_stopping_members_stop_alone_and_evaluate_reports_the_rest(tmp_path, capsys):
     """lr 1e9 diverges in epoch 1 and leaves no checkpoint; lr 1e-30 leaves the weights unchanged, so with
     patience 2 it stops after epoch 3 (validation ELBO never beats epoch 1's); lr 1e-3 trains all 5 epochs."""
@@ -159,6 +163,7 @@ def test_members_may_differ_only_in_seed_and_the_swept_settings():
             check({"a": config, "b": other}, load_dataset("digits"))
 
 
+@pytest.mark.slow
 def test_bad_sweeps_exit_2_and_a_sweep_that_all_diverges_exits_1_without_a_folder(tmp_path, capsys):
     out = tmp_path / "sweep"
     base = ["train", "--out", str(out), "--hidden", "16", "--quiet"]
@@ -181,6 +186,7 @@ def test_bad_sweeps_exit_2_and_a_sweep_that_all_diverges_exits_1_without_a_folde
     assert code == 2 and "--seeds must be at least 1" in err and not out.exists()
 
 
+@pytest.mark.slow
 def test_a_ciwae_beta_sweep_member_is_its_separate_run(tmp_path):
     """CIWAE's beta is the objective's traced scalar: member ciwae-beta-0.8 against `train.fit` alone, within
     1e-3 nats (float sums in another order), and the two members differ."""

@@ -6,6 +6,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import jaxvae
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
@@ -27,6 +28,7 @@ def test_batch_indices_use_every_example_once():
     assert sorted(np.asarray(idx)[np.asarray(w) == 1].tolist()) == list(range(103))
 
 
+@pytest.mark.slow
 def test_weighted_batch_loss_ignores_padding():
     """A padded batch's loss equals the plain mean over its real examples."""
     from jaxvae.train import batch_loss
@@ -49,6 +51,7 @@ def test_weighted_batch_loss_ignores_padding():
     assert np.isfinite(float(loss_real))
 
 
+@pytest.mark.slow
 def test_step_and_epoch_compile_once():
     """Also across KL weights: the objective's beta is traced, so a warm-up does not recompile."""
     config = small_config()
@@ -70,6 +73,7 @@ def test_step_and_epoch_compile_once():
     assert epoch._cache_size() == 1
 
 
+@pytest.mark.slow
 def test_training_on_digits_improves_test_elbo_and_reloads_exactly(tmp_path):
     """10 epochs on digits: the test ELBO rises by more than 15 nats over the untrained model's
     (about -44 nats, 64 pixels at log 2 each, to about -26)."""
@@ -90,6 +94,7 @@ def test_training_on_digits_improves_test_elbo_and_reloads_exactly(tmp_path):
     assert len(list((tmp_path / "run" / "figures").glob("*.png"))) >= 4
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers_and_resume_continues(tmp_path):
     data = load_dataset("digits")
     fit(small_config(epochs=3, binarize="dynamic"), data, tmp_path / "a", progress=False)
@@ -100,6 +105,7 @@ def test_same_seed_same_numbers_and_resume_continues(tmp_path):
         assert [m[key] for m in a] == [m[key] for m in b]
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_after_patience_epochs_without_improvement(tmp_path):
     """lr = 1e-30 leaves the float32 weights unchanged and the validation ELBO uses one fixed key, so no
     epoch improves on epoch 1: with patience 2 training stops after epoch 3 of 10, best.eqx is epoch 1."""
@@ -114,6 +120,7 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(tmp_path
     assert int(best.epoch) == 1
 
 
+@pytest.mark.slow
 def test_best_checkpoint_is_the_model_of_the_best_validation_elbo(tmp_path):
     """Re-evaluating best.eqx on the validation split (same split, same key) gives the best recorded value."""
     from jaxvae import checkpoint
@@ -133,6 +140,7 @@ def test_best_checkpoint_is_the_model_of_the_best_validation_elbo(tmp_path):
     np.testing.assert_allclose(again, best["validation_elbo"], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_metrics_record_the_warmup_and_the_iwae_bound(tmp_path):
     """The epoch's KL weight is recorded (beta 0.5 over 2 epochs: 0, 0.25, 0.5); an IWAE run records its
     training bound L_K beside the ELBO, and L_K >= mean_k log w_k holds for every draw (Jensen)."""
@@ -145,6 +153,7 @@ def test_metrics_record_the_warmup_and_the_iwae_bound(tmp_path):
     assert record["train_iwae_bound"] > record["train_elbo"] and record["beta"] == 1.0
 
 
+@pytest.mark.slow
 def test_the_seeds_model_gives_the_same_numbers_as_before_the_open_model(tmp_path):
     """Two epochs of the seed's model on digits: metrics pinned to the values of the last release before
     the model became parts (commit 7f12acd), bit for bit for the ELBO objective."""
@@ -158,6 +167,7 @@ def test_the_seeds_model_gives_the_same_numbers_as_before_the_open_model(tmp_pat
     assert read_metrics(tmp_path / "run")[0]["kl_estimator"] == "closed form"
 
 
+@pytest.mark.slow
 def test_iwae_with_the_standard_gradient_gives_the_same_numbers_as_the_string_switch(tmp_path):
     """Two epochs of the seed's model with IWAE (K = 4): metrics pinned to the values of the last commit
     before objectives became parts (d33e689), bit for bit."""
@@ -170,6 +180,7 @@ def test_iwae_with_the_standard_gradient_gives_the_same_numbers_as_the_string_sw
     ]
 
 
+@pytest.mark.slow
 def test_every_objective_and_gradient_trains_and_records_its_bounds(tmp_path):
     """One epoch each: finite metrics, and each objective's bounds beside the ELBO in metrics.jsonl."""
     data = load_dataset("digits")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import jupytext
 import nbformat
+import pytest
 from ipykernel.kernelspec import write_kernel_spec
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
@@ -31,6 +32,7 @@ def test_notebook_is_built_from_its_source_without_outputs():
     assert all(c.outputs == [] and c.execution_count is None for c in code), "commit the notebook without outputs"
 
 
+@pytest.mark.slow
 def test_notebook_runs_end_to_end(tmp_path, monkeypatch):
     """Every cell runs in a kernel of this interpreter (the venv's python), with JAXVAE_TUTORIAL_FAST=1."""
     monkeypatch.setenv("JAXVAE_TUTORIAL_FAST", "1")
