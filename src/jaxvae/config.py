@@ -143,6 +143,7 @@ class ModelConfig:
 
     @property
     def data_dim(self) -> int:
+        """d, the size of one example flattened: the product of `data_shape`."""
         size = 1
         for s in self.data_shape:
             size *= s
@@ -266,15 +267,19 @@ class HardwareConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
+    """A run's settings: the model, its training and the hardware it trained on, saved as `config.json`."""
+
     model: ModelConfig
     train: TrainConfig
     hardware: HardwareConfig = HardwareConfig()
 
     def save(self, path: Path) -> None:
+        """Write the config as JSON to `path` (atomically: a crash leaves the old file or the new one)."""
         write_atomically(path, (json.dumps(dataclasses.asdict(self), indent=2) + "\n").encode())
 
     @classmethod
     def load(cls, path: Path) -> "RunConfig":
+        """The config saved at `path`, checked; InputError when the file is missing or not a valid config."""
         try:
             raw = json.loads(path.read_text())
             model = {k: tuple(v) if isinstance(v, list) else v for k, v in raw["model"].items()}

@@ -69,6 +69,7 @@ class Normal(Distribution):
 
     @property
     def std(self) -> Array:
+        """exp(log_var / 2), the standard deviation of each dimension."""
         return jnp.exp(0.5 * self.log_var)
 
     def sample(self, key: Array, shape: tuple[int, ...] = ()) -> Array:
@@ -336,9 +337,11 @@ class Bernoulli(eqx.Module):
 
     @property
     def mean(self) -> Array:
+        """sigmoid(logits), the probability of each pixel being 1."""
         return jax.nn.sigmoid(self.logits)
 
     def sample(self, key: Array) -> Array:
+        """Draws in {0, 1} of the shape of the logits (not reparameterizable: no gradient flows)."""
         return jax.random.bernoulli(key, self.mean).astype(self.logits.dtype)
 
     def log_prob(self, x: Array) -> Array:
@@ -392,4 +395,5 @@ class ContinuousBernoulli(eqx.Module):
         return jnp.clip(jnp.where(negative, y, 1 - y), 0.0, 1.0)
 
     def log_prob(self, x: Array) -> Array:
+        """sum_i log p(x_i | l_i) over the last axis, x in [0, 1]: the Bernoulli term plus log C(l)."""
         return jnp.sum(x * self.logits - softplus(self.logits) + self.log_normalizer(), axis=-1)

@@ -178,6 +178,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class ExploreServer(ThreadingHTTPServer):
+    """The HTTP server of the explore page: each request is answered by `Handler` from the `explorer`."""
+
     # handler threads are joined on close: a daemon thread cut off by interpreter exit can abort the process
     daemon_threads = False
 
@@ -190,6 +192,7 @@ class ExploreServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
+        """The address the page is served at, http://HOST:PORT/."""
         host, port = self.server_address[:2]
         return f"http://{host}:{port}/"
 

@@ -63,6 +63,7 @@ def data_mesh() -> Mesh:
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
+    """The sharding that puts a whole copy of an array on every device of `mesh`."""
     return NamedSharding(mesh, P())
 
 

@@ -191,6 +191,7 @@ def interpolations(vae: VAE, x: np.ndarray, shape, path: Path, pairs: int = 8, s
 
 
 def training_curve(metrics: list[dict], path: Path) -> Path:
+    """A run's train and test ELBO per epoch, from its metrics.jsonl records."""
     epochs = [m["epoch"] for m in metrics]
     fig = _figure((6, 4), left=0.13, bottom=0.12, right=0.97, top=0.92)
     ax = fig.add_subplot()

@@ -25,12 +25,14 @@ class DiagonalGaussian(eqx.Module):
 
     @property
     def size(self) -> int:
+        """The number of parameters the encoder outputs per example."""
         return 2 * self.latent_dim
 
     def __call__(self, params: Array) -> Normal:
         return self.gaussian(params)
 
     def gaussian(self, params: Array) -> Normal:
+        """The diagonal Gaussian of `params` (..., size)."""
         mean, log_var = jnp.split(params, 2, axis=-1)
         if self.log_var_range:
             log_var = jnp.clip(log_var, *self.log_var_range)
@@ -45,6 +47,7 @@ class FullGaussian(eqx.Module):
 
     @property
     def size(self) -> int:
+        """The number of parameters the encoder outputs per example."""
         k = self.latent_dim
         return 2 * k + k * (k - 1) // 2
 
@@ -52,6 +55,7 @@ class FullGaussian(eqx.Module):
         return self.gaussian(params)
 
     def gaussian(self, params: Array) -> FullNormal:
+        """The full-covariance Gaussian of `params` (..., size)."""
         k = self.latent_dim
         mean, log_diag, below = params[..., :k], params[..., k : 2 * k], params[..., 2 * k :]
         rows, cols = jnp.tril_indices(k, -1)
@@ -77,11 +81,13 @@ class IAF(eqx.Module):
 
     @property
     def size(self) -> int:
+        """The number of parameters the encoder outputs per example."""
         return 2 * self.latent_dim + self.context_dim
 
     def __call__(self, params: Array) -> InverseAutoregressiveFlow:
         return InverseAutoregressiveFlow(self.gaussian(params), params[..., 2 * self.latent_dim :], self.steps)
 
     def gaussian(self, params: Array) -> Normal:
+        """The flow's base, the diagonal Gaussian of the first 2k of `params` (..., size)."""
         mean, log_var = jnp.split(params[..., : 2 * self.latent_dim], 2, axis=-1)
         return Normal(mean, log_var)

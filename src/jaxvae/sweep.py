@@ -90,6 +90,7 @@ def member_configs(config: RunConfig, seeds: int, sweep: tuple[str, tuple[float,
 
 
 def is_sweep(out: Path) -> bool:
+    """Whether `out` is a sweep folder (it holds sweep.json), not a single run's."""
     return (Path(out) / SWEEP).is_file()
 
 

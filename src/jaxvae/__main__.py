@@ -1,0 +1,5 @@
+"""`python -m jaxvae`: the `jaxvae` command."""
+
+from jaxvae.cli import run
+
+run()
