@@ -199,3 +199,15 @@ def test_a_ciwae_beta_sweep_member_is_its_separate_run(tmp_path):
     for key in ("train_elbo", "train_ciwae_bound", "test_elbo"):
         np.testing.assert_allclose(member[key], alone[key], atol=1e-3)
     assert read_metrics(tmp_path / "sweep" / "ciwae-beta-0.2")[0]["train_elbo"] != member["train_elbo"]
+
+
+def test_resume_with_nothing_left_to_train_writes_nothing(tmp_path):
+    """Every member has its epochs: no file of the sweep written or touched, each member's reason returned;
+    the sweep folder may be a str."""
+    data, out = load_dataset("digits"), tmp_path / "sweep"
+    configs = member_configs(small_config(epochs=1), 2, None)
+    fit_sweep(configs, data, str(out), progress=False)
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(out.rglob("*")) if p.is_file()}
+    ended = fit_sweep(configs, data, out, resume=True, progress=False)
+    assert ended == {name: "already trained 1 of 1 epochs" for name in configs}
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(out.rglob("*")) if p.is_file()} == before

@@ -194,3 +194,29 @@ def test_every_objective_and_gradient_trains_and_records_its_bounds(tmp_path):
         fit(small_config(epochs=1, **settings), data, tmp_path / name, progress=False)
         (record,) = read_metrics(tmp_path / name)
         assert bounds <= set(record) and all(np.isfinite(record[k]) for k in bounds | {"train_elbo", "test_elbo"})
+
+
+def snapshot(folder):
+    """Every file under `folder`: path -> (bytes, modification time in ns)."""
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_resume_with_nothing_left_to_train_writes_nothing(tmp_path):
+    """A finished run resumed to the epochs it has: no file written or touched (no figures redrawn, no
+    TensorBoard events appended), and the model returned is the run's own."""
+    data, run = load_dataset("digits"), tmp_path / "run"
+    config = small_config(epochs=2, tensorboard=True)
+    fit(config, data, run, progress=False)
+    before = snapshot(run)
+    assert any(p.parent.name == "tensorboard" for p in before) and any(p.suffix == ".png" for p in before)
+    vae = fit(config, data, run, resume=True, progress=False)
+    assert snapshot(run) == before
+    for a, b in zip(*(jax.tree.leaves(eqx.filter(v, eqx.is_array)) for v in (vae, jaxvae.load(run))), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_string_run_folder_trains_as_a_path_does(tmp_path):
+    """`fit` takes the run folder as a str, as `jaxvae.load` does."""
+    fit(small_config(epochs=1), load_dataset("digits"), str(tmp_path / "run"), progress=False)
+    assert [m["epoch"] for m in read_metrics(tmp_path / "run")] == [1]
+    assert len(jaxvae.load(str(tmp_path / "run")).encode(jnp.zeros((3, 64))).mean) == 3

@@ -95,11 +95,18 @@ def _parse_metrics(path: Path) -> list[dict]:
     return records
 
 
-def truncate_metrics(path: Path, epochs: int) -> None:
-    """Keep the metrics of the first `epochs` epochs: those the checkpoint includes."""
+def metrics_through(path: Path, epochs: int) -> list[dict]:
+    """The records of the first `epochs` epochs, those a checkpoint of epoch `epochs` includes; InputError
+    when one is missing."""
     kept = [r for r in _parse_metrics(path) if r["epoch"] <= epochs]
     if [r["epoch"] for r in kept] != list(range(1, epochs + 1)):
         raise InputError(f"{path} does not hold the metrics of epochs 1 to {epochs}, which the checkpoint has")
+    return kept
+
+
+def truncate_metrics(path: Path, epochs: int) -> None:
+    """Keep the metrics of the first `epochs` epochs: those the checkpoint includes."""
+    kept = metrics_through(path, epochs)
     checkpoint.write_atomically(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
 
 
@@ -132,6 +139,26 @@ def save_checkpoint(run_dir: Path, state, keep: int) -> None:
 def epoch_checkpoints(run_dir: Path) -> list[Path]:
     """The epoch checkpoints of a run, oldest first."""
     return sorted((run_dir / CHECKPOINTS).glob("epoch-*.eqx"))
+
+
+def epochs_done(run_dir: Path) -> int:
+    """The epoch of the newest epoch checkpoint of a run, what a resumed run starts from; 0 when it has none."""
+    found = epoch_checkpoints(run_dir)
+    return int(found[-1].stem.removeprefix("epoch-")) if found else 0
+
+
+def nothing_to_train(config: TrainConfig, run_dir: Path) -> str | None:
+    """Why resuming `run_dir` to `config.epochs` would train nothing ("already trained 3 of 3 epochs",
+    "stopped early at epoch 7: ..."), or None when epochs are left. A run already past `config.epochs`
+    is not this case: resuming it is an error (`train.resume_state`). Damaged metrics are an InputError."""
+    done = epochs_done(run_dir)
+    records = metrics_through(run_dir / METRICS, done)
+    if done == config.epochs:
+        return f"already trained {done} of {config.epochs} epochs"
+    _, best_epoch = best_validation(records)
+    if done and done < config.epochs and stopped_early(config, done, best_epoch):
+        return f"stopped early at epoch {done}: no better validation ELBO since epoch {best_epoch}"
+    return None
 
 
 def latest_checkpoint(run_dir: Path) -> Path:

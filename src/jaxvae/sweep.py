@@ -45,6 +45,7 @@ from jaxvae.runs import (
     best_validation,
     epoch_checkpoints,
     epoch_record,
+    nothing_to_train,
     read_metrics,
     stopped_early,
     write_epoch,
@@ -190,7 +191,7 @@ def initial_states(configs: dict[str, RunConfig]) -> TrainState:
 def fit_sweep(
     configs: dict[str, RunConfig],
     data: Dataset,
-    out: Path,
+    out: str | Path,
     *,
     resume: bool = False,
     progress: bool = True,
@@ -199,11 +200,17 @@ def fit_sweep(
     """Train every member together, each into its run folder out/NAME; returns name -> how it ended
     ("finished", "stopped early at epoch E", "diverged in epoch E").
 
-    With `resume`, each member continues from its own latest checkpoint. A first Ctrl-C finishes the
+    With `resume`, each member continues from its own latest checkpoint; when no member has epochs left
+    (`runs.nothing_to_train`), nothing is written and each member's reason is returned. A first Ctrl-C finishes the
     round, saves every member's checkpoint and raises KeyboardInterrupt; `Diverged` only when every
     member diverged. Writes out/sweep.json, and at the end each member's figures and out/training_curves.png.
     """
+    out = Path(out)
     check(configs, data, device_budget)
+    if resume:
+        reasons = {name: nothing_to_train(config.train, out / name) for name, config in configs.items()}
+        if all(reasons.values()):
+            return reasons
     hardware = HardwareConfig(**parallel.describe(Mesh(np.asarray(jax.devices()[:1]), (parallel.DATA_AXIS,))))
     configs = {name: dataclasses.replace(config, hardware=hardware) for name, config in configs.items()}
     created = not out.exists()

@@ -234,7 +234,7 @@ def prepared_data(data: Dataset, config: TrainConfig) -> tuple[np.ndarray, np.nd
 def fit(
     config: RunConfig,
     data: Dataset,
-    run_dir: Path,
+    run_dir: str | Path,
     *,
     resume: bool = False,
     progress: bool = True,
@@ -247,15 +247,19 @@ def fit(
     the user's own encoder or decoder): the run then records the function (`model_file.source_of`).
 
     With `resume`, continue from the latest checkpoint (or from the start when a crash came before
-    the first one). A first Ctrl-C finishes the epoch, saves its checkpoint and raises
+    the first one); a run with nothing left to train (`runs.nothing_to_train`) is returned as it is,
+    and nothing is written. A first Ctrl-C finishes the epoch, saves its checkpoint and raises
     KeyboardInterrupt; a non-finite loss raises `Diverged`.
 
     Training uses every device of every process (see `parallel`); only process 0 writes files.
     Training data larger than `device_budget` bytes per device (default `parallel.device_budget()`)
     streams from host memory in chunks instead of living on the devices.
     """
+    run_dir = Path(run_dir)
     check_data(data, config)
     objective = objective_from(config)  # InputError where it is not defined for the model, before any file
+    if resume and runs.nothing_to_train(config.train, run_dir):
+        return load(run_dir, build)
     mesh = parallel.data_mesh()
     config = dataclasses.replace(config, hardware=HardwareConfig(**parallel.describe(mesh)))
     if build is not None:
