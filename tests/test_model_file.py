@@ -137,3 +137,48 @@ def test_bad_model_options_exit_2_and_write_nothing(tmp_path, spec, message):
     code, err = jaxvae_cli("train", "--quiet", "--out", str(out), "--model", spec.format(model=model))
     assert code == 2 and message in err, err
     assert not out.exists()
+
+
+WRONG_SIZES = """
+import equinox as eqx
+import jaxvae
+
+def build(config, key):
+    vae = jaxvae.VAE(config, key=key)
+    if {part!r} == "decoder":  # one output short of the 64 pixels
+        return eqx.tree_at(lambda m: m.decoder, vae, eqx.nn.Linear(config.latent_dim, config.data_dim - 1, key=key))
+    return eqx.tree_at(lambda m: m.encoder, vae, eqx.nn.Linear(config.data_dim, 3, key=key))  # diagonal: 2k = 4
+"""
+
+
+@pytest.mark.parametrize(
+    "part, message",
+    [
+        ("decoder", "the model's decoder outputs size 63 per example, the bernoulli likelihood needs size 64"),
+        ("encoder", "the model's encoder outputs size 3 per example, the diagonal posterior needs size 4"),
+    ],
+)
+def test_a_network_of_the_wrong_size_is_one_line_before_training(tmp_path, part, message):
+    """Exit 2 with one line naming the network, its size and the size needed; no run folder, and an existing
+    run given --overwrite is left as it was (the check comes before anything is written)."""
+    model = tmp_path / "m.py"
+    model.write_text(WRONG_SIZES.format(part=part))
+    out = tmp_path / "run"
+    code, err = jaxvae_cli("train", "--quiet", "--out", str(out), "--model", f"{model}:build")
+    assert code == 2 and err.strip() == f"jaxvae: error: {message}", err
+    assert not out.exists()
+    assert jaxvae_cli("train", "--quiet", "--out", str(out), "--epochs", "1", "--hidden", "8")[0] == 0
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    code, err = jaxvae_cli("train", "--quiet", "--out", str(out), "--overwrite", "--model", f"{model}:build")
+    assert code == 2 and message in err
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+def test_a_python_function_of_the_wrong_size_is_an_input_error(tmp_path):
+    def build(config, key):
+        vae = jaxvae.VAE(config, key=key)
+        return eqx.tree_at(lambda m: m.decoder, vae, eqx.nn.Linear(config.latent_dim, 10, key=key))
+
+    with pytest.raises(InputError, match="decoder outputs size 10 per example, the bernoulli likelihood needs size 64"):
+        fit(small_run(), load_dataset("digits"), tmp_path / "run", progress=False, build=build)
+    assert not (tmp_path / "run").exists()

@@ -14,6 +14,9 @@ import inspect
 from collections.abc import Callable
 from pathlib import Path
 
+import equinox as eqx
+import jax
+import jax.numpy as jnp
 from jax import Array
 
 from jaxvae.config import ModelConfig
@@ -107,4 +110,35 @@ def build(config: ModelConfig, key: Array, build: Builder | None = None) -> VAE:
         raise InputError(f"the model function must return a jaxvae.VAE, got {type(vae).__name__}")
     if vae.latent_dim != config.latent_dim:
         raise InputError(f"the model has latent dimension {vae.latent_dim}, the config {config.latent_dim}")
+    _check_sizes(vae, config)
     return vae
+
+
+def check(config: ModelConfig) -> None:
+    """InputError where the model file `config` records does not build a model that fits it (see `build`),
+    found by tracing alone: what a command checks before it touches a run folder."""
+    if config.source and not config.source.startswith(NOT_A_FILE + ":"):
+        eqx.filter_eval_shape(build, config, jax.ShapeDtypeStruct((2,), jnp.uint32))
+
+
+def _check_sizes(vae: VAE, config: ModelConfig) -> None:
+    """InputError naming the network whose output does not fit: the encoder must map one example (d,) to the
+    posterior's parameters (posterior.size,), the decoder one z (k,) to the likelihood's, one per data value
+    (d,). Found by tracing alone (`eqx.filter_eval_shape`): nothing is computed."""
+    size = getattr(vae.posterior, "size", None)  # a user's own posterior family may not state it
+    parts = (
+        ("encoder", vae.encoder, config.data_dim, size, f"the {config.posterior} posterior needs"),
+        ("decoder", vae.decoder, config.latent_dim, config.data_dim, f"the {config.likelihood} likelihood needs"),
+    )
+    for name, network, in_size, needed, needs in parts:
+        try:
+            out = eqx.filter_eval_shape(network, jax.ShapeDtypeStruct((in_size,), jnp.float32))
+        except Exception as e:
+            first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise InputError(
+                f"the model's {name} fails on an input of size {in_size}: {type(e).__name__}: {first_line}"
+            ) from None
+        shape = getattr(out, "shape", None)
+        if needed is not None and shape != (needed,):
+            got = f"size {shape[0]}" if shape is not None and len(shape) == 1 else f"shape {shape}"
+            raise InputError(f"the model's {name} outputs {got} per example, {needs} size {needed}")

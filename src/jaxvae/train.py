@@ -208,7 +208,8 @@ _epoch_plan = jax.jit(epoch_plan, static_argnums=(1, 2))
 
 
 def check_data(data: Dataset, config: RunConfig) -> None:
-    """Raise InputError where the data cannot serve the model (or its batches cannot be split over the devices)."""
+    """Raise InputError where the data cannot serve the model (or its batches cannot be split over the devices),
+    or the model file builds networks of the wrong sizes."""
     parallel.check_batch_size(min(config.train.batch_size, len(data.x_train)))
     if data.x_train.shape[1] != config.model.data_dim:
         raise InputError(
@@ -222,6 +223,7 @@ def check_data(data: Dataset, config: RunConfig) -> None:
                     f"values outside [0, 1] ({x.min():g} to {x.max():g}) cannot be modelled by "
                     f"--likelihood {config.model.likelihood} or binarized: rescale the data or use gaussian"
                 )
+    model_file.check(config.model)
 
 
 def prepared_data(data: Dataset, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
