@@ -89,3 +89,32 @@ def test_latent_scatter_gives_each_class_its_own_colour(tmp_path, monkeypatch):
     path = plots.latent_scatter(None, np.zeros((150, 4)), y, tmp_path / "scatter.png")
     pixels = {tuple(p) for p in np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3)}
     assert tab10 & pixels == tab10 - {(214, 39, 40)}
+
+
+@pytest.mark.parametrize("n, scale", [(8, 1.0), (18, 30.0)])
+def test_gaps_figure_has_whole_example_ticks_and_readable_gap_ticks(tmp_path, monkeypatch, n, scale):
+    """A few examples: the example axis shows whole numbers only; the gap axis at least three labelled ticks
+    within the bars' range, whether the gaps are all below 1 nat (linear) or reach tens (symlog)."""
+    rng = np.random.default_rng(0)
+    log_px = np.sort(-rng.gamma(5, 5, n))
+    approximation, amortization = rng.gamma(2, 0.3, n), rng.gamma(2, 0.2, n) * scale
+    gaps = {
+        "log_px": log_px,
+        "elbo_optimized": log_px - approximation,
+        "elbo": log_px - approximation - amortization,
+        "approximation_gap": approximation,
+        "amortization_gap": amortization,
+    }
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    plots.inference_gaps(gaps, tmp_path / "gaps.png", "quadrature")
+    (fig,) = figures
+    fig.canvas.draw()
+    top, bottom = fig.axes
+    for ax in (top, bottom):
+        lo, hi = ax.get_xlim()
+        shown = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert shown and all(float(t).is_integer() for t in shown), shown
+    lo, hi = bottom.get_ylim()
+    labelled = [t for t in bottom.get_yticklabels() if lo <= t.get_position()[1] <= hi and t.get_text()]
+    assert len(labelled) >= 3 and max(t.get_position()[1] for t in labelled) >= 1.0, [t.get_text() for t in labelled]

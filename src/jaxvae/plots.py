@@ -252,9 +252,19 @@ def inference_gaps(gaps: dict, path: Path, reference: str) -> Path:
     top.legend()
     bottom.bar(rank, approximation, width=1.0, label="approximation gap log p(x) - ELBO(q*)")
     bottom.bar(rank, amortization, width=1.0, bottom=approximation, label="amortization gap ELBO(q*) - ELBO(q)")
-    bottom.set_yscale("symlog", linthresh=1.0)  # linear below 1 nat, logarithmic above: a few gaps are huge
-    bottom.set(xlabel="example, sorted by log p(x)", ylabel="gap (nats; log scale above 1)")
-    bottom.legend()
+    low, high = (
+        float(f(np.concatenate([approximation, approximation + amortization, [0.0]]))) for f in (np.min, np.max)
+    )
+    if max(high, -low) > SYMLOG_ABOVE:  # linear below 1 nat, logarithmic above: a few gaps are huge
+        bottom.set_yscale("symlog", linthresh=1.0)
+        ticks = _symlog_ticks(low, high)
+        bottom.set_yticks(ticks, [f"{t:g}" for t in ticks])
+        bottom.set_ylabel("gap (nats; log scale above 1)")
+    else:
+        bottom.set_ylabel("gap (nats)")
+    bottom.set_xlabel("example, sorted by log p(x)")
+    bottom.xaxis.set_major_locator(_integer_locator())  # examples are whole numbers
+    bottom.legend(loc="lower left", bbox_to_anchor=(0, 1), ncol=2, frameon=False, borderaxespad=0.2)
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
     return _save(fig, path)
@@ -281,3 +291,20 @@ def gradient_snr(table: dict, path: Path, repetitions: int, batch: int) -> Path:
         ax.legend(fontsize=8)
     fig.suptitle(f"IWAE gradient signal-to-noise over {repetitions} draws on a batch of {batch} test examples")
     return _save(fig, path)
+
+
+SYMLOG_ABOVE = 10.0  # nats: a gaps panel whose bars reach beyond this is drawn on a symlog scale
+
+
+def _symlog_ticks(low: float, high: float) -> list[float]:
+    """Ticks 0, +-0.5, +-1, 2, 5, 10, 20, 50, ... reaching just past [low, high], labelled as plain numbers."""
+    steps = [0.5] + [m * 10.0**e for e in range(12) for m in (1, 2, 5)]
+    up = [t for t in steps if t < high] + [next(t for t in steps if t >= high)] if high > 0 else []
+    down = [-t for t in steps if t < -low] + [-next(t for t in steps if t >= -low)] if low < 0 else []
+    return sorted([*down, 0.0, *up])
+
+
+def _integer_locator():
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
