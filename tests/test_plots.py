@@ -118,3 +118,29 @@ def test_gaps_figure_has_whole_example_ticks_and_readable_gap_ticks(tmp_path, mo
     lo, hi = bottom.get_ylim()
     labelled = [t for t in bottom.get_yticklabels() if lo <= t.get_position()[1] <= hi and t.get_text()]
     assert len(labelled) >= 3 and max(t.get_position()[1] for t in labelled) >= 1.0, [t.get_text() for t in labelled]
+
+
+def test_manifold_ticks_name_the_z_each_tile_is_decoded_at(tmp_path, monkeypatch):
+    """Each labelled tick sits at the centre of a tile, and its label is the z coordinate that tile was
+    decoded at (z1 along the bottom, z2 up the left side, largest at the top); the quantiles are scipy's."""
+    from scipy.stats import norm
+
+    decoded, saved = [], []
+    monkeypatch.setattr(plots, "_decoded", lambda vae, z: decoded.append(z) or np.zeros((len(z), 64)))
+    original = plots._save_grid
+    monkeypatch.setattr(plots, "_save_grid", lambda *args: saved.append(args) or original(*args))
+    path = plots.manifold(None, (8, 8), tmp_path / "manifold.png", n=12)
+    (z,) = decoded
+    ((_, title, _, (x_ticks, y_ticks, x_label, y_label)),) = saved
+    assert "Phi" not in title and "p(x|z)" in title and (x_label.startswith("z1"), y_label) == (True, "z2")
+    tiles = z.reshape(12, 12, 2)  # row by row from the top, as image_grid tiles them
+    np.testing.assert_allclose(tiles[0, :, 0], norm.ppf(np.linspace(0.05, 0.95, 12)), atol=1e-6)
+    for ticks, axis in ((x_ticks, 0), (y_ticks, 1)):
+        assert len(ticks) >= 4
+        for position, text in ticks:
+            tile, offset = divmod(position, 8 + plots.GAP)
+            assert offset == 3.5  # the centre of an 8-pixel tile
+            at = tiles[0, int(tile), 0] if axis == 0 else tiles[int(tile), 0, 1]
+            assert text == f"{at:.2f}"
+    assert float(y_ticks[0][1]) > float(y_ticks[-1][1])  # z2 grows upwards
+    assert Image.open(path).size[1] > 12 * 9 + plots.TITLE_PIXELS  # room for the ticks below the grid
