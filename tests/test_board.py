@@ -68,3 +68,14 @@ def test_resume_keeps_tensorboard_and_supersedes_the_lost_epoch(run, tmp_path):
     assert main(["train", "--out", str(crashed), "--resume", "--quiet"]) == 0
     assert [m["epoch"] for m in read_metrics(crashed)] == [1, 2, 3]
     assert_scalars_match_metrics(crashed)
+
+
+def test_a_sweep_writes_each_member_s_events(tmp_path):
+    """--seeds 2 --tensorboard: each member's folder holds its own events, its metrics and figures exactly."""
+    out = tmp_path / "sweep"
+    assert main(["train", "--out", str(out), "--epochs", "2", "--seeds", "2", *ARGS]) == 0
+    for name in ("seed-0", "seed-1"):
+        assert_scalars_match_metrics(out / name)
+        pngs = sorted((out / name / "figures").glob("*.png"))
+        assert pngs and sorted(events(out / name).Tags()["images"]) == sorted(f"figures/{p.stem}" for p in pngs)
+    assert read_metrics(out / "seed-0") != read_metrics(out / "seed-1")  # two members, not one copied

@@ -105,6 +105,21 @@ def test_ctrl_c_finishes_the_epoch_saves_every_member_and_says_how_to_resume(tmp
         assert [p.name for p in (out / name / "checkpoints").iterdir()] == ["epoch-00001.eqx"]
 
 
+def test_ctrl_c_message_comes_on_its_own_line_after_the_progress_bar(tmp_path, capsys, monkeypatch):
+    """With the progress bar on: the bar is finished (a newline) before the message, the message is the last
+    line, and nothing redraws the bar afterwards (once the bar is garbage)."""
+    import contextlib
+    import gc
+
+    monkeypatch.setattr("jaxvae.sweep.stop_after_epoch_on_interrupt", lambda: contextlib.nullcontext([True]))
+    out = tmp_path / "sweep"
+    code, _, err = cli(capsys, "train", "--out", str(out), "--hidden", "16", "--seeds", "2")
+    gc.collect()
+    assert code == 130 and capsys.readouterr().err == ""
+    assert "training 2 members" in err and "\njaxvae: interrupted" in err
+    assert err.endswith("\n") and err.splitlines()[-1].startswith("jaxvae: interrupted")
+
+
 @pytest.mark.slow
 def test_diverging_and_early_stopping_members_stop_alone_and_evaluate_reports_the_rest(tmp_path, capsys):
     """lr 1e9 diverges in epoch 1 and leaves no checkpoint; lr 1e-30 leaves the weights unchanged, so with

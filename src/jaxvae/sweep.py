@@ -13,6 +13,7 @@ early or has trained its epochs. A resumed sweep starts every member from its ow
 A sweep trains in one process on one device, with the training data in device memory.
 """
 
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -30,7 +31,7 @@ import numpy as np
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from jaxvae import checkpoint, model_file, parallel, plots
+from jaxvae import board, checkpoint, model_file, parallel, plots
 from jaxvae.config import HardwareConfig, RunConfig, TrainConfig
 from jaxvae.data import Dataset, binarized, split_validation
 from jaxvae.errors import Diverged, InputError
@@ -230,8 +231,13 @@ def fit_sweep(
             state = stack(states)
         else:
             state = initial_states(configs)
-        with stop_after_epoch_on_interrupt() as stop:
-            ended = _train_members(configs, data, out, state, progress, stop)
+        with contextlib.ExitStack() as contexts:
+            stop = contexts.enter_context(stop_after_epoch_on_interrupt())
+            events = {  # each member's TensorBoard writer, or None
+                name: contexts.enter_context(board.writer(out / name, int(done), config.train.tensorboard))
+                for (name, config), done in zip(configs.items(), np.asarray(state.epoch), strict=True)
+            }
+            ended = _train_members(configs, data, out, state, progress, stop, events)
         if all(how.startswith("diverged") for how in ended.values()):
             diverged = "; ".join(f"{name} {how}" for name, how in ended.items())
             raise Diverged(f"every member diverged: {diverged} (try a smaller --lr)")
@@ -242,14 +248,25 @@ def fit_sweep(
     trained = [name for name in configs if epoch_checkpoints(out / name)]
     for name in trained:
         vae = checkpoint.restore(epoch_checkpoints(out / name)[-1], state_shapes(configs[name])).vae
-        plots.write_figures(vae, data, configs[name], out / name / FIGURES, read_metrics(out / name))
+        metrics = read_metrics(out / name)
+        figures = plots.write_figures(vae, data, configs[name], out / name / FIGURES, metrics)
+        if configs[name].train.tensorboard:
+            board.add_figures(out / name, figures, metrics[-1]["epoch"])
     plots.training_curves({name: read_metrics(out / name) for name in trained}, out / CURVES)
     return ended
 
 
 def _train_members(
-    configs: dict[str, RunConfig], data: Dataset, out: Path, state: TrainState, progress: bool, stop: list[bool]
+    configs: dict[str, RunConfig],
+    data: Dataset,
+    out: Path,
+    state: TrainState,
+    progress: bool,
+    stop: list[bool],
+    events: dict,
 ) -> dict[str, str]:
+    """Train the members from `state` to their epochs; `events`: name -> the member's TensorBoard writer or
+    None. Returns how each ended (see `fit_sweep`)."""
     names = list(configs)
     trains = [c.train for c in configs.values()]
     tc = trains[0]  # what the members share: epochs, batches, objective, binarization, validation, patience
@@ -325,10 +342,13 @@ def _train_members(
             improved = valid is not None and record["validation_elbo"] > best[i][0]
             if improved:
                 best[i] = (record["validation_elbo"], epochs[i])
+            if events[name] is not None:  # before the checkpoint: a resumed run purges events from its first epoch on
+                board.add_epoch(events[name], record)
             write_epoch(out / name, record, member_state, trains[i].keep_checkpoints, improved)
             done[i] = epochs[i]
         bar.update(1)
         if stop[0]:
+            bar.close()  # now, so that the command's message comes after the bar, not glued to it
             raise KeyboardInterrupt(f"stopped after epoch {max(done)}")
     bar.close()
     return {name: ended[name] for name in names}

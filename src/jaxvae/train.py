@@ -416,6 +416,7 @@ def _train_epochs(
             runs.write_epoch(run_dir, record, state, tc.keep_checkpoints, improved)
         bar.set_postfix(train_elbo=f"{train_elbo:.2f}", test_elbo=f"{test['elbo']:.2f}")
         if stop[0]:
+            bar.close()  # now, so that the command's message comes after the bar, not glued to it
             raise KeyboardInterrupt(f"stopped after epoch {epoch}")
     bar.close()
     return eqx.combine(parallel.local_copy(params), static)
