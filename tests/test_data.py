@@ -101,7 +101,7 @@ def test_image_folder_with_class_subfolders_gives_labels_by_sorted_name(tmp_path
         for i, image in enumerate(images):
             save_image(tmp_path / "imgs" / name / f"{i}.png", image)  # PNG is lossless: exact round trip
     data = load_dataset(str(tmp_path / "imgs"))
-    assert data.shape == (5, 6)
+    assert data.shape == (5, 6) and data.classes == ("ant", "bee", "cat")
     x = np.concatenate([data.x_train, data.x_test]) * 255
     y = np.concatenate([data.y_train, data.y_test])
     for label, name in enumerate(["ant", "bee", "cat"]):

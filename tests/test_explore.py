@@ -407,3 +407,21 @@ def test_the_page_implements_every_activation():
     table = script[script.index("const ACTIVATIONS = {") :]
     table = table[: table.index("};")]
     assert set(re.findall(r"^\s*([a-z]+)[:,]", table, re.MULTILINE)) == set(ACTIVATIONS)
+
+
+def test_an_image_folder_s_class_names_reach_the_page(tmp_path, run_dir):
+    """The page names labels by the class subfolders (ant, bee) where the data has them; digits' are numbers."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("ant", "bee"):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 256, (4, 4), dtype=np.uint8)).save(tmp_path / "imgs" / name / f"{i}.png")
+    config = RunConfig(
+        ModelConfig(data_shape=(4, 4), hidden=(8,)), TrainConfig(epochs=1, dataset=str(tmp_path / "imgs"))
+    )
+    fit(config, load_dataset(str(tmp_path / "imgs")), tmp_path / "run", progress=False)
+    points = json.loads(explore.Explorer(tmp_path / "run").model_json)["points"]
+    assert points["classes"] == ["ant", "bee"] and set(points["label"]) <= {0, 1}
+    assert json.loads(explore.Explorer(run_dir).model_json)["points"]["classes"] is None

@@ -144,3 +144,15 @@ def test_manifold_ticks_name_the_z_each_tile_is_decoded_at(tmp_path, monkeypatch
             assert text == f"{at:.2f}"
     assert float(y_ticks[0][1]) > float(y_ticks[-1][1])  # z2 grows upwards
     assert Image.open(path).size[1] > 12 * 9 + plots.TITLE_PIXELS  # room for the ticks below the grid
+
+
+def test_latent_scatter_legend_names_an_image_folder_s_classes(tmp_path, monkeypatch):
+    """Labels 0, 1, 2 named by the class subfolders: the legend shows the names, under the title "class"."""
+    y = np.repeat(np.arange(3), 10)
+    monkeypatch.setattr(plots, "_posterior_means", lambda vae, x: np.stack([y, -y], 1).astype(float))
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    plots.latent_scatter(None, np.zeros((30, 4)), y, tmp_path / "scatter.png", ("ant", "bee", "cat"))
+    legend = figures[0].axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["ant", "bee", "cat"]
+    assert legend.get_title().get_text() == "class"

@@ -31,13 +31,15 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 @dataclass(frozen=True)
 class Dataset:
-    """Train and test examples of shape (n, d), labels of shape (n,) or None, `shape` of one example."""
+    """Train and test examples of shape (n, d), labels of shape (n,) or None, `shape` of one example;
+    `classes`, when the labels have names (an image folder's class subfolders), the name of label i."""
 
     x_train: np.ndarray
     y_train: np.ndarray | None
     x_test: np.ndarray
     y_test: np.ndarray | None
     shape: tuple[int, ...]
+    classes: tuple[str, ...] = ()
 
 
 def load_dataset(
@@ -161,7 +163,7 @@ def _aligned_float32(shape: tuple[int, ...]) -> np.ndarray:
     return raw[start : start + size].view(np.float32).reshape(shape)
 
 
-def _split(x: np.ndarray, y: np.ndarray | None) -> Dataset:
+def _split(x: np.ndarray, y: np.ndarray | None, classes: tuple[str, ...] = ()) -> Dataset:
     """A fixed, seeded split: TEST_FRACTION of the examples (at least one) held out for testing."""
     if len(x) < 2:
         raise InputError(f"need at least 2 examples to split into train and test, got {len(x)}")
@@ -170,7 +172,7 @@ def _split(x: np.ndarray, y: np.ndarray | None) -> Dataset:
     test, train = order[:n_test], order[n_test:]
     flat = x.reshape(len(x), -1)
     return Dataset(
-        flat[train], None if y is None else y[train], flat[test], None if y is None else y[test], x.shape[1:]
+        flat[train], None if y is None else y[train], flat[test], None if y is None else y[test], x.shape[1:], classes
     )
 
 
@@ -202,7 +204,8 @@ def _idx_folder(folder: Path) -> Dataset:
 
 
 def _image_folder(folder: Path, size: tuple[int, int] | None) -> Dataset:
-    """PNG/JPEG images in `folder` (unlabelled) or in its class subfolders (label = sorted folder index).
+    """PNG/JPEG images in `folder` (unlabelled) or in its class subfolders (label = sorted folder index,
+    the folder names the dataset's `classes`).
 
     Greyscale images give examples of shape (H, W); if any image is colour, all are RGB (H, W, 3).
     All must have one size unless `size` (H, W) is given, to which each is resized.
@@ -225,7 +228,7 @@ def _image_folder(folder: Path, size: tuple[int, int] | None) -> Dataset:
                 f"images differ in size ({files[0].name} is {images[0].shape[0]}x{images[0].shape[1]}, "
                 f"{f.name} is {im.shape[0]}x{im.shape[1]}): pass --image-size H,W to resize them"
             )
-    return _split(_as_unit_float(np.stack(images), folder), labels)
+    return _split(_as_unit_float(np.stack(images), folder), labels, tuple(sub.name for sub in classes))
 
 
 def _images_in(folder: Path) -> list[Path]:

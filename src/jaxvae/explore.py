@@ -4,8 +4,9 @@ The server (the standard library's `ThreadingHTTPServer`) answers a fixed set of
 maps a URL to a file: the page and its script come from the package, `/model.json` is built in
 memory from the run once at start-up, and `/decode?z=z1,...,zk` computes the mean of p(x|z) with JAX.
 `/model.json` holds the test set's posterior means and standard deviations (up to `MAX_POINTS`
-examples), their labels and pixels, and, when the decoder is an MLP the page can run, its weights:
-the page then decodes in JavaScript with no round trip, and otherwise calls `/decode`.
+examples), their labels (and the labels' names, for an image folder) and pixels, and, when the decoder
+is an MLP the page can run, its weights: the page then decodes in JavaScript with no round trip, and
+otherwise calls `/decode`.
 """
 
 import base64
@@ -101,6 +102,7 @@ class Explorer:
                 "mean": np.asarray(mean).tolist(),
                 "std": np.asarray(std).tolist(),
                 "label": labels,
+                "classes": list(data.classes) or None,
                 "pixels": base64.b64encode(pixels.tobytes()).decode("ascii"),
             },
         }

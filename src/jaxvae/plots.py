@@ -176,8 +176,9 @@ def manifold(vae: VAE, shape, path: Path, n: int | None = None) -> Path:
     return _save_grid(grid, title, path, (x_ticks, y_ticks, x_label, "z2"))
 
 
-def latent_scatter(vae: VAE, x: np.ndarray, y: np.ndarray | None, path: Path) -> Path:
-    """Posterior means of x; for k > 2 projected on their first two principal components."""
+def latent_scatter(vae: VAE, x: np.ndarray, y: np.ndarray | None, path: Path, names: tuple[str, ...] = ()) -> Path:
+    """Posterior means of x coloured by their labels y, named in the legend by `names` (label i is names[i])
+    when given; for k > 2 projected on their first two principal components."""
     mu = _posterior_means(vae, x)
     label = ("z1", "z2")
     if mu.shape[1] > 2:
@@ -193,8 +194,15 @@ def latent_scatter(vae: VAE, x: np.ndarray, y: np.ndarray | None, path: Path) ->
     size = 4 if len(mu) <= 1000 else 2  # points across: larger where there are few
     if legend:  # a colour of its own per class, named in a legend; markers draw 2 times faster than a scatter
         for i, c in enumerate(classes):
-            ax.plot(mu[y == c, 0], mu[y == c, 1], "o", ms=size, mew=0, color=f"C{i}", label=str(c))
-        ax.legend(title="label", loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=6 / size, frameon=False)
+            name = names[c] if names else str(c)
+            ax.plot(mu[y == c, 0], mu[y == c, 1], "o", ms=size, mew=0, color=f"C{i}", label=name)
+        ax.legend(
+            title="class" if names else "label",
+            loc="center left",
+            bbox_to_anchor=(1.01, 0.5),
+            markerscale=6 / size,
+            frameon=False,
+        )
     else:
         points = ax.scatter(mu[:, 0], mu[:, 1], c=y, s=size**2)
         if y is not None:
@@ -251,7 +259,7 @@ def write_figures(vae: VAE, data: Dataset, config: RunConfig, folder: Path, metr
     """Every figure of a run into `folder`; image figures only for image-shaped data."""
     folder.mkdir(parents=True, exist_ok=True)
     written = [training_curve(metrics, folder / "training_curve.png")] if metrics else []
-    written.append(latent_scatter(vae, data.x_test, data.y_test, folder / "latent_scatter.png"))
+    written.append(latent_scatter(vae, data.x_test, data.y_test, folder / "latent_scatter.png", data.classes))
     if is_image(data.shape):
         key = run_key(config.train.seed, Run.SAMPLES_FIGURE)
         written.append(reconstructions(vae, data.x_test, data.shape, folder / "reconstructions.png"))

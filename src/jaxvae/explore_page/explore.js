@@ -125,6 +125,8 @@ async function main() {
     const [y0, y1] = yRange();
     return [x0 + ((px - PLOT.left) / inner) * (x1 - x0), y1 - ((py - PLOT.top) / innerH) * (y1 - y0)];
   };
+  // an image folder's labels are named by its class subfolders; other labels are their numbers
+  const labelName = (label) => (pts.classes ? pts.classes[label] : String(label));
   const colour = (i) => (pts.label ? TAB10[((pts.label[i] % 10) + 10) % 10] : TAB10[0]);
 
   const scatter = $("scatter");
@@ -286,7 +288,7 @@ async function main() {
     showSliders();
     drawImage($("original"), Array.from(pixels.subarray(i * d, (i + 1) * d), (v) => v / 255), shape);
     const fmt = (values) => values.map((v) => v.toFixed(2)).join(", ");
-    const label = pts.label ? `, label ${pts.label[i]}` : "";
+    const label = pts.label ? `, label ${labelName(pts.label[i])}` : "";
     $("selection-info").textContent =
       `test example ${i}${label}: posterior mean (${fmt(pts.mean[i])}), std (${fmt(pts.std[i])})`;
     const [recon] = await Promise.all([decode(pts.mean[i]), update()]);
@@ -317,7 +319,7 @@ async function main() {
     for (const label of [...new Set(pts.label)].sort((a, b) => a - b)) {
       const item = document.createElement("span");
       item.style.setProperty("--c", TAB10[((label % 10) + 10) % 10]);
-      item.textContent = String(label);
+      item.textContent = labelName(label);
       $("legend").append(item);
     }
   }
