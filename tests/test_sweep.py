@@ -164,6 +164,26 @@ def test_mean_and_sd_over_seeds(tmp_path):
     assert group["sd"]["elbo"] == pytest.approx(np.std([-30, -31, -33.5], ddof=1))
 
 
+def test_one_member_s_spread_is_undefined_and_kl_per_dimension_is_summarized():
+    """The sd of one value is None, not 0; kl_per_dim gets a mean and sd per dimension (None for a flow's)."""
+    from jaxvae.sweep import summarize
+
+    results = {
+        "beta-0.5": {"elbo": -30.0, "kl_per_dim": [1.0, 2.0]},
+        "beta-1-seed-0": {"elbo": -31.0, "kl_per_dim": [1.0, 3.0]},
+        "beta-1-seed-1": {"elbo": -32.0, "kl_per_dim": [2.0, 5.0]},
+        "iaf": {"elbo": -29.0, "kl_per_dim": [None, None]},
+    }
+    groups = summarize(
+        results, {"beta-0.5": ["beta-0.5"], "beta-1": ["beta-1-seed-0", "beta-1-seed-1"], "iaf": ["iaf"]}
+    )
+    assert groups["beta-0.5"]["sd"] == {"elbo": None, "kl_per_dim": [None, None]}
+    assert groups["beta-0.5"]["mean"]["kl_per_dim"] == [1.0, 2.0]
+    assert groups["beta-1"]["mean"]["kl_per_dim"] == [1.5, 4.0]
+    assert groups["beta-1"]["sd"]["kl_per_dim"] == pytest.approx([np.std([1, 2], ddof=1), np.std([3, 5], ddof=1)])
+    assert groups["iaf"]["mean"]["kl_per_dim"] == [None, None]
+
+
 def test_members_may_differ_only_in_seed_and_the_swept_settings():
     import dataclasses
 

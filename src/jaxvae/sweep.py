@@ -364,19 +364,30 @@ def groups(out: Path) -> dict[str, list[str]]:
 
 
 def mean_and_sd(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (n - 1; 0 for one value) of the members' values."""
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    """Mean and sample standard deviation (n - 1) of the members' values; the sd of one value is undefined:
+    None."""
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def _mean_and_sd_per_dimension(rows: list[list]) -> tuple[list, list]:
+    """mean_and_sd of each dimension of the members' per-dimension values (`kl_per_dim`); a dimension
+    without a value (None, a flow's) has None for both."""
+    stats = [mean_and_sd(column) if None not in column else (None, None) for column in zip(*rows, strict=True)]
+    return [m for m, _ in stats], [s for _, s in stats]
 
 
 def summarize(results: dict[str, dict], grouped: dict[str, list[str]]) -> dict[str, dict]:
     """Per group of members: their names and the mean and sd of every scalar figure of `results` (name ->
-    `evaluate.report`), over the members that have results."""
+    `evaluate.report`) and of each dimension of `kl_per_dim`, over the members that have results; an sd
+    over one member is None."""
     summaries = {}
     for label, names in grouped.items():
         names = [n for n in names if n in results]
         if names:
             keys = [k for k, v in results[names[0]].items() if isinstance(v, int | float)]
             stats = {k: mean_and_sd([results[n][k] for n in names]) for k in keys}
+            if "kl_per_dim" in results[names[0]]:
+                stats["kl_per_dim"] = _mean_and_sd_per_dimension([results[n]["kl_per_dim"] for n in names])
             summaries[label] = {
                 "members": names,
                 "mean": {k: m for k, (m, _) in stats.items()},
@@ -400,5 +411,6 @@ def summary(out: Path, ended: dict[str, str]) -> str:
         values = [final[n] for n in names if n in final]
         if len(names) > 1 and values:
             mean, sd = mean_and_sd(values)
-            lines.append(f"{label + ': mean +- sd':<24} {'':>6} {mean:16.2f}  +- {sd:.2f} over {len(values)} seeds")
+            spread = "sd undefined" if sd is None else f"+- {sd:.2f}"  # one seed left (the others diverged)
+            lines.append(f"{label + ': mean +- sd':<24} {'':>6} {mean:16.2f}  {spread} over {len(values)} seeds")
     return "\n".join(lines)
