@@ -220,3 +220,22 @@ def test_a_string_run_folder_trains_as_a_path_does(tmp_path):
     fit(small_config(epochs=1), load_dataset("digits"), str(tmp_path / "run"), progress=False)
     assert [m["epoch"] for m in read_metrics(tmp_path / "run")] == [1]
     assert len(jaxvae.load(str(tmp_path / "run")).encode(jnp.zeros((3, 64))).mean) == 3
+
+
+def test_data_outside_the_unit_interval_hints_what_the_command_can_change():
+    """Training may switch to a Gaussian likelihood; a trained run's evaluation cannot: it says rescale only."""
+    import pytest
+
+    from jaxvae.data import Dataset
+    from jaxvae.errors import InputError
+    from jaxvae.train import check_data
+
+    x = np.linspace(0, 255, 64 * 4, dtype=np.float32).reshape(4, 64)
+    data = Dataset(x, None, x, None, (8, 8))
+    with pytest.raises(InputError, match=r"--likelihood bernoulli: rescale the data to \[0, 1\] or train with"):
+        check_data(data, small_config())
+    with pytest.raises(InputError, match=r"the run's bernoulli: rescale the data to \[0, 1\]$"):
+        check_data(data, small_config(), training=False)
+    gaussian = RunConfig(ModelConfig(data_shape=(8, 8), likelihood="gaussian"), TrainConfig(binarize="static"))
+    with pytest.raises(InputError, match=r"binarization \(--binarize static\): rescale the data to \[0, 1\]$"):
+        check_data(data, gaussian, training=False)

@@ -207,21 +207,29 @@ def stream_epoch(
 _epoch_plan = jax.jit(epoch_plan, static_argnums=(1, 2))
 
 
-def check_data(data: Dataset, config: RunConfig) -> None:
+def check_data(data: Dataset, config: RunConfig, *, training: bool = True) -> None:
     """Raise InputError where the data cannot serve the model (or its batches cannot be split over the devices),
-    or the model file builds networks of the wrong sizes."""
+    or the model file builds networks of the wrong sizes. `training`: the hints may name training's options
+    (not when a trained run's model evaluates other data)."""
     parallel.check_batch_size(min(config.train.batch_size, len(data.x_train)))
     if data.x_train.shape[1] != config.model.data_dim:
         raise InputError(
             f"data examples have shape {tuple(data.shape)} ({data.x_train.shape[1]} values), "
             f"the model expects {config.model.data_shape} ({config.model.data_dim} values)"
         )
-    if config.model.likelihood in BERNOULLI_FAMILY or config.train.binarize != "none":
+    bernoulli, binarize = config.model.likelihood in BERNOULLI_FAMILY, config.train.binarize
+    if bernoulli or binarize != "none":
         for x in (data.x_train, data.x_test):
             if x.min() < 0 or x.max() > 1:
+                if bernoulli:
+                    source = "--likelihood" if training else "the run's"
+                    what = f"{source} {config.model.likelihood}"
+                else:
+                    what = f"binarization (--binarize {binarize})"
+                fix = " or train with --likelihood gaussian" if training and bernoulli else ""
                 raise InputError(
-                    f"values outside [0, 1] ({x.min():g} to {x.max():g}) cannot be modelled by "
-                    f"--likelihood {config.model.likelihood} or binarized: rescale the data or use gaussian"
+                    f"values outside [0, 1] ({x.min():g} to {x.max():g}) cannot be modelled by {what}: "
+                    f"rescale the data to [0, 1]{fix}"
                 )
     model_file.check(config.model)
 
