@@ -182,3 +182,29 @@ def test_a_python_function_of_the_wrong_size_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="decoder outputs size 10 per example, the bernoulli likelihood needs size 64"):
         fit(small_run(), load_dataset("digits"), tmp_path / "run", progress=False, build=build)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_project_moved_with_its_runs_still_finds_the_model_file(tmp_path):
+    """The run records the model file absolute and relative to the run folder; moved, the project's runs
+    load by the relative path (looked for first), and a copy left at the old place is not used."""
+    import json
+    import shutil
+
+    project = tmp_path / "project"
+    (project / "runs").mkdir(parents=True)
+    (project / "my_model.py").write_text(documented_example())
+    run = project / "runs" / "a"
+    code, err = jaxvae_cli("train", "--quiet", "--out", str(run), "--model", f"{project / 'my_model.py'}:build")
+    assert code == 0, err
+    model = json.loads((run / "config.json").read_text())["model"]
+    assert model["source"] == f"{(project / 'my_model.py').resolve()}:build"
+    assert model["source_relative"] == "../../my_model.py:build"
+    moved = shutil.copytree(project, tmp_path / "moved")
+    (project / "my_model.py").write_text(documented_example() + "\n# edited at the old place\n")
+    code, err = jaxvae_cli("evaluate", str(moved / "runs" / "a"), "--n", "5", "--iw-samples", "5")
+    assert code == 0, err
+    shutil.rmtree(project)
+    assert type(jaxvae.load(moved / "runs" / "a").encoder).__name__ != "MLP"
+    (moved / "my_model.py").unlink()
+    code, err = jaxvae_cli("evaluate", str(moved / "runs" / "a"), "--n", "5", "--iw-samples", "5")
+    assert code == 2 and "missing (nor at ../../my_model.py, relative to the run folder)" in err, err

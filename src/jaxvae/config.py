@@ -94,8 +94,9 @@ class ModelConfig:
     posterior: str = "diagonal"
     prior: str = "normal"
     log_var_range: tuple[float, ...] = ()
-    source: str = ""  # FILE.py:FUNCTION that builds the model, when it is the user's own
+    source: str = ""  # FILE.py:FUNCTION that builds the model, when it is the user's own (FILE absolute)
     source_sha256: str = ""  # of FILE.py when the run was made
+    source_relative: str = ""  # the same FILE.py:FUNCTION with FILE relative to the run folder (see RunConfig.load)
 
     def __post_init__(self):
         _require_types(self)
@@ -279,14 +280,26 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: Path) -> "RunConfig":
-        """The config saved at `path`, checked; InputError when the file is missing or not a valid config."""
+        """The config saved at `path`, checked; InputError when the file is missing or not a valid config.
+
+        A model file is looked for first by its path relative to the run folder, then by its absolute path:
+        a project moved with its runs keeps working, and `model.source` names the file found."""
         try:
             raw = json.loads(path.read_text())
             model = {k: tuple(v) if isinstance(v, list) else v for k, v in raw["model"].items()}
             train = {k: tuple(v) if isinstance(v, list) else v for k, v in raw["train"].items()}
             hardware = HardwareConfig(**raw.get("hardware", {}))  # absent from configs before 0.2
-            return cls(ModelConfig(**model), TrainConfig(**train), hardware)
+            return cls(_model_file_found(ModelConfig(**model), path.parent), TrainConfig(**train), hardware)
         except FileNotFoundError:
             raise InputError(f"{path.parent} is not a jaxvae run folder (no config.json)") from None
         except (ValueError, KeyError, TypeError) as e:
             raise InputError(f"{path} is not a valid jaxvae config: {e}") from None
+
+
+def _model_file_found(model: ModelConfig, run_dir: Path) -> ModelConfig:
+    """`model` with `source` naming its model file by the path relative to `run_dir` when a file is there,
+    else as recorded (the absolute path)."""
+    file, _, name = model.source_relative.rpartition(":")
+    if not file or not (run_dir / file).is_file():
+        return model
+    return dataclasses.replace(model, source=f"{(run_dir / file).resolve()}:{name}")

@@ -1,8 +1,9 @@
 """A user's own model: a Python file with a function FUNCTION(config: ModelConfig, key) -> VAE.
 
-The run records the function as `source` ("FILE.py:FUNCTION", the file's absolute path) and the
-file's SHA-256, so that every later command rebuilds the same model; a missing or changed file is an
-InputError. A function defined outside a file (a notebook cell) is recorded as "python:NAME": such a
+The run records the function as `source` ("FILE.py:FUNCTION", the file's absolute path), as
+`source_relative` (FILE relative to the run folder, which is looked for first: see `RunConfig.load`)
+and the file's SHA-256, so that every later command rebuilds the same model; a missing or changed file
+is an InputError. A function defined outside a file (a notebook cell) is recorded as "python:NAME": such a
 run loads only with the function given again (`jaxvae.load(run, build=FUNCTION)`).
 """
 
@@ -11,6 +12,7 @@ import functools
 import hashlib
 import importlib.util
 import inspect
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,6 +72,14 @@ def with_source(config: ModelConfig, spec: str) -> ModelConfig:
     return dataclasses.replace(config, source=f"{path}:{name}", source_sha256=sha256)
 
 
+def relative_to(config: ModelConfig, run_dir: Path) -> ModelConfig:
+    """`config` recording its model file also relative to the run folder `run_dir` (`source_relative`)."""
+    if not config.source or config.source.startswith(NOT_A_FILE + ":"):
+        return config
+    path, name = _split(config.source)
+    return dataclasses.replace(config, source_relative=f"{os.path.relpath(path, Path(run_dir).resolve())}:{name}")
+
+
 def source_of(build: Builder) -> tuple[str, str]:
     """(source, sha256) recording a Python function: its file and name, or "python:NAME" outside a file."""
     name = build.__qualname__
@@ -91,7 +101,9 @@ def builder(config: ModelConfig) -> Builder:
         )
     path, name = _split(config.source)
     if not path.is_file():
-        raise InputError(f"the run's model file {path} is missing")
+        relative = config.source_relative.rpartition(":")[0]
+        elsewhere = f" (nor at {relative}, relative to the run folder)" if relative else ""
+        raise InputError(f"the run's model file {path} is missing{elsewhere}")
     if _sha256(path) != config.source_sha256:
         raise InputError(f"the run's model file {path} changed since the run was made (its SHA-256 differs)")
     return _function(path, name, config.source_sha256)

@@ -213,7 +213,10 @@ def fit_sweep(
         if all(reasons.values()):
             return reasons
     hardware = HardwareConfig(**parallel.describe(Mesh(np.asarray(jax.devices()[:1]), (parallel.DATA_AXIS,))))
-    configs = {name: dataclasses.replace(config, hardware=hardware) for name, config in configs.items()}
+    configs = {
+        name: dataclasses.replace(config, model=model_file.relative_to(config.model, out / name), hardware=hardware)
+        for name, config in configs.items()
+    }
     created = not out.exists()
     try:
         try:

@@ -276,6 +276,7 @@ def fit(
         source, sha256 = model_file.source_of(build)
         model = dataclasses.replace(config.model, source=source, source_sha256=sha256)
         config = dataclasses.replace(config, model=model)
+    config = dataclasses.replace(config, model=model_file.relative_to(config.model, run_dir))
     writer = parallel.is_writer()
     created = not run_dir.exists()
     try:
