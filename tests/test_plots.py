@@ -156,3 +156,26 @@ def test_latent_scatter_legend_names_an_image_folder_s_classes(tmp_path, monkeyp
     legend = figures[0].axes[0].get_legend()
     assert [t.get_text() for t in legend.get_texts()] == ["ant", "bee", "cat"]
     assert legend.get_title().get_text() == "class"
+
+
+def test_gaps_figure_is_drawn_again_for_its_model_and_removed_when_stale(tmp_path, monkeypatch):
+    """gaps.png with its values of epoch 3: write_figures of epoch 3 draws it again (the same pixels), of
+    epoch 4 (a model trained on) removes it and its values; a gaps.png without values is removed as well."""
+    monkeypatch.setattr(plots, "latent_scatter", lambda vae, x, y, path, names=(): path)
+    rng = np.random.default_rng(0)
+    log_px = np.sort(-rng.gamma(5, 5, 6))
+    gaps = {"log_px": log_px, "elbo_optimized": log_px - 1, "elbo": log_px - 3}
+    gaps |= {"approximation_gap": np.ones(6), "amortization_gap": 2 * np.ones(6)}
+    folder = tmp_path / "figures"
+    first = np.asarray(Image.open(plots.gaps_figure(gaps, folder, "quadrature", epoch=3)))
+    (folder / "gaps.png").unlink()
+    data = type("Data", (), {"x_test": None, "y_test": None, "classes": (), "shape": (5,)})()
+    written = plots.write_figures(None, data, None, folder, [{"epoch": 3, "train_elbo": -1.0, "test_elbo": -1.0}])
+    assert folder / "gaps.png" in written
+    np.testing.assert_array_equal(np.asarray(Image.open(folder / "gaps.png")), first)
+    written = plots.write_figures(None, data, None, folder, [{"epoch": 4, "train_elbo": -1.0, "test_elbo": -1.0}])
+    assert folder / "gaps.png" not in written and not (folder / "gaps.png").exists()
+    assert not (folder / "gaps.npz").exists()
+    (folder / "gaps.png").write_bytes(b"a figure from before gaps.npz")
+    plots.write_figures(None, data, None, folder, [])
+    assert not (folder / "gaps.png").exists()

@@ -256,7 +256,9 @@ def training_curves(metrics: dict[str, list[dict]], path: Path) -> Path:
 
 
 def write_figures(vae: VAE, data: Dataset, config: RunConfig, folder: Path, metrics: list[dict]) -> list[Path]:
-    """Every figure of a run into `folder`; image figures only for image-shaped data."""
+    """Every figure of a run into `folder`; image figures only for image-shaped data. gaps.png, which
+    `jaxvae evaluate --gaps` draws, is drawn again from its gaps.npz when it shows the model of the last
+    epoch of `metrics`, and removed (with gaps.npz) when it shows an older one."""
     folder.mkdir(parents=True, exist_ok=True)
     written = [training_curve(metrics, folder / "training_curve.png")] if metrics else []
     written.append(latent_scatter(vae, data.x_test, data.y_test, folder / "latent_scatter.png", data.classes))
@@ -268,7 +270,37 @@ def write_figures(vae: VAE, data: Dataset, config: RunConfig, folder: Path, metr
             written.append(interpolations(vae, data.x_test, data.shape, folder / "interpolations.png"))
         if vae.latent_dim == 2:
             written.append(manifold(vae, data.shape, folder / "latent_manifold.png"))
-    return written
+    gaps = _gaps_again(folder, metrics[-1]["epoch"] if metrics else 0)
+    return written + ([gaps] if gaps else [])
+
+
+GAPS_FIGURE = "gaps.png"
+GAPS_VALUES = "gaps.npz"  # the values gaps.png shows, and the epoch of the model they are of
+GAPS_KEYS = ("log_px", "elbo_optimized", "elbo", "approximation_gap", "amortization_gap")  # what it draws
+
+
+def gaps_figure(gaps: dict, folder: Path, reference: str, epoch: int) -> Path:
+    """folder/gaps.png of `gaps` (`gaps.inference_gaps` of the model at `epoch`, `reference` naming its log
+    p(x)), and beside it gaps.npz, the values drawn and the epoch, so that `write_figures` can draw it again."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / GAPS_VALUES, "wb") as f:
+        np.savez(f, **{k: gaps[k] for k in GAPS_KEYS}, reference=reference, epoch=epoch)
+    return inference_gaps(gaps, folder / GAPS_FIGURE, reference)
+
+
+def _gaps_again(folder: Path, epoch: int) -> Path | None:
+    """gaps.png drawn again from gaps.npz when they are of the model at `epoch`; otherwise (an older
+    model's, or a figure without its values) both are removed, and None."""
+    try:
+        with np.load(folder / GAPS_VALUES, allow_pickle=False) as saved:
+            if int(saved["epoch"]) == epoch:
+                values = {k: saved[k] for k in GAPS_KEYS}
+                return inference_gaps(values, folder / GAPS_FIGURE, str(saved["reference"]))
+    except (OSError, KeyError, ValueError):  # no gaps.npz, or not one of ours
+        pass
+    for stale in (folder / GAPS_FIGURE, folder / GAPS_VALUES):
+        stale.unlink(missing_ok=True)
+    return None
 
 
 def inference_gaps(gaps: dict, path: Path, reference: str) -> Path:
