@@ -153,3 +153,59 @@ def test_bad_input_exits_2_with_one_line(tmp_path, case):
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.relative_to(tmp_path).parts[0] != "cache")
     assert after == [p for p in before if p.parts[0] != "cache"]  # no run folder; a resumed one unchanged
     assert not any(p.is_file() for p in (tmp_path / "cache" / "jaxvae").rglob("*"))  # no partial download
+
+
+def options_of(command: str) -> set[str]:
+    """Every option string of `jaxvae COMMAND` (--dataset, -o, ...), from the parser itself."""
+    from jaxvae.cli.parser import build_parser
+
+    (commands,) = [a for a in build_parser()._actions if a.dest == "command"]
+    return {o for action in commands.choices[command]._actions for o in action.option_strings}
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    from jaxvae.cli import main
+
+    run = tmp_path_factory.mktemp("hints") / "run"
+    assert main(["train", "--out", str(run), "--epochs", "1", "--hidden", "8", "--quiet"]) == 0
+    return run
+
+
+EVALUATION_CASES = {  # data a trained run's commands are given: name -> (build the --dataset, words of its hint)
+    "images of mixed sizes": (images((8, 8), (5, 4)), "resize them"),
+    "values outside [0, 1] for the run's bernoulli": (array_file("f255.npz", x=np.full((10, 8, 8), 255.0)), "rescale"),
+    "download fails": (lambda t: ["--dataset", "mnist"], "put the files in --data-dir"),  # a closed loopback port
+}
+
+
+@pytest.mark.parametrize("command", ["evaluate", "encode"])
+@pytest.mark.parametrize("case", list(EVALUATION_CASES))
+def test_a_hint_names_only_what_the_command_it_came_from_can_do(
+    digits_run, tmp_path, capsys, monkeypatch, command, case
+):
+    """Exit 2 with one line whose every option is one of the command's own (evaluate has no --image-size or
+    --likelihood), and which says what to do."""
+    import re
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("JAXVAE_MIRRORS", "http://127.0.0.1:9/")
+
+    from jaxvae.cli import main
+
+    build, advice = EVALUATION_CASES[case]
+    args = [command, str(digits_run), *build(tmp_path)] + (
+        ["-o", str(tmp_path / "z.npz")] if command == "encode" else []
+    )
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and advice in err, err
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", err))
+    assert named <= options_of(command), (named - options_of(command), err)
+
+
+def test_training_on_images_of_mixed_sizes_names_image_size(tmp_path, capsys):
+    from jaxvae.cli import main
+
+    assert main(["train", "--out", str(tmp_path / "run"), *images((8, 8), (5, 4))(tmp_path)]) == 2
+    assert "pass --image-size H,W to resize them" in capsys.readouterr().err

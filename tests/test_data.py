@@ -8,7 +8,7 @@ import pytest
 
 from conftest import make_idx_folder, write_idx
 from jaxvae.data import binarize, load_dataset, read_idx
-from jaxvae.errors import InputError
+from jaxvae.errors import ImageSizesDiffer, InputError
 
 
 def test_idx_folder_round_trip(tmp_path):
@@ -114,7 +114,7 @@ def test_image_folder_colour_resize_and_mixed_sizes(tmp_path):
     save_image(tmp_path / "a" / "grey.png", rng.integers(0, 256, (8, 8)))
     save_image(tmp_path / "a" / "colour.jpg", rng.integers(0, 256, (8, 8, 3)))
     save_image(tmp_path / "a" / "small.png", rng.integers(0, 256, (4, 6)))
-    with pytest.raises(InputError, match="--image-size"):
+    with pytest.raises(ImageSizesDiffer, match=r"images differ in size \(colour.jpg is 8x8, small.png is 4x6\)$"):
         load_dataset(str(tmp_path / "a"))
     data = load_dataset(str(tmp_path / "a"), image_size=(4, 2))
     assert data.shape == (4, 2, 3) and data.y_train is None  # one colour image makes all RGB

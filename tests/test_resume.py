@@ -245,3 +245,13 @@ def test_damaged_metrics_are_reported(reference, tmp_path, capsys):
         (run / "metrics.jsonl").write_text("\n".join(damage(lines)) + "\n")
         code, err = cli("train", "--resume", "--out", str(run), "--quiet", capsys=capsys)
         assert code == 2 and len(err.strip().splitlines()) == 1 and "metrics.jsonl" in err, (name, err)
+
+
+def test_the_command_with_nothing_left_to_train_prints_one_line_and_writes_nothing(reference, tmp_path, capsys):
+    run = shutil.copytree(reference, tmp_path / "run")
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(run.rglob("*")) if p.is_file()}
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(run), "--epochs", str(EPOCHS)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == f"{run}: already trained {EPOCHS} of {EPOCHS} epochs; nothing to do\n" and not captured.err
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(run.rglob("*")) if p.is_file()} == before

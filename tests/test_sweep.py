@@ -100,6 +100,7 @@ def test_ctrl_c_finishes_the_epoch_saves_every_member_and_says_how_to_resume(tmp
     out = tmp_path / "sweep"
     code, _, err = cli(capsys, "train", "--out", str(out), "--hidden", "16", "--seeds", "2", "--quiet")
     assert code == 130 and f"continue with: jaxvae train --resume --out {out}" in err
+    assert "every member of the sweep is saved (epoch 1)" in err and "seed-0/checkpoints" not in err, err
     for name in ("seed-0", "seed-1"):
         assert [m["epoch"] for m in read_metrics(out / name)] == [1]
         assert [p.name for p in (out / name / "checkpoints").iterdir()] == ["epoch-00001.eqx"]
@@ -146,11 +147,13 @@ def test_diverging_and_early_stopping_members_stop_alone_and_evaluate_reports_th
     assert set(result["members"]) == {"lr-1e-30", "lr-0.001"}
     for name, member in result["members"].items():  # the reference: evaluate of the member's own folder
         alone = json.loads(cli(capsys, "evaluate", str(out / name), *evaluate)[1])
+        assert (alone.pop("dataset"), alone.pop("split")) == ("digits", "test")
         assert member == alone
-        assert result["groups"][name] == {
+        scalars = {k: v for k, v in alone.items() if not isinstance(v, list)}
+        assert result["groups"][name] == {  # one member: its values, and no spread (null)
             "members": [name],
-            "mean": {k: v for k, v in alone.items() if not isinstance(v, list)},
-            "sd": {k: 0.0 for k, v in alone.items() if not isinstance(v, list)},
+            "mean": scalars | {"kl_per_dim": alone["kl_per_dim"]},
+            "sd": {k: None for k in scalars} | {"kl_per_dim": [None] * len(alone["kl_per_dim"])},
         }
 
 
@@ -246,3 +249,40 @@ def test_resume_with_nothing_left_to_train_writes_nothing(tmp_path):
     ended = fit_sweep(configs, data, out, resume=True, progress=False)
     assert ended == {name: "already trained 1 of 1 epochs" for name in configs}
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(out.rglob("*")) if p.is_file()} == before
+
+
+def test_the_command_on_a_sweep_with_nothing_left_prints_one_line(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert cli(capsys, "train", "--out", str(out), "--hidden", "8", "--epochs", "1", "--seeds", "2", "--quiet")[0] == 0
+    code, stdout, err = cli(capsys, "train", "--out", str(out), "--resume", "--epochs", "1")
+    assert (code, stdout, err) == (0, f"{out}: every member already trained 1 of 1 epochs; nothing to do\n", "")
+
+
+def test_evaluate_a_sweep_of_one_member_per_setting(tmp_path, capsys):
+    """One member per setting: no spread (null in JSON, "one member" in the table, not +- 0), the header
+    does not repeat its name, and the KL per latent dimension is shown as for a single run."""
+    out = tmp_path / "sweep"
+    args = ["train", "--out", str(out), "--hidden", "8", "--epochs", "1", "--sweep", "beta=0.5,1", "--quiet"]
+    assert cli(capsys, *args)[0] == 0
+    code, stdout, err = cli(capsys, "evaluate", str(out), "--iw-samples", "5", "--n", "10", "--json")
+    assert code == 0, err
+    got = json.loads(stdout)
+    assert got["groups"]["beta-0.5"]["sd"]["elbo"] is None and got["split"] == "test"
+    assert len(got["groups"]["beta-0.5"]["mean"]["kl_per_dim"]) == 2
+    code, stdout, err = cli(capsys, "evaluate", str(out), "--iw-samples", "5", "--n", "10")
+    assert code == 0, err
+    assert "+- 0.00" not in stdout and "(one member)" in stdout and "beta-0.5 (beta-0.5)" not in stdout
+    assert "\n  beta-0.5\n" in stdout and stdout.count("KL per latent dimension") == 2, stdout
+
+
+def test_plot_on_a_sweep_draws_every_member_and_the_sweep_s_curves(tmp_path, capsys, monkeypatch):
+    monkeypatch.undo()  # the figures are what is under test
+    out = tmp_path / "sweep"
+    assert cli(capsys, "train", "--out", str(out), "--hidden", "8", "--epochs", "1", "--seeds", "2", "--quiet")[0] == 0
+    for png in out.rglob("*.png"):
+        png.unlink()
+    code, stdout, err = cli(capsys, "plot", str(out))
+    assert code == 0, err
+    assert (out / "training_curves.png").is_file() and "not a jaxvae run folder" not in err
+    for name in ("seed-0", "seed-1"):
+        assert (out / name / "figures" / "latent_scatter.png").is_file() and str(out / name / "figures") in stdout

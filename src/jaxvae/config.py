@@ -182,6 +182,7 @@ class TrainConfig:
     groups: int = 1
     ciwae_beta: float = 0.5
     gradient: str = "reparam"
+    classes: tuple[str, ...] = ()  # the names of the data's labels 0, 1, ...: an image folder's class subfolders
 
     def __post_init__(self):
         _require_types(self)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxvae import download
-from jaxvae.errors import InputError
+from jaxvae.errors import ImageSizesDiffer, InputError
 from jaxvae.keys import DataSeed
 
 TEST_FRACTION = 0.2
@@ -208,7 +208,7 @@ def _image_folder(folder: Path, size: tuple[int, int] | None) -> Dataset:
     the folder names the dataset's `classes`).
 
     Greyscale images give examples of shape (H, W); if any image is colour, all are RGB (H, W, 3).
-    All must have one size unless `size` (H, W) is given, to which each is resized.
+    All must have one size unless `size` (H, W) is given, to which each is resized (else ImageSizesDiffer).
     """
     loose = _images_in(folder)
     classes = [sub for sub in sorted(folder.iterdir()) if sub.is_dir() and _images_in(sub)]
@@ -224,9 +224,9 @@ def _image_folder(folder: Path, size: tuple[int, int] | None) -> Dataset:
         images = [np.repeat(im[..., None], 3, axis=-1) if im.ndim == 2 else im for im in images]
     for f, im in zip(files, images, strict=True):
         if im.shape[:2] != images[0].shape[:2]:
-            raise InputError(
+            raise ImageSizesDiffer(
                 f"images differ in size ({files[0].name} is {images[0].shape[0]}x{images[0].shape[1]}, "
-                f"{f.name} is {im.shape[0]}x{im.shape[1]}): pass --image-size H,W to resize them"
+                f"{f.name} is {im.shape[0]}x{im.shape[1]})"
             )
     return _split(_as_unit_float(np.stack(images), folder), labels, tuple(sub.name for sub in classes))
 

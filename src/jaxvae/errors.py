@@ -16,3 +16,8 @@ class SettingError(InputError):
 
 class Diverged(FloatingPointError):
     """The loss or the parameters became NaN or infinite; the checkpoints hold the last good epoch."""
+
+
+class ImageSizesDiffer(InputError):
+    """A folder's images differ in size and no size to resize them to was given; each command adds what
+    it can do about it."""

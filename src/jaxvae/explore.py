@@ -81,7 +81,8 @@ class Explorer:
         run_dir = Path(run_dir)
         config = RunConfig.load(run_dir / CONFIG)
         self.vae = load(run_dir)
-        x_test, y_test = evaluation_split(load_data(config, data_dir=data_dir), "test", config.train.binarize)
+        data = load_data(config, data_dir=data_dir)
+        x_test, y_test = evaluation_split(data, "test", config.train.binarize)
         keep = np.arange(len(x_test))
         if len(keep) > max_points:
             keep = np.sort(np.random.default_rng(DataSeed.EXPLORE_SUBSET).choice(len(keep), max_points, replace=False))

@@ -9,7 +9,7 @@ import sys
 from jaxvae.cli import encode, evaluate, explore, plot, sample, train
 from jaxvae.cli.interrupt import how_to_resume, interruptible
 from jaxvae.cli.parser import build_parser, in_options
-from jaxvae.errors import Diverged, InputError
+from jaxvae.errors import Diverged, ImageSizesDiffer, InputError
 
 COMMANDS = {"train": train, "explore": explore, "evaluate": evaluate, "sample": sample, "plot": plot, "encode": encode}
 
@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with interruptible():
             return COMMANDS[args.command].run(args)
+    except ImageSizesDiffer as e:  # from a command that evaluates a run (train says: pass --image-size)
+        print(f"jaxvae: error: {e}: resize them to the size the run was trained on", file=sys.stderr)
+        return 2
     except InputError as e:
         print(f"jaxvae: error: {in_options(e, args)}", file=sys.stderr)
         return 2

@@ -24,11 +24,25 @@ def interruptible():
 
 
 def how_to_resume(args) -> str:
-    """'; ... continue with: jaxvae train --resume --out RUN' when a checkpoint of the run exists."""
-    from jaxvae.runs import epoch_checkpoints
+    """'; RUN/checkpoints/epoch-00003.eqx is saved: continue with: jaxvae train --resume --out RUN' when a
+    checkpoint of the run exists; for a sweep, what every member saved."""
+    from jaxvae.runs import epoch_checkpoints, epochs_done
 
     out = getattr(args, "out", None)
-    found = sorted(Path(out).glob("*/checkpoints/epoch-*.eqx")) + epoch_checkpoints(Path(out)) if out else []
+    if not out:
+        return ""
+    resume = f"continue with: jaxvae train --resume --out {shlex.quote(out)}"
+    members = sorted(p.parent for p in Path(out).glob("*/config.json"))
+    if (Path(out) / "sweep.json").is_file() and members:
+        epochs = [epochs_done(m) for m in members]
+        done = sorted(set(epochs) - {0})
+        if not done:
+            return "; nothing was saved"
+        saved = f"epoch {done[0]}" if len(done) == 1 else f"epochs {done[0]} to {done[-1]}"
+        missing = epochs.count(0)
+        who = "every member of the sweep is saved" if not missing else f"{len(members) - missing} members are saved"
+        return f"; {who} ({saved}): {resume}"
+    found = epoch_checkpoints(Path(out))
     if not found:
-        return "; nothing was saved" if out else ""
-    return f"; {found[-1]} is saved: continue with: jaxvae train --resume --out {shlex.quote(out)}"
+        return "; nothing was saved"
+    return f"; {found[-1]} is saved: {resume}"

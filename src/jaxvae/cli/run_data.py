@@ -16,6 +16,6 @@ def run_data(args, split: str = "test"):
     config = RunConfig.load(run_dir / CONFIG)
     data = load_data(config, dataset=args.dataset, data_dir=args.data_dir)
     method = args.binarize or config.train.binarize
-    check_data(data, RunConfig(config.model, dataclasses.replace(config.train, binarize=method)))
+    check_data(data, RunConfig(config.model, dataclasses.replace(config.train, binarize=method)), training=False)
     x, y = evaluation_split(data, split, method)
     return config, load(run_dir), x, y

@@ -8,7 +8,7 @@ from pathlib import Path
 from jaxvae.cli.parser import build_parser
 from jaxvae.cli.startup import read_while_importing, start_jax
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
-from jaxvae.errors import InputError
+from jaxvae.errors import ImageSizesDiffer, InputError
 
 DEFAULT_HIDDEN = {"mlp": (512,), "conv": (32, 64), "gated": (300, 300)}
 RESUMABLE = ("epochs", "keep_checkpoints")  # the settings --resume may change; the others are the run's
@@ -48,6 +48,9 @@ def run(args) -> int:
     out = Path(args.out)
     if args.resume and args.overwrite:
         raise InputError("--resume continues a run and --overwrite replaces it: pass one of them")
+    if args.resume and (done := _nothing_to_train(args, out)):
+        print(f"{out}: {done}; nothing to do")
+        return 0
     configs, config, data = resumed_run(args, out) if args.resume else new_run(args, out)
     from jaxvae import parallel, sweep
     from jaxvae.runs import best_validation, read_metrics
@@ -59,7 +62,8 @@ def run(args) -> int:
             configs, data, out, resume=args.resume, progress=not args.quiet, device_budget=args.device_memory_budget
         )
         print(sweep.summary(out, ended))
-        print(f"sweep folder {out}: {sweep.SWEEP}, {sweep.CURVES}, one run folder per member")
+        board = " (each with tensorboard/)" if config.train.tensorboard else ""
+        print(f"sweep folder {out}: {sweep.SWEEP}, {sweep.CURVES}, one run folder per member{board}")
         return 0
     fit(config, data, out, resume=args.resume, progress=not args.quiet, device_budget=args.device_memory_budget)
     if not writer:
@@ -88,7 +92,10 @@ def new_run(args, out: Path) -> tuple:
     read = functools.partial(
         load_dataset, args.dataset, data_dir=args.data_dir, image_size=args.image_size, progress=not args.quiet
     )
-    data = read_while_importing(args.dataset, read)
+    try:
+        data = read_while_importing(args.dataset, read)
+    except ImageSizesDiffer as e:
+        raise InputError(f"{e}: pass --image-size H,W to resize them") from None
     from jaxvae import parallel, sweep
     from jaxvae.train import check_data
 
@@ -110,7 +117,7 @@ def new_run(args, out: Path) -> tuple:
         from jaxvae.model_file import with_source
 
         model = with_source(model, args.model)
-    config = RunConfig(model, schedule)
+    config = RunConfig(model, dataclasses.replace(schedule, classes=data.classes))
     check_data(data, config)
     configs = None
     if args.seeds != 1 or args.sweep:
@@ -136,6 +143,23 @@ def resumed_run(args, out: Path) -> tuple:
     data = load_data(config, progress=not args.quiet)
     check_data(data, config)
     return configs, config, data
+
+
+def _nothing_to_train(args, out: Path) -> str | None:
+    """Why resuming `out` to the epochs asked would train nothing (`runs.nothing_to_train`; for a sweep, of
+    every member), or None; read from the run's files before its data are."""
+    from jaxvae.runs import CONFIG, nothing_to_train
+
+    if not (out / "sweep.json").is_file():
+        return nothing_to_train(_resumed_config(args, out / CONFIG).train, out) if (out / CONFIG).is_file() else None
+    start_jax()
+    from jaxvae import sweep
+
+    folders = [out / name for name in sweep.read_members(out)]
+    reasons = {nothing_to_train(_resumed_config(args, f / CONFIG).train, f) for f in folders}
+    if None in reasons:
+        return None
+    return f"every member {reasons.pop()}" if len(reasons) == 1 else "every member has trained or stopped early"
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
