@@ -1,6 +1,9 @@
 """The command line end to end, as a user runs it."""
 
+import contextlib
+import io
 import json
+import re
 import subprocess
 import sys
 
@@ -270,3 +273,66 @@ def test_dreg_training_and_the_gradient_snr_report(tmp_path):
     assert jaxvae("train", "--out", str(sweep), "--seeds", "2", *common).returncode == 0
     refused = jaxvae("evaluate", str(sweep), "--gradient-snr", "1")
     assert refused.returncode == 2 and "--gradient-snr" in refused.stderr
+
+
+def test_version_and_the_defaults_in_help():
+    """`jaxvae --version` names the installed version; train's help gives every numeric default it uses."""
+    import re
+
+    import jaxvae as package
+
+    done = jaxvae("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"jaxvae {package.__version__}", done.stderr
+    page = " ".join(jaxvae("train", "--help").stdout.split())  # argparse wraps lines
+    for option, default in (("--latent-dim", "2"), ("--batch-size", "32"), ("--seed", "0"), ("--lr", "1e-3")):
+        assert re.search(rf"{option} [A-Z_]+ (?:(?! --).)*\(default {re.escape(default)}\)", page), option
+    assert "--quiet no progress bars" in page
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    """A run trained on an image folder with the classes ant and bee (4x4 greyscale images)."""
+    from PIL import Image
+
+    from jaxvae.cli import main
+
+    root = tmp_path_factory.mktemp("folder")
+    rng = np.random.default_rng(0)
+    for name in ("ant", "bee"):
+        (root / "imgs" / name).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 256, (4, 4), dtype=np.uint8)).save(root / "imgs" / name / f"{i}.png")
+    args = ["train", "--dataset", str(root / "imgs"), "--out", str(root / "run"), "--epochs", "1", "--quiet"]
+    assert main([*args, "--hidden", "8"]) == 0
+    return root / "run"
+
+
+def test_evaluate_json_records_the_dataset_and_split_and_the_table_states_the_quadrature_check(folder_run, capsys):
+    from jaxvae.cli import main
+
+    capsys.readouterr()
+    assert main(["evaluate", str(folder_run), "--iw-samples", "10", "--split", "train", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["dataset"] == str(folder_run.parent / "imgs") and got["split"] == "train"
+    assert got["quadrature_checked"] == got["n"] == 16 and got["quadrature_change"] >= 0
+    assert main(["evaluate", str(folder_run), "--iw-samples", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "converged to 0.01" not in out
+    assert re.search(r"largest change on grids twice as fine \(first 4\) +\d+\.\d{3}", out), out
+
+
+def test_an_image_folder_s_class_names_are_recorded_and_encoded(folder_run, tmp_path, capsys):
+    assert json.loads((folder_run / "config.json").read_text())["train"]["classes"] == ["ant", "bee"]
+    code, _ = run_main(["encode", str(folder_run), "--split", "all", "-o", str(tmp_path / "z.npz")], capsys)
+    assert code == 0
+    with np.load(tmp_path / "z.npz") as f:
+        assert f["classes"].tolist() == ["ant", "bee"] and sorted(set(f["y"].tolist())) == [0, 1]
+
+
+def test_encode_names_what_the_split_all_holds(folder_run, tmp_path):
+    from jaxvae.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert main(["encode", str(folder_run), "--split", "all", "-o", str(tmp_path / "z.npz")]) == 0
+    assert "posterior mean and std of 20 examples (training, then test), shape (20, 2)" in out.getvalue()
+    assert "all examples" not in out.getvalue()

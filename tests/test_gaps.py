@@ -80,3 +80,37 @@ def test_cli_gaps_on_a_trained_model(trained_2d, capsys, tmp_path):
         assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert main(["evaluate", str(run), "--per-example", str(tmp_path / "g.npz")]) == 2
     assert "--gaps" in capsys.readouterr().err
+
+
+def test_plot_draws_the_gaps_figure_again_and_removes_it_once_the_model_trained_on(trained_2d, capsys, tmp_path):
+    """evaluate --gaps writes gaps.png and its values; plot draws it again (the same pixels) and names it;
+    after one more epoch of training the figure would show an older model, so training removes it."""
+    import shutil
+
+    from PIL import Image
+
+    run = shutil.copytree(trained_2d, tmp_path / "run")
+    assert main(["evaluate", str(run), "--n", "10", "--iw-samples", "20", "--gaps"]) == 0
+    figure = run / "figures" / "gaps.png"
+    pixels = np.asarray(Image.open(figure))
+    figure.unlink()
+    capsys.readouterr()
+    assert main(["plot", str(run)]) == 0
+    assert "gaps.png" in capsys.readouterr().out
+    np.testing.assert_array_equal(np.asarray(Image.open(figure)), pixels)
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "6", "--quiet"]) == 0
+    assert not figure.exists() and not (run / "figures" / "gaps.npz").exists()
+    assert "gaps.png" not in capsys.readouterr().out
+
+
+def test_plot_says_it_removed_a_stale_gaps_figure(trained_2d, capsys, tmp_path):
+    import shutil
+
+    run = shutil.copytree(trained_2d, tmp_path / "run")
+    (run / "figures" / "gaps.npz").unlink(missing_ok=True)  # as another test's evaluate --gaps may have left
+    (run / "figures" / "gaps.png").write_bytes(b"drawn for a model trained further back, its values lost")
+    capsys.readouterr()
+    assert main(["plot", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "gaps.png removed: it showed an older model (jaxvae evaluate --gaps draws it again)" in out
+    assert not (run / "figures" / "gaps.png").exists()

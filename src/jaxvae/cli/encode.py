@@ -18,13 +18,14 @@ def run(args) -> int:
         raise InputError(f"-o must name a .npz file, got {args.out}")
     if not out.parent.is_dir():
         raise InputError(f"no such folder: {out.parent}")
-    _, vae, x, y = run_data(args, args.split)
+    config, vae, x, y = run_data(args, args.split)
     mean, std = (np.asarray(a) for a in posterior_moments(vae, x))
     arrays = {"mean": mean, "std": std} | ({} if y is None else {"y": y})
+    if y is not None and config.train.classes and not args.dataset:  # the names of the labels, as trained
+        arrays["classes"] = np.asarray(config.train.classes)
     with open(out, "wb") as f:
         np.savez(f, **arrays)
-    print(
-        f"{out}: posterior mean and std of {len(x)} {args.split} examples, shape {mean.shape}"
-        + (", labels y" if y is not None else "")
-    )
+    examples = {"test": "test examples", "train": "training examples", "all": "examples (training, then test)"}
+    labels = ", labels y" + (" named by classes" if "classes" in arrays else "") if y is not None else ""
+    print(f"{out}: posterior mean and std of {len(x)} {examples[args.split]}, shape {mean.shape}{labels}")
     return 0

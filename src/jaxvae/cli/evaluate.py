@@ -42,7 +42,7 @@ def run(args) -> int:
     if args.gradient_snr:
         result |= _gradient_snr(args, vae, x[: config.train.batch_size], key)
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps({"dataset": args.dataset or config.train.dataset, "split": args.split} | result))
         return 0
     print(run_table(result, args.run_dir, args.dataset or config.train.dataset, args.split))
     return 0
@@ -54,13 +54,13 @@ def _gaps(args, vae, x, y, key, likelihoods: dict) -> dict:
     import numpy as np
 
     from jaxvae import gaps, plots
-    from jaxvae.runs import FIGURES
+    from jaxvae.runs import FIGURES, epochs_done
 
     per_example = gaps.inference_gaps(vae, x, key, iw_samples=args.iw_samples, likelihoods=likelihoods)
     summary = gaps.summary(per_example, vae.latent_dim)
-    figures = Path(args.run_dir) / FIGURES
-    figures.mkdir(exist_ok=True)
-    summary["gaps_figure"] = str(plots.inference_gaps(per_example, figures / "gaps.png", summary["gaps_log_px"]))
+    run_dir = Path(args.run_dir)
+    figure = plots.gaps_figure(per_example, run_dir / FIGURES, summary["gaps_log_px"], epochs_done(run_dir))
+    summary["gaps_figure"] = str(figure)
     if args.per_example is not None:
         with open(args.per_example, "wb") as f:
             np.savez(f, **per_example, **({} if y is None else {"y": y}))
@@ -106,7 +106,8 @@ def _evaluate_sweep(args) -> int:
         raise InputError(f"no member of the sweep in {out} has a checkpoint to evaluate")
     groups = sweep.summarize(results, sweep.groups(out))
     if args.json:
-        print(json.dumps({"members": results, "groups": groups}))
+        dataset = args.dataset or config.train.dataset
+        print(json.dumps({"dataset": dataset, "split": args.split, "members": results, "groups": groups}))
         return 0
     print(sweep_table(results, groups, out, args.dataset or config.train.dataset, args.split))
     return 0

@@ -81,7 +81,10 @@ def sweep_values(text: str) -> tuple[str, tuple[float, ...]]:
 
 def build_parser() -> Parser:
     """The parser of every command; `args.command` names the one chosen."""
+    import jaxvae
+
     parser = Parser(prog="jaxvae", description="Variational autoencoders in JAX: train, evaluate, explore.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {jaxvae.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = commands.add_parser("train", help="train a VAE and write a run folder")
@@ -91,7 +94,7 @@ def build_parser() -> Parser:
         help="digits, mnist, fashion-mnist, a folder of IDX files or images, or a .npz/.npy file",
     )
     p.add_argument("--out", required=True, help="run folder to write")
-    p.add_argument("--latent-dim", type=int, default=2, help="k, the dimension of z")
+    p.add_argument("--latent-dim", type=int, default=2, help="k, the dimension of z (default 2)")
     p.add_argument(
         "--hidden", type=widths, help="MLP widths, e.g. 512 or 200,200, or conv channels (default 512; conv 32,64)"
     )
@@ -150,7 +153,9 @@ def build_parser() -> Parser:
     p.add_argument("--kl-warmup-epochs", type=int, default=0, help="epochs over which beta rises from 0 (elbo)")
     p.add_argument("--free-bits", type=float, default=0.0, help="nats of KL per latent dimension not penalized (elbo)")
     p.add_argument("--epochs", type=int, default=None, help="epochs to train (default 10)")
-    p.add_argument("--batch-size", type=int, default=32, help="examples per step, a multiple of the devices' number")
+    p.add_argument(
+        "--batch-size", type=int, default=32, help="examples per step, a multiple of the devices' number (default 32)"
+    )
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's step size (default 1e-3)")
     p.add_argument(
         "--optimizer",
@@ -159,7 +164,10 @@ def build_parser() -> Parser:
         help="adam; adam-normgrad: each parameter's gradient scaled to unit norm first, as the VampPrior code's",
     )
     p.add_argument(
-        "--seed", type=int, default=0, help="seed of the initial parameters, data order and noise, 0 to 2^32 - 1"
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the initial parameters, data order and noise, 0 to 2^32 - 1 (default 0)",
     )
     p.add_argument(
         "--seeds", type=int, default=1, help="train N members together, seeds --seed to --seed + N - 1 (OUT/seed-S)"
@@ -188,7 +196,9 @@ def build_parser() -> Parser:
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bars (of training and downloads); the summary still prints"
+    )
     p.add_argument("--tensorboard", action="store_true", help="also write scalars and figures to RUN_DIR/tensorboard/")
     p.add_argument("--coordinator", help="HOST:PORT of process 0, to train on several processes (hosts)")
     p.add_argument("--num-processes", type=int, help="how many processes train together (with --coordinator)")
@@ -253,13 +263,20 @@ def build_parser() -> Parser:
     p.add_argument("-o", "--out", required=True, help="PNG file to write")
     p.add_argument("--seed", type=int, default=0, help="the seed of the prior samples")
 
-    p = commands.add_parser("plot", help="regenerate every figure of a run under RUN_DIR/figures")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by jaxvae train")
+    p = commands.add_parser("plot", help="regenerate every figure of a run under RUN_DIR/figures, or of a sweep")
+    p.add_argument(
+        "run_dir", metavar="RUN_DIR", help="a run folder, or a sweep folder: every member's and the sweep's curves"
+    )
     run_data_dir(p)
 
     p = commands.add_parser("encode", help="posterior means and standard deviations to a .npz file")
     run_data_options(p)
-    p.add_argument("-o", "--out", required=True, help=".npz file to write: arrays mean, std (n, k) and y if labelled")
+    p.add_argument(
+        "-o",
+        "--out",
+        required=True,
+        help=".npz file to write: arrays mean, std (n, k), y if labelled, classes (label names) if named",
+    )
     return parser
 
 

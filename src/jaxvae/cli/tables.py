@@ -11,9 +11,11 @@ def run_table(result: dict, run_dir, dataset: str, split: str) -> str:
         (f"log-likelihood, importance-weighted bound (K = {k})", result["log_likelihood"]),
     ]
     if "log_likelihood_quadrature" in result:
-        rows.append(("log-likelihood, quadrature (converged to 0.01)", result["log_likelihood_quadrature"]))
+        rows.append(("log-likelihood, quadrature on a grid", result["log_likelihood_quadrature"]))
     lines = [f"{run_dir}: {dataset}, {split} split, {result['n']} examples; means per example in nats"]
     lines += [f"  {name:<52} {value:10.2f}" for name, value in rows]
+    if "quadrature_change" in result:
+        lines.append(_quadrature_check(result["quadrature_change"], result["quadrature_checked"]))
     if "gaps_log_px" in result:
         samples = result["gaps_elbo_samples"]
         lines.append(
@@ -62,6 +64,17 @@ def snr_lines(result: dict) -> list[str]:
     return lines
 
 
+def _quadrature_check(change: float, checked: int, indent: str = "  ", of: str = "") -> str:
+    """The line under the quadrature: how far grids twice as fine moved it (the largest change over the
+    first `checked` examples, `of` whom), and whether that is converged."""
+    title = f"  largest change on grids twice as fine (first {checked}{of})"
+    verdict = "" if change < CONVERGED else f"  not converged (over {CONVERGED} nats)"
+    return f"{indent}{title:<52} {change:10.3f}{verdict}"
+
+
+CONVERGED = 0.01  # nats: a quadrature that grids twice as fine move by less is called converged
+
+
 def sweep_table(results: dict, groups: dict, sweep_dir, dataset: str, split: str) -> str:
     """The lines of a sweep's report: `results` by member, `groups` from `jaxvae.sweep.summarize`."""
     first = next(iter(results.values()))
@@ -70,7 +83,7 @@ def sweep_table(results: dict, groups: dict, sweep_dir, dataset: str, split: str
         ("  reconstruction E_q[log p(x|z)]", "reconstruction", 2),
         ("  KL(q(z|x) || p(z))", "kl", 2),
         (f"log-likelihood, importance-weighted bound (K = {first['iw_samples']})", "log_likelihood", 2),
-        ("log-likelihood, quadrature (converged to 0.01)", "log_likelihood_quadrature", 2),
+        ("log-likelihood, quadrature on a grid", "log_likelihood_quadrature", 2),
         ("bits per dimension, -L_K / (d ln 2)", "bits_per_dim", 4),
         ("active units, Var_x E[z|x] > 0.01", "active_units", 1),
     ]
@@ -79,8 +92,24 @@ def sweep_table(results: dict, groups: dict, sweep_dir, dataset: str, split: str
         "means per example in nats, mean +- sd (n - 1) over each setting's members"
     ]
     for label, group in groups.items():
-        lines.append(f"  {label} ({', '.join(group['members'])})")
+        members = group["members"]
+        lines.append(f"  {label}" if members == [label] else f"  {label} ({', '.join(members)})")
         for title, key, decimals in rows:
             if key in group["mean"]:
-                lines.append(f"    {title:<52} {group['mean'][key]:10.{decimals}f} +- {group['sd'][key]:.{decimals}f}")
+                sd = group["sd"][key]
+                spread = " (one member)" if sd is None else f" +- {sd:.{decimals}f}"
+                lines.append(f"    {title:<52} {group['mean'][key]:10.{decimals}f}{spread}")
+        if "kl_per_dim" in group["mean"]:
+            lines.append(f"    {'KL per latent dimension':<52} {_per_dimension(group):>10}")
+    changes = [r["quadrature_change"] for r in results.values() if "quadrature_change" in r]
+    if changes:
+        lines.append(_quadrature_check(max(changes), first["quadrature_checked"], "", ", any member"))
     return "\n".join(lines)
+
+
+def _per_dimension(group: dict) -> str:
+    """A group's KL per latent dimension: 'mean +- sd, ...' ('mean, ...' for one member; n/a for a flow)."""
+    means, sds = group["mean"]["kl_per_dim"], group["sd"]["kl_per_dim"]
+    if None in means:
+        return "n/a for a flow"
+    return ", ".join(f"{m:.2f}" if s is None else f"{m:.2f} +- {s:.2f}" for m, s in zip(means, sds, strict=True))
