@@ -17,10 +17,10 @@ import os
 import jax
 import jax.numpy as jnp
 
+from jaxvae.builder import build_model
 from jaxvae.config import ModelConfig
 from jaxvae.data import load_dataset
 from jaxvae.evaluate import log_likelihood
-from jaxvae.model import VAE
 from throughput import best_seconds, eval_flops, matmul_peak
 
 
@@ -34,7 +34,7 @@ def main() -> None:
 
     x = jnp.asarray(load_dataset("fashion-mnist").x_test[: args.n])
     hidden, k = 512, 2
-    vae = VAE(ModelConfig(data_shape=(28, 28), latent_dim=k, hidden=(hidden,)), key=jax.random.PRNGKey(0))
+    vae = build_model(ModelConfig(data_shape=(28, 28), latent_dim=k, hidden=(hidden,)), key=jax.random.PRNGKey(0))
     key = jax.random.PRNGKey(0)
 
     def run(xs):

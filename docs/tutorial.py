@@ -45,6 +45,7 @@ from IPython.display import Image, display
 from scipy.stats import norm
 
 from jaxvae import plots
+from jaxvae.builder import build_model
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import FASHION_MNIST_DIR, load_dataset
 from jaxvae.distributions import Bernoulli, Normal, kl_normal
@@ -109,7 +110,7 @@ def keys(seed: int, n: int) -> jax.Array:
 data = load_dataset(DATASET)
 d = data.x_train.shape[1]
 config = ModelConfig(data_shape=data.shape)  # the seed's model: d-512-2 tanh, Bernoulli decoder
-vae0 = VAE(config, key=jax.random.PRNGKey(0))  # untrained: the derivation holds for any parameters
+vae0 = build_model(config, key=jax.random.PRNGKey(0))  # untrained: the derivation holds for any parameters
 x = jnp.asarray(data.x_test[:8])  # eight test images to check the derivation on
 print(f"{len(data.x_train)} training and {len(data.x_test)} test images of shape {data.shape} (d = {d})")
 
@@ -172,7 +173,7 @@ def quadrature(vae: VAE, x: jax.Array, m: int) -> dict:
 
 
 # A model small enough to enumerate every x: d = 3 binary pixels, 2^3 = 8 possible images.
-tiny = VAE(ModelConfig(data_shape=(3,), hidden=(16,)), key=jax.random.PRNGKey(3))
+tiny = build_model(ModelConfig(data_shape=(3,), hidden=(16,)), key=jax.random.PRNGKey(3))
 all_images = jnp.asarray(np.array(np.meshgrid(*[[0, 1]] * 3)).reshape(3, -1).T, jnp.float32)
 total = jnp.exp(quadrature(tiny, all_images, GRID)["log_px"]).sum()
 check(

@@ -10,8 +10,8 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvae.builder import build_model
 from jaxvae.config import ModelConfig
-from jaxvae.model import VAE
 
 
 def linear_gaussian_vae(d: int = 5, k: int = 2, sigma: float = 0.7, seed: int = 0, exact_posterior: bool = True):
@@ -24,7 +24,7 @@ def linear_gaussian_vae(d: int = 5, k: int = 2, sigma: float = 0.7, seed: int = 
     q, _ = np.linalg.qr(rng.normal(size=(d, k)))
     W = q * rng.uniform(0.5, 2.0, size=k)
     b = rng.normal(size=d)
-    vae = VAE(ModelConfig(data_shape=(d,), latent_dim=k, hidden=(), likelihood="gaussian"), key=_key(seed))
+    vae = build_model(ModelConfig(data_shape=(d,), latent_dim=k, hidden=(), likelihood="gaussian"), key=_key(seed))
     # exact posterior: C = (I + W^T W / s^2)^-1 (diagonal), mean = C W^T (x - b) / s^2
     C = np.linalg.inv(np.eye(k) + W.T @ W / sigma**2)
     A = C @ W.T / sigma**2

@@ -12,6 +12,7 @@ from scipy.special import logsumexp
 
 import jaxvae
 from conftest import linear_gaussian_truth, linear_gaussian_vae
+from jaxvae.builder import build_model
 from jaxvae.cli import main
 from jaxvae.config import ModelConfig
 from jaxvae.data import load_dataset
@@ -29,7 +30,9 @@ X = np.random.default_rng(3).normal(size=(4, 5)) * 1.5
 
 def small_vae(likelihood: str, d: int = 3, hidden: int = 4, k: int = 2, scale: float = 1.0, seed: int = 0) -> VAE:
     """A random VAE; `scale` multiplies the decoder's output layer, making p(x|z) sharper."""
-    vae = VAE(ModelConfig(data_shape=(d,), latent_dim=k, hidden=(hidden,), likelihood=likelihood), key=_key(seed))
+    vae = build_model(
+        ModelConfig(data_shape=(d,), latent_dim=k, hidden=(hidden,), likelihood=likelihood), key=_key(seed)
+    )
     return eqx.tree_at(lambda m: m.decoder.layers[-1].weight, vae, scale * vae.decoder.layers[-1].weight)
 
 

@@ -24,10 +24,10 @@ import pytest
 
 from conftest import spawn
 from jaxvae import checkpoint, explore
+from jaxvae.builder import build_model
 from jaxvae.cli import main
 from jaxvae.config import ACTIVATIONS, ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import load_dataset
-from jaxvae.model import VAE
 from jaxvae.runs import CHECKPOINTS, CONFIG
 from jaxvae.train import fit, init_state, load
 
@@ -367,7 +367,7 @@ def page(browser, server):
 def test_page_decoder_matches_jax(page, likelihood, activation, hidden, edit):
     """The page's JavaScript MLP against `vae.decode(z).mean` computed by JAX (float32), z ~ 3 N(0, I)."""
     config = ModelConfig(data_shape=(8, 8), likelihood=likelihood, activation=activation, hidden=hidden)
-    vae = VAE(config, key=jax.random.PRNGKey(0))
+    vae = build_model(config, key=jax.random.PRNGKey(0))
     vae = vae if edit is None else edit(vae)
     z = 3 * np.random.default_rng(0).normal(size=(5, 2))
     spec = explore.browser_decoder(vae)

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from jaxvae.builder import build_model
 from jaxvae.config import ModelConfig
 from jaxvae.errors import InputError
-from jaxvae.model import VAE, map_examples
+from jaxvae.model import VAE
+from jaxvae.networks import map_examples
 
 rng = np.random.default_rng(0)
 
@@ -24,7 +26,7 @@ def gaussian_vae(variance: str, std: float = 1.0, shape=(4, 3), architecture="ml
         gaussian_variance=variance,
         gaussian_std=std,
     )
-    return VAE(config, key=jax.random.PRNGKey(0))
+    return build_model(config, key=jax.random.PRNGKey(0))
 
 
 @pytest.mark.parametrize("variance", ["learned-shared", "learned-pixel", "fixed"])
@@ -63,7 +65,7 @@ def test_every_likelihood_and_architecture_encodes_decodes_and_samples(likelihoo
     config = ModelConfig(
         data_shape=(8, 8), latent_dim=3, hidden=(4, 6), likelihood=likelihood, architecture=architecture
     )
-    vae = VAE(config, key=jax.random.PRNGKey(1))
+    vae = build_model(config, key=jax.random.PRNGKey(1))
     x = jnp.asarray(rng.random((5, 64)), jnp.float32)
     q = vae.encode(x)
     assert q.mean.shape == q.std.shape == (5, 3)
@@ -82,7 +84,7 @@ def test_every_likelihood_and_architecture_encodes_decodes_and_samples(likelihoo
 @pytest.mark.parametrize("shape", [(8, 8), (28, 28), (32, 32, 3), (7, 5)])
 def test_conv_networks_fit_every_image_size(shape):
     config = ModelConfig(data_shape=shape, latent_dim=4, hidden=(3, 5), likelihood="gaussian", architecture="conv")
-    vae = VAE(config, key=jax.random.PRNGKey(0))
+    vae = build_model(config, key=jax.random.PRNGKey(0))
     x = jnp.zeros((2, config.data_dim))
     assert vae.encode(x).mean.shape == (2, 4) and vae.decode(jnp.zeros((2, 4))).mean.shape == (2, config.data_dim)
 

@@ -39,7 +39,7 @@ class GatedEncoder(eqx.Module):
 
 
 def build_gated(config: ModelConfig, key) -> jaxvae.VAE:
-    vae = jaxvae.VAE(config, key=key)
+    vae = jaxvae.build_model(config, key=key)
     return eqx.tree_at(lambda m: m.encoder, vae, GatedEncoder(config.data_dim, 16, vae.posterior.size, key=key))
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import optax
 import pytest
 
+from jaxvae.builder import build_model
 from jaxvae.config import ModelConfig, TrainConfig
 from jaxvae.errors import InputError
-from jaxvae.model import VAE
 from jaxvae.networks import GatedMLP, he_linear
 from jaxvae.posteriors import DiagonalGaussian
 from jaxvae.train import make_optimizer
@@ -38,7 +38,7 @@ def test_he_init_weights_have_variance_two_over_fan_in():
 
 
 def test_gated_architecture_builds_gated_encoder_and_decoder():
-    vae = VAE(ModelConfig((6,), latent_dim=2, hidden=(5, 4), architecture="gated"), key=jax.random.PRNGKey(0))
+    vae = build_model(ModelConfig((6,), latent_dim=2, hidden=(5, 4), architecture="gated"), key=jax.random.PRNGKey(0))
     assert isinstance(vae.encoder, GatedMLP) and isinstance(vae.decoder, GatedMLP)
     assert [l.h.out_features for l in vae.decoder.layers] == [4, 5]  # the encoder's widths reversed
     q = vae.encode(jnp.ones((3, 6)))

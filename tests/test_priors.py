@@ -9,9 +9,11 @@ import pytest
 from scipy import stats
 from scipy.special import logsumexp, softmax
 
+from jaxvae.builder import build_model
 from jaxvae.config import ModelConfig
 from jaxvae.evaluate import log_likelihood, log_likelihood_quadrature
-from jaxvae.model import VAE, map_examples
+from jaxvae.model import VAE
+from jaxvae.networks import map_examples
 
 rng = np.random.default_rng(0)
 
@@ -37,7 +39,9 @@ def explicit_mixture_log_prob(weights, means, variances, z):
 
 def test_mixture_prior_log_prob_matches_an_explicit_mixture():
     vae = trained_like(
-        VAE(ModelConfig(data_shape=(6,), latent_dim=3, hidden=(5,), prior="mixture:4"), key=jax.random.PRNGKey(0))
+        build_model(
+            ModelConfig(data_shape=(6,), latent_dim=3, hidden=(5,), prior="mixture:4"), key=jax.random.PRNGKey(0)
+        )
     )
     prior = vae.latent_prior
     z = rng.normal(size=(7, 3)) * 2
@@ -53,7 +57,7 @@ def test_mixture_prior_log_prob_matches_an_explicit_mixture():
 def test_vamp_prior_is_the_mixture_of_the_encoders_posteriors_at_the_pseudo_inputs():
     """p(z) = (1/K) sum_k N(z | mu(u_k), diag sigma^2(u_k)), with mu and sigma from the encoder (float64)."""
     config = ModelConfig(data_shape=(6,), latent_dim=3, hidden=(5,), prior="vamp:4")
-    vae = trained_like(VAE(config, key=jax.random.PRNGKey(1)), scale=0.5)
+    vae = trained_like(build_model(config, key=jax.random.PRNGKey(1)), scale=0.5)
     out = np.asarray(map_examples(vae.encoder, vae.latent_prior.pseudo_inputs), np.float64)
     z = rng.normal(size=(7, 3))
     expected = explicit_mixture_log_prob(np.full(4, 0.25), out[:, :3], np.exp(out[:, 3:]), z)
@@ -65,7 +69,7 @@ def test_prior_samples_follow_the_prior():
     and the moments against the explicit sum_c w_c m_c and sum_c w_c (v_c + m_c^2) - mean^2."""
     for prior in ("mixture:3", "vamp:3"):
         vae = trained_like(
-            VAE(ModelConfig(data_shape=(6,), latent_dim=2, hidden=(5,), prior=prior), key=jax.random.PRNGKey(2))
+            build_model(ModelConfig(data_shape=(6,), latent_dim=2, hidden=(5,), prior=prior), key=jax.random.PRNGKey(2))
         )
         p = vae.prior()
         mean, std = p.moments()
@@ -84,7 +88,7 @@ def test_quadrature_of_a_vamp_prior_model_matches_an_independent_dense_grid():
     from a float64 numpy decoder and explicit prior summed on a 1000 x 1000 grid over [-12, 12]^2 (which
     holds every component's mean +- 6 standard deviations): agreement within 1e-3 nats. L_5000 is not above it."""
     config = ModelConfig(data_shape=(5,), latent_dim=2, hidden=(4,), prior="vamp:3")
-    vae = trained_like(VAE(config, key=jax.random.PRNGKey(5)), scale=0.7, seed=2)
+    vae = trained_like(build_model(config, key=jax.random.PRNGKey(5)), scale=0.7, seed=2)
     vae = eqx.tree_at(lambda m: m.decoder.layers[-1].weight, vae, 3 * vae.decoder.layers[-1].weight)  # peaked p(x|z)
     x = (np.random.default_rng(1).random((3, 5)) < 0.5).astype(np.float32)
     out = np.asarray(map_examples(vae.encoder, vae.latent_prior.pseudo_inputs), np.float64)

@@ -3,8 +3,8 @@
 The Python API:
 
 - `jaxvae.load(RUN_DIR)`: the trained `VAE` of a run folder written by `jaxvae train`.
-- `jaxvae.VAE(config, key=key)`: a model; `vae.encode(x)` is q(z|x), `vae.decode(z)` is p(x|z),
-  `vae.prior()` is p(z).
+- `jaxvae.build_model(config, key=key)`: the model a `ModelConfig` describes (a `VAE`, or a deep model of
+  `jaxvae.deep`); `vae.encode(x)` is q(z|x), `vae.decode(z)` is p(x|z), `vae.prior()` is p(z).
 - `jaxvae.ModelConfig`, `jaxvae.TrainConfig`, `jaxvae.RunConfig`: every setting of a model and a run.
 - Modules, each one idea: `jaxvae.data` (datasets), `jaxvae.train` (`fit`, `load`), `jaxvae.evaluate`
   (`report`, bounds, quadrature), `jaxvae.objectives`, `jaxvae.distributions`, `jaxvae.networks`,
@@ -20,6 +20,7 @@ import pkgutil
 _NAMES = {  # public name -> the module that defines it
     "load": "jaxvae.train",
     "VAE": "jaxvae.model",
+    "build_model": "jaxvae.builder",
     "ModelConfig": "jaxvae.config",
     "TrainConfig": "jaxvae.config",
     "RunConfig": "jaxvae.config",

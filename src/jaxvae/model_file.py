@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from jaxvae.builder import build_model
 from jaxvae.config import ModelConfig
 from jaxvae.errors import InputError
 from jaxvae.model import VAE
@@ -30,8 +31,8 @@ NOT_A_FILE = "python"
 
 
 def default_build(config: ModelConfig, key: Array) -> VAE:
-    """The configured model: `VAE(config, key=key)`."""
-    return VAE(config, key=key)
+    """The configured model: `build_model(config, key=key)`."""
+    return build_model(config, key=key)
 
 
 def _split(spec: str) -> tuple[Path, str]:

@@ -253,7 +253,7 @@ def fit(
 ) -> VAE:
     """Train, writing config, metrics, checkpoints and figures to `run_dir`; returns the model.
 
-    The model is `VAE(config.model)`, or what `build(config.model, key)` returns (any VAE, e.g. with
+    The model is `build_model(config.model)`, or what `build(config.model, key)` returns (any VAE, e.g. with
     the user's own encoder or decoder): the run then records the function (`model_file.source_of`).
 
     With `resume`, continue from the latest checkpoint (or from the start when a crash came before
