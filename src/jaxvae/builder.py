@@ -6,24 +6,28 @@ Adding a part means adding its module and one line here; nothing else switches o
 
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import Array
 
 from jaxvae.config import ModelConfig
+from jaxvae.deep import BottomUpVAE, Conditional, LadderEncoder, TopDownBlock, TopDownVAE
 from jaxvae.likelihoods import BernoulliPixels, ContinuousBernoulliPixels, GaussianPixels
 from jaxvae.model import VAE
-from jaxvae.networks import MLP, ConvDecoder, ConvEncoder, GatedMLP
+from jaxvae.networks import MLP, ConvDecoder, ConvEncoder, Features, GatedMLP, he_linear
 from jaxvae.posteriors import IAF, DiagonalGaussian, FullGaussian
 from jaxvae.priors import GaussianMixture, StandardNormal, VampPrior
 
 
-def build_model(config: ModelConfig, *, key: Array) -> VAE:
+def build_model(config: ModelConfig, *, key: Array) -> VAE | BottomUpVAE | TopDownVAE:
     """The model `config` describes, its parameters drawn from `key` (2,).
 
     The key's uses: split in two for the encoder and the decoder, fold_in 2 for the posterior family's
-    own parameters (a flow), fold_in 3 for the prior's.
+    own parameters (a flow), fold_in 3 for the prior's; a deep model's layers fold_in 4 + l.
     """
+    if config.layers:
+        return (top_down if config.inference == "top-down" else bottom_up)(config, key=key)
     enc_key, dec_key = jax.random.split(key)
     d, k = config.data_dim, config.latent_dim
     posterior = posterior_family(config, k, key=jax.random.fold_in(key, 2))
@@ -75,3 +79,67 @@ def latent_prior(config: ModelConfig, k: int, *, key: Array):
     if prior == "vamp":
         return VampPrior(config.data_dim, components, key=key)
     return StandardNormal(k)
+
+
+def bottom_up(config: ModelConfig, *, key: Array) -> BottomUpVAE:
+    """Burda et al.'s deep model: x -> z_1 -> ... -> z_L, and back down, each arrow a network of
+    `--hidden` widths (`--architecture` mlp or gated) giving a diagonal Gaussian."""
+    enc_key, dec_key = jax.random.split(key)
+    sizes, d = config.layers, config.data_dim
+    posterior = DiagonalGaussian(sizes[0], config.log_var_range)
+    up, down = [], []
+    for l, (below, above) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        up_key, down_key = jax.random.split(jax.random.fold_in(key, 4 + l))
+        up.append(gaussian_layer(config, below, above, key=up_key))
+        down.append(gaussian_layer(config, above, below, key=down_key, decoder=True))
+    encoder = network(config, d, posterior.size, key=enc_key)
+    decoder = network(config, sizes[0], d, key=dec_key, decoder=True)
+    prior = latent_prior(config, sizes[-1], key=jax.random.fold_in(key, 3))
+    return BottomUpVAE(encoder, posterior, up, down, decoder, likelihood_family(config), prior, sizes)
+
+
+def top_down(config: ModelConfig, *, key: Array) -> TopDownVAE:
+    """The Ladder VAE / HVAE form: features d_l of width h (the last `--hidden` width) bottom-up, each from
+    a network of the other `--hidden` widths; for l < L a state t_l of z_{l+1} (the same networks), and
+    linear heads for q(z_L | d_L), p(z_l | t_l) and q(z_l | [d_l, t_l])."""
+    enc_key, dec_key = jax.random.split(key)
+    sizes, d, h = config.layers, config.data_dim, config.hidden[-1]
+    trunks, blocks = [], []
+    for l, k in enumerate(sizes):
+        trunk_key, state_key, prior_key, posterior_key = jax.random.split(jax.random.fold_in(key, 4 + l), 4)
+        trunks.append(features(config, d if l == 0 else h, h, key=trunk_key))
+        if l < len(sizes) - 1:
+            blocks.append(
+                TopDownBlock(
+                    features(config, sizes[l + 1], h, key=state_key),
+                    gaussian_head(config, h, k, key=prior_key),
+                    gaussian_head(config, 2 * h, k, key=posterior_key),
+                )
+            )
+    top = gaussian_head(config, h, sizes[-1], key=jax.random.fold_in(enc_key, 1))
+    decoder = network(config, sizes[0], d, key=dec_key, decoder=True)
+    prior = latent_prior(config, sizes[-1], key=jax.random.fold_in(key, 3))
+    return TopDownVAE(LadderEncoder(trunks), top, blocks, decoder, likelihood_family(config), prior, sizes)
+
+
+def gaussian_layer(config: ModelConfig, in_size: int, k: int, *, key: Array, decoder: bool = False) -> Conditional:
+    """A diagonal Gaussian over k latents from a network of `config`'s widths of an (in_size,) input."""
+    return Conditional(
+        network(config, in_size, 2 * k, key=key, decoder=decoder), DiagonalGaussian(k, config.log_var_range)
+    )
+
+
+def gaussian_head(config: ModelConfig, in_size: int, k: int, *, key: Array) -> Conditional:
+    """A diagonal Gaussian over k latents from a linear layer of (in_size,) features."""
+    linear = (
+        he_linear(in_size, 2 * k, key=key) if config.architecture == "gated" else eqx.nn.Linear(in_size, 2 * k, key=key)
+    )
+    return Conditional(linear, DiagonalGaussian(k, config.log_var_range))
+
+
+def features(config: ModelConfig, in_size: int, out_size: int, *, key: Array):
+    """(in_size,) -> features (out_size,): the other `--hidden` widths, then a gated layer (gated) or a
+    linear layer and the activation (mlp)."""
+    if config.architecture == "gated":
+        return GatedMLP(in_size, out_size, config.hidden[:-1], key=key, gated_out=True)
+    return Features(MLP(in_size, out_size, config.hidden[:-1], config.activation, key=key))

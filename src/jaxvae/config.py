@@ -18,6 +18,7 @@ GRADIENTS = ("reparam", "stl", "dreg")  # objectives.GRADIENTS
 BINARIZE = ("none", "static", "dynamic", "threshold")
 ARCHITECTURES = ("mlp", "conv", "gated")
 OPTIMIZERS = ("adam", "adam-normgrad")
+INFERENCE = ("top-down", "bottom-up")  # the order a deep model's posterior draws its layers in
 GAUSSIAN_VARIANCES = ("learned-shared", "learned-pixel", "fixed")
 POSTERIORS = ("diagonal", "full", "iaf:T")  # T: flow steps
 PRIORS = ("normal", "mixture:K", "vamp:K")  # K: mixture components or pseudo-inputs
@@ -81,6 +82,8 @@ class ModelConfig:
     one learned per pixel, or fixed at `gaussian_std`**2; `gaussian_std` is also where a learned
     standard deviation starts.
     `log_var_range` (low, high), when given, clips the diagonal posterior's log-variances to it.
+    A deep model has `layers` (k_1, ..., k_L), L >= 2, bottom layer first, with latent_dim their sum,
+    inferred in the order `inference` (see `deep`); `layers` is () for one layer.
     """
 
     data_shape: tuple[int, ...]
@@ -94,6 +97,8 @@ class ModelConfig:
     posterior: str = "diagonal"
     prior: str = "normal"
     log_var_range: tuple[float, ...] = ()
+    layers: tuple[int, ...] = ()
+    inference: str = "top-down"
     source: str = ""  # FILE.py:FUNCTION that builds the model, when it is the user's own (FILE absolute)
     source_sha256: str = ""  # of FILE.py when the run was made
     source_relative: str = ""  # the same FILE.py:FUNCTION with FILE relative to the run folder (see RunConfig.load)
@@ -130,6 +135,26 @@ class ModelConfig:
             f"log_var_range clips a diagonal posterior's log-variances: not defined for {self.posterior}",
             "log_var_range",
         )
+        _require(self.inference in INFERENCE, f"inference must be one of {', '.join(INFERENCE)}", "inference")
+        if self.layers:
+            _require(
+                len(self.layers) >= 2 and min(self.layers) >= 1 and sum(self.layers) == self.latent_dim,
+                f"layers must be two or more positive sizes summing to latent_dim, got {self.layers}",
+            )
+            _require(
+                self.architecture in ("mlp", "gated"),
+                f"a deep model's networks are mlp or gated, not architecture {self.architecture}",
+                "architecture",
+            )
+            _require(
+                self.posterior == "diagonal",
+                f"a deep model's posterior is diagonal, not posterior {self.posterior}",
+                "posterior",
+            )
+            _require(
+                self.prior_family[0] != "vamp" or self.inference == "top-down",
+                "a VampPrior over the top layer needs top-down inference (q(z_L | x) is then Gaussian)",
+            )
         _require(self.gaussian_std > 0, f"gaussian_std must be positive, got {self.gaussian_std}", "gaussian_std")
 
     @property

@@ -53,6 +53,48 @@ class Distribution(eqx.Module):
         """(lo, hi), each (k,): a box holding every batch member's mean +- `sds` standard deviations."""
 
 
+class Layered(Distribution):
+    """A distribution over the latent layers of a deep model, z = (z_1, ..., z_L) concatenated on the last
+    axis (bottom layer first, `sizes` (k_1, ..., k_L)), whose moments are Monte Carlo estimates."""
+
+    moment_draws: ClassVar[int] = 100
+    sizes: tuple[int, ...] = eqx.field(static=True)
+
+    def layers(self, z: Array) -> list[Array]:
+        """z (..., K) split into its layers, [(..., k_1), ..., (..., k_L)]."""
+        edges = [sum(self.sizes[:i]) for i in range(1, len(self.sizes))]
+        return jnp.split(z, edges, axis=-1)
+
+    def kl_layers(self, p: "Layered", z: Array) -> Array:
+        """The KL from the prior `p`, one term per layer at the draws z (S, ..., K): (S, ..., L), nats.
+
+        Only posteriors define it; see `deep`."""
+        raise NotImplementedError(f"{type(self).__name__} is not a posterior")
+
+    def kl_estimator(self, p: "Layered") -> str:
+        """'closed form' where every layer's KL is in closed form given the draws of the layers it is
+        conditioned on, else 'monte carlo'."""
+        raise NotImplementedError(f"{type(self).__name__} is not a posterior")
+
+    @property
+    def mean(self) -> Array:
+        """E[z], by Monte Carlo (`moments` with key 0)."""
+        return self.moments(jax.random.PRNGKey(0))[0]
+
+    @property
+    def std(self) -> Array:
+        """The standard deviation of each dimension, by Monte Carlo (`moments` with key 0)."""
+        return self.moments(jax.random.PRNGKey(0))[1]
+
+    def moments(self, key: Array) -> tuple[Array, Array]:
+        """Monte Carlo: the mean and (unbiased-variance) std of `moment_draws` draws."""
+        z = self.sample(key, (self.moment_draws,))
+        return jnp.mean(z, axis=0), jnp.std(z, axis=0, ddof=1)
+
+    def box(self, sds: float) -> tuple[Array, Array]:
+        return _box_of(*self.moments(jax.random.PRNGKey(0)), sds)
+
+
 def _box_of(mean: Array, std: Array, sds: float) -> tuple[Array, Array]:
     k = mean.shape[-1]
     return jnp.min((mean - sds * std).reshape(-1, k), 0), jnp.max((mean + sds * std).reshape(-1, k), 0)
@@ -302,7 +344,10 @@ def kl_terms(q: Distribution, p: Distribution, z: Array, log_q: Array) -> Array:
 
     Closed form where the pair of types has one; otherwise the Monte Carlo estimate
     mean_s [log q(z_s) - log p(z_s)] at the draws z (S, ..., k) with log q(z_s) = log_q (S, ...): one term.
+    A deep model's posterior gives one term per layer (`Layered.kl_layers`), averaged over the draws.
     """
+    if isinstance(q, Layered):
+        return jnp.mean(q.kl_layers(p, z), axis=0)
     closed_form = CLOSED_FORM_KL.get((type(q), type(p)))
     if closed_form is not None:
         return closed_form(q, p)
@@ -311,6 +356,8 @@ def kl_terms(q: Distribution, p: Distribution, z: Array, log_q: Array) -> Array:
 
 def kl_estimator(q: Distribution, p: Distribution) -> str:
     """'closed form' or 'monte carlo': how `kl_terms` computes KL(q || p)."""
+    if isinstance(q, Layered):
+        return q.kl_estimator(p)
     return "closed form" if (type(q), type(p)) in CLOSED_FORM_KL else "monte carlo"
 
 

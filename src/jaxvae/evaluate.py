@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from jaxvae.data import batch_indices
-from jaxvae.distributions import CLOSED_FORM_KL
+from jaxvae.distributions import CLOSED_FORM_KL, kl_terms
 from jaxvae.errors import InputError
 from jaxvae.keys import MOMENTS_SEED, Evaluation
 from jaxvae.model import VAE
@@ -24,18 +24,40 @@ ELBO_SAMPLES = 100  # samples per example of the ELBO in `report`: its Monte Car
 
 @eqx.filter_jit
 def mean_elbo(vae: VAE, x: Array, key: Array, *, samples: int = 1, chunk: int = 1000) -> dict[str, Array]:
-    """Means over the n examples of x (n, d) of the ELBO and its two terms, `chunk` examples at a time."""
+    """Means over the n examples of x (n, d) of the ELBO and its two terms, `chunk` examples at a time;
+    for a deep model also the KL of each layer (`kl_layer_1`, ..., from the bottom; see `layer_kls`)."""
     n = x.shape[0]
     idx, weights = batch_indices(jnp.arange(n), min(chunk, n))
     keys = jax.random.split(key, idx.shape[0])
+    deep = len(vae.sizes) > 1
 
     def one_chunk(args):
         i, w, k = args
-        terms = elbo(vae, x[i], key=k, samples=samples)
-        return jax.tree.map(lambda t: jnp.sum(w * t), terms)
+        sums = {name: jnp.sum(w * t) for name, t in elbo(vae, x[i], key=k, samples=samples)._asdict().items()}
+        if deep:
+            kls = w @ layer_kls(vae, x[i], jax.random.fold_in(k, 1), samples)
+            sums |= {f"kl_layer_{l + 1}": kls[l] for l in range(len(vae.sizes))}
+        return sums
 
     sums = jax.lax.map(one_chunk, (idx, weights, keys))
-    return {name: jnp.sum(s) / n for name, s in sums._asdict().items()}
+    return {name: jnp.sum(s) / n for name, s in sums.items()}
+
+
+def layer_kls(vae: VAE, x: Array, key: Array, samples: int = 1) -> Array:
+    """The KL of each latent layer for x (n, d), shape (n, L), nats: a one-layer model's whole KL; a deep
+    model's per layer as `Layered.kl_layers` defines it (closed form given the draws where it can be),
+    averaged over `samples` draws z ~ q(z|x)."""
+    q, p = vae.encode(x), vae.prior()
+    z, log_q = q.sample_and_log_prob(key, (samples,))
+    terms = kl_terms(q, p, z, log_q)
+    return terms if len(vae.sizes) > 1 else jnp.sum(terms, axis=-1, keepdims=True)
+
+
+@eqx.filter_jit
+def mean_layer_kls(vae: VAE, x: Array, key: Array, *, samples: int, batch: int = 100) -> Array:
+    """The mean over the examples of x (n, d) of `layer_kls`, shape (L,), `batch` examples at a time."""
+    kls = over_examples(lambda xb, i: layer_kls(vae, xb, jax.random.fold_in(key, i[0]), samples), x, batch)
+    return jnp.mean(kls, axis=0)
 
 
 def over_examples(fn, x: Array, batch: int):
@@ -204,15 +226,18 @@ def kl_per_dimension(vae: VAE, x: Array, key: Array, *, batch: int = 10) -> Arra
     return jnp.mean(over_examples(per_dim, x, batch), axis=0)
 
 
-def active_units(vae: VAE, x: Array, *, threshold: float = ACTIVE_THRESHOLD) -> int:
-    """Number of latent dimensions whose posterior mean varies over the data: Var_x E[z_j|x] > threshold.
+def active_units(vae: VAE, x: Array, *, threshold: float = ACTIVE_THRESHOLD) -> list[int]:
+    """Number of latent dimensions of each layer (bottom first) whose posterior mean varies over the data:
+    Var_x E[z_j|x] > threshold (Burda et al. 2015).
 
-    Where E[z|x] is a Monte Carlo mean of M draws (a flow), its noise adds E_x[Var(z_j|x)] / M to the
-    variance over x; that is subtracted, so the count is unbiased."""
+    Where E[z|x] is a Monte Carlo mean of M draws (a flow, a deep model), its noise adds E_x[Var(z_j|x)] / M
+    to the variance over x; that is subtracted, so the count is unbiased."""
     mean, std = posterior_moments(vae, x)
     draws = type(jax.eval_shape(vae.encode, x[:1])).moment_draws
     noise = jnp.mean(std**2, axis=0) / draws if draws else 0.0
-    return int(jnp.sum(jnp.var(mean, axis=0) - noise > threshold))
+    active = jnp.var(mean, axis=0) - noise > threshold
+    edges = [sum(vae.sizes[:i]) for i in range(len(vae.sizes) + 1)]
+    return [int(jnp.sum(active[a:b])) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
 def bits_per_dimension(log_px: Array, data_dim: int) -> Array:
@@ -242,7 +267,8 @@ def report(vae: VAE, x: Array, key: Array, iw_samples: int = 5000, likelihoods: 
     log_likelihood_quadrature (latent dimension <= 2) with quadrature_checked, the number of examples (the
     first QUADRATURE_CHECKED) whose quadrature was computed again on grids twice as fine, and
     quadrature_change, the largest change that made (`quadrature_change`); bits_per_dim (from log_likelihood),
-    kl_per_dim, active_units, n, iw_samples. The same key gives the same numbers. `likelihoods`: what
+    kl_per_dim, kl_per_layer and active_units_per_layer (bottom layer first; one entry for one layer),
+    active_units (their sum), n, iw_samples. The same key gives the same numbers. `likelihoods`: what
     `log_likelihoods(vae, x, key, iw_samples)` returns, when the caller has it already.
     """
     x = jnp.asarray(x, jnp.float32)
@@ -251,6 +277,7 @@ def report(vae: VAE, x: Array, key: Array, iw_samples: int = 5000, likelihoods: 
     terms = mean_elbo(vae, x, elbo_key, samples=ELBO_SAMPLES, chunk=100)
     likelihoods = likelihoods or log_likelihoods(vae, x, key, iw_samples)
     log_px = jnp.mean(likelihoods["log_likelihood"])
+    units = active_units(vae, x)
     out = {
         "elbo": float(terms["elbo"]),
         "reconstruction": float(terms["reconstruction"]),
@@ -266,7 +293,9 @@ def report(vae: VAE, x: Array, key: Array, iw_samples: int = 5000, likelihoods: 
     out |= {
         "bits_per_dim": float(bits_per_dimension(log_px, x.shape[1])),
         "kl_per_dim": [None if math.isnan(v) else v for v in map(float, kl_per_dimension(vae, x, kl_key))],
-        "active_units": active_units(vae, x),
+        "kl_per_layer": [float(v) for v in mean_layer_kls(vae, x, kl_key, samples=ELBO_SAMPLES)],
+        "active_units": sum(units),
+        "active_units_per_layer": units,
         "n": int(x.shape[0]),
         "iw_samples": iw_samples,
     }

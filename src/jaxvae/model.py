@@ -33,6 +33,11 @@ class VAE(eqx.Module):
     def latent_dim(self) -> int:
         return self.posterior.latent_dim
 
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """The latent layers' sizes: one layer of k."""
+        return (self.latent_dim,)
+
     def prior(self) -> Distribution:
         """p(z), a distribution over (k,)."""
         return self.latent_prior(self)
@@ -44,3 +49,7 @@ class VAE(eqx.Module):
     def decode(self, z: Array):
         """p(x|z) for z of shape (..., k): a distribution over (..., d)."""
         return self.likelihood(map_examples(self.decoder, z))
+
+    def top_gaussian(self, x: Array) -> Distribution:
+        """The Gaussian part of q(z|x) for x (..., d) (the flow's base for IAF), what a VampPrior mixes."""
+        return self.posterior.gaussian(map_examples(self.encoder, x))

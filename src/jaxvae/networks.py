@@ -70,21 +70,30 @@ class GatedMLP(eqx.Module):
     """Gated dense layers of the `hidden` widths, then a linear layer: (in_size,) -> (out_size,).
 
     The encoder and decoder of the VampPrior and Exemplar VAE code, He-initialized as theirs
-    (`BaseModel.he_initializer`)."""
+    (`BaseModel.he_initializer`). With `gated_out`, the last layer is gated too (features, not parameters)."""
 
     layers: list[GatedDense]
-    head: eqx.nn.Linear
+    head: eqx.nn.Linear | None
 
-    def __init__(self, in_size: int, out_size: int, hidden: Sequence[int], *, key: Array):
-        sizes = [in_size, *hidden]
+    def __init__(self, in_size: int, out_size: int, hidden: Sequence[int], *, key: Array, gated_out: bool = False):
+        sizes = [in_size, *hidden] + ([out_size] if gated_out else [])
         keys = jax.random.split(key, len(sizes))
         self.layers = [GatedDense(a, b, key=k) for a, b, k in zip(sizes[:-1], sizes[1:], keys[:-1], strict=True)]
-        self.head = he_linear(sizes[-1], out_size, key=keys[-1])
+        self.head = None if gated_out else he_linear(sizes[-1], out_size, key=keys[-1])
 
     def __call__(self, x: Array) -> Array:
         for layer in self.layers:
             x = layer(x)
-        return self.head(x)
+        return x if self.head is None else self.head(x)
+
+
+class Features(eqx.Module):
+    """A network followed by its activation: (in_size,) -> features (out_size,), e.g. a deep model's d_l."""
+
+    network: MLP
+
+    def __call__(self, x: Array) -> Array:
+        return ACTIVATION_FUNCTIONS[self.network.activation](self.network(x))
 
 
 def image_shape(shape: Sequence[int]) -> tuple[int, int, int]:

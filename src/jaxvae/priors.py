@@ -9,7 +9,6 @@ import jax.numpy as jnp
 from jax import Array
 
 from jaxvae.distributions import Mixture, Normal
-from jaxvae.networks import map_examples
 
 
 class StandardNormal(eqx.Module):
@@ -40,8 +39,9 @@ class GaussianMixture(eqx.Module):
 
 class VampPrior(eqx.Module):
     """The VampPrior (Tomczak and Welling 2018): p(z) = (1/C) sum_c q(z | u_c), the encoder's posteriors
-    at C learned pseudo-inputs u (C, d). For a flow posterior the components are its Gaussian base (see
-    posteriors). The pseudo-inputs start as N(0.05, 0.01^2) noise, as in the authors' code."""
+    at C learned pseudo-inputs u (C, d), over the top latent layer (`top_gaussian`). For a flow posterior
+    the components are its Gaussian base (see posteriors). The pseudo-inputs start as N(0.05, 0.01^2)
+    noise, as in the authors' code."""
 
     pseudo_inputs: Array
 
@@ -49,5 +49,5 @@ class VampPrior(eqx.Module):
         self.pseudo_inputs = 0.05 + 0.01 * jax.random.normal(key, (components, data_dim))
 
     def __call__(self, vae) -> Mixture:
-        components = vae.posterior.gaussian(map_examples(vae.encoder, self.pseudo_inputs))
+        components = vae.top_gaussian(self.pseudo_inputs)
         return Mixture(jnp.zeros(self.pseudo_inputs.shape[0]), components)

@@ -37,9 +37,9 @@ def epoch_record(
     validation_elbo: float | None = None,
 ) -> dict:
     """One line of metrics.jsonl: the epoch's training bounds (`train["elbo"]` as `train_elbo`, and the
-    objective's other bounds as `train_NAME`, e.g. `train_iwae_bound`), the test ELBO's terms, the KL
-    weight, how the KL was computed, the epoch's seconds and throughput, and the validation ELBO when
-    there is a validation set."""
+    objective's other bounds as `train_NAME`, e.g. `train_iwae_bound`), the test ELBO's terms (and a deep
+    model's KL of each layer, `test_kl_layer_1`, ...), the KL weight, how the KL was computed, the epoch's
+    seconds and throughput, and the validation ELBO when there is a validation set."""
     record = {
         "epoch": epoch,
         "train_elbo": float(train["elbo"]),
@@ -52,6 +52,7 @@ def epoch_record(
         "examples_per_second": examples_per_second,
     }
     record |= {f"train_{name}": float(value) for name, value in train.items() if name != "elbo"}
+    record |= {f"test_{name}": float(value) for name, value in test.items() if name.startswith("kl_layer_")}
     if validation_elbo is not None:
         record["validation_elbo"] = float(validation_elbo)
     return record

@@ -1,0 +1,253 @@
+"""Deep VAEs: L stochastic layers z = (z_1, ..., z_L), z_1 nearest the data.
+
+The layers are drawn and scored as one vector (..., K), K = k_1 + ... + k_L (bottom layer first), so
+every objective and evaluation that uses `encode`, `decode` and `prior` holds for a deep model as it is.
+The generative path is p(z_L) prod_{l<L} p(z_l | z_{l+1}) p(x | z_1): the top prior any prior part,
+each conditional a diagonal Gaussian from a network of the layer above. Two inference orders:
+
+- `BottomUpVAE` (Burda et al. 2015): q(z_1 | x) prod_{l>1} q(z_l | z_{l-1}).
+- `TopDownVAE` (Sønderby et al. 2016's Ladder VAE, Tomczak and Welling's 2-level HVAE): deterministic
+  features d_1, ..., d_L of x, bottom-up; q(z_L | d_L); then for l < L a top-down state t_l of z_{l+1}
+  gives both p(z_l | z_{l+1}) and, with d_l, q(z_l | x, z_{l+1}).
+
+log w = log p(x | z_1) + sum_l [log p(z_l | z_{l+1}) - log q(z_l | ...)], and each layer's KL is
+reported on its own (`Layered.kl_layers`).
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from jaxvae.distributions import Distribution, Layered, Normal, kl_estimator, kl_normal, kl_terms
+from jaxvae.networks import map_examples
+from jaxvae.posteriors import DiagonalGaussian
+
+
+class Conditional(eqx.Module):
+    """A diagonal Gaussian over one layer from a network of what it is conditioned on: h (..., m) -> a
+    Normal over (..., k). `network` maps one h (m,) to the family's 2k parameters."""
+
+    network: eqx.Module
+    family: DiagonalGaussian
+
+    def __call__(self, h: Array) -> Normal:
+        return self.family(map_examples(self.network, h))
+
+
+def _top_kl(q: Distribution, p: Distribution, z: Array, log_q: Array) -> Array:
+    """KL(q(z_L | ...) || p(z_L)) at the draws z (S, ..., k_L) with log q = log_q (S, ...): (S, ...)."""
+    if kl_estimator(q, p) == "closed form":
+        return jnp.broadcast_to(jnp.sum(kl_terms(q, p, z, log_q), axis=-1), log_q.shape)
+    return log_q - p.log_prob(z)
+
+
+class DownwardPrior(Layered):
+    """p(z) = p(z_L) prod_{l<L} p(z_l | z_{l+1}): `top` over (k_L,); `down[l]`, for layer l + 1 (0-based l),
+    maps z_{l+2} (..., k_{l+2}) to p(z_{l+1} | z_{l+2}). Ancestral draws, from the top."""
+
+    top: Distribution
+    down: list
+
+    def sample(self, key: Array, shape: tuple[int, ...] = ()) -> Array:
+        keys = jax.random.split(key, len(self.sizes))
+        layers = [self.top.sample(keys[-1], shape)]
+        for conditional, k in zip(reversed(self.down), reversed(keys[:-1]), strict=True):
+            layers.insert(0, conditional(layers[0]).sample(k))
+        return jnp.concatenate(layers, axis=-1)
+
+    def log_prob(self, z: Array) -> Array:
+        layers = self.layers(z)
+        total = self.top.log_prob(layers[-1])
+        for l, conditional in enumerate(self.down):
+            total = total + conditional(layers[l + 1]).log_prob(layers[l])
+        return total
+
+
+class BottomUpPosterior(Layered):
+    """q(z | x) = q(z_1 | x) prod_{l>1} q(z_l | z_{l-1}): `first` is q(z_1 | x) (batch shape (n,)), `up[l]`
+    maps z_{l+1} to q(z_{l+2} | z_{l+1}) (0-based l)."""
+
+    first: Distribution
+    up: list
+
+    def sample_and_log_prob(self, key: Array, shape: tuple[int, ...] = ()) -> tuple[Array, Array]:
+        keys = jax.random.split(key, len(self.sizes))
+        z, log_q = self.first.sample_and_log_prob(keys[0], shape)
+        layers = [z]
+        for conditional, k in zip(self.up, keys[1:], strict=True):
+            z, log_q_l = conditional(layers[-1]).sample_and_log_prob(k)
+            layers.append(z)
+            log_q = log_q + log_q_l
+        return jnp.concatenate(layers, axis=-1), log_q
+
+    def sample(self, key: Array, shape: tuple[int, ...] = ()) -> Array:
+        return self.sample_and_log_prob(key, shape)[0]
+
+    def _conditionals(self, layers: list[Array]) -> list[Distribution]:
+        return [self.first] + [up(z) for up, z in zip(self.up, layers[:-1], strict=True)]
+
+    def log_prob(self, z: Array) -> Array:
+        layers = self.layers(z)
+        return sum(q.log_prob(zl) for q, zl in zip(self._conditionals(layers), layers, strict=True))
+
+    def kl_layers(self, p: DownwardPrior, z: Array) -> Array:
+        """Layer l < L: log q(z_l | z_{l-1}) - log p(z_l | z_{l+1}) at the draws (z_{l+1} is drawn after z_l,
+        from q(z_{l+1} | z_l), so no closed form holds); the top layer: KL(q(z_L | z_{L-1}) || p(z_L)), in
+        closed form where the pair has one."""
+        layers = self.layers(z)
+        qs = self._conditionals(layers)
+        terms = [
+            q.log_prob(zl) - down(above).log_prob(zl)
+            for q, down, zl, above in zip(qs[:-1], p.down, layers[:-1], layers[1:], strict=True)
+        ]
+        terms.append(_top_kl(qs[-1], p.top, layers[-1], qs[-1].log_prob(layers[-1])))
+        return jnp.stack(terms, axis=-1)
+
+    def kl_estimator(self, p: DownwardPrior) -> str:
+        return "monte carlo"
+
+
+class TopDownPosterior(Layered):
+    """q(z | x) = q(z_L | d_L) prod_{l<L} q(z_l | d_l, t_l(z_{l+1})): `features` the d_l, each (n, h) for a
+    batch of n examples; `top` maps d_L to q(z_L | x); `blocks[l]` (a `TopDownBlock`) gives layer l + 1's
+    state, prior and posterior (0-based l)."""
+
+    features: tuple
+    top: Conditional
+    blocks: list
+
+    def _draw(self, key: Array | None, shape: tuple[int, ...], z: Array | None):
+        """From the top: each layer's q (drawn with `key` when z is None, else at z's layers) and its draw."""
+        keys = jax.random.split(key, len(self.sizes)) if z is None else [None] * len(self.sizes)
+        given = None if z is None else self.layers(z)
+        qs, layers = [None] * len(self.sizes), [None] * len(self.sizes)
+        for l in reversed(range(len(self.sizes))):
+            if l == len(self.sizes) - 1:
+                qs[l] = self.top(self.features[l])
+            else:
+                qs[l] = self.blocks[l].posterior(self.features[l], layers[l + 1])
+            if z is None:
+                layers[l] = qs[l].sample(keys[l], shape if l == len(self.sizes) - 1 else ())
+            else:
+                layers[l] = given[l]
+        return qs, layers
+
+    def sample(self, key: Array, shape: tuple[int, ...] = ()) -> Array:
+        return jnp.concatenate(self._draw(key, shape, None)[1], axis=-1)
+
+    def sample_and_log_prob(self, key: Array, shape: tuple[int, ...] = ()) -> tuple[Array, Array]:
+        qs, layers = self._draw(key, shape, None)
+        return jnp.concatenate(layers, axis=-1), sum(q.log_prob(zl) for q, zl in zip(qs, layers, strict=True))
+
+    def log_prob(self, z: Array) -> Array:
+        qs, layers = self._draw(None, (), z)
+        return sum(q.log_prob(zl) for q, zl in zip(qs, layers, strict=True))
+
+    def kl_layers(self, p: DownwardPrior, z: Array) -> Array:
+        """Layer l < L: KL(q(z_l | x, z_{l+1}) || p(z_l | z_{l+1})) in closed form at the draw z_{l+1}; the
+        top layer: KL(q(z_L | x) || p(z_L)), in closed form where the pair has one."""
+        qs, layers = self._draw(None, (), z)
+        terms = [kl_normal(q, down(above)) for q, down, above in zip(qs[:-1], p.down, layers[1:], strict=True)]
+        terms.append(_top_kl(qs[-1], p.top, layers[-1], qs[-1].log_prob(layers[-1])))
+        return jnp.stack(jnp.broadcast_arrays(*terms), axis=-1)
+
+    def kl_estimator(self, p: DownwardPrior) -> str:
+        return kl_estimator(self.top(self.features[-1]), p.top)
+
+
+class TopDownBlock(eqx.Module):
+    """One layer l < L of a top-down model: `state` maps z_{l+1} (k_{l+1},) to t_l (h,), shared by
+    p(z_l | z_{l+1}) = `prior_head`(t_l) and q(z_l | x, z_{l+1}) = `posterior_head`([d_l, t_l])."""
+
+    state: eqx.Module
+    prior_head: Conditional
+    posterior_head: Conditional
+
+    def prior(self, above: Array) -> Normal:
+        """p(z_l | z_{l+1}) for z_{l+1} (..., k_{l+1})."""
+        return self.prior_head(map_examples(self.state, above))
+
+    def posterior(self, features: Array, above: Array) -> Normal:
+        """q(z_l | x, z_{l+1}) for features d_l (n, h) and z_{l+1} (..., n, k_{l+1})."""
+        state = map_examples(self.state, above)
+        features = jnp.broadcast_to(features, state.shape[:-1] + features.shape[-1:])
+        return self.posterior_head(jnp.concatenate([features, state], axis=-1))
+
+
+class BottomUpVAE(eqx.Module):
+    """A deep VAE inferred bottom-up: `encoder` x (d,) -> `posterior`'s parameters for q(z_1 | x); `up[l]`
+    gives q(z_{l+2} | z_{l+1}) and `down[l]` p(z_{l+1} | z_{l+2}) (0-based l, each a `Conditional`);
+    `decoder` z_1 (k_1,) -> the likelihood's parameters; `latent_prior` p(z_L)."""
+
+    encoder: eqx.Module
+    posterior: DiagonalGaussian
+    up: list[Conditional]
+    down: list[Conditional]
+    decoder: eqx.Module
+    likelihood: eqx.Module
+    latent_prior: eqx.Module
+    sizes: tuple[int, ...] = eqx.field(static=True)
+
+    @property
+    def latent_dim(self) -> int:
+        return sum(self.sizes)
+
+    def encode(self, x: Array) -> BottomUpPosterior:
+        """q(z | x) for x (..., d): a distribution over (..., K)."""
+        return BottomUpPosterior(self.sizes, self.posterior(map_examples(self.encoder, x)), self.up)
+
+    def prior(self) -> DownwardPrior:
+        """p(z), a distribution over (K,)."""
+        return DownwardPrior(self.sizes, self.latent_prior(self), self.down)
+
+    def decode(self, z: Array):
+        """p(x | z_1) for z (..., K): a distribution over (..., d)."""
+        return self.likelihood(map_examples(self.decoder, z[..., : self.sizes[0]]))
+
+
+class TopDownVAE(eqx.Module):
+    """A deep VAE inferred top-down: `encoder` x (d,) -> the features (d_1, ..., d_L); `top` d_L -> q(z_L | x);
+    `blocks[l]` layer l + 1's state, prior and posterior (0-based l); `decoder` z_1 (k_1,) -> the
+    likelihood's parameters; `latent_prior` p(z_L)."""
+
+    encoder: eqx.Module
+    top: Conditional
+    blocks: list[TopDownBlock]
+    decoder: eqx.Module
+    likelihood: eqx.Module
+    latent_prior: eqx.Module
+    sizes: tuple[int, ...] = eqx.field(static=True)
+
+    @property
+    def latent_dim(self) -> int:
+        return sum(self.sizes)
+
+    def encode(self, x: Array) -> TopDownPosterior:
+        """q(z | x) for x (..., d): a distribution over (..., K)."""
+        return TopDownPosterior(self.sizes, map_examples(self.encoder, x), self.top, self.blocks)
+
+    def prior(self) -> DownwardPrior:
+        """p(z), a distribution over (K,)."""
+        return DownwardPrior(self.sizes, self.latent_prior(self), [block.prior for block in self.blocks])
+
+    def decode(self, z: Array):
+        """p(x | z_1) for z (..., K): a distribution over (..., d)."""
+        return self.likelihood(map_examples(self.decoder, z[..., : self.sizes[0]]))
+
+    def top_gaussian(self, x: Array) -> Normal:
+        """q(z_L | x) for x (..., d), what a VampPrior over the top layer mixes."""
+        return self.top(map_examples(self.encoder, x)[-1])
+
+
+class LadderEncoder(eqx.Module):
+    """The deterministic bottom-up pass: x (d,) -> (d_1, ..., d_L), d_1 = trunks[0](x), d_l = trunks[l-1](d_{l-1})."""
+
+    trunks: list
+
+    def __call__(self, x: Array) -> tuple:
+        features = []
+        for trunk in self.trunks:
+            x = trunk(x)
+            features.append(x)
+        return tuple(features)
