@@ -226,3 +226,82 @@ def test_deep_configs_that_cannot_work_are_refused():
         ModelConfig((5,), latent_dim=5, layers=(3, 2), posterior="iaf:1")
     with pytest.raises(InputError, match="mlp or gated"):
         ModelConfig((4, 4), latent_dim=5, layers=(3, 2), architecture="conv")
+
+
+def test_decoder_input_all_sees_every_layer():
+    """`--decoder-input all` (the 2-level HVAE's p(x | z_1, z_2)): the decoder's input is every layer, so
+    changing z_2 alone changes p(x|z); with `bottom` it does not."""
+    z = jnp.array([[0.3, -0.2, 0.5, 1.0, -1.0], [0.3, -0.2, 0.5, -2.0, 2.0]])  # the same z_1, two z_2
+    for seen, changes in [("all", True), ("bottom", False)]:
+        config = ModelConfig((4,), latent_dim=5, layers=(3, 2), hidden=(6,), decoder_input=seen)
+        logits = build_model(config, key=jax.random.PRNGKey(14)).decode(z).logits
+        assert bool(jnp.any(jnp.abs(logits[0] - logits[1]) > 1e-4)) == changes
+    with pytest.raises(InputError, match="decoder_input all"):
+        ModelConfig((4,), latent_dim=2, decoder_input="all")
+
+
+DEEP_ARGS = ["--latent-dim", "2,1", "--hidden", "8", "--epochs", "6", "--keep-checkpoints", "6", "--quiet"]
+
+
+def test_a_deep_run_killed_then_resumed_is_bit_identical(tmp_path):
+    """A top-down model's run killed (SIGKILL) after its 2nd checkpoint, resumed: the same metrics (but
+    the wall-clock fields) and a byte-identical final checkpoint as the run never interrupted."""
+    import subprocess
+    import sys
+    import time
+
+    from conftest import spawn
+    from jaxvae.cli import main
+    from jaxvae.runs import read_metrics
+
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    assert main(["train", "--out", str(reference), *DEEP_ARGS]) == 0
+    command = [sys.executable, "-m", "jaxvae.cli", "train", "--out", str(run), *DEEP_ARGS]
+    with spawn(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as process:
+        while not (run / "checkpoints" / "epoch-00002.eqx").exists():
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.005)
+        process.kill()
+        process.wait()
+    assert len(read_metrics(run)) < 6, "the kill must land mid-training"
+    assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 0
+    timing = ("seconds", "examples_per_second")
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]  # noqa: E731
+    assert strip(read_metrics(run)) == strip(read_metrics(reference))
+    assert "test_kl_layer_2" in read_metrics(run)[-1]
+    name = "checkpoints/epoch-00006.eqx"
+    assert (run / name).read_bytes() == (reference / name).read_bytes()
+
+
+PER_LAYER_MODEL = '''
+import equinox as eqx
+import jax
+
+import jaxvae
+
+
+def build(config: jaxvae.ModelConfig, key) -> jaxvae.VAE:
+    """The configured deep model with my own top-down state network for layer 1: a GELU MLP of z_2."""
+    vae = jaxvae.build_model(config, key=key)
+    width = config.hidden[-1]
+    state = eqx.nn.MLP(config.layers[1], width, 16, depth=2, activation=jax.nn.gelu, key=jax.random.fold_in(key, 9))
+    return eqx.tree_at(lambda m: m.blocks[0].state, vae, state)
+'''
+
+
+def test_a_users_per_layer_network_through_a_model_file(tmp_path):
+    """`--model FILE.py:build` replacing one layer's network of a deep model: trained, evaluated and
+    loaded with the user's module in place."""
+    import json
+
+    import jaxvae
+    from jaxvae.cli import main
+
+    (tmp_path / "mine.py").write_text(PER_LAYER_MODEL)
+    run = tmp_path / "run"
+    args = ["train", "--out", str(run), "--model", f"{tmp_path / 'mine.py'}:build", *DEEP_ARGS[:4], "--epochs", "2"]
+    assert main([*args, "--quiet"]) == 0
+    vae = jaxvae.load(run)
+    assert isinstance(vae.blocks[0].state, eqx.nn.MLP) and vae.blocks[0].state.depth == 2
+    assert json.loads((run / "config.json").read_text())["model"]["layers"] == [2, 1]
+    assert main(["evaluate", str(run), "--iw-samples", "20", "--n", "10", "--json"]) == 0

@@ -11,9 +11,9 @@ from scipy.special import logsumexp as scipy_logsumexp
 from scipy.special import softmax
 
 from conftest import linear_gaussian_truth, linear_gaussian_vae
+from jaxvae.builder import build_model
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.errors import InputError
-from jaxvae.model import VAE
 from jaxvae.objectives import (
     STL,
     Ciwae,
@@ -142,6 +142,10 @@ def test_free_bits_kl_by_hand():
     total = jnp.sum(kl, axis=1, keepdims=True)
     assert float(free_bits_kl(total, w, 0.4, 3)) == pytest.approx(1.95, rel=1e-6)
     assert float(free_bits_kl(total, w, 0.7, 3)) == pytest.approx(2.1, rel=1e-6)
+    layers = jnp.array(
+        [[1.0, 0.2], [0.4, 1.0], [9.0, 9.0]]
+    )  # a deep model's layers of 3 and 2 dimensions: shares 1.2, 0.8
+    assert float(free_bits_kl(layers, w, 0.4, (3, 2))) == pytest.approx(max(1.2, 0.7) + max(0.8, 0.6), rel=1e-6)
 
 
 @pytest.mark.slow
@@ -268,7 +272,7 @@ def test_stl_is_unbiased_for_the_elbo(gradient):
 def test_dreg_is_unbiased_with_a_vamp_prior():
     """A prior made by the encoder (the VampPrior): DReG replaces q's score term only and keeps the prior's own
     dependence on the encoder at the weights w~_k, so it stays unbiased; 4,000 draws of K = 4, 5 s.e."""
-    vae = VAE(ModelConfig(data_shape=(5,), latent_dim=2, hidden=(), prior="vamp:3"), key=jax.random.PRNGKey(3))
+    vae = build_model(ModelConfig(data_shape=(5,), latent_dim=2, hidden=(), prior="vamp:3"), key=jax.random.PRNGKey(3))
     vae = eqx.tree_at(lambda m: m.latent_prior.pseudo_inputs, vae, jnp.asarray(X[:3], jnp.float32))
     x = jnp.asarray(np.random.default_rng(4).random((3, 5)), jnp.float32)
     keys = jax.random.split(jax.random.PRNGKey(4), 4000)

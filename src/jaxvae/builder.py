@@ -93,9 +93,10 @@ def bottom_up(config: ModelConfig, *, key: Array) -> BottomUpVAE:
         up.append(gaussian_layer(config, below, above, key=up_key))
         down.append(gaussian_layer(config, above, below, key=down_key, decoder=True))
     encoder = network(config, d, posterior.size, key=enc_key)
-    decoder = network(config, sizes[0], d, key=dec_key, decoder=True)
+    seen = decoder_layers(config)
+    decoder = network(config, sum(sizes[:seen]), d, key=dec_key, decoder=True)
     prior = latent_prior(config, sizes[-1], key=jax.random.fold_in(key, 3))
-    return BottomUpVAE(encoder, posterior, up, down, decoder, likelihood_family(config), prior, sizes)
+    return BottomUpVAE(encoder, posterior, up, down, decoder, likelihood_family(config), prior, sizes, seen)
 
 
 def top_down(config: ModelConfig, *, key: Array) -> TopDownVAE:
@@ -117,9 +118,16 @@ def top_down(config: ModelConfig, *, key: Array) -> TopDownVAE:
                 )
             )
     top = gaussian_head(config, h, sizes[-1], key=jax.random.fold_in(enc_key, 1))
-    decoder = network(config, sizes[0], d, key=dec_key, decoder=True)
+    seen = decoder_layers(config)
+    decoder = network(config, sum(sizes[:seen]), d, key=dec_key, decoder=True)
     prior = latent_prior(config, sizes[-1], key=jax.random.fold_in(key, 3))
-    return TopDownVAE(LadderEncoder(trunks), top, blocks, decoder, likelihood_family(config), prior, sizes)
+    parts = (LadderEncoder(trunks), top, blocks, decoder, likelihood_family(config), prior)
+    return TopDownVAE(*parts, sizes, seen)
+
+
+def decoder_layers(config: ModelConfig) -> int:
+    """How many latent layers, from the bottom, the decoder sees (`--decoder-input`)."""
+    return len(config.layers) if config.decoder_input == "all" else 1
 
 
 def gaussian_layer(config: ModelConfig, in_size: int, k: int, *, key: Array, decoder: bool = False) -> Conditional:

@@ -19,6 +19,7 @@ BINARIZE = ("none", "static", "dynamic", "threshold")
 ARCHITECTURES = ("mlp", "conv", "gated")
 OPTIMIZERS = ("adam", "adam-normgrad")
 INFERENCE = ("top-down", "bottom-up")  # the order a deep model's posterior draws its layers in
+DECODER_INPUTS = ("bottom", "all")  # a deep model's decoder sees z_1, or every layer (the 2-level HVAE's)
 GAUSSIAN_VARIANCES = ("learned-shared", "learned-pixel", "fixed")
 POSTERIORS = ("diagonal", "full", "iaf:T")  # T: flow steps
 PRIORS = ("normal", "mixture:K", "vamp:K")  # K: mixture components or pseudo-inputs
@@ -83,7 +84,8 @@ class ModelConfig:
     standard deviation starts.
     `log_var_range` (low, high), when given, clips the diagonal posterior's log-variances to it.
     A deep model has `layers` (k_1, ..., k_L), L >= 2, bottom layer first, with latent_dim their sum,
-    inferred in the order `inference` (see `deep`); `layers` is () for one layer.
+    inferred in the order `inference` (see `deep`), its decoder seeing z_1 or, with `decoder_input` all,
+    every layer; `layers` is () for one layer.
     """
 
     data_shape: tuple[int, ...]
@@ -99,6 +101,7 @@ class ModelConfig:
     log_var_range: tuple[float, ...] = ()
     layers: tuple[int, ...] = ()
     inference: str = "top-down"
+    decoder_input: str = "bottom"
     source: str = ""  # FILE.py:FUNCTION that builds the model, when it is the user's own (FILE absolute)
     source_sha256: str = ""  # of FILE.py when the run was made
     source_relative: str = ""  # the same FILE.py:FUNCTION with FILE relative to the run folder (see RunConfig.load)
@@ -135,7 +138,17 @@ class ModelConfig:
             f"log_var_range clips a diagonal posterior's log-variances: not defined for {self.posterior}",
             "log_var_range",
         )
+        _require(
+            self.decoder_input in DECODER_INPUTS,
+            f"decoder_input must be one of {', '.join(DECODER_INPUTS)}",
+            "decoder_input",
+        )
         _require(self.inference in INFERENCE, f"inference must be one of {', '.join(INFERENCE)}", "inference")
+        _require(
+            self.decoder_input == "bottom" or bool(self.layers),
+            "decoder_input all is for a deep model (several latent layers)",
+            "decoder_input",
+        )
         if self.layers:
             _require(
                 len(self.layers) >= 2 and min(self.layers) >= 1 and sum(self.layers) == self.latent_dim,

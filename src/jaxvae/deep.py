@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from jaxvae.distributions import Distribution, Layered, Normal, kl_estimator, kl_normal, kl_terms
+from jaxvae.distributions import CLOSED_FORM_KL, Distribution, Layered, Normal, kl_estimator, kl_normal, kl_terms
+from jaxvae.model import LatentModel
 from jaxvae.networks import map_examples
 from jaxvae.posteriors import DiagonalGaussian
 
@@ -153,7 +154,7 @@ class TopDownPosterior(Layered):
         return jnp.stack(jnp.broadcast_arrays(*terms), axis=-1)
 
     def kl_estimator(self, p: DownwardPrior) -> str:
-        return kl_estimator(self.top(self.features[-1]), p.top)
+        return "closed form" if (Normal, type(p.top)) in CLOSED_FORM_KL else "monte carlo"  # q(z_L | x) is Normal
 
 
 class TopDownBlock(eqx.Module):
@@ -175,10 +176,11 @@ class TopDownBlock(eqx.Module):
         return self.posterior_head(jnp.concatenate([features, state], axis=-1))
 
 
-class BottomUpVAE(eqx.Module):
+class BottomUpVAE(LatentModel):
     """A deep VAE inferred bottom-up: `encoder` x (d,) -> `posterior`'s parameters for q(z_1 | x); `up[l]`
     gives q(z_{l+2} | z_{l+1}) and `down[l]` p(z_{l+1} | z_{l+2}) (0-based l, each a `Conditional`);
-    `decoder` z_1 (k_1,) -> the likelihood's parameters; `latent_prior` p(z_L)."""
+    `decoder` z_1 (k_1,) (or the bottom `decoder_layers` layers) -> the likelihood's parameters;
+    `latent_prior` p(z_L)."""
 
     encoder: eqx.Module
     posterior: DiagonalGaussian
@@ -188,6 +190,7 @@ class BottomUpVAE(eqx.Module):
     likelihood: eqx.Module
     latent_prior: eqx.Module
     sizes: tuple[int, ...] = eqx.field(static=True)
+    decoder_layers: int = eqx.field(static=True, default=1)
 
     @property
     def latent_dim(self) -> int:
@@ -202,14 +205,14 @@ class BottomUpVAE(eqx.Module):
         return DownwardPrior(self.sizes, self.latent_prior(self), self.down)
 
     def decode(self, z: Array):
-        """p(x | z_1) for z (..., K): a distribution over (..., d)."""
-        return self.likelihood(map_examples(self.decoder, z[..., : self.sizes[0]]))
+        """p(x | z_1), or p(x | z_1, ..., z_m) with m = `decoder_layers`, for z (..., K): over (..., d)."""
+        return self.likelihood(map_examples(self.decoder, z[..., : sum(self.sizes[: self.decoder_layers])]))
 
 
-class TopDownVAE(eqx.Module):
+class TopDownVAE(LatentModel):
     """A deep VAE inferred top-down: `encoder` x (d,) -> the features (d_1, ..., d_L); `top` d_L -> q(z_L | x);
-    `blocks[l]` layer l + 1's state, prior and posterior (0-based l); `decoder` z_1 (k_1,) -> the
-    likelihood's parameters; `latent_prior` p(z_L)."""
+    `blocks[l]` layer l + 1's state, prior and posterior (0-based l); `decoder` z_1 (k_1,) (or the bottom
+    `decoder_layers` layers) -> the likelihood's parameters; `latent_prior` p(z_L)."""
 
     encoder: eqx.Module
     top: Conditional
@@ -218,6 +221,7 @@ class TopDownVAE(eqx.Module):
     likelihood: eqx.Module
     latent_prior: eqx.Module
     sizes: tuple[int, ...] = eqx.field(static=True)
+    decoder_layers: int = eqx.field(static=True, default=1)
 
     @property
     def latent_dim(self) -> int:
@@ -232,8 +236,8 @@ class TopDownVAE(eqx.Module):
         return DownwardPrior(self.sizes, self.latent_prior(self), [block.prior for block in self.blocks])
 
     def decode(self, z: Array):
-        """p(x | z_1) for z (..., K): a distribution over (..., d)."""
-        return self.likelihood(map_examples(self.decoder, z[..., : self.sizes[0]]))
+        """p(x | z_1), or p(x | z_1, ..., z_m) with m = `decoder_layers`, for z (..., K): over (..., d)."""
+        return self.likelihood(map_examples(self.decoder, z[..., : sum(self.sizes[: self.decoder_layers])]))
 
     def top_gaussian(self, x: Array) -> Normal:
         """q(z_L | x) for x (..., d), what a VampPrior over the top layer mixes."""

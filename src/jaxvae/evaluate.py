@@ -233,7 +233,7 @@ def active_units(vae: VAE, x: Array, *, threshold: float = ACTIVE_THRESHOLD) -> 
     Where E[z|x] is a Monte Carlo mean of M draws (a flow, a deep model), its noise adds E_x[Var(z_j|x)] / M
     to the variance over x; that is subtracted, so the count is unbiased."""
     mean, std = posterior_moments(vae, x)
-    draws = type(jax.eval_shape(vae.encode, x[:1])).moment_draws
+    draws = type(eqx.filter_eval_shape(vae.encode, x[:1])).moment_draws
     noise = jnp.mean(std**2, axis=0) / draws if draws else 0.0
     active = jnp.var(mean, axis=0) - noise > threshold
     edges = [sum(vae.sizes[:i]) for i in range(len(vae.sizes) + 1)]

@@ -6,6 +6,8 @@ Every objective and evaluation uses the model through one protocol: `encode(x)` 
 z), `decode(z)` (p(x|z)) and `prior()` (p(z)).
 """
 
+import abc
+
 import equinox as eqx
 from jax import Array
 
@@ -13,7 +15,26 @@ from jaxvae.distributions import Distribution
 from jaxvae.networks import map_examples
 
 
-class VAE(eqx.Module):
+class LatentModel(eqx.Module):
+    """What every model gives objectives and evaluations: q(z|x), p(x|z) and p(z) over latents of size
+    `latent_dim`; each model also names its layers' sizes, `sizes` (one layer for `VAE`; several for the
+    models of `deep`)."""
+
+    @property
+    @abc.abstractmethod
+    def latent_dim(self) -> int: ...
+
+    @abc.abstractmethod
+    def encode(self, x: Array) -> Distribution: ...
+
+    @abc.abstractmethod
+    def decode(self, z: Array): ...
+
+    @abc.abstractmethod
+    def prior(self) -> Distribution: ...
+
+
+class VAE(LatentModel):
     """A variational autoencoder over flattened data vectors of size d with latents of size k.
 
     `encoder` maps one example x (d,) to the posterior family's parameters (posterior.size,);

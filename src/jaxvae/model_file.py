@@ -24,7 +24,7 @@ from jax import Array
 from jaxvae.builder import build_model
 from jaxvae.config import ModelConfig
 from jaxvae.errors import InputError
-from jaxvae.model import VAE
+from jaxvae.model import VAE, LatentModel
 
 Builder = Callable[[ModelConfig, Array], VAE]
 NOT_A_FILE = "python"
@@ -119,8 +119,8 @@ def build(config: ModelConfig, key: Array, build: Builder | None = None) -> VAE:
         raise
     except Exception as e:
         raise InputError(f"the model function {build.__qualname__} failed: {type(e).__name__}: {e}") from None
-    if not isinstance(vae, VAE):
-        raise InputError(f"the model function must return a jaxvae.VAE, got {type(vae).__name__}")
+    if not isinstance(vae, LatentModel):
+        raise InputError(f"the model function must return a jaxvae model (e.g. a VAE), got {type(vae).__name__}")
     if vae.latent_dim != config.latent_dim:
         raise InputError(f"the model has latent dimension {vae.latent_dim}, the config {config.latent_dim}")
     _check_sizes(vae, config)

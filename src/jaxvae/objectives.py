@@ -72,15 +72,16 @@ def weighted_mean(values: Array, weights: Array) -> Array:
     return jnp.tensordot(weights, values, axes=1) / jnp.sum(weights)
 
 
-def free_bits_kl(kl_parts: Array, weights: Array, free_bits: float, latent_dim: int) -> Array:
+def free_bits_kl(kl_parts: Array, weights: Array, free_bits: float, dims: int | tuple[int, ...]) -> Array:
     """sum_j max(lambda_j, mean over the batch of KL_j), a scalar in nats: the "free bits" of Kingma et al. (2016).
 
-    kl_parts (n, terms): the KL split into terms, one per latent dimension where it separates, else one;
-    weights (n,). Each term is granted its share of `free_bits` * latent_dim nats (lambda = `free_bits` per
-    dimension, or latent_dim * free_bits for a single term); a term whose batch-mean KL is below its share
-    costs the share and gets no gradient. With free_bits = 0 this is the batch mean of the summed KL.
+    kl_parts (n, terms): the KL split into terms, one per latent dimension where it separates, one per
+    layer of a deep model, else one; weights (n,). `dims` is the latent dimension, shared evenly by the
+    terms, or the dimensions of each term (a deep model's layer sizes). Each term is granted `free_bits`
+    nats per dimension it covers; a term whose batch-mean KL is below its share costs the share and gets no
+    gradient. With free_bits = 0 this is the batch mean of the summed KL.
     """
-    share = free_bits * (latent_dim // kl_parts.shape[-1])
+    share = free_bits * (jnp.asarray(dims) if isinstance(dims, tuple) else dims // kl_parts.shape[-1])
     return jnp.sum(jnp.maximum(share, weighted_mean(kl_parts, weights)))
 
 
@@ -92,7 +93,7 @@ def elbo_loss(
     x (n, d) with weights (n,); the loss is a scalar, the terms have shape (n,). `beta` may be traced.
     """
     reconstruction, kl_parts = _reconstruction_and_kl(vae, x, key=key, samples=samples)
-    kl_cost = free_bits_kl(kl_parts, weights, free_bits, vae.latent_dim)
+    kl_cost = free_bits_kl(kl_parts, weights, free_bits, vae.sizes if len(vae.sizes) > 1 else vae.latent_dim)
     loss = beta * kl_cost - weighted_mean(reconstruction, weights)
     kl = jnp.sum(kl_parts, axis=-1)
     return loss, ElboTerms(reconstruction - kl, reconstruction, kl)

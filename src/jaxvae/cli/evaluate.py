@@ -33,6 +33,8 @@ def run(args) -> int:
             raise InputError("--gaps and --gradient-snr evaluate one run, not a sweep: pass a member's folder")
         return _evaluate_sweep(args)
     config, vae, x, y = run_data(args, args.split)
+    if args.gaps and config.model.layers:
+        raise InputError(f"--gaps fits q* for a one-layer model; this run has latent layers {config.model.layers}")
     x = x[: args.n]
     key = jax.random.PRNGKey(args.seed)
     likelihoods = log_likelihoods(vae, x, key, args.iw_samples)  # computed once for the report and the gaps

@@ -7,8 +7,10 @@ from jaxvae.config import (
     ACTIVATIONS,
     ARCHITECTURES,
     BINARIZE,
+    DECODER_INPUTS,
     GAUSSIAN_VARIANCES,
     GRADIENTS,
+    INFERENCE,
     LIKELIHOODS,
     OBJECTIVES,
     OPTIMIZERS,
@@ -45,6 +47,17 @@ def sample_counts(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,10,100, got {text!r}") from None
     if not all(v >= 1 for v in values):
         raise argparse.ArgumentTypeError(f"sample counts must be at least 1, got {text!r}")
+    return values
+
+
+def layer_sizes(text: str) -> tuple[int, ...]:
+    """'2' or '100,50' -> (2,) or (100, 50): the latent layers' sizes, the bottom one first."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer K or K1,K2,..., got {text!r}") from None
+    if not all(v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"latent sizes must be positive, got {text!r}")
     return values
 
 
@@ -94,7 +107,24 @@ def build_parser() -> Parser:
         help="digits, mnist, fashion-mnist, a folder of IDX files or images, or a .npz/.npy file",
     )
     p.add_argument("--out", required=True, help="run folder to write")
-    p.add_argument("--latent-dim", type=int, default=2, help="k, the dimension of z (default 2)")
+    p.add_argument(
+        "--latent-dim",
+        type=layer_sizes,
+        default=(2,),
+        help="k, the dimension of z (default 2), or K1,K2,... for a deep model's layers, the bottom one first",
+    )
+    p.add_argument(
+        "--inference",
+        choices=INFERENCE,
+        default="top-down",
+        help="a deep model's posterior: top-down (Ladder VAE, HVAE) or bottom-up (Burda et al.)",
+    )
+    p.add_argument(
+        "--decoder-input",
+        choices=DECODER_INPUTS,
+        default="bottom",
+        help="what a deep model's decoder sees: z_1, or all layers (the VampPrior code's 2-level HVAE)",
+    )
     p.add_argument(
         "--hidden", type=widths, help="MLP widths, e.g. 512 or 200,200, or conv channels (default 512; conv 32,64)"
     )

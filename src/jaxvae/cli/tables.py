@@ -36,6 +36,13 @@ def run_table(result: dict, run_dir, dataset: str, split: str) -> str:
     lines.append(
         f"  {'active units, Var_x E[z|x] > 0.01':<52} {str(result['active_units']) + ' of ' + str(k_dims):>10}"
     )
+    if len(result["kl_per_layer"]) > 1:
+        units = ", ".join(map(str, result["active_units_per_layer"]))
+        lines.append(
+            f"  {'KL per latent layer, bottom first':<52} {', '.join(f'{v:.2f}' for v in result['kl_per_layer']):>10}"
+        )
+        lines.append(f"  {'active units per latent layer':<52} {units:>10}")
+        return "\n".join(lines)
     per_dim = result["kl_per_dim"]
     per_dim = "n/a for a flow" if None in per_dim else ", ".join(f"{v:.2f}" for v in per_dim)
     lines.append(f"  {'KL per latent dimension':<52} {per_dim:>10}")

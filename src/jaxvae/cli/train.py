@@ -102,7 +102,10 @@ def new_run(args, out: Path) -> tuple:
     parallel.initialize(args.coordinator, args.num_processes, args.process_id)
     model = ModelConfig(
         data_shape=tuple(data.shape),
-        latent_dim=args.latent_dim,
+        latent_dim=sum(args.latent_dim),
+        layers=args.latent_dim if len(args.latent_dim) > 1 else (),
+        inference=args.inference,
+        decoder_input=args.decoder_input,
         hidden=args.hidden or DEFAULT_HIDDEN[args.architecture],
         activation=args.activation,
         likelihood=args.likelihood,
