@@ -74,7 +74,7 @@ def main():
                 "prior": prior,
                 "log_likelihood": ll.tolist(),
                 "elbo": float(terms["elbo"]),
-                "active_units": active_units(vae, x),
+                "active_units": sum(active_units(vae, x)),
                 "train_seconds": trained,
                 "seconds": time.perf_counter() - start,
             }
