@@ -144,7 +144,7 @@ import equinox as eqx
 import jaxvae
 
 def build(config, key):
-    vae = jaxvae.VAE(config, key=key)
+    vae = jaxvae.build_model(config, key=key)
     if {part!r} == "decoder":  # one output short of the 64 pixels
         return eqx.tree_at(lambda m: m.decoder, vae, eqx.nn.Linear(config.latent_dim, config.data_dim - 1, key=key))
     return eqx.tree_at(lambda m: m.encoder, vae, eqx.nn.Linear(config.data_dim, 3, key=key))  # diagonal: 2k = 4
@@ -176,7 +176,7 @@ def test_a_network_of_the_wrong_size_is_one_line_before_training(tmp_path, part,
 
 def test_a_python_function_of_the_wrong_size_is_an_input_error(tmp_path):
     def build(config, key):
-        vae = jaxvae.VAE(config, key=key)
+        vae = jaxvae.build_model(config, key=key)
         return eqx.tree_at(lambda m: m.decoder, vae, eqx.nn.Linear(config.latent_dim, 10, key=key))
 
     with pytest.raises(InputError, match="decoder outputs size 10 per example, the bernoulli likelihood needs size 64"):

@@ -9,8 +9,8 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from conftest import linear_gaussian_vae
+from jaxvae.builder import build_model
 from jaxvae.config import ModelConfig
-from jaxvae.model import VAE
 from jaxvae.objectives import DReG, Iwae, Reparam
 from jaxvae.snr import BATCHES, gradient_snr, inference_mask
 
@@ -23,7 +23,7 @@ def test_the_encoder_side_is_what_q_depends_on():
     """With a VampPrior and a flow: the encoder network and the flow's steps are the encoder's; the decoder,
     the likelihood's variance and the pseudo-inputs (which the prior uses, not q(z|x)) are the decoder's."""
     config = ModelConfig(data_shape=(5,), hidden=(3,), likelihood="gaussian", prior="vamp:2", posterior="iaf:1")
-    vae = VAE(config, key=jax.random.PRNGKey(0))
+    vae = build_model(config, key=jax.random.PRNGKey(0))
     mask = inference_mask(vae, X)
     assert all(jax.tree.leaves((mask.encoder, mask.posterior)))
     assert not any(jax.tree.leaves((mask.decoder, mask.likelihood, mask.latent_prior)))

@@ -123,7 +123,10 @@ def build(config: ModelConfig, key: Array, build: Builder | None = None) -> VAE:
         raise InputError(f"the model function must return a jaxvae model (e.g. a VAE), got {type(vae).__name__}")
     if vae.latent_dim != config.latent_dim:
         raise InputError(f"the model has latent dimension {vae.latent_dim}, the config {config.latent_dim}")
-    _check_sizes(vae, config)
+    if isinstance(vae, VAE):
+        _check_sizes(vae, config)
+    else:
+        _check_traces(vae, config)
     return vae
 
 
@@ -132,6 +135,25 @@ def check(config: ModelConfig) -> None:
     found by tracing alone: what a command checks before it touches a run folder."""
     if config.source and not config.source.startswith(NOT_A_FILE + ":"):
         eqx.filter_eval_shape(build, config, jax.ShapeDtypeStruct((2,), jnp.uint32))
+
+
+def _check_traces(vae: LatentModel, config: ModelConfig) -> None:
+    """InputError where a model's q(z|x), p(z) and p(x|z) do not compose on one example (d,): a deep model's
+    networks checked together, by tracing alone."""
+    x = jax.ShapeDtypeStruct((1, config.data_dim), jnp.float32)
+
+    def log_weight(model, x):
+        z, log_q = model.encode(x).sample_and_log_prob(jax.random.PRNGKey(0))
+        return model.decode(z).log_prob(x) + model.prior().log_prob(z) - log_q
+
+    try:
+        out = eqx.filter_eval_shape(log_weight, vae, x)
+    except Exception as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        message = f"the model fails on an example of size {config.data_dim}: {type(e).__name__}: {first_line}"
+        raise InputError(message) from None
+    if out.shape != (1,):
+        raise InputError(f"the model's log p(x, z) - log q(z|x) has shape {out.shape} for one example, not (1,)")
 
 
 def _check_sizes(vae: VAE, config: ModelConfig) -> None:

@@ -55,9 +55,7 @@ def layer_sizes(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer K or K1,K2,..., got {text!r}") from None
-    if not all(v > 0 for v in values):
-        raise argparse.ArgumentTypeError(f"latent sizes must be positive, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected an integer K or K1,K2,..., got {text!r}") from None
     return values
 
 
