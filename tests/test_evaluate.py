@@ -21,6 +21,7 @@ from jaxvae.evaluate import (
     kl_per_dimension,
     log_likelihood,
     log_likelihood_quadrature,
+    log_likelihoods,
     report,
 )
 from jaxvae.model import VAE
@@ -194,6 +195,9 @@ def test_report_is_deterministic_and_consistent():
     np.testing.assert_allclose(first["elbo"], first["reconstruction"] - first["kl"], rtol=1e-5)
     np.testing.assert_allclose(sum(first["kl_per_dim"]), first["kl"], rtol=1e-5)
     np.testing.assert_allclose(first["bits_per_dim"], -first["log_likelihood"] / (5 * np.log(2)), rtol=1e-6)
+    per_example = np.asarray(log_likelihoods(vae, x, _key(0), 200)["log_likelihood"], np.float64)
+    np.testing.assert_allclose(first["log_likelihood_se"], np.std(per_example, ddof=1) / 2, rtol=1e-5)  # n = 4
+    assert report(vae, x[:1], _key(0), 200)["log_likelihood_se"] is None
 
 
 # The lead's acceptance check, at small and fast settings: a 2-D model trained on binarized digits, evaluated
@@ -270,6 +274,31 @@ def test_cli_evaluate_table_and_data_that_do_not_fit(digits_run, capsys, tmp_pat
         assert code == 2 and len(err.strip().splitlines()) == 1, err
     code, _, err = jaxvae_cli(capsys, "evaluate", tmp_path, "--json")
     assert code == 2 and "not a jaxvae run folder" in err
+
+
+def test_checkpoint_best_evaluates_the_model_of_best_eqx(tmp_path, capsys):
+    """best.eqx replaced by epoch 1's checkpoint: `evaluate --checkpoint best` gives the numbers of a copy of
+    the run whose latest checkpoint is epoch 1, and `jaxvae.load(run, checkpoint="best")` is that model.
+    A run without best.eqx asked for it: exit 2, one line."""
+    import shutil
+
+    run, only_first = tmp_path / "run", tmp_path / "first"
+    train = ["train", "--out", run, "--hidden", "16", "--epochs", "3", "--validation-fraction", "0.2", "--quiet"]
+    assert jaxvae_cli(capsys, *train)[0] == 0
+    checkpoints = run / "checkpoints"
+    shutil.copy(checkpoints / "epoch-00001.eqx", checkpoints / "best.eqx")
+    shutil.copytree(run, only_first)
+    for name in ("best.eqx", "epoch-00002.eqx", "epoch-00003.eqx"):
+        (only_first / "checkpoints" / name).unlink()
+    evaluate = ["--iw-samples", "10", "--json"]
+    code, best, err = jaxvae_cli(capsys, "evaluate", run, "--checkpoint", "best", *evaluate)
+    assert code == 0, err
+    assert json.loads(best) == json.loads(jaxvae_cli(capsys, "evaluate", only_first, *evaluate)[1])
+    assert json.loads(best) != json.loads(jaxvae_cli(capsys, "evaluate", run, *evaluate)[1])  # latest: epoch 3
+    loaded, first = jaxvae.load(run, checkpoint="best"), jaxvae.load(only_first)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(first), strict=True))
+    code, _, err = jaxvae_cli(capsys, "evaluate", only_first, "--checkpoint", "best", *evaluate)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "best.eqx" in err, err
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ DECODER_INPUTS = ("bottom", "all")  # a deep model's decoder sees z_1, or every 
 GAUSSIAN_VARIANCES = ("learned-shared", "learned-pixel", "fixed")
 POSTERIORS = ("diagonal", "full", "iaf:T")  # T: flow steps
 PRIORS = ("normal", "mixture:K", "vamp:K")  # K: mixture components or pseudo-inputs
+CHECKPOINT_CHOICES = ("latest", "best")  # a run's model: its newest epoch, or its best validation ELBO
 
 
 def family_spec(spec: str, families: tuple[str, ...], setting: str) -> tuple[str, int]:

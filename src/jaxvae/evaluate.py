@@ -260,10 +260,17 @@ def log_likelihoods(vae: VAE, x: Array, key: Array, iw_samples: int = 5000) -> d
     return out
 
 
+def standard_error(values: Array) -> float | None:
+    """The standard error of the mean of values (n,): sd (with n - 1) / sqrt(n); None when n is 1."""
+    n = values.shape[0]
+    return None if n < 2 else float(jnp.std(values, ddof=1) / math.sqrt(n))
+
+
 def report(vae: VAE, x: Array, key: Array, iw_samples: int = 5000, likelihoods: dict | None = None) -> dict:
     """Every evaluation figure for x (n, d), as means over examples in nats (JSON-ready Python values).
 
     Keys: elbo, reconstruction, kl (ELBO with 100 samples), log_likelihood (L_K, K = iw_samples),
+    log_likelihood_se (its standard error over the examples, sd / sqrt(n); None for one example),
     log_likelihood_quadrature (latent dimension <= 2) with quadrature_checked, the number of examples (the
     first QUADRATURE_CHECKED) whose quadrature was computed again on grids twice as fine, and
     quadrature_change, the largest change that made (`quadrature_change`); bits_per_dim (from log_likelihood),
@@ -283,6 +290,7 @@ def report(vae: VAE, x: Array, key: Array, iw_samples: int = 5000, likelihoods: 
         "reconstruction": float(terms["reconstruction"]),
         "kl": float(terms["kl"]),
         "log_likelihood": float(log_px),
+        "log_likelihood_se": standard_error(likelihoods["log_likelihood"]),
     }
     if "log_likelihood_quadrature" in likelihoods:
         quadrature = likelihoods["log_likelihood_quadrature"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxvae import checkpoint
-from jaxvae.config import RunConfig, TrainConfig
+from jaxvae.config import CHECKPOINT_CHOICES, RunConfig, TrainConfig
 from jaxvae.data import Dataset, binarized, load_dataset
 from jaxvae.errors import InputError
 from jaxvae.keys import DataSeed
@@ -168,6 +168,22 @@ def latest_checkpoint(run_dir: Path) -> Path:
     if not found:
         raise InputError(f"{run_dir} has no checkpoint to load")
     return found[-1]
+
+
+def model_checkpoint(run_dir: Path, which: str = "latest") -> Path:
+    """The checkpoint to load a run's model from: "latest", the newest epoch checkpoint, or "best", that of
+    the best validation ELBO (`best.eqx`); InputError when the run has none."""
+    if which not in CHECKPOINT_CHOICES:
+        raise InputError(f"checkpoint must be one of {', '.join(CHECKPOINT_CHOICES)}, got {which!r}")
+    if which == "latest":
+        return latest_checkpoint(run_dir)
+    best = run_dir / CHECKPOINTS / BEST_CHECKPOINT
+    if not best.exists():
+        raise InputError(
+            f"{run_dir} has no {CHECKPOINTS}/{BEST_CHECKPOINT}: it trained without a validation set "
+            "(--validation-fraction), or no epoch finished; use the latest checkpoint"
+        )
+    return best
 
 
 def load_data(

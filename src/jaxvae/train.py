@@ -25,6 +25,7 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from jaxvae import board, checkpoint, model_file, parallel, plots, runs
+from jaxvae.checkpoint import restore
 from jaxvae.config import BERNOULLI_FAMILY, HardwareConfig, RunConfig, TrainConfig
 from jaxvae.data import Dataset, batch_indices, binarized, split_validation
 from jaxvae.distributions import kl_estimator
@@ -332,7 +333,7 @@ def resume_state(config: RunConfig, run_dir: Path, build: Builder | None = None)
         checkpoint.remove_temporary_files(run_dir)
         checkpoint.remove_temporary_files(run_dir / runs.CHECKPOINTS)
     found = runs.epoch_checkpoints(run_dir)
-    state = checkpoint.restore(found[-1], state_shapes(config, build)) if found else init_state(config, build)
+    state = restore(found[-1], state_shapes(config, build)) if found else init_state(config, build)
     done = int(state.epoch)
     if config.train.epochs < done:
         raise InputError(f"{run_dir} has trained {done} epochs already: --epochs must be at least {done}")
@@ -436,9 +437,10 @@ def kl_estimator_of(vae: VAE, x: Array) -> str:
     return kl_estimator(*eqx.filter_eval_shape(lambda v, x: (v.encode(x), v.prior()), vae, x[:1]))
 
 
-def load(run_dir: str | Path, build: Builder | None = None) -> VAE:
-    """The trained model of a run folder, from its latest checkpoint; `build` rebuilds a model whose
-    function the run could not record (one defined outside a file)."""
+def load(run_dir: str | Path, build: Builder | None = None, *, checkpoint: str = "latest") -> VAE:
+    """The trained model of a run folder, from its latest checkpoint, or with `checkpoint="best"` from that
+    of the best validation ELBO (`checkpoints/best.eqx`); `build` rebuilds a model whose function the run
+    could not record (one defined outside a file)."""
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir / runs.CONFIG)
-    return checkpoint.restore(runs.latest_checkpoint(run_dir), state_shapes(config, build)).vae
+    return restore(runs.model_checkpoint(run_dir, checkpoint), state_shapes(config, build)).vae

@@ -32,7 +32,7 @@ def run(args) -> int:
         if args.gaps or args.gradient_snr:
             raise InputError("--gaps and --gradient-snr evaluate one run, not a sweep: pass a member's folder")
         return _evaluate_sweep(args)
-    config, vae, x, y = run_data(args, args.split)
+    config, vae, x, y = run_data(args, args.split, args.checkpoint)
     if args.gaps and config.model.layers:
         raise InputError(f"--gaps fits q* for a one-layer model; this run has latent layers {config.model.layers}")
     x = x[: args.n]
@@ -102,7 +102,8 @@ def _evaluate_sweep(args) -> int:
         if not epoch_checkpoints(out / name):
             print(f"{out / name}: no checkpoint (diverged in, or never finished, epoch 1): skipped", file=sys.stderr)
             continue
-        config, vae, x, _ = run_data(argparse.Namespace(**{**vars(args), "run_dir": str(out / name)}), args.split)
+        member = argparse.Namespace(**{**vars(args), "run_dir": str(out / name)})
+        config, vae, x, _ = run_data(member, args.split, args.checkpoint)
         results[name] = report(vae, x[: args.n], jax.random.PRNGKey(args.seed), args.iw_samples)
     if not results:
         raise InputError(f"no member of the sweep in {out} has a checkpoint to evaluate")

@@ -7,6 +7,7 @@ from jaxvae.config import (
     ACTIVATIONS,
     ARCHITECTURES,
     BINARIZE,
+    CHECKPOINT_CHOICES,
     DECODER_INPUTS,
     GAUSSIAN_VARIANCES,
     GRADIENTS,
@@ -267,6 +268,12 @@ def build_parser() -> Parser:
 
     p = commands.add_parser("evaluate", help="ELBO, importance-weighted log-likelihood, quadrature, active units")
     run_data_options(p)
+    p.add_argument(
+        "--checkpoint",
+        choices=CHECKPOINT_CHOICES,
+        default="latest",
+        help="the model of the latest epoch, or of the best validation ELBO (checkpoints/best.eqx)",
+    )
     p.add_argument("--iw-samples", type=int, default=5000, help="K samples of the importance-weighted bound")
     p.add_argument("--n", type=int, help="evaluate only the first N examples of the split")
     p.add_argument("--seed", type=int, default=0, help="the seed of the Monte Carlo draws")

@@ -6,9 +6,10 @@ from pathlib import Path
 from jaxvae.config import RunConfig
 
 
-def run_data(args, split: str = "test"):
+def run_data(args, split: str = "test", checkpoint: str = "latest"):
     """(run config, model, data x of the chosen split ready for the model, labels or None) for a run folder:
-    the run's data as trained (`runs.load_data`), with --dataset, --data-dir and --binarize where given."""
+    the model of its `checkpoint` ("latest" or "best", see `train.load`), the run's data as trained
+    (`runs.load_data`), with --dataset, --data-dir and --binarize where given."""
     from jaxvae.runs import CONFIG, evaluation_split, load_data
     from jaxvae.train import check_data, load
 
@@ -18,4 +19,4 @@ def run_data(args, split: str = "test"):
     method = args.binarize or config.train.binarize
     check_data(data, RunConfig(config.model, dataclasses.replace(config.train, binarize=method)), training=False)
     x, y = evaluation_split(data, split, method)
-    return config, load(run_dir), x, y
+    return config, load(run_dir, checkpoint=checkpoint), x, y

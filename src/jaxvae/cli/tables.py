@@ -10,6 +10,8 @@ def run_table(result: dict, run_dir, dataset: str, split: str) -> str:
         ("  KL(q(z|x) || p(z))", result["kl"]),
         (f"log-likelihood, importance-weighted bound (K = {k})", result["log_likelihood"]),
     ]
+    if result.get("log_likelihood_se") is not None:
+        rows.append(("  its standard error over the examples", result["log_likelihood_se"]))
     if "log_likelihood_quadrature" in result:
         rows.append(("log-likelihood, quadrature on a grid", result["log_likelihood_quadrature"]))
     lines = [f"{run_dir}: {dataset}, {split} split, {result['n']} examples; means per example in nats"]
