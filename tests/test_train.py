@@ -121,6 +121,54 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(tmp_path
 
 
 @pytest.mark.slow
+def test_early_stopping_does_not_count_the_kl_warmup(tmp_path):
+    """As above with a 3-epoch KL warm-up: epochs 1 to 3 do not count, so patience 2 stops after epoch 5."""
+    config = small_config(epochs=10, lr=1e-30, validation_fraction=0.1, early_stopping=2, kl_warmup_epochs=3)
+    fit(config, load_dataset("digits"), tmp_path / "run", progress=False)
+    assert [m["epoch"] for m in read_metrics(tmp_path / "run")] == [1, 2, 3, 4, 5]
+
+
+def test_early_stopping_stops_where_the_vampprior_code_does():
+    """Against a transcription of the loop of the Exemplar VAE code (`density_estimation.py`, lines 152-162:
+    a counter e reset on a better validation loss and during the warm-up, a break once e > patience) on
+    random validation curves. Their beta = epoch / warmup is full at epoch `warmup`, ours (epoch - 1) / W at
+    epoch W + 1, and their e > P lets P + 1 epochs pass: so their (warmup, P) is our (warmup - 1, P + 1)."""
+    from jaxvae.runs import stopped_early
+
+    def theirs(losses, warmup, patience):
+        best_loss, e = np.inf, 0
+        for epoch, loss in enumerate(losses, 1):
+            if loss < best_loss:
+                e, best_loss = 0, loss
+            else:
+                e += 1
+                if epoch < warmup:
+                    e = 0
+                if e > patience:
+                    return epoch
+        return len(losses)
+
+    def ours(losses, warmup, patience):
+        tc = TrainConfig(validation_fraction=0.1, early_stopping=patience, kl_warmup_epochs=warmup)
+        best, best_epoch = -np.inf, 0
+        for epoch, loss in enumerate(losses, 1):
+            if stopped_early(tc, epoch - 1, best_epoch):
+                return epoch - 1
+            if -loss > best:
+                best, best_epoch = -loss, epoch
+        return len(losses)
+
+    rng = np.random.default_rng(0)
+    stops = set()
+    for _ in range(300):
+        warmup, patience = int(rng.integers(1, 20)), int(rng.integers(0, 8))
+        losses = np.cumsum(rng.normal(-0.05, 1.0, 80))  # a drifting, noisy curve: many stops, some late
+        stops.add(theirs(losses, warmup, patience))
+        assert ours(losses, warmup - 1, patience + 1) == theirs(losses, warmup, patience)
+    assert len(stops) > 20  # the curves exercise the rule, not one outcome
+
+
+@pytest.mark.slow
 def test_best_checkpoint_is_the_model_of_the_best_validation_elbo(tmp_path):
     """Re-evaluating best.eqx on the validation split (same split, same key) gives the best recorded value."""
     from jaxvae import checkpoint

@@ -126,8 +126,11 @@ def best_validation(records: list[dict]) -> tuple[float, int]:
 
 
 def stopped_early(config: TrainConfig, epoch: int, best_epoch: int) -> bool:
-    """Early stopping: no better validation ELBO for `config.early_stopping` epochs after `epoch`."""
-    return bool(config.early_stopping) and epoch - best_epoch >= config.early_stopping
+    """Early stopping after `epoch`: `config.early_stopping` epochs without a better validation ELBO than that
+    of `best_epoch`, counting none of the KL warm-up's epochs (1 to `kl_warmup_epochs`, where beta is still
+    rising): the validation ELBO is the bound at beta 1, which a run still warming up is not yet training."""
+    counted_from = max(best_epoch, config.kl_warmup_epochs)
+    return bool(config.early_stopping) and epoch - counted_from >= config.early_stopping
 
 
 def save_checkpoint(run_dir: Path, state, keep: int) -> None:

@@ -221,7 +221,8 @@ def build_parser() -> Parser:
         type=int,
         default=0,
         metavar="PATIENCE",
-        help="stop after PATIENCE epochs without a better validation ELBO; the best is checkpoints/best.eqx",
+        help="stop after PATIENCE epochs without a better validation ELBO, not counting the KL warm-up's; "
+        "the best is checkpoints/best.eqx",
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
