@@ -1,0 +1,163 @@
+"""The published Fashion-MNIST table (Norouzi, Fleet and Norouzi 2020, Exemplar VAE, density estimation)
+trained with their protocol, one row per invocation, and jaxvae's test L_5000 beside the published one.
+
+Their code (github sajadn/Exemplar-VAE, after the VampPrior authors'): `density_estimation.py` and the files
+docs/published-table.md cites line by line. A row trains in RUNS_DIR/ROW (a folder that exists is resumed),
+then evaluates test L_5000 on all 10,000 test images with the model of the best validation bound
+(`jaxvae evaluate --checkpoint best`), saved as RUNS_DIR/ROW/published_table.json:
+    .venv/bin/python benchmarks/published_table.py --row vae-gaussian --runs-dir runs/published
+The table of the run folders that exist, finished or not (nothing is trained or evaluated):
+    .venv/bin/python benchmarks/published_table.py --report --runs-dir runs/published
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from jaxvae.config import RunConfig
+from jaxvae.errors import InputError
+from jaxvae.runs import CONFIG, best_validation, read_metrics, stopped_early
+
+RESULT = "published_table.json"  # a row's evaluation, in its run folder
+IW_SAMPLES = 5000  # their --S (density_estimation.py:58)
+
+# Their protocol as jaxvae options; each is explained, with the line of their code, in docs/published-table.md.
+PROTOCOL = (
+    "--dataset", "fashion-mnist", "--binarize", "dynamic", "--validation-fraction", "0.16666667",
+    "--architecture", "gated", "--hidden", "300,300", "--log-var-range=-6,2",
+    "--optimizer", "adam-normgrad", "--lr", "5e-4", "--batch-size", "100",
+    "--kl-warmup-epochs", "99", "--epochs", "2000", "--early-stopping", "51", "--seed", "14",
+)  # fmt: skip
+HVAE = ("--latent-dim", "40,40", "--inference", "top-down", "--decoder-input", "all")
+
+
+@dataclass(frozen=True)
+class Row:
+    """A row of their table: the model, the published test log-likelihood and its ± (nats), and the options
+    of the model beyond `PROTOCOL`, or None where jaxvae has no such model."""
+
+    model: str
+    published: float
+    published_sd: float
+    options: tuple[str, ...] | None
+
+
+ROWS = {
+    "vae-gaussian": Row("VAE, Gaussian prior", -228.70, 0.15, ("--latent-dim", "40")),
+    "vae-vamp": Row("VAE, VampPrior", -227.35, 0.05, ("--latent-dim", "40", "--prior", "vamp:500")),
+    "hvae-gaussian": Row("HVAE (2 levels), Gaussian prior", -227.37, 0.1, HVAE),
+    "hvae-vamp": Row("HVAE (2 levels), VampPrior", -226.72, 0.08, (*HVAE, "--prior", "vamp:500")),
+    "convhvae-gaussian": Row("ConvHVAE (2 levels), Gaussian prior", -225.38, 0.08, None),
+    "convhvae-vamp": Row("ConvHVAE (2 levels), VampPrior", -224.67, 0.03, None),
+}
+NOT_BUILT = "their gated convolutional HVAE is not in jaxvae (a GPU's work: not run)"
+
+
+def jaxvae_command(*args: str) -> list[str]:
+    """The `jaxvae` command line with this interpreter (which must have jaxvae installed or on PYTHONPATH)."""
+    return [sys.executable, "-m", "jaxvae.cli", *map(str, args)]
+
+
+def train_command(name: str, run_dir: Path) -> list[str]:
+    """The command that trains row `name` in run_dir: a new run with their protocol, or, when run_dir holds
+    one, that run resumed (its config.json fixes every other option)."""
+    options = ROWS[name].options
+    if options is None:
+        raise InputError(f"row {name}: {NOT_BUILT}")
+    if (run_dir / CONFIG).exists():
+        return jaxvae_command("train", "--resume", "--out", run_dir, "--epochs", "2000", "--quiet")
+    return jaxvae_command("train", "--out", run_dir, *PROTOCOL, *options, "--quiet")
+
+
+def evaluate(run_dir: Path, iw_samples: int = IW_SAMPLES) -> dict:
+    """Test L_K of the model of the best validation bound on the whole test set (`jaxvae evaluate --json`),
+    also written to run_dir/published_table.json."""
+    command = jaxvae_command("evaluate", run_dir, "--checkpoint", "best", "--iw-samples", iw_samples, "--json")
+    result = json.loads(subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout)
+    (run_dir / RESULT).write_text(json.dumps(result) + "\n")
+    return result
+
+
+def progress(run_dir: Path) -> dict:
+    """Where the run in run_dir stands: epochs done, best validation bound and its epoch, training hours
+    (the sum of metrics.jsonl's seconds), whether it finished (stopped early or ran all its epochs), and
+    the test L_5000 and its standard error when it was evaluated."""
+    config = RunConfig.load(run_dir / CONFIG).train
+    records = read_metrics(run_dir)
+    epoch = records[-1]["epoch"] if records else 0
+    best, best_epoch = best_validation(records)
+    out = {
+        "epoch": epoch,
+        "best_validation_elbo": best if records else None,
+        "best_epoch": best_epoch if records else None,
+        "hours": sum(r["seconds"] for r in records) / 3600,
+        "finished": epoch >= config.epochs or stopped_early(config, epoch, best_epoch),
+    }
+    if (run_dir / RESULT).exists():
+        result = json.loads((run_dir / RESULT).read_text())
+        out |= {"test_log_likelihood": result["log_likelihood"], "test_se": result["log_likelihood_se"]}
+        out["test_n"] = result["n"]
+    return out
+
+
+def table(runs_dir: Path) -> str:
+    """The published table with jaxvae's numbers from the run folders under runs_dir, as Markdown."""
+    lines = [
+        "| model | published | jaxvae | difference | best epoch | hours | status |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, row in ROWS.items():
+        published = f"{row.published:.2f} ± {row.published_sd:g}"
+        run_dir = runs_dir / name
+        if row.options is None:
+            cells = ["", "", "", "", "needs a GPU: " + NOT_BUILT]
+        elif not (run_dir / CONFIG).exists():
+            cells = ["", "", "", "", "not started"]
+        else:
+            p = progress(run_dir)
+            ours = f"{p['test_log_likelihood']:.2f} ± {p['test_se']:.2f}" if "test_log_likelihood" in p else ""
+            difference = f"{p['test_log_likelihood'] - row.published:+.2f}" if ours else ""
+            best = "" if p["best_epoch"] is None else str(p["best_epoch"])
+            status = "finished" if p["finished"] else "unfinished"
+            status += f" at epoch {p['epoch']}"
+            if p["best_validation_elbo"] is not None:
+                status += f", best validation ELBO {p['best_validation_elbo']:.2f}"
+            if ours:
+                status += f", test L_{IW_SAMPLES} on {p['test_n']} images"
+            elif p["finished"]:
+                status += ", not yet evaluated"
+            cells = [ours, difference, best, f"{p['hours']:.2f}", status]
+        lines.append("| " + " | ".join([f"{row.model} ({name})", published, *cells]) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--runs-dir", type=Path, required=True, help="one run folder per row, named by the row")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--row", choices=ROWS, help="train (or resume) this row, then evaluate it")
+    mode.add_argument("--report", action="store_true", help="the table from the run folders that exist")
+    args = p.parse_args(argv)
+    try:
+        if args.row:
+            run_dir = args.runs_dir / args.row
+            command = train_command(args.row, run_dir)
+            print(" ".join(command), flush=True)
+            args.runs_dir.mkdir(parents=True, exist_ok=True)
+            subprocess.run(command, check=True)  # exit 0: it stopped early or ran all its epochs
+            evaluate(run_dir)
+        print(table(args.runs_dir))
+    except InputError as e:
+        print(f"published_table: error: {e}", file=sys.stderr)
+        return 2
+    except subprocess.CalledProcessError as e:
+        print(f"published_table: {e.cmd[3]} exited with {e.returncode}; run this again to resume", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
