@@ -44,7 +44,8 @@ def run(args) -> int:
     if args.gradient_snr:
         result |= _gradient_snr(args, vae, x[: config.train.batch_size], key)
     if args.json:
-        print(json.dumps({"dataset": args.dataset or config.train.dataset, "split": args.split} | result))
+        data = {"dataset": args.dataset or config.train.dataset, "split": args.split, "checkpoint": args.checkpoint}
+        print(json.dumps(data | result))
         return 0
     print(run_table(result, args.run_dir, args.dataset or config.train.dataset, args.split))
     return 0
