@@ -147,7 +147,7 @@ def test_diverging_and_early_stopping_members_stop_alone_and_evaluate_reports_th
     assert set(result["members"]) == {"lr-1e-30", "lr-0.001"}
     for name, member in result["members"].items():  # the reference: evaluate of the member's own folder
         alone = json.loads(cli(capsys, "evaluate", str(out / name), *evaluate)[1])
-        assert (alone.pop("dataset"), alone.pop("split")) == ("digits", "test")
+        assert (alone.pop("dataset"), alone.pop("split"), alone.pop("checkpoint")) == ("digits", "test", "latest")
         assert member == alone
         scalars = {k: v for k, v in alone.items() if not isinstance(v, list)}
         assert result["groups"][name] == {  # one member: its values, and no spread (null)
