@@ -40,7 +40,7 @@ def test_he_init_weights_have_variance_two_over_fan_in():
 def test_gated_architecture_builds_gated_encoder_and_decoder():
     vae = build_model(ModelConfig((6,), latent_dim=2, hidden=(5, 4), architecture="gated"), key=jax.random.PRNGKey(0))
     assert isinstance(vae.encoder, GatedMLP) and isinstance(vae.decoder, GatedMLP)
-    assert [l.h.out_features for l in vae.decoder.layers] == [4, 5]  # the encoder's widths reversed
+    assert [l.h.weight.shape[0] for l in vae.decoder.layers] == [4, 5]  # the encoder's widths reversed
     q = vae.encode(jnp.ones((3, 6)))
     assert q.mean.shape == (3, 2) and vae.decode(q.mean).log_prob(jnp.ones((3, 6))).shape == (3,)
 

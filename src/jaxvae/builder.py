@@ -6,7 +6,6 @@ Adding a part means adding its module and one line here; nothing else switches o
 
 import math
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import Array
@@ -15,7 +14,7 @@ from jaxvae.config import ModelConfig
 from jaxvae.deep import BottomUpVAE, Conditional, LadderEncoder, TopDownBlock, TopDownVAE
 from jaxvae.likelihoods import BernoulliPixels, ContinuousBernoulliPixels, GaussianPixels
 from jaxvae.model import VAE
-from jaxvae.networks import MLP, ConvDecoder, ConvEncoder, Features, GatedMLP, he_linear
+from jaxvae.networks import MLP, ConvDecoder, ConvEncoder, Features, GatedMLP, he_linear, linear
 from jaxvae.posteriors import IAF, DiagonalGaussian, FullGaussian
 from jaxvae.priors import GaussianMixture, StandardNormal, VampPrior
 
@@ -139,10 +138,8 @@ def gaussian_layer(config: ModelConfig, in_size: int, k: int, *, key: Array, dec
 
 def gaussian_head(config: ModelConfig, in_size: int, k: int, *, key: Array) -> Conditional:
     """A diagonal Gaussian over k latents from a linear layer of (in_size,) features."""
-    linear = (
-        he_linear(in_size, 2 * k, key=key) if config.architecture == "gated" else eqx.nn.Linear(in_size, 2 * k, key=key)
-    )
-    return Conditional(linear, DiagonalGaussian(k, config.log_var_range))
+    layer = he_linear(in_size, 2 * k, key=key) if config.architecture == "gated" else linear(in_size, 2 * k, key=key)
+    return Conditional(layer, DiagonalGaussian(k, config.log_var_range))
 
 
 def features(config: ModelConfig, in_size: int, out_size: int, *, key: Array):

@@ -15,6 +15,7 @@ LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
 BERNOULLI_FAMILY = ("bernoulli", "continuous-bernoulli")
 OBJECTIVES = ("elbo", "iwae", "miwae", "ciwae", "piwae")
 GRADIENTS = ("reparam", "stl", "dreg")  # objectives.GRADIENTS
+PRECISIONS = ("fp32", "bf16")  # of the networks' products in training (networks.product)
 BINARIZE = ("none", "static", "dynamic", "threshold")
 ARCHITECTURES = ("mlp", "conv", "gated")
 OPTIMIZERS = ("adam", "adam-normgrad")
@@ -197,7 +198,8 @@ class TrainConfig:
     The ELBO objective can weight its KL by `beta`, reached linearly from 0 over `kl_warmup_epochs`,
     and give each latent dimension `free_bits` nats of KL for free (Kingma et al. 2016). `samples` is S
     (elbo) or K (the importance-weighted bounds); miwae and piwae draw `groups` groups of K; ciwae weighs
-    the ELBO by `ciwae_beta`. `gradient` names the gradient estimator (see `objectives`).
+    the ELBO by `ciwae_beta`. `gradient` names the gradient estimator (see `objectives`). `precision` is
+    that of the networks' matrix products and convolutions in the training steps (`networks.product`).
     """
 
     dataset: str = "digits"
@@ -222,6 +224,7 @@ class TrainConfig:
     ciwae_beta: float = 0.5
     gradient: str = "reparam"
     classes: tuple[str, ...] = ()  # the names of the data's labels 0, 1, ...: an image folder's class subfolders
+    precision: str = "fp32"
 
     def __post_init__(self):
         _require_types(self)
@@ -230,6 +233,7 @@ class TrainConfig:
         _require(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}", "optimizer")
         _require(self.samples >= 1, f"samples must be at least 1, got {self.samples}", "samples")
         _require(self.gradient in GRADIENTS, f"gradient must be one of {', '.join(GRADIENTS)}", "gradient")
+        _require(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}", "precision")
         _require(self.groups >= 1, f"groups must be at least 1, got {self.groups}", "groups")
         _require(
             self.groups == 1 or self.objective in ("miwae", "piwae"),

@@ -19,7 +19,6 @@ from importlib.resources import files
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
@@ -27,7 +26,7 @@ from jaxvae.errors import InputError
 from jaxvae.evaluate import decoded_means, posterior_moments
 from jaxvae.keys import DataSeed
 from jaxvae.model import VAE
-from jaxvae.networks import MLP, image_shape
+from jaxvae.networks import MLP, Linear, image_shape
 
 MAX_POINTS = 2000  # test examples shown in the scatter, a seeded subset of larger test sets
 BROWSER_LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")  # whose means explore.js computes
@@ -50,7 +49,7 @@ def browser_decoder(vae: VAE) -> dict | None:
     if not (
         isinstance(decoder, MLP)
         and getattr(vae.likelihood, "name", None) in BROWSER_LIKELIHOODS
-        and all(type(layer) is eqx.nn.Linear for layer in decoder.layers)
+        and all(type(layer) is Linear for layer in decoder.layers)
     ):
         return None
     layers = []

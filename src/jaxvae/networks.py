@@ -1,5 +1,11 @@
-"""Encoder and decoder networks. Each `__call__` takes one example; batching is `jax.vmap`."""
+"""Encoder and decoder networks. Each `__call__` takes one example; batching is `jax.vmap`.
 
+Their matrix products and convolutions are `Linear` and `Conv` layers, which compute in a precision
+(`product`) that `with_precision` sets on a whole model.
+"""
+
+import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
 import equinox as eqx
@@ -11,6 +17,61 @@ from jaxvae.config import ACTIVATIONS
 
 # each name is the jax.nn function of that name (gelu: its default, tanh approximation)
 ACTIVATION_FUNCTIONS: dict[str, Callable[[Array], Array]] = {name: getattr(jax.nn, name) for name in ACTIVATIONS}
+
+
+def product(op: Callable, precision: str, *operands: Array) -> Array:
+    """op(*operands), a matrix product or a convolution, in `precision`: "fp32" as it is; "bf16" with the
+    operands rounded to bf16 and the result returned in fp32 (XLA accumulates bf16 products in fp32)."""
+    if precision == "fp32":
+        return op(*operands)
+    return op(*(a.astype(jnp.bfloat16) for a in operands)).astype(jnp.float32)
+
+
+_matmul = functools.partial(jnp.matmul, preferred_element_type=jnp.float32)
+
+
+class Linear(eqx.Module):
+    """x (in_size,) -> weight @ x + bias (out_size,), the product in `precision` (see `product`)."""
+
+    weight: Array  # (out_size, in_size)
+    bias: Array  # (out_size,)
+    precision: str = eqx.field(static=True, default="fp32")
+
+    def __call__(self, x: Array) -> Array:
+        return product(_matmul, self.precision, self.weight, x) + self.bias
+
+
+def linear(in_size: int, out_size: int, *, key: Array) -> Linear:
+    """A `Linear` layer initialized as Equinox's `eqx.nn.Linear` (uniform in +-1/sqrt(in_size))."""
+    layer = eqx.nn.Linear(in_size, out_size, key=key)
+    return Linear(layer.weight, layer.bias)
+
+
+class Conv(eqx.Module):
+    """An Equinox convolution (`eqx.nn.Conv2d` or `eqx.nn.ConvTranspose2d`), its product in `precision`.
+
+    In bf16, Equinox's layer returns the convolution in bf16, so it is rounded before the fp32 bias."""
+
+    conv: eqx.nn.Conv2d | eqx.nn.ConvTranspose2d
+    precision: str = eqx.field(static=True, default="fp32")
+
+    def __call__(self, x: Array) -> Array:
+        return product(self._apply, self.precision, self.conv.weight, x)
+
+    def _apply(self, weight: Array, x: Array) -> Array:
+        return eqx.tree_at(lambda c: c.weight, self.conv, weight)(x)
+
+
+def with_precision(model, precision: str):
+    """`model` with every `Linear` and `Conv` layer's product in `precision` ("fp32" or "bf16"); a user's
+    own modules (e.g. of `eqx.nn.Linear`) compute as they are."""
+
+    def is_layer(m) -> bool:
+        return isinstance(m, Linear | Conv)
+
+    return jax.tree.map(
+        lambda m: dataclasses.replace(m, precision=precision) if is_layer(m) else m, model, is_leaf=is_layer
+    )
 
 
 def map_examples(fn: Callable, x: Array):
@@ -26,13 +87,13 @@ class MLP(eqx.Module):
     Maps a vector of shape (in_size,) to (out_size,); `hidden` lists the hidden widths.
     """
 
-    layers: list[eqx.nn.Linear]
+    layers: list[Linear]
     activation: str = eqx.field(static=True)
 
     def __init__(self, in_size: int, out_size: int, hidden: Sequence[int], activation: str, *, key: Array):
         sizes = [in_size, *hidden, out_size]
         keys = jax.random.split(key, len(sizes) - 1)
-        self.layers = [eqx.nn.Linear(a, b, key=k) for a, b, k in zip(sizes[:-1], sizes[1:], keys, strict=True)]
+        self.layers = [linear(a, b, key=k) for a, b, k in zip(sizes[:-1], sizes[1:], keys, strict=True)]
         self.activation = activation
 
     def __call__(self, x: Array) -> Array:
@@ -42,10 +103,10 @@ class MLP(eqx.Module):
         return self.layers[-1](x)
 
 
-def he_linear(in_size: int, out_size: int, *, key: Array) -> eqx.nn.Linear:
+def he_linear(in_size: int, out_size: int, *, key: Array) -> Linear:
     """A linear layer whose weight is drawn from N(0, 2 / in_size) (He et al. 2015), the bias as Equinox's."""
     weight_key, bias_key = jax.random.split(key)
-    layer = eqx.nn.Linear(in_size, out_size, key=bias_key)
+    layer = linear(in_size, out_size, key=bias_key)
     weight = jnp.sqrt(2.0 / in_size) * jax.random.normal(weight_key, (out_size, in_size))
     return eqx.tree_at(lambda l: l.weight, layer, weight)
 
@@ -55,8 +116,8 @@ class GatedDense(eqx.Module):
 
     As `GatedDense` in the VampPrior and Exemplar VAE code (`utils/nn.py`): no activation on h."""
 
-    h: eqx.nn.Linear
-    g: eqx.nn.Linear
+    h: Linear
+    g: Linear
 
     def __init__(self, in_size: int, out_size: int, *, key: Array):
         h_key, g_key = jax.random.split(key)
@@ -73,7 +134,7 @@ class GatedMLP(eqx.Module):
     (`BaseModel.he_initializer`). With `gated_out`, the last layer is gated too (features, not parameters)."""
 
     layers: list[GatedDense]
-    head: eqx.nn.Linear | None
+    head: Linear | None
 
     def __init__(self, in_size: int, out_size: int, hidden: Sequence[int], *, key: Array, gated_out: bool = False):
         sizes = [in_size, *hidden] + ([out_size] if gated_out else [])
@@ -112,8 +173,8 @@ class ConvEncoder(eqx.Module):
     Maps a flat image of shape (H * W * C,) to (out_size,); `channels` lists the convolutions' widths.
     """
 
-    convs: list[eqx.nn.Conv2d]
-    head: eqx.nn.Linear
+    convs: list[Conv]
+    head: Linear
     shape: tuple[int, int, int] = eqx.field(static=True)
     activation: str = eqx.field(static=True)
 
@@ -122,12 +183,12 @@ class ConvEncoder(eqx.Module):
         keys = jax.random.split(key, len(channels) + 1)
         widths = [c, *channels]
         self.convs = [
-            eqx.nn.Conv2d(a, b, 3, stride=2, padding=1, key=k)
+            Conv(eqx.nn.Conv2d(a, b, 3, stride=2, padding=1, key=k))
             for a, b, k in zip(widths[:-1], widths[1:], keys[:-1], strict=True)
         ]
         for _ in channels:
             h, w = halved(h, w)
-        self.head = eqx.nn.Linear(widths[-1] * h * w, out_size, key=keys[-1])
+        self.head = linear(widths[-1] * h * w, out_size, key=keys[-1])
         self.activation = activation
 
     def __call__(self, x: Array) -> Array:
@@ -146,8 +207,8 @@ class ConvDecoder(eqx.Module):
     `channels` lists the widths in the encoder's order, so the decoder runs through them reversed.
     """
 
-    head: eqx.nn.Linear
-    deconvs: list[eqx.nn.ConvTranspose2d]
+    head: Linear
+    deconvs: list[Conv]
     shape: tuple[int, int, int] = eqx.field(static=True)
     start: tuple[int, int, int] = eqx.field(static=True)  # (C, H, W) after the linear layer
     activation: str = eqx.field(static=True)
@@ -160,7 +221,7 @@ class ConvDecoder(eqx.Module):
         widths = [c, *channels]
         keys = jax.random.split(key, len(channels) + 1)
         self.start = (widths[-1], *sizes[-1])
-        self.head = eqx.nn.Linear(in_size, widths[-1] * sizes[-1][0] * sizes[-1][1], key=keys[0])
+        self.head = linear(in_size, widths[-1] * sizes[-1][0] * sizes[-1][1], key=keys[0])
         self.deconvs = []
         for i in reversed(range(len(channels))):  # from level i + 1 up to level i
             (h_out, w_out), (h_in, w_in) = sizes[i], sizes[i + 1]
@@ -168,7 +229,7 @@ class ConvDecoder(eqx.Module):
             deconv = eqx.nn.ConvTranspose2d(
                 widths[i + 1], widths[i], 3, stride=2, padding=1, output_padding=extra, key=keys[i + 1]
             )
-            self.deconvs.append(deconv)
+            self.deconvs.append(Conv(deconv))
         self.activation = activation
 
     def __call__(self, z: Array) -> Array:
@@ -185,11 +246,12 @@ class MaskedLinear(eqx.Module):
     The mask is a boolean array, so it is not a parameter and no optimizer changes it.
     """
 
-    linear: eqx.nn.Linear
+    linear: Linear
     mask: Array
 
     def __call__(self, x: Array) -> Array:
-        return x @ jnp.where(self.mask, self.linear.weight, 0.0).T + self.linear.bias
+        masked = jnp.where(self.mask, self.linear.weight, 0.0)
+        return product(_matmul, self.linear.precision, x, masked.T) + self.linear.bias
 
 
 class MADE(eqx.Module):
@@ -209,8 +271,8 @@ class MADE(eqx.Module):
         inputs = jnp.concatenate([jnp.arange(1, k + 1), jnp.zeros(context_dim, int)])  # the context has degree 0
         units = jnp.arange(hidden) % k  # a unit of degree u sees inputs of degree <= u
         outputs = jnp.tile(jnp.arange(1, k + 1), 2)  # output j (degree j) sees units of degree < j
-        self.layer = MaskedLinear(eqx.nn.Linear(k + context_dim, hidden, key=hidden_key), units[:, None] >= inputs)
-        out = eqx.nn.Linear(hidden, 2 * k, key=out_key)
+        self.layer = MaskedLinear(linear(k + context_dim, hidden, key=hidden_key), units[:, None] >= inputs)
+        out = linear(hidden, 2 * k, key=out_key)
         out = eqx.tree_at(lambda l: l.bias, out, out.bias.at[k:].add(gate_bias))
         self.out = MaskedLinear(out, outputs[:, None] > units)
 

@@ -34,6 +34,7 @@ from jaxvae.evaluate import mean_elbo
 from jaxvae.keys import DataSeed, Run, run_key
 from jaxvae.model import VAE
 from jaxvae.model_file import Builder
+from jaxvae.networks import with_precision
 from jaxvae.objectives import Objective, kl_weight, objective_from
 
 
@@ -93,22 +94,24 @@ def epoch_key(seed: int, epoch: int) -> Array:
     return jax.random.fold_in(run_key(seed, Run.EPOCH), epoch)
 
 
-def batch_loss(params, static, x: Array, weights: Array, key: Array, objective: Objective):
-    """The objective's loss to minimize and the weighted sums over the batch of its per-example bounds."""
-    loss, bounds = objective(eqx.combine(params, static), x, weights, key=key)
+def batch_loss(params, static, x: Array, weights: Array, key: Array, objective: Objective, precision: str = "fp32"):
+    """The objective's loss to minimize and the weighted sums over the batch of its per-example bounds, the
+    networks' products in `precision`."""
+    loss, bounds = objective(with_precision(eqx.combine(params, static), precision), x, weights, key=key)
     return loss, {name: jnp.sum(weights * bound) for name, bound in bounds.items()}
 
 
 def make_step(static, optimizer: optax.GradientTransformation, config: TrainConfig):
     """One training step (gradient, Adam update, apply) on a batch x (B, d) with weights (B,) and the
-    objective, whose scalars (the KL weight of a warm-up, a sweep member's setting) are traced."""
+    objective, whose scalars (the KL weight of a warm-up, a sweep member's setting) are traced. The networks'
+    products run in `config.precision`."""
 
     def step(params, opt_state, x, weights, key, objective):
         if config.binarize == "dynamic":
             key, bin_key = jax.random.split(key)
             x = jax.random.bernoulli(bin_key, x).astype(x.dtype)
         loss_and_grad = jax.value_and_grad(batch_loss, has_aux=True)
-        (loss, sums), grads = loss_and_grad(params, static, x, weights, key, objective)
+        (loss, sums), grads = loss_and_grad(params, static, x, weights, key, objective, config.precision)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, sums, jnp.isfinite(loss)
 

@@ -18,6 +18,7 @@ def run(args) -> int:
 
     from jaxvae import sweep
     from jaxvae.evaluate import log_likelihoods, report
+    from jaxvae.networks import with_precision
 
     if args.iw_samples < 1:
         raise InputError(f"--iw-samples must be at least 1, got {args.iw_samples}")
@@ -33,6 +34,7 @@ def run(args) -> int:
             raise InputError("--gaps and --gradient-snr evaluate one run, not a sweep: pass a member's folder")
         return _evaluate_sweep(args)
     config, vae, x, y = run_data(args, args.split, args.checkpoint)
+    vae = with_precision(vae, args.precision)
     if args.gaps and config.model.layers:
         raise InputError(f"--gaps fits q* for a one-layer model; this run has latent layers {config.model.layers}")
     x = x[: args.n]
@@ -95,6 +97,7 @@ def _evaluate_sweep(args) -> int:
 
     from jaxvae import sweep
     from jaxvae.evaluate import report
+    from jaxvae.networks import with_precision
     from jaxvae.runs import epoch_checkpoints
 
     out = Path(args.run_dir)
@@ -105,6 +108,7 @@ def _evaluate_sweep(args) -> int:
             continue
         member = argparse.Namespace(**{**vars(args), "run_dir": str(out / name)})
         config, vae, x, _ = run_data(member, args.split, args.checkpoint)
+        vae = with_precision(vae, args.precision)
         results[name] = report(vae, x[: args.n], jax.random.PRNGKey(args.seed), args.iw_samples)
     if not results:
         raise InputError(f"no member of the sweep in {out} has a checkpoint to evaluate")

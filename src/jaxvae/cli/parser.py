@@ -16,6 +16,7 @@ from jaxvae.config import (
     OBJECTIVES,
     OPTIMIZERS,
     POSTERIORS,
+    PRECISIONS,
     PRIORS,
 )
 from jaxvae.errors import InputError
@@ -178,6 +179,12 @@ def build_parser() -> Parser:
         default="reparam",
         help="gradient estimator: reparam; stl, sticking the landing; dreg, doubly reparameterized",
     )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="of the networks' matrix products in training: bf16 rounds their inputs, accumulates in fp32",
+    )
     p.add_argument("--beta", type=float, default=1.0, help="weight of the KL term in the training loss (elbo)")
     p.add_argument("--kl-warmup-epochs", type=int, default=0, help="epochs over which beta rises from 0 (elbo)")
     p.add_argument("--free-bits", type=float, default=0.0, help="nats of KL per latent dimension not penalized (elbo)")
@@ -279,6 +286,12 @@ def build_parser() -> Parser:
     p.add_argument("--n", type=int, help="evaluate only the first N examples of the split")
     p.add_argument("--seed", type=int, default=0, help="the seed of the Monte Carlo draws")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="of the networks' matrix products (default fp32, whatever the run trained in)",
+    )
     p.add_argument(
         "--gaps",
         action="store_true",

@@ -27,6 +27,7 @@ def _schedule(args) -> TrainConfig:
         groups=args.groups,
         ciwae_beta=args.ciwae_beta,
         gradient=args.gradient,
+        precision=args.precision,
         epochs=10 if args.epochs is None else args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
