@@ -11,7 +11,11 @@ Beside them, the ceiling at each shape: the training step's matrix products alon
 gradients, input gradients; nothing else), looped in one compiled program. What a step can reach at
 most, given XLA's matmul kernels at these small shapes.
 
-Every figure is the best of several rounds; rounds interleave the peak, the seed's loop and jaxvae, so a
+3. In bf16 (`--precision bf16`): jaxvae's training against its fp32 training, and against the bf16
+   roofline: the bf16 matmul peak (bf16 inputs, fp32 accumulation and result, as the networks' products)
+   times the same FLOPs; beside it, the step's bare products with bf16 inputs, the bf16 ceiling.
+
+Every figure is the best of several rounds; rounds interleave the peaks, the seed's loop and jaxvae, so a
 busy machine slows them alike. Random data of Fashion-MNIST's shape (n, 784) in [0, 1].
 
     .venv/bin/python benchmarks/throughput.py            # the table in docs/performance.md (a few minutes on 2 cores)
@@ -19,6 +23,7 @@ busy machine slows them alike. Random data of Fashion-MNIST's shape (n, 784) in 
 """
 
 import argparse
+import functools
 import os
 import subprocess
 import sys
@@ -55,10 +60,15 @@ def best_seconds(fn, rounds: int) -> np.ndarray:
     return np.min(times, axis=0)
 
 
-def matmul_peak(rounds: int = 5, n: int = 2048) -> np.ndarray:
-    """fp32 FLOP per (wall-clock second, CPU second) of an n x n matrix product, the best of `rounds`."""
-    a, b = jax.random.normal(jax.random.PRNGKey(0), (2, n, n))
-    product = jax.jit(jnp.matmul)
+DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
+_matmul = jax.jit(functools.partial(jnp.matmul, preferred_element_type=jnp.float32))  # fp32 accumulation
+
+
+def matmul_peak(precision: str = "fp32", rounds: int = 5, n: int = 2048) -> np.ndarray:
+    """FLOP per (wall-clock second, CPU second) of an n x n matrix product of inputs in `precision`, the
+    result in fp32, the best of `rounds`."""
+    a, b = jax.random.normal(jax.random.PRNGKey(0), (2, n, n)).astype(DTYPES[precision])
+    product = _matmul
     product(a, b).block_until_ready()
     return 2 * n**3 / best_seconds(lambda: product(a, b).block_until_ready(), rounds)
 
@@ -137,11 +147,11 @@ def seed_epoch_runner(hidden, latent, activation, batch, x_host):
     return epoch, len(batches) * batch
 
 
-def jaxvae_epoch_runner(hidden, latent, activation, batch, x_host):
+def jaxvae_epoch_runner(hidden, latent, activation, batch, x_host, precision="fp32"):
     """jaxvae's epoch: one compiled program over the device-resident data."""
     config = RunConfig(
         ModelConfig(data_shape=(D,), latent_dim=latent, hidden=(hidden,), activation=activation),
-        TrainConfig(batch_size=batch),
+        TrainConfig(batch_size=batch, precision=precision),
     )
     state = init_state(config)
     params, static = eqx.partition(state.vae, eqx.is_inexact_array)
@@ -161,23 +171,27 @@ def jaxvae_epoch_runner(hidden, latent, activation, batch, x_host):
     return epoch, len(x_host)
 
 
-def bare_matmuls_runner(hidden, latent, batch, n):
+def bare_matmuls_runner(hidden, latent, batch, n, precision="fp32"):
     """The matrix products of n / batch training steps and nothing else: per layer (i, o), y = x @ W (B, o),
-    dW = x^T @ dy (i, o), and dx = dy @ W^T (B, i) except for the first layer, as in the FLOP count."""
+    dW = x^T @ dy (i, o), and dx = dy @ W^T (B, i) except for the first layer, as in the FLOP count; the
+    inputs in `precision`, the results in fp32."""
     rng = np.random.default_rng(0)
     arrays = [
-        tuple(jnp.asarray(rng.random(s, np.float32)) for s in [(batch, i), (batch, o), (i, o)])
+        tuple(jnp.asarray(rng.random(s, np.float32), DTYPES[precision]) for s in [(batch, i), (batch, o), (i, o)])
         for i, o in layers(hidden, latent)
     ]
 
     def products(j, x, dy, w):
-        return (x @ w, x.T @ dy) + ((dy @ w.T,) if j > 0 else ())
+        return (_matmul(x, w), _matmul(x.T, dy)) + ((_matmul(dy, w.T),) if j > 0 else ())
 
     @jax.jit
     def loop(arrays):
         def body(carry, _):  # the products are carried whole, and every input depends on the last step's
             arrays, outs = carry
-            arrays = [tuple(a.at[0, 0].add(1e-30 * o[0][0, 0]) for a in xs) for xs, o in zip(arrays, outs, strict=True)]
+            arrays = [
+                tuple(a.at[0, 0].add((1e-30 * o[0][0, 0]).astype(a.dtype)) for a in xs)
+                for xs, o in zip(arrays, outs, strict=True)
+            ]
             return (arrays, [products(j, *a) for j, a in enumerate(arrays)]), None
 
         outs = [products(j, *a) for j, a in enumerate(arrays)]
@@ -284,13 +298,17 @@ def main():
     device = jax.devices()[0]
     print(f"device: {device.device_kind} ({device.platform}, {jax.device_count()} device(s)), jax {jax.__version__}")
 
-    runners = []
+    runners, bf16_runners = [], {}
     for name, hidden, latent, act, batch in TRAIN_CASES:
         seed_fn, seed_n = seed_epoch_runner(hidden, latent, act, batch, x_host)
         ours_fn, ours_n = jaxvae_epoch_runner(hidden, latent, act, batch, x_host)
         ceiling = bare_matmuls_runner(hidden, latent, batch, len(x_host))
         runners.append(
             ((f"train {name}", batch), train_flops(hidden, latent), (seed_fn, seed_n), (ours_fn, ours_n), ceiling)
+        )
+        bf16_runners[(f"train {name}", batch)] = (
+            jaxvae_epoch_runner(hidden, latent, act, batch, x_host, "bf16"),
+            bare_matmuls_runner(hidden, latent, batch, len(x_host), "bf16"),
         )
     name, hidden, latent, act = EVAL_CASE
     loop, scanned = eval_runners(hidden, latent, act, args.samples, x_eval)
@@ -305,14 +323,18 @@ def main():
         )
     )
 
-    peak = np.zeros(2)
-    best = {}
+    peak, peak_bf16 = np.zeros(2), np.zeros(2)
+    best, best_bf16 = {}, {}
     for _ in range(args.rounds):
         for label, _, (seed_fn, seed_n), (ours_fn, ours_n), ceiling in runners:
             peak = np.maximum(peak, matmul_peak())  # before every workload: the best moment of the run
             times = [best_seconds(seed_fn, 1) / seed_n, best_seconds(ours_fn, 1) / ours_n]
             times.append(best_seconds(ceiling[0], 1) / ceiling[1] if ceiling else np.full(2, np.inf))
             best[label] = np.minimum(best.get(label, np.full((3, 2), np.inf)), times)
+            if label in bf16_runners:
+                peak_bf16 = np.maximum(peak_bf16, matmul_peak("bf16"))
+                times = [best_seconds(fn, 1) / n for fn, n in bf16_runners[label]]
+                best_bf16[label] = np.minimum(best_bf16.get(label, np.full((2, 2), np.inf)), times)
 
     print(f"fp32 matmul peak: {peak[0] / 1e9:.1f} GFLOP/s, {peak[1] / 1e9:.1f} GFLOP per CPU second")
     print(f"(2048 x 2048, best of {5 * len(runners) * args.rounds}); of roofline = ex/s x FLOP/example / peak\n")
@@ -328,6 +350,22 @@ def main():
         cells += [f"{1 / seed_t[0]:,.0f}", f"{1 / ours_t[0]:,.0f}", f"{seed_t[0] / ours_t[0]:.2f}"]
         cells += [f"{1 / seed_t[0] / roof[0]:.2f}", f"{1 / ours_t[0] / roof[0]:.2f}", f"{1 / ours_t[1] / roof[1]:.2f}"]
         cells += [f"{1 / ceiling_t[0] / roof[0]:.2f}" if np.isfinite(ceiling_t[0]) else "-"]
+        print("| " + " | ".join(cells) + " |")
+    print(f"\nbf16 matmul peak: {peak_bf16[0] / 1e9:.1f} GFLOP/s ({peak_bf16[0] / peak[0]:.2f} x fp32's), bf16 inputs,")
+    print("fp32 accumulation and result; bf16 roofline = ex/s x FLOP/example / bf16 peak\n")
+    columns = ["workload", "batch", "jaxvae fp32, ex/s", "jaxvae bf16, ex/s", "bf16 / fp32"]
+    columns += ["bf16, of bf16 roofline", "bf16 bare matmuls, of bf16 roofline", "bf16 / fp32 bare matmuls"]
+    print("| " + " | ".join(columns) + " |")
+    print("|" + " --- |" * len(columns))
+    for (name, batch), flops, *_ in runners:
+        if (name, batch) not in best_bf16:
+            continue
+        fp32_t, ceiling_t = best[(name, batch)][1:]
+        bf16_t, bf16_ceiling_t = best_bf16[(name, batch)]
+        roof = peak_bf16[0] / flops
+        cells = [name, str(batch), f"{1 / fp32_t[0]:,.0f}", f"{1 / bf16_t[0]:,.0f}", f"{fp32_t[0] / bf16_t[0]:.2f}"]
+        cells += [f"{1 / bf16_t[0] / roof:.2f}", f"{1 / bf16_ceiling_t[0] / roof:.2f}"]
+        cells += [f"{ceiling_t[0] / bf16_ceiling_t[0]:.2f}"]
         print("| " + " | ".join(cells) + " |")
     if not args.quick:
         print("\n| compiling the Fashion-MNIST epoch (batch 128) | wall seconds | CPU seconds |")
