@@ -5,7 +5,6 @@ Their matrix products and convolutions are `Linear` and `Conv` layers, which com
 """
 
 import dataclasses
-import functools
 from collections.abc import Callable, Sequence
 
 import equinox as eqx
@@ -27,7 +26,9 @@ def product(op: Callable, precision: str, *operands: Array) -> Array:
     return op(*(a.astype(jnp.bfloat16) for a in operands)).astype(jnp.float32)
 
 
-_matmul = functools.partial(jnp.matmul, preferred_element_type=jnp.float32)
+def _matmul(a: Array, b: Array) -> Array:
+    """a @ b, accumulated and returned in fp32 when the inputs are bf16, else in their own dtype."""
+    return jnp.matmul(a, b, preferred_element_type=jnp.float32 if a.dtype == jnp.bfloat16 else None)
 
 
 class Linear(eqx.Module):
