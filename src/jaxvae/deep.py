@@ -176,7 +176,21 @@ class TopDownBlock(eqx.Module):
         return self.posterior_head(jnp.concatenate([features, state], axis=-1))
 
 
-class BottomUpVAE(LatentModel):
+class DeepVAE(LatentModel):
+    """What the two deep models share: latents in layers of `sizes`, a decoder of the bottom
+    `decoder_layers` of them, and a likelihood family (fields of each model)."""
+
+    @property
+    def latent_dim(self) -> int:
+        """K = k_1 + ... + k_L."""
+        return sum(self.sizes)
+
+    def decode(self, z: Array):
+        """p(x | z_1), or p(x | z_1, ..., z_m) with m = `decoder_layers`, for z (..., K): over (..., d)."""
+        return self.likelihood(map_examples(self.decoder, z[..., : sum(self.sizes[: self.decoder_layers])]))
+
+
+class BottomUpVAE(DeepVAE):
     """A deep VAE inferred bottom-up: `encoder` x (d,) -> `posterior`'s parameters for q(z_1 | x); `up[l]`
     gives q(z_{l+2} | z_{l+1}) and `down[l]` p(z_{l+1} | z_{l+2}) (0-based l, each a `Conditional`);
     `decoder` z_1 (k_1,) (or the bottom `decoder_layers` layers) -> the likelihood's parameters;
@@ -192,10 +206,6 @@ class BottomUpVAE(LatentModel):
     sizes: tuple[int, ...] = eqx.field(static=True)
     decoder_layers: int = eqx.field(static=True, default=1)
 
-    @property
-    def latent_dim(self) -> int:
-        return sum(self.sizes)
-
     def encode(self, x: Array) -> BottomUpPosterior:
         """q(z | x) for x (..., d): a distribution over (..., K)."""
         return BottomUpPosterior(self.sizes, self.posterior(map_examples(self.encoder, x)), self.up)
@@ -204,12 +214,8 @@ class BottomUpVAE(LatentModel):
         """p(z), a distribution over (K,)."""
         return DownwardPrior(self.sizes, self.latent_prior(self), self.down)
 
-    def decode(self, z: Array):
-        """p(x | z_1), or p(x | z_1, ..., z_m) with m = `decoder_layers`, for z (..., K): over (..., d)."""
-        return self.likelihood(map_examples(self.decoder, z[..., : sum(self.sizes[: self.decoder_layers])]))
 
-
-class TopDownVAE(LatentModel):
+class TopDownVAE(DeepVAE):
     """A deep VAE inferred top-down: `encoder` x (d,) -> the features (d_1, ..., d_L); `top` d_L -> q(z_L | x);
     `blocks[l]` layer l + 1's state, prior and posterior (0-based l); `decoder` z_1 (k_1,) (or the bottom
     `decoder_layers` layers) -> the likelihood's parameters; `latent_prior` p(z_L)."""
@@ -223,10 +229,6 @@ class TopDownVAE(LatentModel):
     sizes: tuple[int, ...] = eqx.field(static=True)
     decoder_layers: int = eqx.field(static=True, default=1)
 
-    @property
-    def latent_dim(self) -> int:
-        return sum(self.sizes)
-
     def encode(self, x: Array) -> TopDownPosterior:
         """q(z | x) for x (..., d): a distribution over (..., K)."""
         return TopDownPosterior(self.sizes, map_examples(self.encoder, x), self.top, self.blocks)
@@ -234,10 +236,6 @@ class TopDownVAE(LatentModel):
     def prior(self) -> DownwardPrior:
         """p(z), a distribution over (K,)."""
         return DownwardPrior(self.sizes, self.latent_prior(self), [block.prior for block in self.blocks])
-
-    def decode(self, z: Array):
-        """p(x | z_1), or p(x | z_1, ..., z_m) with m = `decoder_layers`, for z (..., K): over (..., d)."""
-        return self.likelihood(map_examples(self.decoder, z[..., : sum(self.sizes[: self.decoder_layers])]))
 
     def top_gaussian(self, x: Array) -> Normal:
         """q(z_L | x) for x (..., d), what a VampPrior over the top layer mixes."""

@@ -53,28 +53,10 @@ class Distribution(eqx.Module):
         """(lo, hi), each (k,): a box holding every batch member's mean +- `sds` standard deviations."""
 
 
-class Layered(Distribution):
-    """A distribution over the latent layers of a deep model, z = (z_1, ..., z_L) concatenated on the last
-    axis (bottom layer first, `sizes` (k_1, ..., k_L)), whose moments are Monte Carlo estimates."""
+class MonteCarloMoments(Distribution):
+    """A distribution whose moments are Monte Carlo estimates from `moment_draws` draws."""
 
     moment_draws: ClassVar[int] = 100
-    sizes: tuple[int, ...] = eqx.field(static=True)
-
-    def layers(self, z: Array) -> list[Array]:
-        """z (..., K) split into its layers, [(..., k_1), ..., (..., k_L)]."""
-        edges = [sum(self.sizes[:i]) for i in range(1, len(self.sizes))]
-        return jnp.split(z, edges, axis=-1)
-
-    def kl_layers(self, p: "Layered", z: Array) -> Array:
-        """The KL from the prior `p`, one term per layer at the draws z (S, ..., K): (S, ..., L), nats.
-
-        Only posteriors define it; see `deep`."""
-        raise NotImplementedError(f"{type(self).__name__} is not a posterior")
-
-    def kl_estimator(self, p: "Layered") -> str:
-        """'closed form' where every layer's KL is in closed form given the draws of the layers it is
-        conditioned on, else 'monte carlo'."""
-        raise NotImplementedError(f"{type(self).__name__} is not a posterior")
 
     @property
     def mean(self) -> Array:
@@ -93,6 +75,29 @@ class Layered(Distribution):
 
     def box(self, sds: float) -> tuple[Array, Array]:
         return _box_of(*self.moments(jax.random.PRNGKey(0)), sds)
+
+
+class Layered(MonteCarloMoments):
+    """A distribution over the latent layers of a deep model, z = (z_1, ..., z_L) concatenated on the last
+    axis (bottom layer first, `sizes` (k_1, ..., k_L)), whose moments are Monte Carlo estimates."""
+
+    sizes: tuple[int, ...] = eqx.field(static=True)
+
+    def layers(self, z: Array) -> list[Array]:
+        """z (..., K) split into its layers, [(..., k_1), ..., (..., k_L)]."""
+        edges = [sum(self.sizes[:i]) for i in range(1, len(self.sizes))]
+        return jnp.split(z, edges, axis=-1)
+
+    def kl_layers(self, p: "Layered", z: Array) -> Array:
+        """The KL from the prior `p`, one term per layer at the draws z (S, ..., K): (S, ..., L), nats.
+
+        Only posteriors define it; see `deep`."""
+        raise NotImplementedError(f"{type(self).__name__} is not a posterior")
+
+    def kl_estimator(self, p: "Layered") -> str:
+        """'closed form' where every layer's KL is in closed form given the draws of the layers it is
+        conditioned on, else 'monte carlo'."""
+        raise NotImplementedError(f"{type(self).__name__} is not a posterior")
 
 
 def _box_of(mean: Array, std: Array, sds: float) -> tuple[Array, Array]:
@@ -241,7 +246,7 @@ class Mixture(Distribution):
         return self.components.box(sds)
 
 
-class InverseAutoregressiveFlow(Distribution):
+class InverseAutoregressiveFlow(MonteCarloMoments):
     """q(z) of an inverse autoregressive flow (Kingma et al. 2016): z_0 = mu + sigma * eps from the
     Gaussian `base`, then T steps z_t = s_t * z_{t-1} + (1 - s_t) * m_t with gate s_t = sigmoid(g_t),
     where `(m_t, g_t) = steps[t](z_{t-1}, context)` is autoregressive in z_{t-1} (output j sees only
@@ -250,20 +255,9 @@ class InverseAutoregressiveFlow(Distribution):
     one context (c,) to (m, g), each (k,), and is shared by every example.
     """
 
-    moment_draws: ClassVar[int] = 100
     base: Normal
     context: Array
     steps: Sequence[Callable]
-
-    @property
-    def mean(self) -> Array:
-        """E[z], by Monte Carlo (`moments` with key 0)."""
-        return self.moments(jax.random.PRNGKey(0))[0]
-
-    @property
-    def std(self) -> Array:
-        """The standard deviation of each dimension, by Monte Carlo (`moments` with key 0)."""
-        return self.moments(jax.random.PRNGKey(0))[1]
 
     def _forward(self, z: Array) -> tuple[Array, Array]:
         """z_0 (..., k) -> (z_T, sum_t sum_j log s_tj), both with z_0's leading axes."""
@@ -302,14 +296,6 @@ class InverseAutoregressiveFlow(Distribution):
             if t:
                 z = z[..., ::-1]
         return self.base.log_prob(z) - log_det
-
-    def moments(self, key: Array) -> tuple[Array, Array]:
-        """Monte Carlo: the mean and (unbiased-variance) std of `moment_draws` draws."""
-        z = self.sample(key, (self.moment_draws,))
-        return jnp.mean(z, axis=0), jnp.std(z, axis=0, ddof=1)
-
-    def box(self, sds: float) -> tuple[Array, Array]:
-        return _box_of(*self.moments(jax.random.PRNGKey(0)), sds)
 
 
 def kl_normal_per_dimension(q: Normal, p: Normal) -> Array:

@@ -22,16 +22,20 @@ class LatentModel(eqx.Module):
 
     @property
     @abc.abstractmethod
-    def latent_dim(self) -> int: ...
+    def latent_dim(self) -> int:
+        """k, the size of z (every layer's, for a deep model)."""
 
     @abc.abstractmethod
-    def encode(self, x: Array) -> Distribution: ...
+    def encode(self, x: Array) -> Distribution:
+        """q(z|x) for x of shape (..., d): a distribution over (..., k)."""
 
     @abc.abstractmethod
-    def decode(self, z: Array): ...
+    def decode(self, z: Array):
+        """p(x|z) for z of shape (..., k): a distribution over (..., d)."""
 
     @abc.abstractmethod
-    def prior(self) -> Distribution: ...
+    def prior(self) -> Distribution:
+        """p(z), a distribution over (k,)."""
 
 
 class VAE(LatentModel):
@@ -52,6 +56,7 @@ class VAE(LatentModel):
 
     @property
     def latent_dim(self) -> int:
+        """k, the posterior family's latent size."""
         return self.posterior.latent_dim
 
     @property
