@@ -15,6 +15,7 @@ from jaxvae.config import ModelConfig
 from jaxvae.deep import BottomUpVAE, Conditional, LadderEncoder, TopDownBlock, TopDownVAE
 from jaxvae.errors import InputError
 from jaxvae.evaluate import log_likelihood, log_likelihood_quadrature, report
+from jaxvae.gaps import fit_posteriors, paired_elbos
 from jaxvae.likelihoods import GaussianPixels
 from jaxvae.objectives import elbo, log_importance_weights
 from jaxvae.posteriors import DiagonalGaussian
@@ -191,6 +192,14 @@ def test_quadrature_of_a_trained_like_model_against_a_dense_float64_grid(inferen
     np.testing.assert_allclose(log_likelihood_quadrature(vae, x), dense, atol=0.01)
 
 
+@pytest.mark.parametrize("inference", MODELS)
+def test_means_below_the_top_layer_are_the_conditional_means(inference):
+    """The figures' z from z_2 alone: z_1 = E[z_1 | z_2] = A z_2 + C in the linear-Gaussian model."""
+    z2 = jnp.array([[-1.0], [0.0], [2.5]])
+    z = MODELS[inference]().prior().means_below(z2)
+    np.testing.assert_allclose(z, np.concatenate([A * np.asarray(z2) + C, z2], axis=1), atol=1e-6)
+
+
 def test_ancestral_samples_have_the_prior_moments():
     """p(z_2) p(z_1 | z_2) drawn from the top: mean (C, 0), covariance [[A^2 + S1^2, A], [A, 1]], each
     within 5 standard errors of 40000 draws."""
@@ -215,6 +224,25 @@ def test_report_gives_every_layers_kl_and_active_units(inference):
     assert sum(out["active_units_per_layer"]) == out["active_units"]
     assert sum(out["kl_per_layer"]) == pytest.approx(out["kl"], abs=0.05 * abs(out["kl"]) + 0.05)
     assert out["elbo"] <= out["log_likelihood"] + 0.05
+
+
+def test_q_star_of_a_bottom_up_model_is_the_true_posterior():
+    """q* of a bottom-up model: the per-example parameters of q(z_1 | x), with the model's own q(z_2 | z_1).
+    With q(z_2 | z_1) the true p(z_2 | z_1, x) and an encoder that is off by nats, the fit must find the true
+    p(z_1 | x) (scipy): its mean within 0.1 of its sd and its variance within 15%, and then ELBO(q*) is log p(x)
+    within 0.01 nats plus 4 Monte Carlo standard errors."""
+    vae = exact_bottom_up()
+    vae = eqx.tree_at(lambda m: m.encoder.bias, vae, vae.encoder.bias + jnp.array([1.5, 1.0]))  # a wrong encoder
+    x = jnp.asarray(X, jnp.float32)
+    assert np.min(log_px() - np.asarray(elbo(vae, x, key=jax.random.PRNGKey(5), samples=2000).elbo)) > 0.5
+    params, _ = fit_posteriors(vae, x, jax.random.PRNGKey(6))
+    coef, offset, var = conditional([2, 3, 4], 0)
+    q_star = vae.posterior_at(params).first
+    np.testing.assert_array_less(np.abs(np.asarray(q_star.mean[:, 0]) - (X @ coef + offset)), 0.1 * np.sqrt(var))
+    np.testing.assert_allclose(np.exp(np.asarray(q_star.log_var[:, 0])), var, rtol=0.15)
+    mc = paired_elbos(vae, x, params, jax.random.PRNGKey(7))
+    error = np.abs(np.asarray(mc["elbo_optimized"]) - log_px())
+    np.testing.assert_array_less(error, 0.01 + 4 * mc["elbo_optimized_se"])
 
 
 def test_deep_configs_that_cannot_work_are_refused():
@@ -305,3 +333,23 @@ def test_a_users_per_layer_network_through_a_model_file(tmp_path):
     assert isinstance(vae.blocks[0].state, eqx.nn.MLP) and vae.blocks[0].state.depth == 2
     assert json.loads((run / "config.json").read_text())["model"]["layers"] == [2, 1]
     assert main(["evaluate", str(run), "--iw-samples", "20", "--n", "10", "--json"]) == 0
+    assert main(["evaluate", str(run), "--n", "3", "--gaps"]) == 2  # a top-down q has no per-example parameters
+
+
+@pytest.mark.slow
+def test_evaluate_gaps_of_a_bottom_up_run(tmp_path, capsys):
+    """`evaluate --gaps` on a bottom-up `--latent-dim 1,1` run: log p(x) by the quadrature over both layers,
+    ELBO(q) <= ELBO(q*) <= log p(x) in the mean, each within 4 of its Monte Carlo standard errors."""
+    import json
+
+    from jaxvae.cli import main
+
+    run = tmp_path / "run"
+    args = ["--latent-dim", "1,1", "--inference", "bottom-up", "--hidden", "16", "--epochs", "1", "--quiet"]
+    assert main(["train", "--out", str(run), *args]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--n", "8", "--iw-samples", "100", "--gaps", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["gaps_log_px"] == "quadrature"
+    assert got["amortization_gap"] > -4 * got["amortization_gap_se"]
+    assert got["approximation_gap"] > -4 * got["approximation_gap_se"]

@@ -3,6 +3,7 @@ written out by hand."""
 
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from PIL import Image
 from jaxvae import plots
 
 G = plots.BORDER  # the grey of gaps and empty tiles
+ONE_LAYER = SimpleNamespace(sizes=(2,))  # what the figures read of a one-layer model with k = 2
 
 
 def test_image_grid_tiles_images_apart_row_by_row():
@@ -86,7 +88,7 @@ def test_latent_scatter_gives_each_class_its_own_colour(tmp_path, monkeypatch):
     places = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0]])
     y = np.repeat(np.array([5, 7, 9]), 50)  # labels need not start at 0
     monkeypatch.setattr(plots, "_posterior_means", lambda vae, x: places[np.searchsorted([5, 7, 9], y)])
-    path = plots.latent_scatter(None, np.zeros((150, 4)), y, tmp_path / "scatter.png")
+    path = plots.latent_scatter(ONE_LAYER, np.zeros((150, 4)), y, tmp_path / "scatter.png")
     pixels = {tuple(p) for p in np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3)}
     assert tab10 & pixels == tab10 - {(214, 39, 40)}
 
@@ -126,10 +128,10 @@ def test_manifold_ticks_name_the_z_each_tile_is_decoded_at(tmp_path, monkeypatch
     from scipy.stats import norm
 
     decoded, saved = [], []
-    monkeypatch.setattr(plots, "_decoded", lambda vae, z: decoded.append(z) or np.zeros((len(z), 64)))
+    monkeypatch.setattr(plots, "_decoded_top", lambda vae, z: decoded.append(z) or np.zeros((len(z), 64)))
     original = plots._save_grid
     monkeypatch.setattr(plots, "_save_grid", lambda *args: saved.append(args) or original(*args))
-    path = plots.manifold(None, (8, 8), tmp_path / "manifold.png", n=12)
+    path = plots.manifold(ONE_LAYER, (8, 8), tmp_path / "manifold.png", n=12)
     (z,) = decoded
     ((_, title, _, (x_ticks, y_ticks, x_label, y_label)),) = saved
     assert "Phi" not in title and "p(x|z)" in title and (x_label.startswith("z1"), y_label) == (True, "z2")
@@ -152,7 +154,7 @@ def test_latent_scatter_legend_names_an_image_folder_s_classes(tmp_path, monkeyp
     monkeypatch.setattr(plots, "_posterior_means", lambda vae, x: np.stack([y, -y], 1).astype(float))
     figures = []
     monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
-    plots.latent_scatter(None, np.zeros((30, 4)), y, tmp_path / "scatter.png", ("ant", "bee", "cat"))
+    plots.latent_scatter(ONE_LAYER, np.zeros((30, 4)), y, tmp_path / "scatter.png", ("ant", "bee", "cat"))
     legend = figures[0].axes[0].get_legend()
     assert [t.get_text() for t in legend.get_texts()] == ["ant", "bee", "cat"]
     assert legend.get_title().get_text() == "class"
@@ -179,3 +181,25 @@ def test_gaps_figure_is_drawn_again_for_its_model_and_removed_when_stale(tmp_pat
     (folder / "gaps.png").write_bytes(b"a figure from before gaps.npz")
     plots.write_figures(None, data, None, folder, [])
     assert not (folder / "gaps.png").exists()
+
+
+def test_a_deep_models_manifold_is_of_the_top_layer_with_the_layers_below_at_their_conditional_means(tmp_path):
+    """`--latent-dim 3,2`: the grid is over z_2, and z_1 is decoded at E[z_1 | z_2], the mean of the
+    prior's conditional p(z_1 | z_2) at each grid point; the scatter shows the top layer."""
+    import jax
+
+    from jaxvae.builder import build_model
+    from jaxvae.config import ModelConfig
+
+    vae = build_model(ModelConfig((64,), latent_dim=5, layers=(3, 2), hidden=(8,)), key=jax.random.PRNGKey(0))
+    decoded = []
+    original = plots._decoded
+    plots._decoded = lambda vae, z: decoded.append(z) or original(vae, z)
+    try:
+        plots.manifold(vae, (8, 8), tmp_path / "manifold.png", n=4)
+    finally:
+        plots._decoded = original
+    (z,) = decoded
+    assert z.shape == (16, 5)
+    expected = np.asarray(vae.prior().down[0](jax.numpy.asarray(z[:, 3:])).mean)
+    np.testing.assert_allclose(z[:, :3], expected, atol=1e-6)

@@ -57,6 +57,14 @@ class DownwardPrior(Layered):
             layers.insert(0, conditional(layers[0]).sample(k))
         return jnp.concatenate(layers, axis=-1)
 
+    def means_below(self, top: Array) -> Array:
+        """z (..., K) from the top layer's z_L (..., k_L), each layer below at its conditional mean
+        E[z_l | z_{l+1}], from the top down."""
+        layers = [top]
+        for conditional in reversed(self.down):
+            layers.insert(0, conditional(layers[0]).mean)
+        return jnp.concatenate(layers, axis=-1)
+
     def log_prob(self, z: Array) -> Array:
         layers = self.layers(z)
         total = self.top.log_prob(layers[-1])
@@ -208,7 +216,12 @@ class BottomUpVAE(DeepVAE):
 
     def encode(self, x: Array) -> BottomUpPosterior:
         """q(z | x) for x (..., d): a distribution over (..., K)."""
-        return BottomUpPosterior(self.sizes, self.posterior(map_examples(self.encoder, x)), self.up)
+        return self.posterior_at(map_examples(self.encoder, x))
+
+    def posterior_at(self, params: Array) -> BottomUpPosterior:
+        """q(z | x) from per-example parameters of q(z_1 | x) (..., posterior.size), what the encoder outputs;
+        the upper layers' q(z_l | z_{l-1}) are the model's own."""
+        return BottomUpPosterior(self.sizes, self.posterior(params), self.up)
 
     def prior(self) -> DownwardPrior:
         """p(z), a distribution over (K,)."""

@@ -81,7 +81,7 @@ def log_likelihood(
 ) -> Array:
     """Importance-weighted bound L_K(x) = logsumexp_k log w_k - log K with K = `samples`, shape (n,), nats.
 
-    The proposal is the encoder's q(z|x), or the posterior family at `params` (n, posterior.size) when given.
+    The proposal is the encoder's q(z|x), or the model's `posterior_at(params)` (n, posterior.size) when given.
 
     The K weights w_k = p(x, z_k) / q(z_k|x) are drawn `chunk` at a time and folded into a running
     logsumexp, `batch` examples at a time: memory grows with batch * chunk * d, not with K or n.

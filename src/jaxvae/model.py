@@ -70,7 +70,11 @@ class VAE(LatentModel):
 
     def encode(self, x: Array) -> Distribution:
         """q(z|x) for x of shape (..., d): a distribution over (..., k)."""
-        return self.posterior(map_examples(self.encoder, x))
+        return self.posterior_at(map_examples(self.encoder, x))
+
+    def posterior_at(self, params: Array) -> Distribution:
+        """q(z|x) from per-example posterior parameters (..., posterior.size), what the encoder outputs."""
+        return self.posterior(params)
 
     def decode(self, z: Array):
         """p(x|z) for z of shape (..., k): a distribution over (..., d)."""

@@ -50,7 +50,7 @@ def elbo(vae: VAE, x: Array, *, key: Array, samples: int = 1, params: Array | No
     The expectation is the mean over `samples` reparameterized draws z ~ q(z|x) (for the seed's
     q, z = mu + sigma * eps); the KL is in closed form where the pair (q, p) has one, otherwise the
     Monte Carlo estimate log q(z) - log p(z) at the same draws (`distributions.kl_terms`).
-    q is the encoder's, or the posterior family at `params` (n, posterior.size) when given.
+    q is the encoder's, or the model's `posterior_at(params)` for `params` (n, posterior.size) when given.
     """
     reconstruction, kl_parts = _reconstruction_and_kl(vae, x, key=key, samples=samples, params=params)
     kl = jnp.sum(kl_parts, axis=-1)
@@ -61,7 +61,7 @@ def _reconstruction_and_kl(
     vae: VAE, x: Array, *, key: Array, samples: int, params: Array | None = None
 ) -> tuple[Array, Array]:
     """The S-sample estimate of E_q[log p(x|z)], shape (n,), and the KL as `kl_terms` splits it, (n, terms)."""
-    q = vae.encode(x) if params is None else vae.posterior(params)
+    q = vae.encode(x) if params is None else vae.posterior_at(params)
     z, log_q = q.sample_and_log_prob(key, (samples,))  # (S, n, k), (S, n)
     reconstruction = jnp.mean(vae.decode(z).log_prob(x), axis=0)
     return reconstruction, kl_terms(q, vae.prior(), z, log_q)
@@ -109,8 +109,8 @@ def kl_weight(beta: float, warmup_epochs: int, epoch: int) -> float:
 
 def log_importance_weights(vae: VAE, x: Array, *, key: Array, samples: int, params: Array | None = None) -> Array:
     """log p(x|z_k) + log p(z_k) - log q(z_k|x) for z_k ~ q(z|x), shape (samples, n); q is the encoder's,
-    or the posterior family at `params` (n, posterior.size) when given."""
-    q = vae.encode(x) if params is None else vae.posterior(params)
+    or the model's `posterior_at(params)` for `params` (n, posterior.size) when given."""
+    q = vae.encode(x) if params is None else vae.posterior_at(params)
     z, log_q = q.sample_and_log_prob(key, (samples,))
     return vae.decode(z).log_prob(x) + vae.prior().log_prob(z) - log_q
 

@@ -74,6 +74,22 @@ def _decoded(vae: VAE, z: np.ndarray) -> np.ndarray:
     return _by_blocks(lambda zb: decoded_means(vae, zb), z)
 
 
+def _decoded_top(vae: VAE, z_top: np.ndarray) -> np.ndarray:
+    """The mean of p(x|z) for z_L (n, k_L) of the top layer, every layer below at its conditional mean
+    E[z_l | z_{l+1}] (z itself for a one-layer model): (n, d)."""
+    if len(vae.sizes) == 1:
+        return _decoded(vae, z_top)
+    return _decoded(vae, np.asarray(vae.prior().means_below(jax.numpy.asarray(z_top))))
+
+
+def _top_coordinates(vae: VAE) -> tuple[str, str]:
+    """How the figures name the top layer's first two coordinates: z1 and z2, or z_L[1] and z_L[2] for a deep
+    model of L layers."""
+    if len(vae.sizes) == 1:
+        return "z1", "z2"
+    return f"z_{len(vae.sizes)}[1]", f"z_{len(vae.sizes)}[2]"
+
+
 @functools.cache
 def import_in_background() -> None:
     """Start importing matplotlib (0.3 s) on a thread of its own, once per process. Training calls this
@@ -166,27 +182,31 @@ def manifold(vae: VAE, shape, path: Path, n: int | None = None) -> Path:
     n = n or (20 if shape[0] >= 16 else 12)
     q = np.array([NormalDist().inv_cdf(p) for p in np.linspace(0.05, 0.95, n)])  # no scipy import: 0.2 s
     z = np.stack(np.meshgrid(q, q[::-1]), axis=-1).reshape(-1, 2).astype(np.float32)
-    grid = image_grid(_decoded(vae, z), shape, n)
+    grid = image_grid(_decoded_top(vae, z), shape, n)
     h, w = shape[:2]
     tiles = range(0, n, max(1, n // 6))
     x_ticks = [(i * (w + GAP) + (w - 1) / 2, f"{q[i]:.2f}") for i in tiles]
     y_ticks = [(i * (h + GAP) + (h - 1) / 2, f"{q[n - 1 - i]:.2f}") for i in tiles]
-    x_label = "z1 (the coordinates of the grid are the 5% to 95% quantiles of N(0, 1))"
+    first, second = _top_coordinates(vae)
+    x_label = f"{first} (the coordinates of the grid are the 5% to 95% quantiles of N(0, 1))"
     title = f"latent space decoded: the mean of p(x|z) on a {n} x {n} grid of z"
-    return _save_grid(grid, title, path, (x_ticks, y_ticks, x_label, "z2"))
+    if len(vae.sizes) > 1:
+        title = f"the mean of p(x|z) on a {n} x {n} grid of the top layer, the layers below at their conditional means"
+    return _save_grid(grid, title, path, (x_ticks, y_ticks, x_label, second))
 
 
 def latent_scatter(vae: VAE, x: np.ndarray, y: np.ndarray | None, path: Path, names: tuple[str, ...] = ()) -> Path:
-    """Posterior means of x coloured by their labels y, named in the legend by `names` (label i is names[i])
-    when given; for k > 2 projected on their first two principal components."""
-    mu = _posterior_means(vae, x)
-    label = ("z1", "z2")
+    """Posterior means of x (of the top layer's z_L for a deep model) coloured by their labels y, named in the
+    legend by `names` (label i is names[i]) when given; for k > 2 projected on their first two principal
+    components."""
+    mu = _posterior_means(vae, x)[:, -vae.sizes[-1] :]
+    label = _top_coordinates(vae)
     if mu.shape[1] > 2:
         centred = mu - mu.mean(0)
         mu = centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T
         label = ("principal component 1", "principal component 2")
     elif mu.shape[1] == 1:
-        mu, label = np.concatenate([mu, np.zeros_like(mu)], 1), ("z1", "")
+        mu, label = np.concatenate([mu, np.zeros_like(mu)], 1), (label[0], "")
     classes = np.unique(y) if y is not None else None
     legend = classes is not None and len(classes) <= 10
     fig = _figure((7.6 if legend else 7, 6), left=0.11, bottom=0.09, right=0.84 if legend else 0.97, top=0.94)
@@ -207,7 +227,9 @@ def latent_scatter(vae: VAE, x: np.ndarray, y: np.ndarray | None, path: Path, na
         points = ax.scatter(mu[:, 0], mu[:, 1], c=y, s=size**2)
         if y is not None:
             fig.colorbar(points, ax=ax, label="label")
-    ax.set(xlabel=label[0], ylabel=label[1], title="test set: posterior means E[z|x]")
+    top = f"the top layer's posterior means E[z_{len(vae.sizes)} | x]"
+    title = "test set: " + ("posterior means E[z|x]" if len(vae.sizes) == 1 else top)
+    ax.set(xlabel=label[0], ylabel=label[1], title=title)
     return _save(fig, path)
 
 
@@ -268,7 +290,7 @@ def write_figures(vae: VAE, data: Dataset, config: RunConfig, folder: Path, metr
         written.append(samples(vae, data.shape, folder / "samples.png", key=key))
         if len(data.x_test) >= 2:
             written.append(interpolations(vae, data.x_test, data.shape, folder / "interpolations.png"))
-        if vae.latent_dim == 2:
+        if vae.sizes[-1] == 2:
             written.append(manifold(vae, data.shape, folder / "latent_manifold.png"))
     gaps = _gaps_again(folder, metrics[-1]["epoch"] if metrics else 0)
     return written + ([gaps] if gaps else [])

@@ -35,8 +35,11 @@ def run(args) -> int:
         return _evaluate_sweep(args)
     config, vae, x, y = run_data(args, args.split, args.checkpoint)
     vae = with_precision(vae, args.precision)
-    if args.gaps and config.model.layers:
-        raise InputError(f"--gaps fits q* for a one-layer model; this run has latent layers {config.model.layers}")
+    if args.gaps and config.model.layers and config.model.inference == "top-down":
+        raise InputError(
+            "--gaps fits q* for one-layer and bottom-up models; a top-down model's q(z|x) has no per-example "
+            "parameters of its own (train with --inference bottom-up)"
+        )
     x = x[: args.n]
     key = jax.random.PRNGKey(args.seed)
     likelihoods = log_likelihoods(vae, x, key, args.iw_samples)  # computed once for the report and the gaps
