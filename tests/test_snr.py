@@ -73,3 +73,23 @@ def test_iwae_encoder_snr_falls_with_k_and_dregs_does_not():
     assert above(s["reparam", 64], s["reparam", 1], "decoder")
     assert not any(above(s["dreg", 1], s["dreg", 64], stat) for stat in ("encoder", "encoder_median"))
     assert above(s["dreg", 64], s["reparam", 64], "encoder")
+
+
+@pytest.mark.parametrize("spread", [1.3, 0.7])
+def test_dregs_encoder_snr_rises_like_sqrt_k_only_where_q_is_wide_enough(spread):
+    """DReG's encoder gradient is sum_k w~_k^2 g_k: for large K its mean falls like 1/K and its sd like
+    K^(-3/2) where E_q[w^4 g^2] is finite, so its SNR rises like sqrt(K). For Gaussians that needs each of
+    q's variances above 3/4 of the posterior's. q = the exact posterior with its means off by 0.2 and its
+    variances times `spread`: at 1.3 the SNR at K = 64 must be over 3 times that at K = 1 (measured 0.95 ->
+    5.2; sqrt(64) = 8 in the limit), at 0.7 (below 3/4) it must not rise (measured 0.83 -> 0.52): where
+    q is narrower than the posterior, as the ELBO's q tends to be, the trend of the papers does not hold.
+    Each comparison at 3 combined standard errors."""
+    vae, *_ = linear_gaussian_vae(exact_posterior=True)
+    shift = jnp.array([0.2, -0.2, np.log(spread), np.log(spread)], jnp.float32)
+    vae = eqx.tree_at(lambda m: m.encoder.layers[0].bias, vae, vae.encoder.layers[0].bias + shift)
+    one, many = (gradient_snr(vae, X, jax.random.PRNGKey(0), Iwae(k, DReG()), repetitions=200) for k in (1, 64))
+    se = np.hypot(one["encoder_se"], many["encoder_se"])
+    if spread > 0.75:
+        assert many["encoder"] - 3 * one["encoder"] > 3 * se
+    else:
+        assert many["encoder"] - one["encoder"] < 3 * se
