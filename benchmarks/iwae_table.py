@@ -30,8 +30,9 @@ import optax
 
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import load_dataset
+from jaxvae.loop import test_examples, training_examples
 from jaxvae.objectives import elbo, iwae, objective_from
-from jaxvae.train import epoch_key, init_state, make_epoch, prepared_data
+from jaxvae.train import epoch_key, init_state, make_epoch
 
 BURDA_NLL = {("vae", 1): 86.76, ("vae", 5): 86.47, ("vae", 50): 86.35, ("iwae", 5): 85.54, ("iwae", 50): 84.78}
 
@@ -96,7 +97,7 @@ def main() -> None:
         objective = "iwae" if name == "iwae" else "elbo"
         tc = TrainConfig(args.dataset, "dynamic", objective, k, 1, batch_size=20, seed=args.seed)
         config = RunConfig(model, tc)
-        x_train, x_test = prepared_data(data, tc)
+        x_train, x_test = training_examples(data, tc), test_examples(data, tc)
         x_train, x_test = x_train[: args.train_examples], x_test[: args.test_examples]
         print(f"{name} k={k}: {len(x_train)} training examples, {sum(e for e, _ in schedule(args.stages))} epochs")
         vae, seconds = train(config, x_train, args.stages)

@@ -25,8 +25,8 @@ import numpy as np
 from iwae_table import log_likelihood, schedule, train
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import load_dataset
+from jaxvae.loop import test_examples, training_examples
 from jaxvae.objectives import elbo
-from jaxvae.train import prepared_data
 
 MODELS = "iwae:5:reparam,iwae:5:dreg,iwae:50:reparam,iwae:50:dreg,miwae:5x10,piwae:5x10"
 
@@ -60,7 +60,7 @@ def main() -> None:
         tc = TrainConfig(
             args.dataset, "dynamic", objective, k, groups=groups, gradient=gradient, batch_size=20, seed=args.seed
         )
-        x_train, x_test = prepared_data(data, tc)
+        x_train, x_test = training_examples(data, tc), test_examples(data, tc)
         x_train, x_test = x_train[: args.train_examples], x_test[: args.test_examples]
         print(f"{spec}: {len(x_train)} training examples, {epochs} epochs", flush=True)
         vae, seconds = train(RunConfig(model, tc), x_train, args.stages)

@@ -10,6 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from jaxvae.cli import main
 from jaxvae.runs import read_metrics
+from jaxvae.sweep import MemberMajor, StepMajor
 
 pytestmark = pytest.mark.slow
 
@@ -70,8 +71,11 @@ def test_resume_keeps_tensorboard_and_supersedes_the_lost_epoch(run, tmp_path):
     assert_scalars_match_metrics(crashed)
 
 
-def test_a_sweep_writes_each_member_s_events(tmp_path):
-    """--seeds 2 --tensorboard: each member's folder holds its own events, its metrics and figures exactly."""
+@pytest.mark.parametrize("schedule", [StepMajor, MemberMajor], ids=["step-major", "member-major"])
+def test_a_sweep_writes_each_member_s_events(tmp_path, monkeypatch, schedule):
+    """--seeds 2 --tensorboard, in each schedule: each member's folder holds its own events, its metrics and
+    figures exactly."""
+    monkeypatch.setattr("jaxvae.sweep.schedule", lambda configs: schedule)
     out = tmp_path / "sweep"
     assert main(["train", "--out", str(out), "--epochs", "2", "--seeds", "2", *ARGS]) == 0
     for name in ("seed-0", "seed-1"):

@@ -1,5 +1,6 @@
-"""Sweeps: each member is the run `jaxvae train` with its seed and setting alone would give; resume is exact;
-a diverging member stops alone; early stopping is per member; evaluate reports every member."""
+"""Sweeps: each member is the run `jaxvae train` with its seed and setting alone would give, in both schedules
+(step-major and member-major); resume is exact; a diverging member stops alone; early stopping is per member;
+evaluate reports every member."""
 
 import json
 
@@ -15,7 +16,7 @@ from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import load_dataset
 from jaxvae.evaluate import mean_elbo
 from jaxvae.runs import read_metrics
-from jaxvae.sweep import fit_sweep, member_configs
+from jaxvae.sweep import MemberMajor, StepMajor, fit_sweep, member_configs
 from jaxvae.train import fit, init_state, state_shapes
 
 TIMING = ("seconds", "examples_per_second")
@@ -25,6 +26,13 @@ TIMING = ("seconds", "examples_per_second")
 def no_figures(monkeypatch):
     """Figures are tested elsewhere; here they would only cost time."""
     monkeypatch.setattr("jaxvae.plots.write_figures", lambda *args: None)
+
+
+@pytest.fixture(params=[StepMajor, MemberMajor], ids=["step-major", "member-major"])
+def schedule(request, monkeypatch):
+    """Each schedule in turn, as the one `sweep.schedule` chooses."""
+    monkeypatch.setattr("jaxvae.sweep.schedule", lambda configs: request.param)
+    return request.param
 
 
 def cli(capsys, *args):
@@ -73,7 +81,58 @@ def test_members_are_the_separate_runs(tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_after_a_kill_is_bit_identical(tmp_path, capsys):
+def test_member_major_and_step_major_train_the_same_members_and_member_major_is_the_separate_run(tmp_path):
+    """4 members (2 seeds, static binarization: each member its own training data, x 2 beta values, with
+    validation): the two schedules' metrics within 1e-3 nats and parameters within 1e-4 (float sums in another
+    order); member-major's last member against its separate run (`train.fit`) within 1e-5 nats, the same
+    program but for its traced learning rate."""
+    data = load_dataset("digits")
+    base = small_config(binarize="static", lr=3e-3, validation_fraction=0.2)
+    configs = member_configs(base, 2, ("beta", (0.5, 1.0)))
+    for trainer in (StepMajor, MemberMajor):
+        fit_sweep(configs, data, tmp_path / trainer.__name__, progress=False, trainer=trainer)
+    name = "beta-1-seed-1"
+    fit(configs[name], data, tmp_path / name, progress=False)
+    keys = ("train_elbo", "test_elbo", "test_kl", "validation_elbo")
+    for member in configs:
+        step, each = (read_metrics(tmp_path / trainer.__name__ / member) for trainer in (StepMajor, MemberMajor))
+        assert [m["epoch"] for m in step] == [m["epoch"] for m in each] == [1, 2]
+        for key in keys:
+            np.testing.assert_allclose([m[key] for m in each], [m[key] for m in step], atol=1e-3)
+        a, b = (
+            checkpoint.restore(tmp_path / t.__name__ / member / "checkpoints" / "epoch-00002.eqx", state_shapes(base))
+            for t in (StepMajor, MemberMajor)
+        )
+        for x, y in zip(*(jax.tree.leaves(eqx.filter(s, eqx.is_array)) for s in (a, b)), strict=True):
+            np.testing.assert_allclose(x, y, atol=1e-4)
+    alone, member = read_metrics(tmp_path / name), read_metrics(tmp_path / "MemberMajor" / name)
+    for key in keys:
+        np.testing.assert_allclose([m[key] for m in member], [m[key] for m in alone], rtol=0, atol=1e-5)
+    assert len({read_metrics(tmp_path / "MemberMajor" / n)[-1]["train_elbo"] for n in configs}) == len(configs)
+
+
+def test_the_schedule_is_step_major_only_where_the_members_states_are_small_and_fit_the_cache(monkeypatch):
+    """`sweep.schedule` on a CPU: step-major for several members while one member's state is at most twice the
+    L2 cache and N states fit the last-level cache (at most 32 MiB of it); member-major otherwise."""
+    from jaxvae.sweep import schedule, state_bytes
+
+    config = small_config()
+    each = state_bytes(config)  # parameters and Adam's two moments: 3 x 2,244 float32, and 2 int32 counts
+    assert each == 3 * 2244 * 4 + 2 * 4
+    for l2, last_level, members, chosen in [
+        (each, 4 * each, 4, StepMajor),
+        (each, 4 * each, 5, MemberMajor),  # the states overflow the last-level cache
+        (each, 4 * each, 1, MemberMajor),  # nothing to share
+        (each // 2 - 1, 4 * each, 2, MemberMajor),  # one state is more than twice the L2 cache
+        (each, 2**40, 32 * 2**20 // each, StepMajor),  # a reported cache counts up to 32 MiB
+        (each, 2**40, 32 * 2**20 // each + 1, MemberMajor),
+    ]:
+        monkeypatch.setattr("jaxvae.sweep.cpu_caches", lambda l2=l2, last_level=last_level: (l2, last_level))
+        assert schedule(member_configs(config, members, None)) is chosen, (l2, last_level, members)
+
+
+@pytest.mark.slow
+def test_resume_after_a_kill_is_bit_identical(tmp_path, schedule, capsys):
     """3 epochs at once, against 2 epochs then --resume to 3 with member seed-1's epoch-2 checkpoint gone (a
     kill between two members' writes): the same metrics and byte-identical checkpoints, best.eqx included."""
     args = ["--hidden", "16", "--seeds", "2", "--validation-fraction", "0.2", "--quiet"]
@@ -92,11 +151,11 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_ctrl_c_finishes_the_epoch_saves_every_member_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
+def test_ctrl_c_finishes_the_epoch_saves_every_member_and_says_how_to_resume(tmp_path, schedule, capsys, monkeypatch):
     """A Ctrl-C during the first epoch (the flag train's SIGINT handler sets, set from the start here)."""
     import contextlib
 
-    monkeypatch.setattr("jaxvae.sweep.stop_after_epoch_on_interrupt", lambda: contextlib.nullcontext([True]))
+    monkeypatch.setattr("jaxvae.loop.stop_after_epoch_on_interrupt", lambda: contextlib.nullcontext([True]))
     out = tmp_path / "sweep"
     code, _, err = cli(capsys, "train", "--out", str(out), "--hidden", "16", "--seeds", "2", "--quiet")
     assert code == 130 and f"continue with: jaxvae train --resume --out {out}" in err
@@ -112,7 +171,7 @@ def test_ctrl_c_message_comes_on_its_own_line_after_the_progress_bar(tmp_path, c
     import contextlib
     import gc
 
-    monkeypatch.setattr("jaxvae.sweep.stop_after_epoch_on_interrupt", lambda: contextlib.nullcontext([True]))
+    monkeypatch.setattr("jaxvae.loop.stop_after_epoch_on_interrupt", lambda: contextlib.nullcontext([True]))
     out = tmp_path / "sweep"
     code, _, err = cli(capsys, "train", "--out", str(out), "--hidden", "16", "--seeds", "2")
     gc.collect()
@@ -122,7 +181,7 @@ def test_ctrl_c_message_comes_on_its_own_line_after_the_progress_bar(tmp_path, c
 
 
 @pytest.mark.slow
-def test_diverging_and_early_stopping_members_stop_alone_and_evaluate_reports_the_rest(tmp_path, capsys):
+def test_diverging_and_early_stopping_members_stop_alone_and_evaluate_reports_the_rest(tmp_path, schedule, capsys):
     """lr 1e9 diverges in epoch 1 and leaves no checkpoint; lr 1e-30 leaves the weights unchanged, so with
     patience 2 it stops after epoch 3 (validation ELBO never beats epoch 1's); lr 1e-3 trains all 5 epochs."""
     out = tmp_path / "sweep"

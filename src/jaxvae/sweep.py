@@ -18,53 +18,46 @@ import dataclasses
 import functools
 import itertools
 import json
-import math
+import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import Array
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from jaxvae import board, checkpoint, model_file, parallel, plots
+from jaxvae import board, checkpoint, loop, model_file, parallel, plots
 from jaxvae.config import HardwareConfig, RunConfig, TrainConfig
-from jaxvae.data import Dataset, binarized, split_validation
+from jaxvae.data import Dataset
 from jaxvae.errors import Diverged, InputError
 from jaxvae.evaluate import mean_elbo
-from jaxvae.keys import DataSeed, Run, run_key
-from jaxvae.objectives import kl_weight, objective_from
+from jaxvae.keys import Run, run_key
+from jaxvae.model import VAE
+from jaxvae.objectives import objective_from
 from jaxvae.runs import (
     CHECKPOINTS,
     CONFIG,
     FIGURES,
     METRICS,
-    best_validation,
     epoch_checkpoints,
-    epoch_record,
     nothing_to_train,
     read_metrics,
-    stopped_early,
-    write_epoch,
 )
 from jaxvae.train import (
     TrainState,
     check_data,
     epoch_key,
-    epoch_plan,
+    epoch_program,
     initial_state,
-    kl_estimator_of,
     make_optimizer,
     make_step,
-    prepared_data,
     resume_state,
-    scan_steps,
     state_shapes,
-    stop_after_epoch_on_interrupt,
 )
 
 SWEEP = "sweep.json"
@@ -113,8 +106,7 @@ def memory_needed(configs: dict[str, RunConfig], data: Dataset) -> tuple[int, in
     """(bytes every sweep needs, bytes each member adds) on the device: the data, stored once (once per member
     when static binarization differs between seeds), and per member its training state twice (the state, and
     the gradients and updates of a step)."""
-    config = next(iter(configs.values()))
-    state = sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(state_shapes(config)))
+    state = state_bytes(next(iter(configs.values())))
     train, test = (4 * x.size for x in (data.x_train, data.x_test))
     if _per_member_data(configs):
         return test, 2 * state + train  # the validation examples are part of x_train's count
@@ -151,6 +143,17 @@ def check(configs: dict[str, RunConfig], data: Dataset, device_budget: int | Non
         )
 
 
+def member_epoch(static, config: TrainConfig):
+    """One member's epoch, uncompiled: epoch(params, opt_state, x (n, d), key, objective, lr) -> (params,
+    opt_state, mean bounds, all finite), the learning rate traced (Adam's, `train.make_optimizer`)."""
+
+    def epoch(params, opt_state, x, key, objective, lr):
+        step = make_step(static, make_optimizer(config, lr), config)
+        return epoch_program(step, config.batch_size)(params, opt_state, x, key, objective)
+
+    return epoch
+
+
 def make_sweep_epoch(static, config: TrainConfig, data_axis: int | None, key_axis: int | None):
     """One epoch of every member as one compiled program: `jax.vmap` of the epoch over stacked states.
 
@@ -159,25 +162,61 @@ def make_sweep_epoch(static, config: TrainConfig, data_axis: int | None, key_axi
     `data_axis` 0. A member that is not active, or whose epoch was not finite, keeps its state.
     With `key_axis` None, every member gets the same key: the same data order, one gather per batch.
     """
+    epoch = member_epoch(static, config)
 
-    def member_epoch(params, opt_state, x, key, objective, lr, active):
-        step = make_step(static, make_optimizer(config, lr), config)
-        idx, weights, keys = epoch_plan(key, x.shape[0], config.batch_size)
-        trained = scan_steps(step, params, opt_state, (idx, weights, keys), lambda i: x[i], None, objective)
-        new_params, new_opt_state, sums, finite = trained
+    def masked_epoch(params, opt_state, x, key, objective, lr, active):
+        new_params, new_opt_state, means, finite = epoch(params, opt_state, x, key, objective, lr)
         keep = active & finite
         params, opt_state = jax.tree.map(
             lambda new, old: jnp.where(keep, new, old), (new_params, new_opt_state), (params, opt_state)
         )
-        return params, opt_state, jax.tree.map(lambda s: s / x.shape[0], sums), finite
+        return params, opt_state, means, finite
 
     in_axes = (0, 0, data_axis, key_axis, 0, 0, 0)
-    return jax.jit(jax.vmap(member_epoch, in_axes=in_axes), donate_argnums=(0, 1))
+    return jax.jit(jax.vmap(masked_epoch, in_axes=in_axes), donate_argnums=(0, 1))
 
 
 def stack(trees: list):
     """The trees (of one structure) with each array stacked along a new leading axis, one row per tree."""
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def state_bytes(config: RunConfig) -> int:
+    """Bytes of one member's training state: its parameters and Adam's moments."""
+    return sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(state_shapes(config)))
+
+
+def cpu_caches() -> tuple[int, int]:
+    """(the per-core L2 cache, the last-level cache) of this CPU in bytes: from sysfs, else `os.sysconf`, else
+    1 MiB and 32 MiB."""
+    found = {}
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if (index / "type").read_text().strip() != "Instruction":
+                size = (index / "size").read_text().strip()
+                level = int((index / "level").read_text())
+                found[level] = int(size.rstrip("KMG")) * {"K": 2**10, "M": 2**20, "G": 2**30}.get(size[-1], 1)
+    for level, name in ((2, "SC_LEVEL2_CACHE_SIZE"), (3, "SC_LEVEL3_CACHE_SIZE")):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            found.setdefault(level, os.sysconf(name))
+    found = {level: size for level, size in found.items() if size > 0}
+    return found.get(2, 2**20), found[max(found)] if max(found, default=0) > 2 else 32 * 2**20
+
+
+def schedule(configs: dict[str, RunConfig]) -> type:
+    """The members' schedule: `StepMajor` on an accelerator; on a CPU, where there are several members, one
+    member's state (`state_bytes`) is at most twice the per-core L2 cache and all members' states together fit
+    the last-level cache, but at most 32 MiB of it (a virtual machine reports its host's whole cache, which it
+    shares); else `MemberMajor`.
+
+    Measured (docs/performance.md, "Seeds and sweeps"): where a member's state is larger, a step is long
+    enough that sharing its fixed costs gains nothing, and the stacked states only add memory traffic;
+    where the states overflow the cache, they stream from DRAM at every step.
+    """
+    each, members = state_bytes(next(iter(configs.values()))), len(configs)
+    l2, last_level = cpu_caches()
+    fits = members > 1 and each <= 2 * l2 and members * each <= min(last_level, 32 * 2**20)
+    return StepMajor if jax.default_backend() != "cpu" or fits else MemberMajor
 
 
 def initial_states(configs: dict[str, RunConfig]) -> TrainState:
@@ -197,9 +236,11 @@ def fit_sweep(
     resume: bool = False,
     progress: bool = True,
     device_budget: int | None = None,
+    trainer: type | None = None,
 ) -> dict[str, str]:
     """Train every member together, each into its run folder out/NAME; returns name -> how it ended
-    ("finished", "stopped early at epoch E", "diverged in epoch E").
+    ("finished", "stopped early at epoch E", "diverged in epoch E"). `trainer`: the schedule, `StepMajor`
+    or `MemberMajor` (default: the one `schedule` chooses).
 
     With `resume`, each member continues from its own latest checkpoint; when no member has epochs left
     (`runs.nothing_to_train`), nothing is written and each member's reason is returned. A first Ctrl-C finishes the
@@ -225,22 +266,22 @@ def fit_sweep(
                 if not resume:
                     config.save(out / name / CONFIG)
                     checkpoint.write_atomically(out / name / METRICS, b"")
-            members = [_describe(name, config) for name, config in configs.items()]
-            checkpoint.write_atomically(out / SWEEP, (json.dumps({"members": members}, indent=2) + "\n").encode())
+            described = {"members": [_describe(name, config) for name, config in configs.items()]}
+            checkpoint.write_atomically(out / SWEEP, (json.dumps(described, indent=2) + "\n").encode())
         except OSError as e:
             raise InputError(f"cannot write the sweep folder {out}: {e.strerror}") from None
         if resume:
-            states = [resume_state(config, out / name) for name, config in configs.items()]
-            state = stack(states)
+            state = stack([resume_state(config, out / name) for name, config in configs.items()])
         else:
             state = initial_states(configs)
-        with contextlib.ExitStack() as contexts:
-            stop = contexts.enter_context(stop_after_epoch_on_interrupt())
-            events = {  # each member's TensorBoard writer, or None
-                name: contexts.enter_context(board.writer(out / name, int(done), config.train.tensorboard))
-                for (name, config), done in zip(configs.items(), np.asarray(state.epoch), strict=True)
-            }
-            ended = _train_members(configs, data, out, state, progress, stop, events)
+        first = next(iter(configs.values()))
+        training, x_test, x_valid = loop.held_out(data, first.train)
+        epochs = (trainer or schedule(configs))(state, list(configs.values()), training_sets(configs, training))
+        members = [
+            loop.Member.resumed(name, config, out / name, int(done))
+            for (name, config), done in zip(configs.items(), np.asarray(state.epoch), strict=True)
+        ]
+        ended = loop.train(members, epochs, x_test, x_valid, _report_diverged, progress=progress)
         if all(how.startswith("diverged") for how in ended.values()):
             diverged = "; ".join(f"{name} {how}" for name, how in ended.items())
             raise Diverged(f"every member diverged: {diverged} (try a smaller --lr)")
@@ -259,102 +300,118 @@ def fit_sweep(
     return ended
 
 
-def _train_members(
-    configs: dict[str, RunConfig],
-    data: Dataset,
-    out: Path,
-    state: TrainState,
-    progress: bool,
-    stop: list[bool],
-    events: dict,
-) -> dict[str, str]:
-    """Train the members from `state` to their epochs; `events`: name -> the member's TensorBoard writer or
-    None. Returns how each ended (see `fit_sweep`)."""
-    names = list(configs)
+def _report_diverged(member: loop.Member, epoch: int):
+    found = epoch_checkpoints(member.run_dir)
+    kept = f"; its last good checkpoint is {found[-1]}" if found else ""
+    tqdm.write(f"jaxvae: {member.name}: non-finite loss in epoch {epoch}: it stopped{kept}", file=sys.stderr)
+
+
+def training_sets(configs: dict[str, RunConfig], data: Dataset) -> list[Array]:
+    """Each member's training array (n, d) on the device: one array shared by all, unless static
+    binarization with different seeds gives each member its own (`loop.training_examples`)."""
     trains = [c.train for c in configs.values()]
-    tc = trains[0]  # what the members share: epochs, batches, objective, binarization, validation, patience
-    data, x_valid = split_validation(data, tc.validation_fraction)
-    x_valid = jnp.asarray(binarized(x_valid, tc.binarize, DataSeed.VALIDATION_BINARIZATION))
-    x_test = jnp.asarray(prepared_data(data, tc)[1])
     if _per_member_data(configs):
-        x_train, data_axis = jnp.stack([prepared_data(data, t)[0] for t in trains]), 0
-    else:
-        x_train, data_axis = jnp.asarray(prepared_data(data, tc)[0], jnp.float32), None
-    n = x_train.shape[-2]
-    seeds = [t.seed for t in trains]
-    key_axis = None if len(set(seeds)) == 1 else 0
-    params, static = eqx.partition(state.vae, eqx.is_inexact_array)
-    opt_state = state.opt_state
-    run_epoch = make_sweep_epoch(static, tc, data_axis, key_axis)
-    evaluate = jax.jit(jax.vmap(lambda p, k, x: mean_elbo(eqx.combine(p, static), x, k), in_axes=(0, 0, None)))
-    test_keys = jnp.stack([run_key(s, Run.TEST) for s in seeds])
-    valid_keys = jnp.stack([run_key(s, Run.VALIDATION) for s in seeds])
-    objectives = [objective_from(c) for c in configs.values()]
-    lr = jnp.asarray([t.lr for t in trains], jnp.float32)
-    done = [int(e) for e in np.asarray(state.epoch)]
-    best = [best_validation(read_metrics(out / name)) for name in names]
-    ended: dict[str, str] = {}
-    kl = kl_estimator_of(eqx.combine(jax.tree.map(lambda a: a[0], params), static), x_test)
-    bar = tqdm(total=tc.epochs - min(done), desc=f"training {len(names)} members", unit="epoch", disable=not progress)
-    while True:
-        for i, name in enumerate(names):
-            if name not in ended and done[i] >= tc.epochs:
-                ended[name] = "finished"
-            elif name not in ended and stopped_early(tc, done[i], best[i][1]):
-                ended[name] = f"stopped early at epoch {done[i]}"
-        active = [name not in ended for name in names]
-        if not any(active):
-            break
-        epochs = [e + 1 for e in done]
-        keys = jnp.stack([epoch_key(s, e) for s, e in zip(seeds, epochs, strict=True)])
-        weighted = [
-            o.with_kl_weight(jnp.float32(kl_weight(t.beta, t.kl_warmup_epochs, e)))
-            for o, t, e in zip(objectives, trains, epochs, strict=True)
-        ]
-        began = time.perf_counter()
-        params, opt_state, train, finite = run_epoch(
-            params, opt_state, x_train, keys if key_axis == 0 else keys[0], stack(weighted), lr, jnp.asarray(active)
+        return [jnp.asarray(loop.training_examples(data, t)) for t in trains]
+    return [jnp.asarray(loop.training_examples(data, trains[0]), jnp.float32)] * len(trains)
+
+
+def _epoch_inputs(configs: list[TrainConfig], objectives: list, plan: loop.Plan) -> tuple[list, list]:
+    """Each member's epoch key and objective at its KL weight; a frozen member's (None in `plan`) those of
+    epoch 0 at weight 1, which its masked epoch ignores."""
+    keys, weighted = [], []
+    for t, objective, planned in zip(configs, objectives, plan, strict=True):
+        epoch, beta = planned or (0, 1.0)
+        keys.append(epoch_key(t.seed, epoch))
+        weighted.append(objective.with_kl_weight(jnp.float32(beta)))
+    return keys, weighted
+
+
+def _floats(means: dict, finite) -> tuple[dict[str, float], bool]:
+    return {k: float(v) for k, v in means.items()}, bool(finite)
+
+
+class StepMajor:
+    """The members step by step together (a `loop.Trainer`): their states stacked along a leading axis,
+    every member's epoch one `jax.vmap`ped program (`make_sweep_epoch`), evaluated by a vmapped
+    `mean_elbo`. The products grow by the number of members and each step's fixed costs are paid once."""
+
+    def __init__(self, state: TrainState, configs: list[RunConfig], xs: list[Array]):
+        self.configs = [c.train for c in configs]
+        self.objectives = [objective_from(c) for c in configs]
+        self.lr = jnp.asarray([t.lr for t in self.configs], jnp.float32)
+        self.params, self.static = eqx.partition(state.vae, eqx.is_inexact_array)
+        self.opt_state, self.examples = state.opt_state, xs[0].shape[0]
+        shared = all(x is xs[0] for x in xs)
+        self.x, data_axis = (xs[0], None) if shared else (jnp.stack(xs), 0)
+        tc = self.configs[0]
+        self.epochs = {axis: make_sweep_epoch(self.static, tc, data_axis, axis) for axis in (None, 0)}
+        vmapped = jax.vmap(lambda p, k, x: mean_elbo(eqx.combine(p, self.static), x, k), in_axes=(0, 0, None))
+        self.mean_elbos = jax.jit(vmapped)
+        self.host = None  # a host copy of (params, opt_state), made once per epoch for the checkpoints
+
+    def epoch(self, plan):
+        keys, objectives = _epoch_inputs(self.configs, self.objectives, plan)
+        active = [p is not None for p in plan]
+        # one seed, its active members at one epoch: one key (data order) for all, one gather per batch
+        one_order = len({t.seed for t in self.configs}) == 1 and len({p[0] for p in plan if p is not None}) == 1
+        key_axis = None if one_order else 0
+        key = keys[active.index(True)] if key_axis is None else jnp.stack(keys)
+        self.params, self.opt_state, means, finite = self.epochs[key_axis](
+            self.params, self.opt_state, self.x, key, stack(objectives), self.lr, jnp.asarray(active)
         )
-        plots.import_in_background()  # while the epoch computes, for the figures at the end
-        train, finite = jax.device_get((train, finite))  # waits for the epoch
-        trained = time.perf_counter()
-        test = jax.device_get(evaluate(params, test_keys, x_test))
-        valid = jax.device_get(evaluate(params, valid_keys, x_valid)["elbo"]) if len(x_valid) else None
-        host_params, host_opt_state = jax.device_get((params, opt_state))
-        seconds = time.perf_counter() - began
-        for i, name in enumerate(names):
-            if not active[i]:
+        self.host = None
+        means, finite = jax.device_get((means, finite))
+        return [_floats({k: v[i] for k, v in means.items()}, finite[i]) if a else None for i, a in enumerate(active)]
+
+    def evaluate(self, x, keys, active):
+        means = jax.device_get(self.mean_elbos(self.params, jnp.stack(keys), x))
+        return [{k: float(v[i]) for k, v in means.items()} if a else None for i, a in enumerate(active)]
+
+    def model(self, i: int) -> VAE:
+        return eqx.combine(jax.tree.map(lambda a: a[i], self.params), self.static)
+
+    def state(self, i: int, epoch: int) -> TrainState:
+        if self.host is None:
+            self.host = jax.device_get((self.params, self.opt_state))
+        params, opt_state = jax.tree.map(lambda a: a[i], self.host)
+        return TrainState(eqx.combine(params, self.static), opt_state, jnp.asarray(epoch, jnp.int32))
+
+
+class MemberMajor:
+    """The members one after another (a `loop.Trainer`): each member's whole epoch in turn, its state
+    resident in the cache, by one compiled member epoch (`member_epoch`, the learning rate traced) called
+    once per member; all members' epochs are dispatched before the first result is read."""
+
+    def __init__(self, state: TrainState, configs: list[RunConfig], xs: list[Array]):
+        self.configs = [c.train for c in configs]
+        self.objectives = [objective_from(c) for c in configs]
+        params, self.static = eqx.partition(state.vae, eqx.is_inexact_array)
+        self.states = [jax.tree.map(lambda a, i=i: a[i], (params, state.opt_state)) for i in range(len(configs))]
+        self.xs, self.examples = xs, xs[0].shape[0]
+        self.run_epoch = jax.jit(member_epoch(self.static, self.configs[0]), donate_argnums=(0, 1))
+
+    def epoch(self, plan):
+        keys, objectives = _epoch_inputs(self.configs, self.objectives, plan)
+        results = []
+        for i, planned in enumerate(plan):
+            if planned is None:
+                results.append(None)
                 continue
-            if not (finite[i] and math.isfinite(test["elbo"][i])):
-                kept = f"; its last good checkpoint is {epoch_checkpoints(out / name)[-1]}" if done[i] else ""
-                ended[name] = f"diverged in epoch {epochs[i]}"
-                tqdm.write(f"jaxvae: {name}: non-finite loss in epoch {epochs[i]}: it stopped{kept}", file=sys.stderr)
-                continue
-            record = epoch_record(
-                epochs[i],
-                {k: v[i] for k, v in train.items()},
-                {k: v[i] for k, v in test.items()},
-                kl_weight(trains[i].beta, trains[i].kl_warmup_epochs, epochs[i]),
-                kl,
-                seconds,
-                n / (trained - began),
-                None if valid is None else valid[i],
-            )
-            member = jax.tree.map(lambda a, i=i: a[i], (host_params, host_opt_state))
-            member_state = TrainState(eqx.combine(member[0], static), member[1], jnp.asarray(epochs[i], jnp.int32))
-            improved = valid is not None and record["validation_elbo"] > best[i][0]
-            if improved:
-                best[i] = (record["validation_elbo"], epochs[i])
-            if events[name] is not None:  # before the checkpoint: a resumed run purges events from its first epoch on
-                board.add_epoch(events[name], record)
-            write_epoch(out / name, record, member_state, trains[i].keep_checkpoints, improved)
-            done[i] = epochs[i]
-        bar.update(1)
-        if stop[0]:
-            bar.close()  # now, so that the command's message comes after the bar, not glued to it
-            raise KeyboardInterrupt(f"stopped after epoch {max(done)}")
-    bar.close()
-    return {name: ended[name] for name in names}
+            lr = jnp.float32(self.configs[i].lr)
+            params, opt_state, means, finite = self.run_epoch(*self.states[i], self.xs[i], keys[i], objectives[i], lr)
+            self.states[i] = (params, opt_state)  # a diverged member's state is not written: it is frozen
+            results.append((means, finite))
+        return [None if r is None else _floats(*r) for r in jax.device_get(results)]
+
+    def evaluate(self, x, keys, active):
+        means = [mean_elbo(self.model(i), x, keys[i]) if a else None for i, a in enumerate(active)]
+        return [None if m is None else {k: float(v) for k, v in m.items()} for m in jax.device_get(means)]
+
+    def model(self, i: int) -> VAE:
+        return eqx.combine(self.states[i][0], self.static)
+
+    def state(self, i: int, epoch: int) -> TrainState:
+        return TrainState(self.model(i), self.states[i][1], jnp.asarray(epoch, jnp.int32))
 
 
 def groups(out: Path) -> dict[str, list[str]]:

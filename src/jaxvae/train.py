@@ -4,14 +4,9 @@ Training writes a run folder (see `runs`). Random keys are derived from the seed
 so the same seed gives the same numbers and a resumed run continues the same stream.
 """
 
-import contextlib
 import dataclasses
 import functools
-import math
 import shutil
-import signal
-import threading
-import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -22,20 +17,18 @@ import numpy as np
 import optax
 from jax import Array
 from jax.sharding import Mesh
-from tqdm.auto import tqdm
 
-from jaxvae import board, checkpoint, model_file, parallel, plots, runs
+from jaxvae import board, checkpoint, loop, model_file, parallel, plots, runs
 from jaxvae.checkpoint import restore
 from jaxvae.config import BERNOULLI_FAMILY, HardwareConfig, RunConfig, TrainConfig
-from jaxvae.data import Dataset, batch_indices, binarized, split_validation
-from jaxvae.distributions import kl_estimator
+from jaxvae.data import Dataset, batch_indices
 from jaxvae.errors import Diverged, InputError
 from jaxvae.evaluate import mean_elbo
-from jaxvae.keys import DataSeed, Run, run_key
+from jaxvae.keys import Run, run_key
 from jaxvae.model import VAE
 from jaxvae.model_file import Builder
 from jaxvae.networks import with_precision
-from jaxvae.objectives import Objective, kl_weight, objective_from
+from jaxvae.objectives import Objective, objective_from
 
 
 class TrainState(NamedTuple):
@@ -154,17 +147,23 @@ def make_epoch(static, optimizer: optax.GradientTransformation, config: TrainCon
     the mean bounds a dict like `batch_loss`'s sums; the objective's scalars are traced (no recompilation).
     With a `mesh`, each batch is split across its devices (x_train and the parameters replicated).
     """
-    step = make_step(static, optimizer, config)
+    epoch = epoch_program(make_step(static, optimizer, config), config.batch_size, mesh)
+    replicated = None if mesh is None else parallel.replicated(mesh)  # outputs as the inputs: no recompiling
+    return jax.jit(epoch, donate_argnums=(0, 1), out_shardings=replicated)
+
+
+def epoch_program(step, batch_size: int, mesh: Mesh | None = None):
+    """The epoch, uncompiled: epoch(params, opt_state, x (n, d), key, objective) -> (params, opt_state, mean
+    bounds, all finite), shuffling x into batches of `batch_size` and scanning `step` over them."""
 
     def epoch(params, opt_state, x, key, objective):
-        idx, weights, keys = epoch_plan(key, x.shape[0], config.batch_size)
+        idx, weights, keys = epoch_plan(key, x.shape[0], batch_size)
         params, opt_state, sums, finite = scan_steps(
             step, params, opt_state, (idx, weights, keys), lambda i: x[i], mesh, objective
         )
         return params, opt_state, jax.tree.map(lambda s: s / x.shape[0], sums), finite
 
-    replicated = None if mesh is None else parallel.replicated(mesh)  # outputs as the inputs: no recompiling
-    return jax.jit(epoch, donate_argnums=(0, 1), out_shardings=replicated)
+    return epoch
 
 
 def make_chunk(static, optimizer: optax.GradientTransformation, config: TrainConfig, mesh: Mesh | None = None):
@@ -238,13 +237,6 @@ def check_data(data: Dataset, config: RunConfig, *, training: bool = True) -> No
     model_file.check(config.model)
 
 
-def prepared_data(data: Dataset, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Train and test arrays after binarization; dynamic binarization of training data happens in the step."""
-    test = binarized(data.x_test, config.binarize, DataSeed.TEST_BINARIZATION)
-    train = data.x_train if config.binarize == "dynamic" else binarized(data.x_train, config.binarize, config.seed)
-    return train, test
-
-
 def fit(
     config: RunConfig,
     data: Dataset,
@@ -293,9 +285,12 @@ def fit(
             except OSError as e:
                 raise InputError(f"cannot write the run folder {run_dir}: {e.strerror}") from None
         state = resume_state(config, run_dir, build) if resume else init_state(config, build)
-        tensorboard = writer and config.train.tensorboard
-        with stop_after_epoch_on_interrupt() as stop, board.writer(run_dir, int(state.epoch), tensorboard) as events:
-            vae = _train_epochs(config, objective, data, run_dir, state, progress, stop, mesh, device_budget, events)
+        training, x_test, x_valid = loop.held_out(data, config.train)
+        x_train = loop.training_examples(training, config.train)
+        trainer = RunTrainer(state, config.train, objective, x_train, mesh, device_budget)
+        member = loop.Member.resumed("run", config, run_dir, int(state.epoch))
+        loop.train([member], trainer, x_test, x_valid, _raise_diverged, progress=progress, write=writer)
+        vae = trainer.model(0)
     except BaseException:
         if writer and created and not any((run_dir / runs.CHECKPOINTS).glob("*.eqx")):
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -325,6 +320,41 @@ def _epoch_runner(static, tc: TrainConfig, x_train: np.ndarray, mesh: Mesh, devi
     )
 
 
+class RunTrainer:
+    """A single run's epochs (a `loop.Trainer` of one member): its state replicated over the devices of
+    `mesh`, each batch split across them, the training data x_train (n, d) on the devices when it fits
+    `device_budget`, else streamed from the host (`stream_epoch`)."""
+
+    def __init__(self, state: TrainState, config: TrainConfig, objective: Objective, x_train, mesh, device_budget):
+        params, self.static = eqx.partition(state.vae, eqx.is_inexact_array)
+        self.params, self.opt_state = parallel.replicate((params, state.opt_state), mesh)
+        self.run_epoch = _epoch_runner(self.static, config, x_train, mesh, device_budget)
+        self.seed, self.objective, self.examples = config.seed, objective, len(x_train)
+
+    def epoch(self, plan):
+        ((epoch, beta),) = plan
+        objective = self.objective.with_kl_weight(jnp.asarray(beta, jnp.float32))
+        self.params, self.opt_state, train, finite = self.run_epoch(
+            self.params, self.opt_state, epoch_key(self.seed, epoch), objective
+        )
+        train = {k: float(v.addressable_data(0)) for k, v in train.items()}  # waits for the epoch
+        return [(train, bool(finite.addressable_data(0)))]
+
+    def evaluate(self, x, keys, active):
+        return [{k: float(v) for k, v in mean_elbo(self.model(0), x, keys[0]).items()}]
+
+    def model(self, i: int) -> VAE:
+        return eqx.combine(parallel.local_copy(self.params), self.static)
+
+    def state(self, i: int, epoch: int) -> TrainState:
+        return TrainState(self.model(0), parallel.local_copy(self.opt_state), jnp.asarray(epoch, jnp.int32))
+
+
+def _raise_diverged(member: loop.Member, epoch: int):
+    kept = f"; the last good checkpoint is {runs.latest_checkpoint(member.run_dir)}" if epoch > 1 else ""
+    raise Diverged(f"non-finite loss in epoch {epoch}: training stopped (try a smaller --lr){kept}")
+
+
 def resume_state(config: RunConfig, run_dir: Path, build: Builder | None = None) -> TrainState:
     """The state of the latest checkpoint, with metrics.jsonl cut back to match it and config.json updated.
 
@@ -344,100 +374,6 @@ def resume_state(config: RunConfig, run_dir: Path, build: Builder | None = None)
         runs.truncate_metrics(run_dir / runs.METRICS, done)
         config.save(run_dir / runs.CONFIG)  # --epochs and --keep-checkpoints may have changed
     return state
-
-
-@contextlib.contextmanager
-def stop_after_epoch_on_interrupt():
-    """While training, a first Ctrl-C (SIGINT) or SIGTERM only sets `stop[0]`: the epoch finishes and its
-    checkpoint is written before training stops; a second one interrupts at once. The handler is
-    installed whatever the inherited disposition (a background job starts with SIGINT ignored)."""
-    stop = [False]
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-
-    def handler(signum, frame):
-        if stop[0]:
-            raise KeyboardInterrupt
-        stop[0] = True
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for s, old in previous.items():
-            signal.signal(s, old)
-
-
-def _train_epochs(
-    config: RunConfig,
-    objective: Objective,
-    data: Dataset,
-    run_dir: Path,
-    state: TrainState,
-    progress: bool,
-    stop: list[bool],
-    mesh: Mesh,
-    device_budget: int | None,
-    events=None,
-) -> VAE:
-    """Train from `state` to the config's epochs; `events`, if given, a TensorBoard writer for each epoch's record."""
-    tc = config.train
-    data, x_valid = split_validation(data, tc.validation_fraction)
-    local = jax.local_devices()[0]
-    x_valid = jax.device_put(binarized(x_valid, tc.binarize, DataSeed.VALIDATION_BINARIZATION), local)
-    x_train, x_test = prepared_data(data, tc)
-    x_test = jax.device_put(x_test, local)
-    params, static = eqx.partition(state.vae, eqx.is_inexact_array)
-    params, opt_state = parallel.replicate((params, state.opt_state), mesh)
-    run_epoch = _epoch_runner(static, tc, x_train, mesh, device_budget)
-    start = int(state.epoch)
-    writer = parallel.is_writer()
-    test_key = run_key(tc.seed, Run.TEST)
-    valid_key = run_key(tc.seed, Run.VALIDATION)
-    best_elbo, best_epoch = runs.best_validation(runs.read_metrics(run_dir))
-    kl = kl_estimator_of(state.vae, x_test)
-    bar = tqdm(range(start + 1, tc.epochs + 1), desc="training", unit="epoch", disable=not (progress and writer))
-    for epoch in bar:
-        if runs.stopped_early(tc, epoch - 1, best_epoch):  # at the top, so that a resumed run stops as well
-            break
-        began = time.perf_counter()
-        beta = kl_weight(tc.beta, tc.kl_warmup_epochs, epoch)
-        params, opt_state, train, finite = run_epoch(
-            params, opt_state, epoch_key(tc.seed, epoch), objective.with_kl_weight(jnp.asarray(beta, jnp.float32))
-        )
-        if writer:
-            plots.import_in_background()  # while the epoch computes, for the figures at the end
-        train = {k: float(v.addressable_data(0)) for k, v in train.items()}  # waits for the epoch
-        train_elbo = train["elbo"]
-        trained = time.perf_counter()
-        vae = eqx.combine(parallel.local_copy(params), static)
-        test = {k: float(v) for k, v in mean_elbo(vae, x_test, test_key).items()}
-        if not (bool(finite.addressable_data(0)) and math.isfinite(test["elbo"])):
-            kept = f"; the last good checkpoint is {runs.latest_checkpoint(run_dir)}" if epoch > 1 else ""
-            raise Diverged(f"non-finite loss in epoch {epoch}: training stopped (try a smaller --lr){kept}")
-        valid = float(mean_elbo(vae, x_valid, valid_key)["elbo"]) if len(x_valid) else None
-        seconds, throughput = time.perf_counter() - began, len(x_train) / (trained - began)
-        record = runs.epoch_record(epoch, train, test, beta, kl, seconds, throughput, valid)
-        state = TrainState(vae, parallel.local_copy(opt_state), jnp.asarray(epoch, jnp.int32))
-        improved = valid is not None and valid > best_elbo
-        if improved:
-            best_elbo, best_epoch = valid, epoch
-        if writer:
-            if events is not None:  # before the checkpoint: a resumed run purges events from its first epoch on
-                board.add_epoch(events, record)
-            runs.write_epoch(run_dir, record, state, tc.keep_checkpoints, improved)
-        bar.set_postfix(train_elbo=f"{train_elbo:.2f}", test_elbo=f"{test['elbo']:.2f}")
-        if stop[0]:
-            bar.close()  # now, so that the command's message comes after the bar, not glued to it
-            raise KeyboardInterrupt(f"stopped after epoch {epoch}")
-    bar.close()
-    return eqx.combine(parallel.local_copy(params), static)
-
-
-def kl_estimator_of(vae: VAE, x: Array) -> str:
-    """How the ELBO of `vae` computes its KL for data like x (n, d): 'closed form' or 'monte carlo'."""
-    return kl_estimator(*eqx.filter_eval_shape(lambda v, x: (v.encode(x), v.prior()), vae, x[:1]))
 
 
 def load(run_dir: str | Path, build: Builder | None = None, *, checkpoint: str = "latest") -> VAE:

@@ -1,0 +1,204 @@
+"""The epoch loop that a run and a sweep share: a run is a sweep of one member.
+
+Each round, a `Trainer` trains every active member one epoch; the loop evaluates them on the test and
+validation sets, and writes each member's epoch into its run folder (metrics line, TensorBoard, then
+checkpoints: `runs.write_epoch`). A member stops on its own: when it has trained its epochs, when early
+stopping ends it, or when it diverges (a non-finite loss or test ELBO), which `diverged` reports (a run
+raises, a sweep freezes the member and goes on). A first Ctrl-C finishes the round, saves it and raises
+KeyboardInterrupt.
+
+The trainers: a single run's (`train.RunTrainer`: several devices and processes, data streamed from the
+host), and a sweep's two schedules (`sweep.StepMajor`, `sweep.MemberMajor`).
+"""
+
+import contextlib
+import dataclasses
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import equinox as eqx
+import jax
+import numpy as np
+from jax import Array
+from tqdm.auto import tqdm
+
+from jaxvae import board, plots, runs
+from jaxvae.config import RunConfig, TrainConfig
+from jaxvae.data import Dataset, binarized, split_validation
+from jaxvae.distributions import kl_estimator
+from jaxvae.keys import DataSeed, Run, run_key
+from jaxvae.model import VAE
+from jaxvae.objectives import kl_weight
+
+
+@dataclasses.dataclass
+class Member:
+    """One run folder in training: its name, config and folder, the epochs it has done and its best
+    validation ELBO so far with that epoch (`runs.best_validation`)."""
+
+    name: str
+    config: RunConfig
+    run_dir: Path
+    done: int
+    best: tuple[float, int]
+
+    @classmethod
+    def resumed(cls, name: str, config: RunConfig, run_dir: Path, done: int) -> "Member":
+        """The member at `done` epochs, its best validation ELBO read from its metrics."""
+        return cls(name, config, run_dir, done, runs.best_validation(runs.read_metrics(run_dir)))
+
+
+Plan = list[tuple[int, float] | None]  # per member: (its next epoch, the KL weight of that epoch), or None: frozen
+
+
+class Trainer(Protocol):
+    """What trains and evaluates the members (indexed as the loop's list of them)."""
+
+    examples: int  # training examples of one member's epoch
+
+    def epoch(self, plan: Plan) -> list[tuple[dict[str, float], bool] | None]:
+        """Train each planned member one epoch; per member (its training bounds' means, whether its losses
+        and parameters stayed finite), None for a frozen one. Returns once the epoch is done."""
+
+    def evaluate(self, x: Array, keys: list[Array], active: list[bool]) -> list[dict[str, float] | None]:
+        """The ELBO's means over x (n, d) of each active member (`evaluate.mean_elbo` with its key)."""
+
+    def model(self, i: int) -> VAE:
+        """Member i's model now."""
+
+    def state(self, i: int, epoch: int):
+        """Member i's `train.TrainState` at `epoch`, on this process's first device, for its checkpoint."""
+
+
+def training_examples(data: Dataset, config: TrainConfig) -> np.ndarray:
+    """The training array (n, d) after static binarization with the run's seed; dynamic binarization happens
+    in the step."""
+    return data.x_train if config.binarize == "dynamic" else binarized(data.x_train, config.binarize, config.seed)
+
+
+def test_examples(data: Dataset, config: TrainConfig) -> np.ndarray:
+    """The test array (n, d), binarized once with its fixed seed (the same in every run)."""
+    return binarized(data.x_test, config.binarize, DataSeed.TEST_BINARIZATION)
+
+
+def held_out(data: Dataset, config: TrainConfig) -> tuple[Dataset, Array, Array]:
+    """(the data without the validation examples, x_test, x_valid): the test and validation sets binarized
+    with their fixed seeds, on this process's first device."""
+    data, x_valid = split_validation(data, config.validation_fraction)
+    x_valid = binarized(x_valid, config.binarize, DataSeed.VALIDATION_BINARIZATION)
+    local = jax.local_devices()[0]
+    return data, jax.device_put(test_examples(data, config), local), jax.device_put(x_valid, local)
+
+
+def kl_estimator_of(vae: VAE, x: Array) -> str:
+    """How the ELBO of `vae` computes its KL for data like x (n, d): 'closed form' or 'monte carlo'."""
+    return kl_estimator(*eqx.filter_eval_shape(lambda v, x: (v.encode(x), v.prior()), vae, x[:1]))
+
+
+@contextlib.contextmanager
+def stop_after_epoch_on_interrupt():
+    """While training, a first Ctrl-C (SIGINT) or SIGTERM only sets `stop[0]`: the epoch finishes and its
+    checkpoint is written before training stops; a second one interrupts at once. The handler is
+    installed whatever the inherited disposition (a background job starts with SIGINT ignored)."""
+    stop = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame):
+        if stop[0]:
+            raise KeyboardInterrupt
+        stop[0] = True
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+
+
+def train(
+    members: list[Member],
+    trainer: Trainer,
+    x_test: Array,
+    x_valid: Array,
+    diverged: Callable[[Member, int], None],
+    *,
+    progress: bool = True,
+    write: bool = True,
+) -> dict[str, str]:
+    """Train the members to their epochs; returns name -> how each ended ("finished", "stopped early at
+    epoch E", "diverged in epoch E"). `diverged(member, epoch)` is called on a member's non-finite epoch
+    (before anything of it is written) and may raise; `write`: whether this process writes the files."""
+    configs = [m.config.train for m in members]
+    test_keys = [run_key(t.seed, Run.TEST) for t in configs]
+    valid_keys = [run_key(t.seed, Run.VALIDATION) for t in configs]
+    kl = kl_estimator_of(trainer.model(0), x_test)
+    ended: dict[str, str] = {}
+    desc = "training" if len(members) == 1 else f"training {len(members)} members"
+    total = configs[0].epochs - min(m.done for m in members)
+    with contextlib.ExitStack() as contexts:
+        stop = contexts.enter_context(stop_after_epoch_on_interrupt())
+        events = [  # each member's TensorBoard writer, or None
+            contexts.enter_context(board.writer(m.run_dir, m.done, write and m.config.train.tensorboard))
+            for m in members
+        ]
+        bar = contexts.enter_context(tqdm(total=total, desc=desc, unit="epoch", disable=not (progress and write)))
+        while True:
+            for m, t in zip(members, configs, strict=True):
+                if m.name not in ended and m.done >= t.epochs:
+                    ended[m.name] = "finished"
+                elif m.name not in ended and runs.stopped_early(t, m.done, m.best[1]):
+                    ended[m.name] = f"stopped early at epoch {m.done}"
+            active = [m.name not in ended for m in members]
+            if not any(active):
+                break
+            plan = [
+                (m.done + 1, kl_weight(t.beta, t.kl_warmup_epochs, m.done + 1)) if a else None
+                for m, t, a in zip(members, configs, active, strict=True)
+            ]
+            if write:
+                plots.import_in_background()  # while the epoch computes, for the figures at the end
+            began = time.perf_counter()
+            trained = trainer.epoch(plan)
+            seconds_training = time.perf_counter() - began
+            tests = trainer.evaluate(x_test, test_keys, active)
+            for i, m in enumerate(members):
+                if active[i] and not (trained[i][1] and math.isfinite(tests[i]["elbo"])):
+                    diverged(m, plan[i][0])
+                    ended[m.name] = f"diverged in epoch {plan[i][0]}"
+                    active[i] = False
+            valids = trainer.evaluate(x_valid, valid_keys, active) if len(x_valid) else [None] * len(members)
+            seconds = time.perf_counter() - began
+            for i, m in enumerate(members):
+                if not active[i]:
+                    continue
+                epoch, beta = plan[i]
+                valid = None if valids[i] is None else valids[i]["elbo"]
+                throughput = trainer.examples / seconds_training
+                record = runs.epoch_record(epoch, trained[i][0], tests[i], beta, kl, seconds, throughput, valid)
+                improved = valid is not None and valid > m.best[0]
+                if improved:
+                    m.best = (valid, epoch)
+                if write:
+                    if (
+                        events[i] is not None
+                    ):  # before the checkpoint: a resumed run purges events from its first epoch on
+                        board.add_epoch(events[i], record)
+                    runs.write_epoch(
+                        m.run_dir, record, trainer.state(i, epoch), m.config.train.keep_checkpoints, improved
+                    )
+                m.done = epoch
+            if len(members) == 1 and active[0]:
+                bar.set_postfix(train_elbo=f"{trained[0][0]['elbo']:.2f}", test_elbo=f"{tests[0]['elbo']:.2f}")
+            bar.update(1)
+            if stop[0]:
+                bar.close()  # now, so that the command's message comes after the bar, not glued to it
+                raise KeyboardInterrupt(f"stopped after epoch {max(m.done for m in members)}")
+    return {m.name: ended[m.name] for m in members}
