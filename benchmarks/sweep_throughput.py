@@ -21,6 +21,7 @@ Rounds interleave every variant, each figure is the best of its rounds, so a bus
     .venv/bin/python benchmarks/sweep_throughput.py           # docs/performance.md's table (5 minutes on 2 cores)
     .venv/bin/python benchmarks/sweep_throughput.py --quick   # a smoke run
     .venv/bin/python benchmarks/sweep_throughput.py --hlo 8   # the matrix products XLA compiles for 8 members
+    .venv/bin/python benchmarks/sweep_throughput.py --hidden 128 --members 8,12,16   # other sizes and counts
 """
 
 import argparse
@@ -104,8 +105,10 @@ def main():
     parser.add_argument("--quick", action="store_true", help="a smoke run: fewer examples, members and rounds")
     parser.add_argument("--hlo", type=int, metavar="N", help="print the products of the N-member program, and stop")
     parser.add_argument("--hidden", type=int, default=HIDDEN, help="hidden width (512: the seed's; 64: in cache)")
+    parser.add_argument("--members", default="1,2,4,8,16", help="the numbers of members, a comma list")
     args = parser.parse_args()
-    n, rounds, counts = (256, 1, (1, 2)) if args.quick else (2048, 3, (1, 2, 4, 8, 16))
+    counts = tuple(int(m) for m in args.members.split(","))
+    n, rounds, counts = (256, 1, (1, 2)) if args.quick else (2048, 3, counts)
     x = jax.device_put(np.random.default_rng(0).random((n, D), np.float32))
     if args.hlo:
         for shared in (False, True):
@@ -130,7 +133,7 @@ def main():
     print(f"fp32 matmul peak: {peak[0] / 1e9:.1f} GFLOP/s; one separate run: {n / one[0]:,.0f} ex/s")
     print(f"MLP 784-{args.hidden}-{LATENT} tanh, Bernoulli, batch {BATCH}: {flop / 1e6:.2f} MFLOP per example")
     l2, last_level = (size / 2**20 for size in cpu_caches())
-    print(f"one member's state {state / 2**20:.2f} MiB; caches (sweep.cpu_caches): L2 {l2:.0f}, last {last_level:.0f} MiB")
+    print(f"one member's state {state / 2**20:.2f} MiB; caches (cpu_caches): L2 {l2:.0f}, last {last_level:.0f} MiB")
     print("speed-up: N separate epochs' seconds / one sweep epoch's, wall-clock (and CPU) seconds\n")
     print(
         "| members | separate runs, ex/s per member | step-major (seeds), ex/s per member | speed-up | of roofline "

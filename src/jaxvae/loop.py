@@ -151,11 +151,9 @@ def train(
         ]
         bar = contexts.enter_context(tqdm(total=total, desc=desc, unit="epoch", disable=not (progress and write)))
         while True:
-            for m, t in zip(members, configs, strict=True):
-                if m.name not in ended and m.done >= t.epochs:
-                    ended[m.name] = "finished"
-                elif m.name not in ended and runs.stopped_early(t, m.done, m.best[1]):
-                    ended[m.name] = f"stopped early at epoch {m.done}"
+            for m in members:
+                if m.name not in ended and (how := _how_ended(m)):
+                    ended[m.name] = how
             active = [m.name not in ended for m in members]
             if not any(active):
                 break
@@ -167,7 +165,7 @@ def train(
                 plots.import_in_background()  # while the epoch computes, for the figures at the end
             began = time.perf_counter()
             trained = trainer.epoch(plan)
-            seconds_training = time.perf_counter() - began
+            throughput = trainer.examples / (time.perf_counter() - began)
             tests = trainer.evaluate(x_test, test_keys, active)
             for i, m in enumerate(members):
                 if active[i] and not (trained[i][1] and math.isfinite(tests[i]["elbo"])):
@@ -177,24 +175,10 @@ def train(
             valids = trainer.evaluate(x_valid, valid_keys, active) if len(x_valid) else [None] * len(members)
             seconds = time.perf_counter() - began
             for i, m in enumerate(members):
-                if not active[i]:
-                    continue
-                epoch, beta = plan[i]
-                valid = None if valids[i] is None else valids[i]["elbo"]
-                throughput = trainer.examples / seconds_training
-                record = runs.epoch_record(epoch, trained[i][0], tests[i], beta, kl, seconds, throughput, valid)
-                improved = valid is not None and valid > m.best[0]
-                if improved:
-                    m.best = (valid, epoch)
-                if write:
-                    if (
-                        events[i] is not None
-                    ):  # before the checkpoint: a resumed run purges events from its first epoch on
-                        board.add_epoch(events[i], record)
-                    runs.write_epoch(
-                        m.run_dir, record, trainer.state(i, epoch), m.config.train.keep_checkpoints, improved
-                    )
-                m.done = epoch
+                if active[i]:
+                    (epoch, beta), valid = plan[i], None if valids[i] is None else valids[i]["elbo"]
+                    record = runs.epoch_record(epoch, trained[i][0], tests[i], beta, kl, seconds, throughput, valid)
+                    _finish_epoch(m, record, trainer.state(i, epoch), events[i], write)
             if len(members) == 1 and active[0]:
                 bar.set_postfix(train_elbo=f"{trained[0][0]['elbo']:.2f}", test_elbo=f"{tests[0]['elbo']:.2f}")
             bar.update(1)
@@ -202,3 +186,26 @@ def train(
                 bar.close()  # now, so that the command's message comes after the bar, not glued to it
                 raise KeyboardInterrupt(f"stopped after epoch {max(m.done for m in members)}")
     return {m.name: ended[m.name] for m in members}
+
+
+def _how_ended(member: Member) -> str | None:
+    """Why `member` trains no further epoch ("finished", "stopped early at epoch E"), or None."""
+    if member.done >= member.config.train.epochs:
+        return "finished"
+    if runs.stopped_early(member.config.train, member.done, member.best[1]):
+        return f"stopped early at epoch {member.done}"
+    return None
+
+
+def _finish_epoch(member: Member, record: dict, state, events, write: bool) -> None:
+    """Count the epoch of `record` as done, its best validation ELBO kept; with `write`, its TensorBoard
+    scalars (to `events`, if any) and then its files (`runs.write_epoch` of `state`)."""
+    valid = record.get("validation_elbo")
+    improved = valid is not None and valid > member.best[0]
+    if improved:
+        member.best = (valid, record["epoch"])
+    if write and events is not None:  # before the checkpoint: a resumed run purges events from its first epoch on
+        board.add_epoch(events, record)
+    if write:
+        runs.write_epoch(member.run_dir, record, state, member.config.train.keep_checkpoints, improved)
+    member.done = record["epoch"]

@@ -1,16 +1,24 @@
 """Many models in one program: seeds and sweeps of beta, lr or free bits trained together.
 
 A sweep's members share the model and differ in their seed and in one scalar setting of the objective or
-optimizer. `jax.vmap` over whole training states (Equinox's ensembling trick) makes one compiled epoch
-train every member: the training data are on the device once, the matrix products grow by the number of
-members, and the fixed costs of a step are paid once. Each member is an ordinary run folder OUT/NAME
-(seed-3, beta-0.5, beta-0.5-seed-1) whose numbers are those of `jaxvae train` with that seed and setting
-alone, up to the order of float sums; OUT/sweep.json lists the members.
+optimizer. They train in one process on one device, the training data in device memory once, in one of
+two schedules (each a `loop.Trainer` for the epoch loop a single run uses too):
+
+- step-major (`StepMajor`): `jax.vmap` over whole training states (Equinox's ensembling trick) makes one
+  compiled epoch train every member step by step together: the matrix products grow by the number of
+  members and the fixed costs of a step are paid once;
+- member-major (`MemberMajor`): each member's whole epoch in turn, by one compiled member epoch, so that
+  the member's state stays in the cache while the stacked states of many would stream from memory.
+
+`schedule` chooses: step-major on an accelerator, and on a CPU where the states are small and fit the
+cache together; member-major elsewhere (the rule and its measurements: docs/performance.md, "Seeds and
+sweeps"). Each member is an ordinary run folder OUT/NAME (seed-3, beta-0.5, beta-0.5-seed-1) whose
+numbers are those of `jaxvae train` with that seed and setting alone, up to the order of float sums, in
+either schedule; OUT/sweep.json lists the members.
 
 Members keep their own epoch count, so each stops on its own: a member that diverges keeps its last
-good checkpoint and is frozen (a mask keeps its state) while the others go on; so is one that stops
-early or has trained its epochs. A resumed sweep starts every member from its own latest checkpoint.
-A sweep trains in one process on one device, with the training data in device memory.
+good checkpoint and is frozen while the others go on; so is one that stops early or has trained its
+epochs. A resumed sweep starts every member from its own latest checkpoint.
 """
 
 import contextlib
@@ -200,7 +208,8 @@ def cpu_caches() -> tuple[int, int]:
         with contextlib.suppress(OSError, ValueError, AttributeError):
             found.setdefault(level, os.sysconf(name))
     found = {level: size for level, size in found.items() if size > 0}
-    return found.get(2, 2**20), found[max(found)] if max(found, default=0) > 2 else 32 * 2**20
+    last_level = max(found, default=0)
+    return found.get(2, 2**20), found[last_level] if last_level > 2 else 32 * 2**20
 
 
 def schedule(configs: dict[str, RunConfig]) -> type:
