@@ -82,16 +82,16 @@ def test_members_are_the_separate_runs(tmp_path):
 
 @pytest.mark.slow
 def test_member_major_and_step_major_train_the_same_members_and_member_major_is_the_separate_run(tmp_path):
-    """4 members (2 seeds, static binarization: each member its own training data, x 2 beta values, with
-    validation): the two schedules' metrics within 1e-3 nats and parameters within 1e-4 (float sums in another
-    order); member-major's last member against its separate run (`train.fit`) within 1e-5 nats, the same
-    program but for its traced learning rate."""
+    """2 seeds (static binarization: each member its own training data; beta 0.5, lr 3e-3, validation): the two
+    schedules' metrics within 1e-3 nats and parameters within 1e-4 (float sums in another order); member-major's
+    member seed-1 against its separate run (`train.fit`) within 1e-5 nats, the same program but for its traced
+    learning rate."""
     data = load_dataset("digits")
-    base = small_config(binarize="static", lr=3e-3, validation_fraction=0.2)
-    configs = member_configs(base, 2, ("beta", (0.5, 1.0)))
+    base = small_config(binarize="static", beta=0.5, lr=3e-3, validation_fraction=0.2)
+    configs = member_configs(base, 2, None)
     for trainer in (StepMajor, MemberMajor):
         fit_sweep(configs, data, tmp_path / trainer.__name__, progress=False, trainer=trainer)
-    name = "beta-1-seed-1"
+    name = "seed-1"
     fit(configs[name], data, tmp_path / name, progress=False)
     keys = ("train_elbo", "test_elbo", "test_kl", "validation_elbo")
     for member in configs:

@@ -339,7 +339,7 @@ def _floats(means: dict, finite) -> tuple[dict[str, float], bool]:
     return {k: float(v) for k, v in means.items()}, bool(finite)
 
 
-class StepMajor:
+class StepMajor(loop.Trainer):
     """The members step by step together (a `loop.Trainer`): their states stacked along a leading axis,
     every member's epoch one `jax.vmap`ped program (`make_sweep_epoch`), evaluated by a vmapped
     `mean_elbo`. The products grow by the number of members and each step's fixed costs are paid once."""
@@ -386,7 +386,7 @@ class StepMajor:
         return TrainState(eqx.combine(params, self.static), opt_state, jnp.asarray(epoch, jnp.int32))
 
 
-class MemberMajor:
+class MemberMajor(loop.Trainer):
     """The members one after another (a `loop.Trainer`): each member's whole epoch in turn, its state
     resident in the cache, by one compiled member epoch (`member_epoch`, the learning rate traced) called
     once per member; all members' epochs are dispatched before the first result is read."""

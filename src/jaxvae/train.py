@@ -320,7 +320,7 @@ def _epoch_runner(static, tc: TrainConfig, x_train: np.ndarray, mesh: Mesh, devi
     )
 
 
-class RunTrainer:
+class RunTrainer(loop.Trainer):
     """A single run's epochs (a `loop.Trainer` of one member): its state replicated over the devices of
     `mesh`, each batch split across them, the training data x_train (n, d) on the devices when it fits
     `device_budget`, else streamed from the host (`stream_epoch`)."""
