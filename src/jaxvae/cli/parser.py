@@ -29,13 +29,17 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _integers(text: str, expected: str) -> tuple[int, ...]:
+    """'200,200' -> (200, 200); anything else an ArgumentTypeError "expected {expected}, got '{text}'"."""
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+
+
 def widths(text: str) -> tuple[int, ...]:
     """'512' or '200,200' -> (512,) or (200, 200)."""
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        message = f"expected comma-separated integers like 512 or 200,200, got {text!r}"
-        raise argparse.ArgumentTypeError(message) from None
+    values = _integers(text, "comma-separated integers like 512 or 200,200")
     if not all(v > 0 for v in values):
         raise argparse.ArgumentTypeError(f"hidden widths must be positive, got {text!r}")
     return values
@@ -43,10 +47,7 @@ def widths(text: str) -> tuple[int, ...]:
 
 def sample_counts(text: str) -> tuple[int, ...]:
     """'1,10,100' -> (1, 10, 100): numbers of importance samples, each at least 1."""
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,10,100, got {text!r}") from None
+    values = _integers(text, "comma-separated integers like 1,10,100")
     if not all(v >= 1 for v in values):
         raise argparse.ArgumentTypeError(f"sample counts must be at least 1, got {text!r}")
     return values
@@ -54,11 +55,7 @@ def sample_counts(text: str) -> tuple[int, ...]:
 
 def layer_sizes(text: str) -> tuple[int, ...]:
     """'2' or '100,50' -> (2,) or (100, 50): the latent layers' sizes, the bottom one first."""
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer K or K1,K2,..., got {text!r}") from None
-    return values
+    return _integers(text, "an integer K or K1,K2,...")
 
 
 def number_range(text: str) -> tuple[float, float]:
