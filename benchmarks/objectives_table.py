@@ -14,9 +14,15 @@ The side-by-side on dynamically binarized Fashion-MNIST (13 epochs, stages i = 0
 images, the first 2,000 test images):
     .venv/bin/python benchmarks/objectives_table.py --dataset fashion-mnist --stages 3 --test-examples 2000
 The default models are iwae:5:reparam,iwae:5:dreg,iwae:50:reparam,iwae:50:dreg,miwae:5x10,piwae:5x10.
+
+With --out DIR each model's per-example results go to DIR/MODEL.json, and a model whose file is there is
+not trained again: so the models can train in separate processes (one per core, each with its own
+--models), and a run with every model then prints the whole table from the files.
 """
 
 import argparse
+import json
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -49,13 +55,18 @@ def main() -> None:
     p.add_argument("--eval-samples", type=int, default=5000, help="K of the log-likelihood estimate")
     p.add_argument("--chunk", type=int, default=10, help="test examples per log-likelihood batch")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="a folder for each model's results (see above)")
     args = p.parse_args()
 
     data = load_dataset(args.dataset)
     model = ModelConfig(data_shape=data.shape, latent_dim=50, hidden=(200, 200), activation="tanh")
     epochs = sum(e for e, _ in schedule(args.stages))
-    rows, per_example = [], {}
+    results = {}
     for spec in args.models.split(","):
+        saved = None if args.out is None else Path(args.out) / f"{spec}.json"
+        if saved is not None and saved.exists():
+            results[spec] = json.loads(saved.read_text())
+            continue
         objective, groups, k, gradient = parse_model(spec)
         tc = TrainConfig(
             args.dataset, "dynamic", objective, k, groups=groups, gradient=gradient, batch_size=20, seed=args.seed
@@ -67,24 +78,34 @@ def main() -> None:
         key = jax.random.PRNGKey(12345)  # the same test draws for every model
         ll = log_likelihood(vae, x_test, key, args.eval_samples, args.chunk)
         test_elbo = float(np.mean(np.asarray(elbo(vae, jnp.asarray(x_test), key=key).elbo)))
-        reference = f"iwae:{groups * k}:reparam"
-        baseline = per_example.get(reference) if spec != reference else None
-        per_example[spec] = ll
-        paired = "" if baseline is None else f"{np.mean(ll - baseline):+.2f} ± {_se(ll - baseline):.2f}"
-        rows.append(
-            f"| {objective.upper()} | {f'{groups} x {k}' if groups > 1 else k} | {gradient} | "
-            f"{ll.mean():.2f} ± {_se(ll):.2f} | {paired} | {test_elbo:.2f} | {seconds:.0f} |"
-        )
-        print(rows[-1], flush=True)
+        results[spec] = {"log_likelihood": ll.tolist(), "test_elbo": test_elbo, "seconds": seconds}
+        if saved is not None:
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            saved.write_text(json.dumps(results[spec]))
+        print(f"{spec}: L_{args.eval_samples} {ll.mean():.2f}, test ELBO {test_elbo:.2f}, {seconds:.0f} s", flush=True)
 
-    print(f"\n{args.dataset}, dynamically binarized; {len(x_train)} training and {len(x_test)} test examples;")
-    print(f"{epochs} epochs (stages i = 0..{args.stages - 1}); nats per example.\n")
+    n = len(next(iter(results.values()))["log_likelihood"])
+    stages = f"stages i = 0..{args.stages - 1}"
+    print(
+        f"\n{args.dataset}, dynamically binarized; {n} test examples; {epochs} epochs ({stages}); nats per example.\n"
+    )
     print(
         f"| training | draws | gradient | test log p(x), L_{args.eval_samples} ± s.e. | "
         "minus IWAE reparam, same draws, paired | test ELBO | train seconds |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    print("\n".join(rows))
+    for spec, r in results.items():
+        objective, groups, k, gradient = parse_model(spec)
+        ll = np.asarray(r["log_likelihood"])
+        reference = f"iwae:{groups * k}:reparam"
+        paired = ""
+        if spec != reference and reference in results:
+            diff = ll - np.asarray(results[reference]["log_likelihood"])
+            paired = f"{diff.mean():+.2f} ± {_se(diff):.2f}"
+        print(
+            f"| {objective.upper()} | {f'{groups} x {k}' if groups > 1 else k} | {gradient} | "
+            f"{ll.mean():.2f} ± {_se(ll):.2f} | {paired} | {r['test_elbo']:.2f} | {r['seconds']:.0f} |"
+        )
 
 
 def _se(values: np.ndarray) -> float:
