@@ -301,31 +301,25 @@ def test_a_deep_run_killed_then_resumed_is_bit_identical(tmp_path):
     assert (run / name).read_bytes() == (reference / name).read_bytes()
 
 
-PER_LAYER_MODEL = '''
-import equinox as eqx
-import jax
+def documented_deep_model() -> str:
+    """The Python block of the Models page's section "A layer's network of a deep model"."""
+    import re
+    from pathlib import Path
 
-import jaxvae
-
-
-def build(config: jaxvae.ModelConfig, key) -> jaxvae.VAE:
-    """The configured deep model with my own top-down state network for layer 1: a GELU MLP of z_2."""
-    vae = jaxvae.build_model(config, key=key)
-    width = config.hidden[-1]
-    state = eqx.nn.MLP(config.layers[1], width, 16, depth=2, activation=jax.nn.gelu, key=jax.random.fold_in(key, 9))
-    return eqx.tree_at(lambda m: m.blocks[0].state, vae, state)
-'''
+    page = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()
+    section = page.split("### A layer's network of a deep model", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
 def test_a_users_per_layer_network_through_a_model_file(tmp_path):
-    """`--model FILE.py:build` replacing one layer's network of a deep model: trained, evaluated and
-    loaded with the user's module in place."""
+    """The Models page's `--model FILE.py:build` replacing one layer's network of a deep model: trained,
+    evaluated and loaded with the user's module in place."""
     import json
 
     import jaxvae
     from jaxvae.cli import main
 
-    (tmp_path / "mine.py").write_text(PER_LAYER_MODEL)
+    (tmp_path / "mine.py").write_text(documented_deep_model())
     run = tmp_path / "run"
     args = ["train", "--out", str(run), "--model", f"{tmp_path / 'mine.py'}:build", *DEEP_ARGS[:4], "--epochs", "2"]
     assert main([*args, "--quiet"]) == 0
