@@ -339,6 +339,13 @@ def _floats(means: dict, finite) -> tuple[dict[str, float], bool]:
     return {k: float(v) for k, v in means.items()}, bool(finite)
 
 
+def shared_parts(vae: VAE) -> tuple:
+    """(params, static) of the members' stacked models: the float arrays keep their leading member axis;
+    the other arrays (a flow's masks), fixed by the sizes every member shares, are the first member's."""
+    params, static = eqx.partition(vae, eqx.is_inexact_array)
+    return params, jax.tree.map(lambda a: a[0] if eqx.is_array(a) else a, static)
+
+
 class StepMajor(loop.Trainer):
     """The members step by step together (a `loop.Trainer`): their states stacked along a leading axis,
     every member's epoch one `jax.vmap`ped program (`make_sweep_epoch`), evaluated by a vmapped
@@ -348,7 +355,7 @@ class StepMajor(loop.Trainer):
         self.configs = [c.train for c in configs]
         self.objectives = [objective_from(c) for c in configs]
         self.lr = jnp.asarray([t.lr for t in self.configs], jnp.float32)
-        self.params, self.static = eqx.partition(state.vae, eqx.is_inexact_array)
+        self.params, self.static = shared_parts(state.vae)
         self.opt_state, self.examples = state.opt_state, xs[0].shape[0]
         shared = all(x is xs[0] for x in xs)
         self.x, data_axis = (xs[0], None) if shared else (jnp.stack(xs), 0)
@@ -394,7 +401,7 @@ class MemberMajor(loop.Trainer):
     def __init__(self, state: TrainState, configs: list[RunConfig], xs: list[Array]):
         self.configs = [c.train for c in configs]
         self.objectives = [objective_from(c) for c in configs]
-        params, self.static = eqx.partition(state.vae, eqx.is_inexact_array)
+        params, self.static = shared_parts(state.vae)
         self.states = [jax.tree.map(lambda a, i=i: a[i], (params, state.opt_state)) for i in range(len(configs))]
         self.xs, self.examples = xs, xs[0].shape[0]
         self.run_epoch = jax.jit(member_epoch(self.static, self.configs[0]), donate_argnums=(0, 1))
