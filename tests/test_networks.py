@@ -1,15 +1,17 @@
-"""The networks: gated dense layers against a NumPy transcription of the VampPrior code's, and their init."""
+"""The networks: gated dense layers and convolutions against NumPy and SciPy transcriptions of the VampPrior
+code's, and their init."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from scipy import signal
 
 from jaxvae.builder import build_model
 from jaxvae.config import ModelConfig, TrainConfig
 from jaxvae.errors import InputError
-from jaxvae.networks import GatedMLP, he_linear
+from jaxvae.networks import GatedConv, GatedMLP, he_linear
 from jaxvae.posteriors import DiagonalGaussian
 from jaxvae.train import make_optimizer
 
@@ -26,6 +28,24 @@ def test_gated_mlp_is_linear_times_sigmoid_gate_layer_by_layer():
         y = h / (1 + np.exp(-g))
     y = np.asarray(net.head.weight, np.float64) @ y + np.asarray(net.head.bias)
     np.testing.assert_allclose(net(jnp.asarray(x, jnp.float32)), y, rtol=1e-5, atol=1e-6)
+
+
+def test_gated_conv_is_convolution_times_sigmoid_gate_with_stride_and_same_padding():
+    """`utils/nn.py` GatedConv2d: h(x) * sigmoid(g(x)), each a PyTorch Conv2d (cross-correlation, padding
+    kernel // 2) with bias, then strided: computed again in float64 with scipy.signal.correlate from the
+    module's own weights, on a (2, 7, 6) input with a 5 x 5 kernel and stride 2 (output (3, 4, 3))."""
+    layer = GatedConv(2, 3, 5, 2, key=jax.random.PRNGKey(0))
+    x = np.random.default_rng(0).normal(size=(2, 7, 6))
+
+    def conv(c):
+        w, b = np.asarray(c.conv.weight, np.float64), np.asarray(c.conv.bias, np.float64).reshape(-1, 1, 1)
+        padded = np.pad(x, ((0, 0), (2, 2), (2, 2)))
+        full = np.stack([sum(signal.correlate(padded[i], w[o, i], mode="valid") for i in range(2)) for o in range(3)])
+        return full[:, ::2, ::2] + b
+
+    expected = conv(layer.h) / (1 + np.exp(-conv(layer.g)))
+    assert expected.shape == (3, 4, 3)
+    np.testing.assert_allclose(layer(jnp.asarray(x, jnp.float32)), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_he_init_weights_have_variance_two_over_fan_in():

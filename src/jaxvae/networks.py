@@ -128,6 +128,27 @@ class GatedDense(eqx.Module):
         return self.h(x) * jax.nn.sigmoid(self.g(x))
 
 
+class GatedConv(eqx.Module):
+    """h(x) * sigmoid(g(x)) with two convolutions h and g of `kernel` x `kernel`, `stride` and padding
+    kernel // 2: (in_channels, H, W) -> (out_channels, ceil(H / stride), ceil(W / stride)) for odd kernels.
+
+    As `GatedConv2d` in the VampPrior and Exemplar VAE code (`utils/nn.py`), initialized as their
+    convolutions are, by PyTorch's default (Equinox's: uniform in +-1/sqrt(fan-in))."""
+
+    h: Conv
+    g: Conv
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1, *, key: Array):
+        keys = jax.random.split(key)
+        self.h, self.g = (
+            Conv(eqx.nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2, key=k))
+            for k in keys
+        )
+
+    def __call__(self, x: Array) -> Array:
+        return self.h(x) * jax.nn.sigmoid(self.g(x))
+
+
 class GatedMLP(eqx.Module):
     """Gated dense layers of the `hidden` widths, then a linear layer: (in_size,) -> (out_size,).
 
