@@ -37,6 +37,16 @@ DECODER = ((64, 3, 1),) * 4  # p_x_layers_joint
 WIDTH = 300  # their fc_size
 
 
+def gated_convs(in_channels: int, spec, *, key: Array) -> list[GatedConv]:
+    """The gated convolutions of `spec` ((out channels, kernel, stride) each), from `in_channels` channels."""
+    widths = [in_channels, *(channels for channels, _, _ in spec)]
+    keys = jax.random.split(key, len(spec))
+    return [
+        GatedConv(a, b, kernel, stride, key=k)
+        for a, b, (_, kernel, stride), k in zip(widths[:-1], widths[1:], spec, keys, strict=True)
+    ]
+
+
 class ConvStack(eqx.Module):
     """Gated convolutions of a flat image x (H * W * C,) -> the last one's output, flattened (c * h * w,)."""
 
@@ -45,12 +55,7 @@ class ConvStack(eqx.Module):
 
     def __init__(self, shape: tuple[int, int, int], spec, *, key: Array):
         self.shape = shape
-        widths = [shape[2], *(c for c, _, _ in spec)]
-        keys = jax.random.split(key, len(spec))
-        self.layers = [
-            GatedConv(a, b, kernel, stride, key=k)
-            for a, b, (_, kernel, stride), k in zip(widths[:-1], widths[1:], spec, keys, strict=True)
-        ]
+        self.layers = gated_convs(shape[2], spec, key=key)
 
     def __call__(self, x: Array) -> Array:
         h, w, c = self.shape
@@ -92,17 +97,13 @@ class ConvDecoder(eqx.Module):
     shape: tuple[int, int, int] = eqx.field(static=True)
 
     def __init__(self, k1: int, k2: int, shape: tuple[int, int, int], *, key: Array):
-        keys = jax.random.split(key, 4 + len(DECODER))
+        keys = jax.random.split(key, 5)
         self.k1, self.shape = k1, shape
         h, w, c = shape
         self.z1, self.z2 = GatedDense(k1, WIDTH, key=keys[0]), GatedDense(k2, WIDTH, key=keys[1])
         self.joint = GatedDense(2 * WIDTH, h * w * c, key=keys[2])
-        widths = [c, *(channels for channels, _, _ in DECODER)]
-        self.convs = [
-            GatedConv(a, b, kernel, stride, key=k)
-            for a, b, (_, kernel, stride), k in zip(widths[:-1], widths[1:], DECODER, keys[4:], strict=True)
-        ]
-        self.out = Conv(eqx.nn.Conv2d(widths[-1], c, 1, key=keys[3]))
+        self.convs = gated_convs(c, DECODER, key=keys[4])
+        self.out = Conv(eqx.nn.Conv2d(DECODER[-1][0], c, 1, key=keys[3]))
 
     def __call__(self, z: Array) -> Array:
         h, w, c = self.shape
