@@ -81,6 +81,55 @@ def test_a_figure_drawn_while_matplotlib_is_imported_in_the_background_waits_for
     assert Image.open(path).size == (6 * plots.DPI, 4 * plots.DPI)
 
 
+def drawn_curve(metrics, tmp_path, monkeypatch):
+    """The axes of `plots.training_curve(metrics)`, as drawn."""
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    plots.training_curve(metrics, tmp_path / "curve.png")
+    (fig,) = figures
+    fig.canvas.draw()
+    return fig.axes[0]
+
+
+def test_training_curve_of_a_long_run_shows_its_validation_warmup_and_best_epoch(tmp_path, monkeypatch):
+    """100 epochs, the first 500 nats below the rest, warm-up in epochs 1 to 10 (beta < 1), validation in every
+    epoch but the first: each curve drawn as recorded, the warm-up shaded, a vertical line at the epoch of
+    the highest validation ELBO (numpy's argmax), and the y axis spanning epochs 11 to 100, not epoch 1."""
+    rng = np.random.default_rng(0)
+    epochs = np.arange(1, 101)
+    train = -230 - 30 * np.exp(-epochs / 20) + rng.normal(0, 0.3, 100)
+    test, valid = train - 2 + rng.normal(0, 0.3, 100), train - 1 + rng.normal(0, 0.3, 100)
+    train[0] = test[0] = -800.0
+    metrics = [
+        {"epoch": int(e), "train_elbo": a, "test_elbo": b, "beta": min(1.0, (e - 1) / 10)}
+        | ({"validation_elbo": c} if e > 1 else {})
+        for e, a, b, c in zip(epochs, train, test, valid, strict=True)
+    ]
+    ax = drawn_curve(metrics, tmp_path, monkeypatch)
+    lines = {line.get_label(): line for line in ax.lines}
+    np.testing.assert_array_equal(lines["train (bound during the epoch)"].get_ydata(), train)
+    np.testing.assert_array_equal(lines["test ELBO"].get_xydata(), np.c_[epochs, test])
+    np.testing.assert_array_equal(lines["validation ELBO"].get_xydata(), np.c_[epochs, valid][1:])
+    best = int(epochs[1:][np.argmax(valid[1:])])
+    assert list(lines[f"best validation ELBO, epoch {best}"].get_xdata()) == [best, best]
+    (warmup,) = ax.patches
+    assert (warmup.get_x(), warmup.get_x() + warmup.get_width()) == (0.5, 10.5)  # epochs 1 to 10, in data units
+    (low, high), (x_low, x_high) = ax.get_ylim(), ax.get_xlim()
+    shown = np.r_[train[10:], test[10:], valid[10:]]
+    assert -800 < low < shown.min() and shown.max() < high < shown.max() + 0.1 * np.ptp(shown) + 1e-9
+    assert x_low < 1 and x_high > 100 and ax.get_title() == "training curve (y axis: the range of epochs 11 to 100)"
+
+
+def test_training_curve_of_one_epoch_without_validation(tmp_path, monkeypatch):
+    """One epoch, no validation set, no warm-up: two dots, no best-epoch line, nothing shaded."""
+    ax = drawn_curve([{"epoch": 1, "train_elbo": -3.0, "test_elbo": -2.0, "beta": 1.0}], tmp_path, monkeypatch)
+    assert [line.get_label() for line in ax.lines] == ["train (bound during the epoch)", "test ELBO"]
+    assert all(line.get_marker() == "o" for line in ax.lines) and not ax.patches
+    assert ax.get_title() == "training curve"
+    low, high = ax.get_ylim()
+    assert low < -3.0 and high > -2.0
+
+
 def test_latent_scatter_gives_each_class_its_own_colour(tmp_path, monkeypatch):
     """Three classes at three places: each place is drawn in its class's colour (tab10: C0, C1, C2), and no
     fourth colour is used."""

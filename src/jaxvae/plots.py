@@ -6,6 +6,7 @@ object-oriented API on its Agg canvas (no pyplot), imported only when drawn, or 
 """
 
 import functools
+import math
 import threading
 from pathlib import Path
 from statistics import NormalDist
@@ -18,6 +19,7 @@ from jaxvae.data import Dataset
 from jaxvae.evaluate import decoded_means, posterior_moments, prior_draws
 from jaxvae.keys import Run, run_key
 from jaxvae.model import VAE
+from jaxvae.runs import best_validation
 
 
 def is_image(shape: tuple[int, ...]) -> bool:
@@ -248,16 +250,39 @@ def interpolations(vae: VAE, x: np.ndarray, shape, path: Path, pairs: int = 8, s
 
 
 def training_curve(metrics: list[dict], path: Path) -> Path:
-    """A run's train and test ELBO per epoch, from its metrics.jsonl records."""
-    epochs = [m["epoch"] for m in metrics]
+    """A run's train, test and (where it has them) validation ELBO per epoch, from its metrics.jsonl records,
+    the KL warm-up's epochs shaded and the epoch of the best validation ELBO marked. Past 20 epochs the
+    axis spans the values from the 10% mark of the epochs on: the first epochs, often hundreds of nats
+    lower, would otherwise flatten the rest of the curve."""
     fig = _figure((6, 4), left=0.13, bottom=0.12, right=0.97, top=0.92)
     ax = fig.add_subplot()
-    dots = {"marker": "o", "ms": 5 if len(epochs) <= 20 else 2}  # so that a run of one epoch shows
-    ax.plot(epochs, [m["train_elbo"] for m in metrics], **dots, label="train (bound during the epoch)")
-    ax.plot(epochs, [m["test_elbo"] for m in metrics], **dots, label="test ELBO")
+    dots = {"marker": "o", "ms": 5} if len(metrics) <= 20 else {}  # so that a run of one epoch shows
+    curves = {
+        "train_elbo": "train (bound during the epoch)",
+        "test_elbo": "test ELBO",
+        "validation_elbo": "validation ELBO",
+    }
+    for key, label in curves.items():
+        records = [m for m in metrics if key in m]
+        if records:
+            ax.plot([m["epoch"] for m in records], [m[key] for m in records], **dots, label=label)
+    warmup = [m["epoch"] for m in metrics if m.get("beta", 1.0) < 1]
+    if warmup:
+        ax.axvspan(min(warmup) - 0.5, max(warmup) + 0.5, color="0.92", label="KL warm-up (beta < 1)")
+    best, best_epoch = best_validation(metrics)
+    if math.isfinite(best):
+        ax.axvline(best_epoch, color="0.4", ls="--", lw=1, label=f"best validation ELBO, epoch {best_epoch}")
+    title = "training curve"
+    if len(metrics) > 20:
+        later = metrics[len(metrics) // 10 :]
+        values = [m[key] for m in later for key in curves if key in m]
+        low, high = min(values), max(values)
+        pad = 0.05 * (high - low) or 1.0
+        ax.set_ylim(low - pad, high + pad)
+        title += f" (y axis: the range of epochs {later[0]['epoch']} to {later[-1]['epoch']})"
     ax.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)  # whole epochs
-    ax.set(xlabel="epoch", ylabel="ELBO per example (nats)", title="training curve")
-    ax.legend()
+    ax.set(xlabel="epoch", ylabel="ELBO per example (nats)", title=title)
+    ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
