@@ -81,14 +81,19 @@ def test_a_figure_drawn_while_matplotlib_is_imported_in_the_background_waits_for
     assert Image.open(path).size == (6 * plots.DPI, 4 * plots.DPI)
 
 
-def drawn_curve(metrics, tmp_path, monkeypatch):
-    """The axes of `plots.training_curve(metrics)`, as drawn."""
+def drawn(monkeypatch, draw):
+    """The one figure `draw()` saves, drawn (its saving replaced)."""
     figures = []
     monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
-    plots.training_curve(metrics, tmp_path / "curve.png")
+    draw()
     (fig,) = figures
     fig.canvas.draw()
-    return fig.axes[0]
+    return fig
+
+
+def drawn_curve(metrics, tmp_path, monkeypatch):
+    """The axes of `plots.training_curve(metrics)`, as drawn."""
+    return drawn(monkeypatch, lambda: plots.training_curve(metrics, tmp_path / "curve.png")).axes[0]
 
 
 def test_training_curve_of_a_long_run_shows_its_validation_warmup_and_best_epoch(tmp_path, monkeypatch):
@@ -130,6 +135,24 @@ def test_training_curve_of_one_epoch_without_validation(tmp_path, monkeypatch):
     assert low < -3.0 and high > -2.0
 
 
+def test_sweep_curves_span_every_member_from_the_10_percent_mark(tmp_path, monkeypatch):
+    """Two members of 40 and 25 epochs, each with a first epoch 1,000 nats down: the y axis spans the test
+    and train ELBO of epochs 5 to 40 and 3 to 25, not the first epochs."""
+    rng = np.random.default_rng(1)
+    metrics = {}
+    for name, n in (("a", 40), ("b", 25)):
+        test, train = rng.normal(-100, 3, n), rng.normal(-99, 3, n)
+        test[0] = train[0] = -1100.0
+        metrics[name] = [{"epoch": e + 1, "test_elbo": test[e], "train_elbo": train[e]} for e in range(n)]
+    (ax,) = drawn(monkeypatch, lambda: plots.training_curves(metrics, tmp_path / "curves.png")).axes
+    shown = [
+        r[k] for name, first in (("a", 4), ("b", 2)) for r in metrics[name][first:] for k in ("test_elbo", "train_elbo")
+    ]
+    pad = 0.05 * np.ptp(shown)
+    np.testing.assert_allclose(ax.get_ylim(), (min(shown) - pad, max(shown) + pad))
+    assert ax.get_title() == "training curves (y axis: from the 10% mark of the epochs on)"
+
+
 def test_latent_scatter_gives_each_class_its_own_colour(tmp_path, monkeypatch):
     """Three classes at three places: each place is drawn in its class's colour (tab10: C0, C1, C2), and no
     fourth colour is used."""
@@ -156,12 +179,7 @@ def test_gaps_figure_has_whole_example_ticks_and_readable_gap_ticks(tmp_path, mo
         "approximation_gap": approximation,
         "amortization_gap": amortization,
     }
-    figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
-    plots.inference_gaps(gaps, tmp_path / "gaps.png", "quadrature")
-    (fig,) = figures
-    fig.canvas.draw()
-    top, bottom = fig.axes
+    top, bottom = drawn(monkeypatch, lambda: plots.inference_gaps(gaps, tmp_path / "gaps.png", "quadrature")).axes
     for ax in (top, bottom):
         lo, hi = ax.get_xlim()
         shown = [t for t in ax.get_xticks() if lo <= t <= hi]
@@ -201,10 +219,9 @@ def test_latent_scatter_legend_names_an_image_folder_s_classes(tmp_path, monkeyp
     """Labels 0, 1, 2 named by the class subfolders: the legend shows the names, under the title "class"."""
     y = np.repeat(np.arange(3), 10)
     monkeypatch.setattr(plots, "_posterior_means", lambda vae, x: np.stack([y, -y], 1).astype(float))
-    figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
-    plots.latent_scatter(ONE_LAYER, np.zeros((30, 4)), y, tmp_path / "scatter.png", ("ant", "bee", "cat"))
-    legend = figures[0].axes[0].get_legend()
+    names = ("ant", "bee", "cat")
+    fig = drawn(monkeypatch, lambda: plots.latent_scatter(ONE_LAYER, np.zeros((30, 4)), y, tmp_path / "s.png", names))
+    legend = fig.axes[0].get_legend()
     assert [t.get_text() for t in legend.get_texts()] == ["ant", "bee", "cat"]
     assert legend.get_title().get_text() == "class"
 

@@ -249,11 +249,24 @@ def interpolations(vae: VAE, x: np.ndarray, shape, path: Path, pairs: int = 8, s
     return _save_grid(grid, "interpolations between test images: decoded means along lines in z", path)
 
 
+def _span_later_epochs(ax, runs: list[list[dict]], keys) -> list[list[dict]]:
+    """Where a run has more than 20 epochs, set ax's y axis to the range of the `keys` of every run's records
+    from the 10% mark of its epochs on (the first epochs, often hundreds of nats lower, would flatten the
+    rest), and return those records; else leave the axis and return []."""
+    if max(map(len, runs)) <= 20:
+        return []
+    later = [records[len(records) // 10 :] for records in runs]
+    values = [r[key] for records in later for r in records for key in keys if key in r]
+    low, high = min(values), max(values)
+    pad = 0.05 * (high - low) or 1.0
+    ax.set_ylim(low - pad, high + pad)
+    return later
+
+
 def training_curve(metrics: list[dict], path: Path) -> Path:
     """A run's train, test and (where it has them) validation ELBO per epoch, from its metrics.jsonl records,
-    the KL warm-up's epochs shaded and the epoch of the best validation ELBO marked. Past 20 epochs the
-    axis spans the values from the 10% mark of the epochs on: the first epochs, often hundreds of nats
-    lower, would otherwise flatten the rest of the curve."""
+    the KL warm-up's epochs shaded and the epoch of the best validation ELBO marked; past 20 epochs the y axis
+    spans the epochs from the 10% mark on (`_span_later_epochs`)."""
     fig = _figure((6, 4), left=0.13, bottom=0.12, right=0.97, top=0.92)
     ax = fig.add_subplot()
     dots = {"marker": "o", "ms": 5} if len(metrics) <= 20 else {}  # so that a run of one epoch shows
@@ -273,13 +286,8 @@ def training_curve(metrics: list[dict], path: Path) -> Path:
     if math.isfinite(best):
         ax.axvline(best_epoch, color="0.4", ls="--", lw=1, label=f"best validation ELBO, epoch {best_epoch}")
     title = "training curve"
-    if len(metrics) > 20:
-        later = metrics[len(metrics) // 10 :]
-        values = [m[key] for m in later for key in curves if key in m]
-        low, high = min(values), max(values)
-        pad = 0.05 * (high - low) or 1.0
-        ax.set_ylim(low - pad, high + pad)
-        title += f" (y axis: the range of epochs {later[0]['epoch']} to {later[-1]['epoch']})"
+    if later := _span_later_epochs(ax, [metrics], curves):
+        title += f" (y axis: the range of epochs {later[0][0]['epoch']} to {later[0][-1]['epoch']})"
     ax.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)  # whole epochs
     ax.set(xlabel="epoch", ylabel="ELBO per example (nats)", title=title)
     ax.legend(loc="lower right")
@@ -289,14 +297,16 @@ def training_curve(metrics: list[dict], path: Path) -> Path:
 
 def training_curves(metrics: dict[str, list[dict]], path: Path) -> Path:
     """The training curves of a sweep's members: test ELBO (solid) and train ELBO (dotted) per epoch, one
-    colour per member."""
+    colour per member; past 20 epochs the y axis spans the epochs from the 10% mark on (`_span_later_epochs`)."""
     fig = _figure((8, 5))
     ax = fig.add_subplot()
     for name, records in metrics.items():
         epochs = [r["epoch"] for r in records]
         (line,) = ax.plot(epochs, [r["test_elbo"] for r in records], label=name)
         ax.plot(epochs, [r["train_elbo"] for r in records], linestyle=":", color=line.get_color())
-    ax.set(xlabel="epoch", ylabel="ELBO per example (nats): test solid, train dotted", title="training curves")
+    later = _span_later_epochs(ax, list(metrics.values()), ("test_elbo", "train_elbo"))
+    title = "training curves" + (" (y axis: from the 10% mark of the epochs on)" if later else "")
+    ax.set(xlabel="epoch", ylabel="ELBO per example (nats): test solid, train dotted", title=title)
     ax.legend(fontsize="small", ncol=max(1, len(metrics) // 8))
     ax.grid(alpha=0.3)
     return _save(fig, path)
