@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from jaxvae import sweep
 from jaxvae.config import RunConfig
 from jaxvae.errors import InputError
 from jaxvae.runs import CONFIG, best_validation, read_metrics, stopped_early
@@ -69,17 +70,24 @@ def jaxvae_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "jaxvae.cli", *map(str, args)]
 
 
-def train_command(name: str, run_dir: Path) -> list[str]:
-    """The command that trains row `name` in run_dir: a new run with their protocol, or, when run_dir holds
-    one, that run resumed (its config.json fixes every other option)."""
-    if (run_dir / CONFIG).exists():
+def started(run_dir: Path) -> bool:
+    """Whether run_dir holds a run or a sweep of seeds."""
+    return (run_dir / CONFIG).exists() or sweep.is_sweep(run_dir)
+
+
+def train_command(name: str, run_dir: Path, seeds: int = 1) -> list[str]:
+    """The command that trains row `name` in run_dir: a new run with their protocol (with `seeds` > 1, that
+    many training seeds from theirs on, trained together), or, when run_dir holds one, that run or sweep
+    resumed (its config fixes every other option)."""
+    if started(run_dir):
         return jaxvae_command("train", "--resume", "--out", run_dir, "--epochs", "2000", "--quiet")
-    return jaxvae_command("train", "--out", run_dir, *PROTOCOL, *ROWS[name].options, "--quiet")
+    several = ("--seeds", seeds) if seeds > 1 else ()
+    return jaxvae_command("train", "--out", run_dir, *PROTOCOL, *ROWS[name].options, *several, "--quiet")
 
 
 def evaluate(run_dir: Path, iw_samples: int = IW_SAMPLES) -> dict:
-    """Test L_K of the model of the best validation bound on the whole test set (`jaxvae evaluate --json`),
-    also written to run_dir/published_table.json."""
+    """Test L_K of the model of the best validation bound on the whole test set (`jaxvae evaluate --json`;
+    of every member for a sweep of seeds), also written to run_dir/published_table.json."""
     command = jaxvae_command("evaluate", run_dir, "--checkpoint", "best", "--iw-samples", iw_samples, "--json")
     result = json.loads(subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout)
     (run_dir / RESULT).write_text(json.dumps(result) + "\n")
@@ -108,6 +116,51 @@ def progress(run_dir: Path) -> dict:
     return out
 
 
+def seeds_progress(run_dir: Path) -> dict:
+    """`progress` of a sweep of seeds in run_dir: per member (`members`), and over them the epochs and best
+    epochs (lists), the hours summed, finished when every member is, and where evaluated the mean and sd
+    over the seeds of the members' test L_5000 (`test_log_likelihood`, `test_sd`)."""
+    members = {name: progress(run_dir / name) for name in sweep.read_members(run_dir)}
+    out = {
+        "members": members,
+        "epoch": [p["epoch"] for p in members.values()],
+        "best_epoch": [p["best_epoch"] for p in members.values()],
+        "hours": sum(p["hours"] for p in members.values()),
+        "finished": all(p["finished"] for p in members.values()),
+    }
+    if (run_dir / RESULT).exists():
+        (summary,) = json.loads((run_dir / RESULT).read_text())["groups"].values()
+        out |= {"test_log_likelihood": summary["mean"]["log_likelihood"], "test_sd": summary["sd"]["log_likelihood"]}
+        out["test_n"] = int(summary["mean"]["n"])
+    return out
+
+
+def _cells(row: Row, run_dir: Path) -> list[str]:
+    """The table's cells after `published` for the row's run or sweep of seeds in run_dir."""
+    if not started(run_dir):
+        return ["", "", "", "", "not started"]
+    if sweep.is_sweep(run_dir):
+        p = seeds_progress(run_dir)
+        n = len(p["members"])
+        ours = f"{p['test_log_likelihood']:.2f} ± {p['test_sd']:.2f} (sd over {n} seeds)" if "test_sd" in p else ""
+        best = ", ".join(str(e) for e in p["best_epoch"] if e is not None)
+        status = f"{n} seeds, " + ("finished" if p["finished"] else "unfinished") + " at epochs "
+        status += ", ".join(map(str, p["epoch"]))
+    else:
+        p = progress(run_dir)
+        ours = f"{p['test_log_likelihood']:.2f} ± {p['test_se']:.2f}" if "test_log_likelihood" in p else ""
+        best = "" if p["best_epoch"] is None else str(p["best_epoch"])
+        status = ("finished" if p["finished"] else "unfinished") + f" at epoch {p['epoch']}"
+        if p["best_validation_elbo"] is not None:
+            status += f", best validation ELBO {p['best_validation_elbo']:.2f}"
+    difference = f"{p['test_log_likelihood'] - row.published:+.2f}" if ours else ""
+    if ours:
+        status += f", test L_{IW_SAMPLES} on {p['test_n']} images"
+    elif p["finished"]:
+        status += ", not yet evaluated"
+    return [ours, difference, best, f"{p['hours']:.2f}", status]
+
+
 def table(runs_dir: Path) -> str:
     """The published table with jaxvae's numbers from the run folders under runs_dir, as Markdown."""
     lines = [
@@ -116,24 +169,7 @@ def table(runs_dir: Path) -> str:
     ]
     for name, row in ROWS.items():
         published = f"{row.published:.2f} ± {row.published_sd:g}"
-        run_dir = runs_dir / name
-        if not (run_dir / CONFIG).exists():
-            cells = ["", "", "", "", "not started"]
-        else:
-            p = progress(run_dir)
-            ours = f"{p['test_log_likelihood']:.2f} ± {p['test_se']:.2f}" if "test_log_likelihood" in p else ""
-            difference = f"{p['test_log_likelihood'] - row.published:+.2f}" if ours else ""
-            best = "" if p["best_epoch"] is None else str(p["best_epoch"])
-            status = "finished" if p["finished"] else "unfinished"
-            status += f" at epoch {p['epoch']}"
-            if p["best_validation_elbo"] is not None:
-                status += f", best validation ELBO {p['best_validation_elbo']:.2f}"
-            if ours:
-                status += f", test L_{IW_SAMPLES} on {p['test_n']} images"
-            elif p["finished"]:
-                status += ", not yet evaluated"
-            cells = [ours, difference, best, f"{p['hours']:.2f}", status]
-        lines.append("| " + " | ".join([f"{row.model} ({name})", published, *cells]) + " |")
+        lines.append("| " + " | ".join([f"{row.model} ({name})", published, *_cells(row, runs_dir / name)]) + " |")
     return "\n".join(lines)
 
 
@@ -143,11 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--row", choices=ROWS, help="train (or resume) this row, then evaluate it")
     mode.add_argument("--report", action="store_true", help="the table from the run folders that exist")
+    p.add_argument("--seeds", type=int, default=1, help="with --row: train this many seeds together, from 14 on")
     args = p.parse_args(argv)
+    if args.seeds < 1:
+        p.error(f"--seeds must be at least 1, got {args.seeds}")
     try:
         if args.row:
             run_dir = args.runs_dir / args.row
-            command = train_command(args.row, run_dir)
+            command = train_command(args.row, run_dir, args.seeds)
             print(" ".join(command), flush=True)
             args.runs_dir.mkdir(parents=True, exist_ok=True)
             subprocess.run(command, check=True)  # exit 0: it stopped early or ran all its epochs

@@ -8,9 +8,10 @@ from pathlib import Path
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
-from jaxvae import checkpoint
+from jaxvae import checkpoint, sweep
 from jaxvae.cli.parser import build_parser
 from jaxvae.cli.train import _schedule
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
@@ -165,6 +166,29 @@ def test_report_of_finished_unfinished_and_missing_rows(tmp_path, capsys):
     assert "| 100 | 3.00 | unfinished at epoch 150, best validation ELBO -230.00 |" in rows["hvae-gaussian"]
     assert "| 20 | 0.98 | unfinished at epoch 98," in rows["hvae-vamp"]
     assert "not started" in rows["vae-vamp"] and "not started" in rows["convhvae-gaussian"]
+
+
+def test_a_row_over_seeds_trains_them_together_and_reports_their_mean_and_sd(tmp_path, capsys):
+    """--seeds 3 adds `--seeds 3` to a new row's command (seeds 14, 15, 16); a sweep folder is resumed as
+    one. Its report: the mean and sd (n - 1) over the seeds of the members' test L_5000 (numpy's), the
+    difference of the mean, each member's best epoch, their hours summed."""
+    args = build_parser().parse_args(published_table.train_command("vae-gaussian", tmp_path / "new", 3)[3:])
+    assert (args.seeds, args.seed) == (3, 14)
+    run_dir = tmp_path / "vae-gaussian"
+    names, ours = ["seed-14", "seed-15", "seed-16"], [-228.9, -228.1, -228.5]
+    for name, (epochs, best) in zip(names, [(151, 100), (170, 119), (140, 60)], strict=True):
+        fake_run(run_dir / name, epochs, best)
+    (run_dir / "sweep.json").write_text(json.dumps({"members": [{"name": n} for n in names]}))
+    results = {n: {"log_likelihood": v, "n": 10000} for n, v in zip(names, ours, strict=True)}
+    groups = sweep.summarize(results, sweep.groups(run_dir))
+    (run_dir / published_table.RESULT).write_text(json.dumps({"members": results, "groups": groups}))
+    assert published_table.train_command("vae-gaussian", run_dir, 3)[3:5] == ["train", "--resume"]
+    assert published_table.main(["--report", "--runs-dir", str(tmp_path)]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if "(vae-gaussian)" in x]
+    mean, sd = np.mean(ours), np.std(ours, ddof=1)
+    cells = [c.strip() for c in line.split("|")[2:-1]]
+    assert cells[1:5] == [f"{mean:.2f} ± {sd:.2f} (sd over 3 seeds)", f"{mean + 228.70:+.2f}", "100, 119, 60", "4.61"]
+    assert cells[5].startswith("3 seeds, unfinished at epochs 151, 170, 140")  # the third has 10 epochs to go
 
 
 @pytest.mark.slow
