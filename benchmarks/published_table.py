@@ -117,16 +117,15 @@ def progress(run_dir: Path) -> dict:
 
 
 def seeds_progress(run_dir: Path) -> dict:
-    """`progress` of a sweep of seeds in run_dir: per member (`members`), and over them the epochs and best
-    epochs (lists), the hours summed, finished when every member is, and where evaluated the mean and sd
-    over the seeds of the members' test L_5000 (`test_log_likelihood`, `test_sd`)."""
-    members = {name: progress(run_dir / name) for name in sweep.read_members(run_dir)}
+    """`progress` of a sweep of seeds in run_dir: the members' epochs and best epochs (lists, in the sweep's
+    order), their hours summed, finished when every member is, and where evaluated the mean and sd over the
+    seeds of the members' test L_5000 (`test_log_likelihood`, `test_sd`)."""
+    members = [progress(run_dir / name) for name in sweep.read_members(run_dir)]
     out = {
-        "members": members,
-        "epoch": [p["epoch"] for p in members.values()],
-        "best_epoch": [p["best_epoch"] for p in members.values()],
-        "hours": sum(p["hours"] for p in members.values()),
-        "finished": all(p["finished"] for p in members.values()),
+        "epoch": [p["epoch"] for p in members],
+        "best_epoch": [p["best_epoch"] for p in members],
+        "hours": sum(p["hours"] for p in members),
+        "finished": all(p["finished"] for p in members),
     }
     if (run_dir / RESULT).exists():
         (summary,) = json.loads((run_dir / RESULT).read_text())["groups"].values()
@@ -141,7 +140,7 @@ def _cells(row: Row, run_dir: Path) -> list[str]:
         return ["", "", "", "", "not started"]
     if sweep.is_sweep(run_dir):
         p = seeds_progress(run_dir)
-        n = len(p["members"])
+        n = len(p["epoch"])
         ours = f"{p['test_log_likelihood']:.2f} ± {p['test_sd']:.2f} (sd over {n} seeds)" if "test_sd" in p else ""
         best = ", ".join(str(e) for e in p["best_epoch"] if e is not None)
         status = f"{n} seeds, " + ("finished" if p["finished"] else "unfinished") + " at epochs "
