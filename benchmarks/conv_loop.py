@@ -6,7 +6,7 @@ than outside one (github jax-ml/jax#12868, open); this measures what that costs 
 ConvHVAE rows. The step: the decoder's forward and backward pass on a batch of random latents, the sum of
 squared logits as the loss, plain gradient descent. Each figure is the best of the rounds.
 
-    .venv/bin/python benchmarks/conv_loop.py               # batch 100, the rows' batch (several minutes)
+    .venv/bin/python benchmarks/conv_loop.py               # batch 100, the rows' batch (a quarter of an hour on a core)
     .venv/bin/python benchmarks/conv_loop.py --batch 10    # a smoke run
 """
 
