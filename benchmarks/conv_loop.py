@@ -1,49 +1,81 @@
-"""Seconds of a gradient step of the ConvHVAE's decoder (benchmarks/conv_hvae.py) on a CPU: compiled alone
-and called once per step, against the same step inside `lax.scan`, as jaxvae's compiled epoch runs it.
+"""Training images a second of a convolutional model on a CPU: its epoch compiled as one `lax.scan`
+(`train.make_epoch`) against the loop on the host over the compiled step that jaxvae runs for such models
+there (`train.make_host_loop_epoch`), measured in the same run.
 
 XLA's CPU convolutions in channels-first layout (Equinox's Conv2d) run far slower inside a loop's body
-than outside one (github jax-ml/jax#12868, open); this measures what that costs the published table's
-ConvHVAE rows. The step: the decoder's forward and backward pass on a batch of random latents, the sum of
-squared logits as the loss, plain gradient descent. Each figure is the best of the rounds.
+than compiled alone (github jax-ml/jax#12868, open), and the scanned epoch is such a loop. The models:
+`conv`, jaxvae's `--architecture conv` (its default channels, 32 and 64, and latent size, 2);
+`convhvae`, the published table's ConvHVAE (`benchmarks/conv_hvae.py`, the `--row convhvae-gaussian`
+options). Random binary images of Fashion-MNIST's shape, batch 100, the ELBO at full weight. Each figure
+is the best of the rounds, the two epochs interleaved, after one epoch of each to compile.
 
-    .venv/bin/python benchmarks/conv_loop.py               # batch 100, the rows' batch (a quarter of an hour on a core)
-    .venv/bin/python benchmarks/conv_loop.py --batch 10    # a smoke run
+    .venv/bin/python benchmarks/conv_loop.py                                 # jaxvae's conv, 1,000 images
+    .venv/bin/python benchmarks/conv_loop.py --model convhvae --images 200   # a quarter of an hour on a core
 """
 
 import argparse
+import time
+from pathlib import Path
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from conv_hvae import ConvDecoder
-from throughput import best_seconds
+from jaxvae import model_file
+from jaxvae.config import ModelConfig, RunConfig, TrainConfig
+from jaxvae.objectives import objective_from
+from jaxvae.train import epoch_key, init_state, loops_on_host, make_epoch, make_host_loop_epoch, make_optimizer
+
+CONV_HVAE = Path(__file__).with_name("conv_hvae.py")
+MODELS = {
+    "conv": {"architecture": "conv", "hidden": (32, 64)},
+    "convhvae": {  # the published table's --row convhvae-gaussian
+        "layers": (40, 40),
+        "latent_dim": 80,
+        "inference": "top-down",
+        "decoder_input": "all",
+        "architecture": "gated",
+        "hidden": (300, 300),
+        "log_var_range": (-6.0, 2.0),
+    },
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=100, help="latents per step (the rows' batch: 100)")
-    parser.add_argument("--steps", type=int, default=2, help="steps of the scan")
+    parser.add_argument("--model", choices=sorted(MODELS), default="conv")
+    parser.add_argument("--images", type=int, default=1000, help="training images in an epoch")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
 
-    key = jax.random.PRNGKey(0)
-    params, static = eqx.partition(ConvDecoder(40, 40, (28, 28, 1), key=key), eqx.is_array)
-    z = jax.random.normal(key, (args.batch, 80))
-
-    def step(params, z):
-        grads = jax.grad(lambda p: jnp.sum(jax.vmap(eqx.combine(p, static))(z) ** 2))(params)
-        return jax.tree.map(lambda p, g: p - 1e-6 * g, params, grads)
-
-    alone = jax.jit(step)
-    scanned = jax.jit(lambda p, z: jax.lax.scan(lambda p, _: (step(p, z), None), p, None, length=args.steps)[0])
-    jax.block_until_ready((alone(params, z), scanned(params, z)))  # compile both
-    t_alone = best_seconds(lambda: jax.block_until_ready(alone(params, z)), args.rounds)[0]
-    t_scan = best_seconds(lambda: jax.block_until_ready(scanned(params, z)), args.rounds)[0] / args.steps
-    print(
-        f"ConvHVAE decoder, batch {args.batch}, {jax.devices()[0].platform}: a step compiled alone "
-        f"{t_alone:.2f} s, inside lax.scan {t_scan:.2f} s ({t_scan / t_alone:.1f} x)"
-    )
+    model = ModelConfig((28, 28), **MODELS[args.model])
+    if args.model == "convhvae":
+        model = model_file.with_source(model, f"{CONV_HVAE}:build")
+    config = RunConfig(model, TrainConfig(batch_size=100))
+    state = init_state(config)
+    params, static = eqx.partition(state.vae, eqx.is_inexact_array)
+    assert loops_on_host(static) == (jax.default_backend() == "cpu")
+    optimizer, objective = make_optimizer(config.train), objective_from(config)
+    x = jnp.asarray(np.random.default_rng(0).random((args.images, 784)) < 0.3, jnp.float32)
+    epochs = {
+        "one compiled lax.scan": make_epoch(static, optimizer, config.train),
+        "host loop over the compiled step": make_host_loop_epoch(static, optimizer, config.train),
+    }
+    seconds = {name: [] for name in epochs}
+    for r in range(args.rounds + 1):  # round 0 compiles
+        for name, epoch in epochs.items():
+            p, o = jax.tree.map(jnp.copy, (params, state.opt_state))
+            start = time.perf_counter()
+            jax.block_until_ready(epoch(p, o, x, epoch_key(0, 1), objective))
+            if r:
+                seconds[name].append(time.perf_counter() - start)
+    print(f"{args.model}, {args.images} images of 28 x 28, batch 100, {jax.devices()[0].platform}:")
+    rates = {name: args.images / min(s) for name, s in seconds.items()}
+    for name, rate in rates.items():
+        print(f"  {name}: {rate:.2f} images/s")
+    scanned, looped = rates.values()
+    print(f"  the host loop's throughput: {looped / scanned:.1f} x the scan's")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """Training: one compiled step, the whole epoch as one compiled `lax.scan`, checkpoints, resume.
 
+On a CPU, a model with convolutions runs its epoch as a loop on the host over the compiled step instead
+(`loops_on_host`): XLA's CPU convolutions run several times slower inside a compiled loop.
+
 Training writes a run folder (see `runs`). Random keys are derived from the seed and the epoch,
 so the same seed gives the same numbers and a resumed run continues the same stream.
 """
@@ -118,6 +121,13 @@ def epoch_plan(key: Array, n: int, batch_size: int):
     return idx, weights, jax.random.split(steps_key, idx.shape[0])
 
 
+def batch_step(step, params, opt_state, batch, get_x, mesh, objective):
+    """`step` on one batch = (xs, weights, key): the examples get_x(xs) and their weights split across the
+    devices of `mesh`. Returns what `step` returns."""
+    xs, w, k = batch
+    return step(params, opt_state, parallel.shard_batch(get_x(xs), mesh), parallel.shard_batch(w, mesh), k, objective)
+
+
 def scan_steps(step, params, opt_state, batches, get_x, mesh, objective):
     """`lax.scan` the step over batches = (xs, weights, keys).
 
@@ -125,9 +135,7 @@ def scan_steps(step, params, opt_state, batches, get_x, mesh, objective):
     """
 
     def body(carry, batch):
-        xs, w, k = batch
-        x = parallel.shard_batch(get_x(xs), mesh)
-        params, opt_state, sums, finite = step(*carry, x, parallel.shard_batch(w, mesh), k, objective)
+        params, opt_state, sums, finite = batch_step(step, *carry, batch, get_x, mesh, objective)
         return (params, opt_state), (sums, finite)
 
     (params, opt_state), (sums, finite) = jax.lax.scan(body, (params, opt_state), batches)
@@ -162,6 +170,51 @@ def epoch_program(step, batch_size: int, mesh: Mesh | None = None):
             step, params, opt_state, (idx, weights, keys), lambda i: x[i], mesh, objective
         )
         return params, opt_state, jax.tree.map(lambda s: s / x.shape[0], sums), finite
+
+    return epoch
+
+
+def loops_on_host(static) -> bool:
+    """Whether an epoch of the model `static` (its structure, arrays or not) runs as a loop on the host over
+    the compiled step (`make_host_loop_epoch`) rather than as one compiled `lax.scan`: on the CPU backend,
+    where the model has an Equinox convolution. XLA's CPU convolutions run several times slower inside a
+    compiled loop's body than compiled alone (github jax-ml/jax#12868; docs/performance.md)."""
+    convolutions = (eqx.nn.Conv, eqx.nn.ConvTranspose)
+    layers = jax.tree.leaves(static, is_leaf=lambda m: isinstance(m, convolutions))
+    return jax.default_backend() == "cpu" and any(isinstance(m, convolutions) for m in layers)
+
+
+def make_host_loop_epoch(
+    static, optimizer: optax.GradientTransformation, config: TrainConfig, mesh: Mesh | None = None
+):
+    """The epoch as a loop on the host over one compiled step per batch, for `loops_on_host` models.
+
+    The batches, weights and keys are those of `make_epoch` with the same key, so the result is the
+    scanned epoch's up to the order of float operations. Returns epoch(params, opt_state, x_train, key,
+    objective) -> (params, opt_state, mean bounds, all finite), as `make_epoch`.
+    """
+    step = make_step(static, optimizer, config)
+
+    def planned_step(params, opt_state, x, plan, i, objective):
+        batch = jax.tree.map(lambda a: a[i], plan)
+        return batch_step(step, params, opt_state, batch, lambda idx: x[idx], mesh, objective)
+
+    @jax.jit
+    def summary(params, sums, finite, n):
+        means = jax.tree.map(lambda *s: jnp.sum(jnp.stack(s)) / n, *sums)
+        return means, jnp.all(jnp.stack(finite)) & all_finite(params)
+
+    replicated = None if mesh is None else parallel.replicated(mesh)
+    compiled = jax.jit(planned_step, donate_argnums=(0, 1), out_shardings=replicated)
+
+    def epoch(params, opt_state, x, key, objective):
+        plan = _epoch_plan(key, x.shape[0], config.batch_size)
+        sums, finite = [], []
+        for i in range(plan[0].shape[0]):
+            params, opt_state, step_sums, step_finite = compiled(params, opt_state, x, plan, i, objective)
+            sums.append(step_sums)
+            finite.append(step_finite)
+        return params, opt_state, *summary(params, sums, finite, x.shape[0])
 
     return epoch
 
@@ -304,12 +357,13 @@ def fit(
 
 
 def _epoch_runner(static, tc: TrainConfig, x_train: np.ndarray, mesh: Mesh, device_budget: int | None):
-    """run(params, opt_state, key, objective) -> one epoch: the data on the devices if it fits, else streamed."""
+    """run(params, opt_state, key, objective) -> one epoch: the data on the devices if it fits, else streamed;
+    on the devices, one compiled epoch, or a loop on the host over the compiled step (`loops_on_host`)."""
     optimizer = make_optimizer(tc)
     budget = parallel.device_budget() if device_budget is None else device_budget
     n, d = x_train.shape
     if 4 * n * d <= budget and jax.process_count() == 1:
-        epoch = make_epoch(static, optimizer, tc, mesh)
+        epoch = (make_host_loop_epoch if loops_on_host(static) else make_epoch)(static, optimizer, tc, mesh)
         x = parallel.replicate(np.asarray(x_train, np.float32), mesh)
         return lambda params, opt_state, key, objective: epoch(params, opt_state, x, key, objective)
     chunk = make_chunk(static, optimizer, tc, mesh)
