@@ -10,7 +10,7 @@ options). Random binary images of Fashion-MNIST's shape, batch 100, the ELBO at 
 is the best of the rounds, the two epochs interleaved, after one epoch of each to compile.
 
     .venv/bin/python benchmarks/conv_loop.py                                 # jaxvae's conv, 1,000 images
-    .venv/bin/python benchmarks/conv_loop.py --model convhvae --images 200   # a quarter of an hour on a core
+    .venv/bin/python benchmarks/conv_loop.py --model convhvae --images 100   # about ten minutes on a core
 """
 
 import argparse

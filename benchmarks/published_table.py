@@ -7,7 +7,7 @@ then evaluates test L_5000 on all 10,000 test images with the model of the best 
 (`jaxvae evaluate --checkpoint best`), saved as RUNS_DIR/ROW/published_table.json:
     .venv/bin/python benchmarks/published_table.py --row vae-gaussian --runs-dir runs/published
 The ConvHVAE rows build their gated convolutional model from the model file benchmarks/conv_hvae.py; on a
-CPU one epoch of theirs takes about 15 hours, where the fully connected rows' take seconds: a GPU's work.
+CPU one epoch of theirs takes about half an hour, where the fully connected rows' take seconds: a GPU's work.
 The table of the run folders that exist, finished or not (nothing is trained or evaluated):
     .venv/bin/python benchmarks/published_table.py --report --runs-dir runs/published
 """
