@@ -139,8 +139,13 @@ def scan_steps(step, params, opt_state, batches, get_x, mesh, objective):
         return (params, opt_state), (sums, finite)
 
     (params, opt_state), (sums, finite) = jax.lax.scan(body, (params, opt_state), batches)
-    finite = jnp.all(finite) & all_finite(params)
-    return params, opt_state, jax.tree.map(jnp.sum, sums), finite
+    return params, opt_state, *totals(params, sums, finite)
+
+
+def totals(params, sums, finite) -> tuple[dict[str, Array], Array]:
+    """(the bounds summed over the steps, whether every step's loss and the final parameters are finite), from
+    the steps' sums (dicts of (N,)) and finite flags (N,)."""
+    return jax.tree.map(jnp.sum, sums), jnp.all(finite) & all_finite(params)
 
 
 def all_finite(tree) -> Array:
@@ -201,8 +206,8 @@ def make_host_loop_epoch(
 
     @jax.jit
     def summary(params, sums, finite, n):
-        means = jax.tree.map(lambda *s: jnp.sum(jnp.stack(s)) / n, *sums)
-        return means, jnp.all(jnp.stack(finite)) & all_finite(params)
+        sums, finite = totals(params, jax.tree.map(lambda *s: jnp.stack(s), *sums), jnp.stack(finite))
+        return jax.tree.map(lambda s: s / n, sums), finite
 
     replicated = None if mesh is None else parallel.replicated(mesh)
     compiled = jax.jit(planned_step, donate_argnums=(0, 1), out_shardings=replicated)
