@@ -24,7 +24,15 @@ import numpy as np
 from jaxvae import model_file
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.objectives import objective_from
-from jaxvae.train import epoch_key, init_state, loops_on_host, make_epoch, make_host_loop_epoch, make_optimizer
+from jaxvae.train import (
+    epoch_key,
+    init_state,
+    loops_on_host,
+    make_epoch,
+    make_host_loop_epoch,
+    make_optimizer,
+    make_step,
+)
 from throughput import best_seconds
 
 CONV_HVAE = Path(__file__).with_name("conv_hvae.py")
@@ -60,7 +68,9 @@ def main() -> None:
     x = jnp.asarray(np.random.default_rng(0).random((args.images, 784)) < 0.3, jnp.float32)
     epochs = {
         "one compiled lax.scan": make_epoch(static, optimizer, config.train),
-        "host loop over the compiled step": make_host_loop_epoch(static, optimizer, config.train),
+        "host loop over the compiled step": make_host_loop_epoch(
+            make_step(static, optimizer, config.train), config.train.batch_size
+        ),
     }
     seconds = {name: np.inf for name in epochs}
     for r in range(args.rounds + 1):  # round 0 compiles

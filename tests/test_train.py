@@ -99,7 +99,7 @@ def test_host_loop_epoch_is_the_compiled_epoch(caplog):
     scanned = make_epoch(static, optimizer, conv.train)(
         *jax.tree.map(jnp.copy, (params, state.opt_state)), data, epoch_key(0, 1), objective
     )
-    host_loop = make_host_loop_epoch(static, optimizer, conv.train)
+    host_loop = make_host_loop_epoch(make_step(static, optimizer, conv.train), conv.train.batch_size)
     with jax.log_compiles(), caplog.at_level("WARNING"):
         looped = host_loop(params, state.opt_state, data, epoch_key(0, 1), objective)
         looped = jax.device_get(looped)  # the next epoch donates its inputs

@@ -62,6 +62,8 @@ from jaxvae.train import (
     epoch_key,
     epoch_program,
     initial_state,
+    loops_on_host,
+    make_host_loop_epoch,
     make_optimizer,
     make_step,
     resume_state,
@@ -151,12 +153,22 @@ def check(configs: dict[str, RunConfig], data: Dataset, device_budget: int | Non
         )
 
 
+def member_step(static, config: TrainConfig):
+    """One member's training step, uncompiled: `train.make_step`'s step with the learning rate traced, passed
+    after the objective (Adam's, `train.make_optimizer`)."""
+
+    def step(params, opt_state, x, weights, key, objective, lr):
+        return make_step(static, make_optimizer(config, lr), config)(params, opt_state, x, weights, key, objective)
+
+    return step
+
+
 def member_epoch(static, config: TrainConfig):
     """One member's epoch, uncompiled: epoch(params, opt_state, x (n, d), key, objective, lr) -> (params,
-    opt_state, mean bounds, all finite), the learning rate traced (Adam's, `train.make_optimizer`)."""
+    opt_state, mean bounds, all finite), the learning rate traced (`member_step`)."""
 
     def epoch(params, opt_state, x, key, objective, lr):
-        step = make_step(static, make_optimizer(config, lr), config)
+        step = functools.partial(member_step(static, config), lr=lr)
         return epoch_program(step, config.batch_size)(params, opt_state, x, key, objective)
 
     return epoch
@@ -216,15 +228,18 @@ def schedule(configs: dict[str, RunConfig]) -> type:
     """The members' schedule: `StepMajor` on an accelerator; on a CPU, where there are several members, one
     member's state (`state_bytes`) is at most twice the per-core L2 cache and all members' states together fit
     the last-level cache, but at most 32 MiB of it (a virtual machine reports its host's whole cache, which it
-    shares); else `MemberMajor`.
+    shares), and the model has no convolutions (`train.loops_on_host`); else `MemberMajor`.
 
     Measured (docs/performance.md, "Seeds and sweeps"): where a member's state is larger, a step is long
     enough that sharing its fixed costs gains nothing, and the stacked states only add memory traffic;
-    where the states overflow the cache, they stream from DRAM at every step.
+    where the states overflow the cache, they stream from DRAM at every step. Convolutions run several times
+    slower inside the vmapped epoch's loop; `MemberMajor` loops over their steps on the host.
     """
-    each, members = state_bytes(next(iter(configs.values()))), len(configs)
+    config = next(iter(configs.values()))
+    each, members = state_bytes(config), len(configs)
     l2, last_level = cpu_caches()
     fits = members > 1 and each <= 2 * l2 and members * each <= min(last_level, 32 * 2**20)
+    fits = fits and not loops_on_host(state_shapes(config).vae)
     return StepMajor if jax.default_backend() != "cpu" or fits else MemberMajor
 
 
@@ -396,7 +411,8 @@ class StepMajor(loop.Trainer):
 class MemberMajor(loop.Trainer):
     """The members one after another (a `loop.Trainer`): each member's whole epoch in turn, its state
     resident in the cache, by one compiled member epoch (`member_epoch`, the learning rate traced) called
-    once per member; all members' epochs are dispatched before the first result is read."""
+    once per member, or for `train.loops_on_host` models a loop on the host over one compiled member step;
+    all members' epochs are dispatched before the first result is read."""
 
     def __init__(self, state: TrainState, configs: list[RunConfig], xs: list[Array]):
         self.configs = [c.train for c in configs]
@@ -404,7 +420,11 @@ class MemberMajor(loop.Trainer):
         params, self.static = shared_parts(state.vae)
         self.states = [jax.tree.map(lambda a, i=i: a[i], (params, state.opt_state)) for i in range(len(configs))]
         self.xs, self.examples = xs, xs[0].shape[0]
-        self.run_epoch = jax.jit(member_epoch(self.static, self.configs[0]), donate_argnums=(0, 1))
+        tc = self.configs[0]
+        if loops_on_host(self.static):
+            self.run_epoch = make_host_loop_epoch(member_step(self.static, tc), tc.batch_size)
+        else:
+            self.run_epoch = jax.jit(member_epoch(self.static, tc), donate_argnums=(0, 1))
 
     def epoch(self, plan):
         keys, objectives = _epoch_inputs(self.configs, self.objectives, plan)

@@ -189,20 +189,19 @@ def loops_on_host(static) -> bool:
     return jax.default_backend() == "cpu" and any(isinstance(m, convolutions) for m in layers)
 
 
-def make_host_loop_epoch(
-    static, optimizer: optax.GradientTransformation, config: TrainConfig, mesh: Mesh | None = None
-):
-    """The epoch as a loop on the host over one compiled step per batch, for `loops_on_host` models.
+def make_host_loop_epoch(step, batch_size: int, mesh: Mesh | None = None):
+    """The epoch as a loop on the host over one compiled `step` (`make_step`'s, uncompiled) per batch, for
+    `loops_on_host` models.
 
     The batches, weights and keys are those of `make_epoch` with the same key, so the result is the
     scanned epoch's up to the order of float operations. Returns epoch(params, opt_state, x_train, key,
-    objective) -> (params, opt_state, mean bounds, all finite), as `make_epoch`.
+    objective, *args) -> (params, opt_state, mean bounds, all finite), as `make_epoch`; `args` go to every
+    step after the objective (a sweep member's traced learning rate, `sweep.member_step`).
     """
-    step = make_step(static, optimizer, config)
 
-    def planned_step(params, opt_state, x, plan, i, objective):
+    def planned_step(params, opt_state, x, plan, i, objective, *args):
         batch = jax.tree.map(lambda a: a[i], plan)
-        return batch_step(step, params, opt_state, batch, lambda idx: x[idx], mesh, objective)
+        return batch_step(lambda *a: step(*a, *args), params, opt_state, batch, lambda idx: x[idx], mesh, objective)
 
     @jax.jit
     def summary(params, sums, finite, n):
@@ -212,11 +211,11 @@ def make_host_loop_epoch(
     replicated = None if mesh is None else parallel.replicated(mesh)
     compiled = jax.jit(planned_step, donate_argnums=(0, 1), out_shardings=replicated)
 
-    def epoch(params, opt_state, x, key, objective):
-        plan = _epoch_plan(key, x.shape[0], config.batch_size)
+    def epoch(params, opt_state, x, key, objective, *args):
+        plan = _epoch_plan(key, x.shape[0], batch_size)
         sums, finite = [], []
         for i in range(plan[0].shape[0]):
-            params, opt_state, step_sums, step_finite = compiled(params, opt_state, x, plan, i, objective)
+            params, opt_state, step_sums, step_finite = compiled(params, opt_state, x, plan, i, objective, *args)
             sums.append(step_sums)
             finite.append(step_finite)
         return params, opt_state, *summary(params, sums, finite, x.shape[0])
@@ -368,7 +367,10 @@ def _epoch_runner(static, tc: TrainConfig, x_train: np.ndarray, mesh: Mesh, devi
     budget = parallel.device_budget() if device_budget is None else device_budget
     n, d = x_train.shape
     if 4 * n * d <= budget and jax.process_count() == 1:
-        epoch = (make_host_loop_epoch if loops_on_host(static) else make_epoch)(static, optimizer, tc, mesh)
+        if loops_on_host(static):
+            epoch = make_host_loop_epoch(make_step(static, optimizer, tc), tc.batch_size, mesh)
+        else:
+            epoch = make_epoch(static, optimizer, tc, mesh)
         x = parallel.replicate(np.asarray(x_train, np.float32), mesh)
         return lambda params, opt_state, key, objective: epoch(params, opt_state, x, key, objective)
     chunk = make_chunk(static, optimizer, tc, mesh)
