@@ -21,18 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvae import model_file
+from jaxvae import model_file, train
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.objectives import objective_from
-from jaxvae.train import (
-    epoch_key,
-    init_state,
-    loops_on_host,
-    make_epoch,
-    make_host_loop_epoch,
-    make_optimizer,
-    make_step,
-)
 from throughput import best_seconds
 
 CONV_HVAE = Path(__file__).with_name("conv_hvae.py")
@@ -61,22 +52,22 @@ def main() -> None:
     if args.model == "convhvae":
         model = model_file.with_source(model, f"{CONV_HVAE}:build")
     config = RunConfig(model, TrainConfig(batch_size=100))
-    state = init_state(config)
+    state = train.init_state(config)
     params, static = eqx.partition(state.vae, eqx.is_inexact_array)
-    assert loops_on_host(static) == (jax.default_backend() == "cpu")
-    optimizer, objective = make_optimizer(config.train), objective_from(config)
+    assert train.loops_on_host(static) == (jax.default_backend() == "cpu")
+    optimizer, objective = train.make_optimizer(config.train), objective_from(config)
     x = jnp.asarray(np.random.default_rng(0).random((args.images, 784)) < 0.3, jnp.float32)
     epochs = {
-        "one compiled lax.scan": make_epoch(static, optimizer, config.train),
-        "host loop over the compiled step": make_host_loop_epoch(
-            make_step(static, optimizer, config.train), config.train.batch_size
+        "one compiled lax.scan": train.make_epoch(static, optimizer, config.train),
+        "host loop over the compiled step": train.make_host_loop_epoch(
+            train.make_step(static, optimizer, config.train), config.train.batch_size
         ),
     }
     seconds = {name: np.inf for name in epochs}
     for r in range(args.rounds + 1):  # round 0 compiles
         for name, epoch in epochs.items():
             p, o = jax.tree.map(jnp.copy, (params, state.opt_state))  # each epoch donates its own copy
-            run = lambda e=epoch, p=p, o=o: jax.block_until_ready(e(p, o, x, epoch_key(0, 1), objective))  # noqa: E731
+            run = lambda e=epoch, p=p, o=o: jax.block_until_ready(e(p, o, x, train.epoch_key(0, 1), objective))  # noqa: E731
             wall = best_seconds(run, 1)[0]
             if r:
                 seconds[name] = min(seconds[name], wall)
