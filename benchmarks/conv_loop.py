@@ -14,30 +14,23 @@ is the best of the rounds, the two epochs interleaved, after one epoch of each t
 """
 
 import argparse
-from pathlib import Path
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvae import model_file, train
-from jaxvae.config import ModelConfig, RunConfig, TrainConfig
+from jaxvae import train
+from jaxvae.cli.parser import build_parser
+from jaxvae.cli.train import model_config
+from jaxvae.config import RunConfig, TrainConfig
 from jaxvae.objectives import objective_from
+from published_table import PROTOCOL, ROWS
 from throughput import best_seconds
 
-CONV_HVAE = Path(__file__).with_name("conv_hvae.py")
-MODELS = {
-    "conv": {"architecture": "conv", "hidden": (32, 64)},
-    "convhvae": {  # the published table's --row convhvae-gaussian
-        "layers": (40, 40),
-        "latent_dim": 80,
-        "inference": "top-down",
-        "decoder_input": "all",
-        "architecture": "gated",
-        "hidden": (300, 300),
-        "log_var_range": (-6.0, 2.0),
-    },
+MODELS = {  # each model's `jaxvae train` options
+    "conv": ("--architecture", "conv"),
+    "convhvae": (*PROTOCOL, *ROWS["convhvae-gaussian"].options),
 }
 
 
@@ -48,10 +41,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
 
-    model = ModelConfig((28, 28), **MODELS[args.model])
-    if args.model == "convhvae":
-        model = model_file.with_source(model, f"{CONV_HVAE}:build")
-    config = RunConfig(model, TrainConfig(batch_size=100))
+    options = build_parser().parse_args(["train", "--out", "-", *MODELS[args.model]])
+    config = RunConfig(model_config(options, (28, 28)), TrainConfig(batch_size=100))
     state = train.init_state(config)
     params, static = eqx.partition(state.vae, eqx.is_inexact_array)
     assert train.loops_on_host(static) == (jax.default_backend() == "cpu")

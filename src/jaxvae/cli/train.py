@@ -45,6 +45,32 @@ def _schedule(args) -> TrainConfig:
     )
 
 
+def model_config(args, data_shape: tuple[int, ...]) -> ModelConfig:
+    """The model of the `train` options for data of shape `data_shape` (H, W) or (d,), its networks from
+    --model's file where one is given."""
+    model = ModelConfig(
+        data_shape=data_shape,
+        latent_dim=sum(args.latent_dim),
+        layers=args.latent_dim if len(args.latent_dim) > 1 else (),
+        inference=args.inference,
+        decoder_input=args.decoder_input,
+        hidden=args.hidden or DEFAULT_HIDDEN[args.architecture],
+        activation=args.activation,
+        likelihood=args.likelihood,
+        architecture=args.architecture,
+        gaussian_variance=args.gaussian_variance,
+        gaussian_std=args.gaussian_std,
+        posterior=args.posterior,
+        prior=args.prior,
+        log_var_range=args.log_var_range or (),
+    )
+    if args.model:
+        from jaxvae.model_file import with_source
+
+        model = with_source(model, args.model)
+    return model
+
+
 def run(args) -> int:
     out = Path(args.out)
     if args.resume and args.overwrite:
@@ -101,26 +127,7 @@ def new_run(args, out: Path) -> tuple:
     from jaxvae.train import check_data
 
     parallel.initialize(args.coordinator, args.num_processes, args.process_id)
-    model = ModelConfig(
-        data_shape=tuple(data.shape),
-        latent_dim=sum(args.latent_dim),
-        layers=args.latent_dim if len(args.latent_dim) > 1 else (),
-        inference=args.inference,
-        decoder_input=args.decoder_input,
-        hidden=args.hidden or DEFAULT_HIDDEN[args.architecture],
-        activation=args.activation,
-        likelihood=args.likelihood,
-        architecture=args.architecture,
-        gaussian_variance=args.gaussian_variance,
-        gaussian_std=args.gaussian_std,
-        posterior=args.posterior,
-        prior=args.prior,
-        log_var_range=args.log_var_range or (),
-    )
-    if args.model:
-        from jaxvae.model_file import with_source
-
-        model = with_source(model, args.model)
+    model = model_config(args, tuple(data.shape))
     config = RunConfig(model, dataclasses.replace(schedule, classes=data.classes))
     check_data(data, config)
     configs = None
