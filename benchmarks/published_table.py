@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jaxvae import sweep
-from jaxvae.config import RunConfig
+from jaxvae.config import BOUND_NAMES, RunConfig
 from jaxvae.errors import InputError
 from jaxvae.runs import CONFIG, best_validation, read_metrics, stopped_early
 
@@ -101,10 +101,11 @@ def progress(run_dir: Path) -> dict:
     config = RunConfig.load(run_dir / CONFIG).train
     records = read_metrics(run_dir)
     epoch = records[-1]["epoch"] if records else 0
-    best, best_epoch = best_validation(records)
+    best, best_epoch = best_validation(records, config.validation_bound)
     out = {
         "epoch": epoch,
-        "best_validation_elbo": best if records else None,
+        "bound": BOUND_NAMES[config.validation_bound],
+        "best_validation": best if records else None,
         "best_epoch": best_epoch if records else None,
         "hours": sum(r["seconds"] for r in records) / 3600,
         "finished": epoch >= config.epochs or stopped_early(config, epoch, best_epoch),
@@ -150,8 +151,8 @@ def _cells(row: Row, run_dir: Path) -> list[str]:
         ours = f"{p['test_log_likelihood']:.2f} ± {p['test_se']:.2f}" if "test_log_likelihood" in p else ""
         best = "" if p["best_epoch"] is None else str(p["best_epoch"])
         status = ("finished" if p["finished"] else "unfinished") + f" at epoch {p['epoch']}"
-        if p["best_validation_elbo"] is not None:
-            status += f", best validation ELBO {p['best_validation_elbo']:.2f}"
+        if p["best_validation"] is not None:
+            status += f", best validation {p['bound']} {p['best_validation']:.2f}"
     difference = f"{p['test_log_likelihood'] - row.published:+.2f}" if ours else ""
     if ours:
         status += f", test L_{IW_SAMPLES} on {p['test_n']} images"

@@ -22,9 +22,11 @@ from jaxvae.evaluate import (
     log_likelihood,
     log_likelihood_quadrature,
     log_likelihoods,
+    mean_bounds,
     report,
 )
 from jaxvae.model import VAE
+from jaxvae.objectives import Ciwae, DReG, Elbo, Iwae, Miwae, Piwae
 
 X = np.random.default_rng(3).normal(size=(4, 5)) * 1.5
 
@@ -80,6 +82,34 @@ def test_iw_value_of_an_example_does_not_depend_on_its_batch():
     whole = log_likelihood(vae, x, _key(2), samples=30, chunk=8, batch=3)
     np.testing.assert_allclose(log_likelihood(vae, x, _key(2), samples=30, chunk=8, batch=7), whole, rtol=1e-6)
     assert not np.allclose(log_likelihood(vae, x, _key(3), samples=30, chunk=8), whole)
+
+
+def test_mean_bounds_are_log_px_for_the_exact_posterior():
+    """With q(z|x) = p(z|x) every log weight is log p(x): each bound every importance-weighted objective
+    reports is the closed form's log p(x), and so are their means over 4 examples in chunks of 3 (the
+    second chunk padded with weight 0)."""
+    vae, W, b, sigma = linear_gaussian_vae()
+    log_px, _ = linear_gaussian_truth(vae, W, b, sigma, X)
+    for objective in (Iwae(5, DReG()), Miwae(2, 3), Piwae(2, 3), Ciwae(0.3, 4)):
+        means = mean_bounds(vae, objective, jnp.asarray(X, jnp.float32), _key(2), chunk=3)
+        assert {"elbo", "iwae_bound"} <= set(means)
+        for value in means.values():
+            np.testing.assert_allclose(value, log_px.mean(), atol=2e-4)
+
+
+def test_mean_bounds_of_one_draw_are_the_elbo_in_expectation():
+    """An approximate posterior, each of 4 examples repeated 2,000 times: the mean of the ELBO objective's
+    reported ELBO and of L_1 (IWAE, K = 1) against the closed-form mean ELBO, within 5 standard errors
+    (estimated from L_1's draws, `log_likelihood`); L_20 lies above it and below the mean log p(x)."""
+    vae, W, b, sigma = linear_gaussian_vae(exact_posterior=False)
+    log_px, closed_elbo = linear_gaussian_truth(vae, W, b, sigma, X)
+    x = jnp.asarray(np.repeat(X, 2000, axis=0), jnp.float32)
+    draws = np.asarray(log_likelihood(vae, x, _key(4), samples=1, batch=500), np.float64)
+    se = draws.std() / np.sqrt(len(draws))
+    assert abs(float(mean_bounds(vae, Elbo(), x, _key(5))["elbo"]) - closed_elbo.mean()) < 5 * se
+    assert abs(float(mean_bounds(vae, Iwae(1), x, _key(6))["iwae_bound"]) - closed_elbo.mean()) < 5 * se
+    l_20 = float(mean_bounds(vae, Iwae(20), x, _key(7))["iwae_bound"])
+    assert closed_elbo.mean() + 5 * se < l_20 < log_px.mean()
 
 
 @pytest.mark.slow

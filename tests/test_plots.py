@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from jaxvae import plots
+from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 
 G = plots.BORDER  # the grey of gaps and empty tiles
 ONE_LAYER = SimpleNamespace(sizes=(2,))  # what the figures read of a one-layer model with k = 2
@@ -238,14 +239,15 @@ def test_gaps_figure_is_drawn_again_for_its_model_and_removed_when_stale(tmp_pat
     first = np.asarray(Image.open(plots.gaps_figure(gaps, folder, "quadrature", epoch=3)))
     (folder / "gaps.png").unlink()
     data = type("Data", (), {"x_test": None, "y_test": None, "classes": (), "shape": (5,)})()
-    written = plots.write_figures(None, data, None, folder, [{"epoch": 3, "train_elbo": -1.0, "test_elbo": -1.0}])
+    config = RunConfig(ModelConfig(data_shape=(5,)), TrainConfig())
+    written = plots.write_figures(None, data, config, folder, [{"epoch": 3, "train_elbo": -1.0, "test_elbo": -1.0}])
     assert folder / "gaps.png" in written
     np.testing.assert_array_equal(np.asarray(Image.open(folder / "gaps.png")), first)
-    written = plots.write_figures(None, data, None, folder, [{"epoch": 4, "train_elbo": -1.0, "test_elbo": -1.0}])
+    written = plots.write_figures(None, data, config, folder, [{"epoch": 4, "train_elbo": -1.0, "test_elbo": -1.0}])
     assert folder / "gaps.png" not in written and not (folder / "gaps.png").exists()
     assert not (folder / "gaps.npz").exists()
     (folder / "gaps.png").write_bytes(b"a figure from before gaps.npz")
-    plots.write_figures(None, data, None, folder, [])
+    plots.write_figures(None, data, config, folder, [])
     assert not (folder / "gaps.png").exists()
 
 

@@ -11,9 +11,9 @@ import pytest
 import jaxvae
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import batch_indices, load_dataset
-from jaxvae.evaluate import mean_elbo
+from jaxvae.evaluate import mean_bounds, mean_elbo
 from jaxvae.objectives import objective_from
-from jaxvae.runs import read_metrics
+from jaxvae.runs import best_validation, read_metrics, stopped_early
 from jaxvae.train import (
     epoch_key,
     fit,
@@ -223,6 +223,44 @@ def test_best_checkpoint_is_the_model_of_the_best_validation_elbo(tmp_path):
     valid_key = jax.random.fold_in(jax.random.PRNGKey(config.train.seed), 3)  # the key train.py uses
     again = float(mean_elbo(state.vae, jnp.asarray(x_valid), valid_key)["elbo"])
     np.testing.assert_allclose(again, best["validation_elbo"], rtol=1e-6)
+
+
+def test_early_stopping_follows_the_bound_the_objective_trains():
+    """Validation records whose ELBO peaks at epoch 3 and L_K at epoch 6: an IWAE run's best epoch is 6 and
+    with patience 3 it stops at epoch 9, an ELBO run's is 3 and it stops at epoch 6."""
+    elbo = [-9.0, -8.0, -7.0, -7.5, -7.6, -7.7, -7.8, -7.9, -8.0]
+    l_k = [-8.0, -7.0, -6.5, -6.4, -6.3, -6.2, -6.25, -6.3, -6.3]
+    pairs = enumerate(zip(elbo, l_k, strict=True), 1)
+    records = [{"epoch": e, "validation_elbo": a, "validation_iwae_bound": b} for e, (a, b) in pairs]
+    for config, best_epoch, stop in (
+        (TrainConfig(objective="iwae", samples=5, validation_fraction=0.1, early_stopping=3), 6, 9),
+        (TrainConfig(validation_fraction=0.1, early_stopping=3), 3, 6),
+    ):
+        bound = config.validation_bound
+        assert best_validation(records, bound) == (records[best_epoch - 1][f"validation_{bound}"], best_epoch)
+        stops = [e for e in range(1, 10) if stopped_early(config, e, best_validation(records[:e], bound)[1])]
+        assert stops[0] == stop
+
+
+@pytest.mark.slow
+def test_best_checkpoint_of_an_iwae_run_is_that_of_the_best_validation_l_k(tmp_path):
+    """An IWAE run (K = 3) validates L_3 beside the ELBO; best.eqx is the model of the epoch of the best L_3,
+    and evaluating L_3 again on the validation split with the run's key gives the recorded value."""
+    from jaxvae import checkpoint
+    from jaxvae.data import split_validation
+
+    data = load_dataset("digits")
+    config = small_config(epochs=4, objective="iwae", samples=3, validation_fraction=0.2, early_stopping=4)
+    fit(config, data, tmp_path / "run", progress=False)
+    metrics = read_metrics(tmp_path / "run")
+    assert all(m["validation_iwae_bound"] > m["validation_elbo"] for m in metrics)
+    best = max(metrics, key=lambda m: m["validation_iwae_bound"])
+    state = checkpoint.restore(tmp_path / "run" / "checkpoints" / "best.eqx", init_state(config))
+    assert int(state.epoch) == best["epoch"]
+    _, x_valid = split_validation(data, 0.2)
+    valid_key = jax.random.fold_in(jax.random.PRNGKey(config.train.seed), 3)  # the key train.py uses
+    again = mean_bounds(state.vae, objective_from(config), jnp.asarray(x_valid), valid_key)["iwae_bound"]
+    np.testing.assert_allclose(float(again), best["validation_iwae_bound"], rtol=1e-6)
 
 
 @pytest.mark.slow

@@ -13,7 +13,11 @@ from jaxvae.errors import InputError, SettingError
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "softplus", "sigmoid")  # jax.nn's, as networks.ACTIVATION_FUNCTIONS
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
 BERNOULLI_FAMILY = ("bernoulli", "continuous-bernoulli")
-OBJECTIVES = ("elbo", "iwae", "miwae", "ciwae", "piwae")
+# each objective and the bound it trains, by the name it reports it under (objectives.Objective); piwae's loss is L_MK
+OBJECTIVES = {
+    "elbo": "elbo", "iwae": "iwae_bound", "miwae": "miwae_bound", "ciwae": "ciwae_bound", "piwae": "iwae_bound"
+}  # fmt: skip
+BOUND_NAMES = {"elbo": "ELBO", "iwae_bound": "L_K", "miwae_bound": "MIWAE bound", "ciwae_bound": "CIWAE bound"}
 GRADIENTS = ("reparam", "stl", "dreg")  # objectives.GRADIENTS
 PRECISIONS = ("fp32", "bf16")  # of the networks' products in training (networks.product)
 BINARIZE = ("none", "static", "dynamic", "threshold")
@@ -24,7 +28,7 @@ DECODER_INPUTS = ("bottom", "all")  # a deep model's decoder sees z_1, or every 
 GAUSSIAN_VARIANCES = ("learned-shared", "learned-pixel", "fixed")
 POSTERIORS = ("diagonal", "full", "iaf:T")  # T: flow steps
 PRIORS = ("normal", "mixture:K", "vamp:K")  # K: mixture components or pseudo-inputs
-CHECKPOINT_CHOICES = ("latest", "best")  # a run's model: its newest epoch, or its best validation ELBO
+CHECKPOINT_CHOICES = ("latest", "best")  # a run's model: its newest epoch, or its best validation bound
 
 
 def family_spec(spec: str, families: tuple[str, ...], setting: str) -> tuple[str, int]:
@@ -213,8 +217,8 @@ class TrainConfig:
     seed: int = 0
     image_size: tuple[int, int] | None = None  # (height, width) images are resized to, if given
     data_dir: str | None = None  # the folder mnist or fashion-mnist was read from, if one was given
-    validation_fraction: float = 0.0  # of the training examples, held out for the validation ELBO
-    early_stopping: int = 0  # patience in epochs without a better validation ELBO; 0: off
+    validation_fraction: float = 0.0  # of the training examples, held out for the validation bounds
+    early_stopping: int = 0  # patience in epochs without a better validation bound (`validation_bound`); 0: off
     keep_checkpoints: int = 3  # epoch checkpoints kept besides best.eqx
     beta: float = 1.0
     kl_warmup_epochs: int = 0
@@ -225,6 +229,12 @@ class TrainConfig:
     gradient: str = "reparam"
     classes: tuple[str, ...] = ()  # the names of the data's labels 0, 1, ...: an image folder's class subfolders
     precision: str = "fp32"
+
+    @property
+    def validation_bound(self) -> str:
+        """The bound that is validated for early stopping and the best checkpoint, by the name the objective
+        reports it under: the one it trains (`elbo` for the ELBO, `iwae_bound` for L_K, ...), at beta 1."""
+        return OBJECTIVES[self.objective]
 
     def __post_init__(self):
         _require_types(self)

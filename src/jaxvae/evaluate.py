@@ -16,7 +16,7 @@ from jaxvae.distributions import CLOSED_FORM_KL, kl_terms
 from jaxvae.errors import InputError
 from jaxvae.keys import MOMENTS_SEED, Evaluation
 from jaxvae.model import VAE
-from jaxvae.objectives import elbo, log_importance_weights
+from jaxvae.objectives import Objective, elbo, log_importance_weights
 
 ACTIVE_THRESHOLD = 0.01  # a unit is active when Var_x E[z|x] exceeds this (Burda et al. 2015)
 ELBO_SAMPLES = 100  # samples per example of the ELBO in `report`: its Monte Carlo error is then negligible
@@ -38,6 +38,22 @@ def mean_elbo(vae: VAE, x: Array, key: Array, *, samples: int = 1, chunk: int = 
             kls = w @ layer_kls(vae, x[i], jax.random.fold_in(k, 1), samples)
             sums |= {f"kl_layer_{l + 1}": kls[l] for l in range(len(vae.sizes))}
         return sums
+
+    sums = jax.lax.map(one_chunk, (idx, weights, keys))
+    return {name: jnp.sum(s) / n for name, s in sums.items()}
+
+
+@eqx.filter_jit
+def mean_bounds(vae: VAE, objective: Objective, x: Array, key: Array, *, chunk: int = 1000) -> dict[str, Array]:
+    """Means over the n examples of x (n, d) of the bounds `objective` reports (`elbo`, `iwae_bound`, ...;
+    each at beta 1), `chunk` examples at a time, each chunk's draws from its own key."""
+    n = x.shape[0]
+    idx, weights = batch_indices(jnp.arange(n), min(chunk, n))
+    keys = jax.random.split(key, idx.shape[0])
+
+    def one_chunk(args):
+        i, w, k = args
+        return {name: jnp.sum(w * b) for name, b in objective(vae, x[i], w, key=k)[1].items()}
 
     sums = jax.lax.map(one_chunk, (idx, weights, keys))
     return {name: jnp.sum(s) / n for name, s in sums.items()}

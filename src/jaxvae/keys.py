@@ -18,7 +18,7 @@ class Run(enum.IntEnum):
     INIT = 0  # the initial parameters
     EPOCH = 1  # folded again with the epoch (1-based): its shuffle, dynamic binarization and sampling noise
     TEST = 2  # the test ELBO after each epoch (one key, so that epochs compare)
-    VALIDATION = 3  # the validation ELBO after each epoch
+    VALIDATION = 3  # the validation bounds after each epoch
     SAMPLES_FIGURE = 4  # the prior draws of figures/samples.png
 
 

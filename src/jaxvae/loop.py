@@ -31,15 +31,16 @@ from jaxvae import board, plots, runs
 from jaxvae.config import RunConfig, TrainConfig
 from jaxvae.data import Dataset, binarized, split_validation
 from jaxvae.distributions import kl_estimator
+from jaxvae.evaluate import mean_bounds
 from jaxvae.keys import DataSeed, Run, run_key
 from jaxvae.model import VAE
-from jaxvae.objectives import kl_weight
+from jaxvae.objectives import kl_weight, objective_from
 
 
 @dataclasses.dataclass
 class Member:
     """One run folder in training: its name, config and folder, the epochs it has done and its best
-    validation ELBO so far with that epoch (`runs.best_validation`)."""
+    validation bound so far with that epoch (`runs.best_validation`)."""
 
     name: str
     config: RunConfig
@@ -49,8 +50,9 @@ class Member:
 
     @classmethod
     def resumed(cls, name: str, config: RunConfig, run_dir: Path, done: int) -> "Member":
-        """The member at `done` epochs, its best validation ELBO read from its metrics."""
-        return cls(name, config, run_dir, done, runs.best_validation(runs.read_metrics(run_dir)))
+        """The member at `done` epochs, its best validation bound read from its metrics."""
+        best = runs.best_validation(runs.read_metrics(run_dir), config.train.validation_bound)
+        return cls(name, config, run_dir, done, best)
 
 
 Plan = list[tuple[int, float] | None]  # per member: (its next epoch, the KL weight of that epoch), or None: frozen
@@ -172,11 +174,11 @@ def train(
                     diverged(m, plan[i][0])
                     ended[m.name] = f"diverged in epoch {plan[i][0]}"
                     active[i] = False
-            valids = trainer.evaluate(x_valid, valid_keys, active) if len(x_valid) else [None] * len(members)
+            valids = _validate(trainer, members, x_valid, valid_keys, active)
             seconds = time.perf_counter() - began
             for i, m in enumerate(members):
                 if active[i]:
-                    (epoch, beta), valid = plan[i], None if valids[i] is None else valids[i]["elbo"]
+                    (epoch, beta), valid = plan[i], valids[i]
                     record = runs.epoch_record(epoch, trained[i][0], tests[i], beta, kl, seconds, throughput, valid)
                     _finish_epoch(m, record, trainer.state(i, epoch), events[i], write)
             if len(members) == 1 and active[0]:
@@ -186,6 +188,21 @@ def train(
                 bar.close()  # now, so that the command's message comes after the bar, not glued to it
                 raise KeyboardInterrupt(f"stopped after epoch {max(m.done for m in members)}")
     return {m.name: ended[m.name] for m in members}
+
+
+def _validate(trainer: Trainer, members: list[Member], x: Array, keys: list[Array], active: list[bool]):
+    """Each active member's validation bounds on x (n, d), nats: `elbo` (`Trainer.evaluate`), and where its
+    objective trains another bound, that one too (`evaluate.mean_bounds`, its name as the objective reports
+    it); None for the others, and for every member without a validation set."""
+    if not len(x):
+        return [None] * len(members)
+    elbos = trainer.evaluate(x, keys, active)
+    bounds = [{"elbo": v["elbo"]} if a else None for v, a in zip(elbos, active, strict=True)]
+    for i, m in enumerate(members):
+        name = m.config.train.validation_bound
+        if active[i] and name != "elbo":
+            bounds[i][name] = float(mean_bounds(trainer.model(i), objective_from(m.config), x, keys[i])[name])
+    return bounds
 
 
 def _how_ended(member: Member) -> str | None:
@@ -198,9 +215,9 @@ def _how_ended(member: Member) -> str | None:
 
 
 def _finish_epoch(member: Member, record: dict, state, events, write: bool) -> None:
-    """Count the epoch of `record` as done, its best validation ELBO kept; with `write`, its TensorBoard
+    """Count the epoch of `record` as done, its best validation bound kept; with `write`, its TensorBoard
     scalars (to `events`, if any) and then its files (`runs.write_epoch` of `state`)."""
-    valid = record.get("validation_elbo")
+    valid = record.get(f"validation_{member.config.train.validation_bound}")
     improved = valid is not None and valid > member.best[0]
     if improved:
         member.best = (valid, record["epoch"])

@@ -14,7 +14,7 @@ from statistics import NormalDist
 import jax
 import numpy as np
 
-from jaxvae.config import RunConfig
+from jaxvae.config import BOUND_NAMES, RunConfig
 from jaxvae.data import Dataset
 from jaxvae.evaluate import decoded_means, posterior_moments, prior_draws
 from jaxvae.keys import Run, run_key
@@ -263,17 +263,19 @@ def _span_later_epochs(ax, runs: list[list[dict]], keys) -> list[list[dict]]:
     return later
 
 
-def training_curve(metrics: list[dict], path: Path) -> Path:
+def training_curve(metrics: list[dict], path: Path, bound: str = "elbo") -> Path:
     """A run's train, test and (where it has them) validation ELBO per epoch, from its metrics.jsonl records,
-    the KL warm-up's epochs shaded and the epoch of the best validation ELBO marked; past 20 epochs the y axis
-    spans the epochs from the 10% mark on (`_span_later_epochs`)."""
-    fig = _figure((6, 4), left=0.13, bottom=0.12, right=0.97, top=0.92)
+    with the validation value of `bound` where the run validates another (`TrainConfig.validation_bound`),
+    the KL warm-up's epochs shaded and the epoch of the best validation `bound` marked; past 20 epochs the
+    y axis spans the epochs from the 10% mark on (`_span_later_epochs`)."""
+    fig = _figure((6, 4), left=0.15, bottom=0.12, right=0.97, top=0.92)
     ax = fig.add_subplot()
     dots = {"marker": "o", "ms": 5} if len(metrics) <= 20 else {}  # so that a run of one epoch shows
     curves = {
         "train_elbo": "train (bound during the epoch)",
         "test_elbo": "test ELBO",
         "validation_elbo": "validation ELBO",
+        f"validation_{bound}": f"validation {BOUND_NAMES[bound]}",
     }
     for key, label in curves.items():
         records = [m for m in metrics if key in m]
@@ -282,15 +284,16 @@ def training_curve(metrics: list[dict], path: Path) -> Path:
     warmup = [m["epoch"] for m in metrics if m.get("beta", 1.0) < 1]
     if warmup:
         ax.axvspan(min(warmup) - 0.5, max(warmup) + 0.5, color="0.92", label="KL warm-up (beta < 1)")
-    best, best_epoch = best_validation(metrics)
+    best, best_epoch = best_validation(metrics, bound)
     if math.isfinite(best):
-        ax.axvline(best_epoch, color="0.4", ls="--", lw=1, label=f"best validation ELBO, epoch {best_epoch}")
+        label = f"best validation {BOUND_NAMES[bound]}, epoch {best_epoch}"
+        ax.axvline(best_epoch, color="0.4", ls="--", lw=1, label=label)
     title = "training curve"
     if later := _span_later_epochs(ax, [metrics], curves):
         title += f" (y axis: the range of epochs {later[0][0]['epoch']} to {later[0][-1]['epoch']})"
     ax.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)  # whole epochs
-    ax.set(xlabel="epoch", ylabel="ELBO per example (nats)", title=title)
-    ax.legend(loc="lower right")
+    ax.set(xlabel="epoch", ylabel=f"{'ELBO' if bound == 'elbo' else 'bound'} per example (nats)", title=title)
+    ax.legend(loc="best")
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -317,7 +320,8 @@ def write_figures(vae: VAE, data: Dataset, config: RunConfig, folder: Path, metr
     `jaxvae evaluate --gaps` draws, is drawn again from its gaps.npz when it shows the model of the last
     epoch of `metrics`, and removed (with gaps.npz) when it shows an older one."""
     folder.mkdir(parents=True, exist_ok=True)
-    written = [training_curve(metrics, folder / "training_curve.png")] if metrics else []
+    curve = folder / "training_curve.png"
+    written = [training_curve(metrics, curve, config.train.validation_bound)] if metrics else []
     written.append(latent_scatter(vae, data.x_test, data.y_test, folder / "latent_scatter.png", data.classes))
     if is_image(data.shape):
         key = run_key(config.train.seed, Run.SAMPLES_FIGURE)

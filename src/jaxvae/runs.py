@@ -2,7 +2,7 @@
 
 A run folder holds `config.json`, `metrics.jsonl` (one JSON object per epoch, the first epoch 1),
 `checkpoints/` (`epoch-NNNNN.eqx`, the latest `keep_checkpoints` of them, and `best.eqx`, that of the
-best validation ELBO) and `figures/`. `load_data` reads a run's data as it was trained. Importing this
+best validation bound) and `figures/`. `load_data` reads a run's data as it was trained. Importing this
 module loads no JAX.
 """
 
@@ -23,7 +23,7 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 FIGURES = "figures"
-BEST_CHECKPOINT = "best.eqx"  # the checkpoint of the best validation ELBO so far
+BEST_CHECKPOINT = "best.eqx"  # the checkpoint of the best validation bound so far
 
 
 def epoch_record(
@@ -34,12 +34,13 @@ def epoch_record(
     kl_estimator: str,
     seconds: float,
     examples_per_second: float,
-    validation_elbo: float | None = None,
+    validation: dict[str, float] | None = None,
 ) -> dict:
     """One line of metrics.jsonl: the epoch's training bounds (`train["elbo"]` as `train_elbo`, and the
     objective's other bounds as `train_NAME`, e.g. `train_iwae_bound`), the test ELBO's terms (and a deep
     model's KL of each layer, `test_kl_layer_1`, ...), the KL weight, how the KL was computed, the epoch's
-    seconds and throughput, and the validation ELBO when there is a validation set."""
+    seconds and throughput, and when there is a validation set the validation bounds (`validation["elbo"]`
+    as `validation_elbo`, the objective's own as `validation_NAME`, e.g. `validation_iwae_bound`)."""
     record = {
         "epoch": epoch,
         "train_elbo": float(train["elbo"]),
@@ -53,14 +54,13 @@ def epoch_record(
     }
     record |= {f"train_{name}": float(value) for name, value in train.items() if name != "elbo"}
     record |= {f"test_{name}": float(value) for name, value in test.items() if name.startswith("kl_layer_")}
-    if validation_elbo is not None:
-        record["validation_elbo"] = float(validation_elbo)
+    record |= {f"validation_{name}": float(value) for name, value in (validation or {}).items()}
     return record
 
 
 def write_epoch(run_dir: Path, record: dict, state, keep: int, best: bool) -> None:
     """An epoch's files, in the order resume relies on: its metrics line, then `best.eqx` when `best` (the
-    best validation ELBO so far), then its epoch checkpoint of `state` (a `train.TrainState`), keeping the
+    best validation bound so far), then its epoch checkpoint of `state` (a `train.TrainState`), keeping the
     latest `keep`. A run killed between them resumes from the previous checkpoint, and the metrics are
     cut back to it."""
     append_metrics(run_dir / METRICS, record)
@@ -116,19 +116,21 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return _parse_metrics(run_dir / METRICS)
 
 
-def best_validation(records: list[dict]) -> tuple[float, int]:
-    """(best validation ELBO, its epoch) among the epochs done; (-inf, last epoch) if none has one."""
-    scored = [r for r in records if "validation_elbo" in r]
+def best_validation(records: list[dict], bound: str = "elbo") -> tuple[float, int]:
+    """(best validation value of `bound`, its epoch) among the epochs done, `bound` a name of the bounds the
+    objective reports (`TrainConfig.validation_bound`); (-inf, last epoch) if none has one."""
+    key = f"validation_{bound}"
+    scored = [r for r in records if key in r]
     if not scored:
         return -math.inf, records[-1]["epoch"] if records else 0
-    best = max(scored, key=lambda r: r["validation_elbo"])
-    return best["validation_elbo"], best["epoch"]
+    best = max(scored, key=lambda r: r[key])
+    return best[key], best["epoch"]
 
 
 def stopped_early(config: TrainConfig, epoch: int, best_epoch: int) -> bool:
-    """Early stopping after `epoch`: `config.early_stopping` epochs without a better validation ELBO than that
+    """Early stopping after `epoch`: `config.early_stopping` epochs without a better validation bound than that
     of `best_epoch`, counting none of the KL warm-up's epochs (1 to `kl_warmup_epochs`, where beta is still
-    rising): the validation ELBO is the bound at beta 1, which a run still warming up is not yet training."""
+    rising): the validation bound is at beta 1, which a run still warming up is not yet training."""
     counted_from = max(best_epoch, config.kl_warmup_epochs)
     return bool(config.early_stopping) and epoch - counted_from >= config.early_stopping
 
@@ -159,9 +161,9 @@ def nothing_to_train(config: TrainConfig, run_dir: Path) -> str | None:
     records = metrics_through(run_dir / METRICS, done)
     if done == config.epochs:
         return f"already trained {done} of {config.epochs} epochs"
-    _, best_epoch = best_validation(records)
+    _, best_epoch = best_validation(records, config.validation_bound)
     if done and done < config.epochs and stopped_early(config, done, best_epoch):
-        return f"stopped early at epoch {done}: no better validation ELBO since epoch {best_epoch}"
+        return f"stopped early at epoch {done}: no better validation bound since epoch {best_epoch}"
     return None
 
 
@@ -175,7 +177,7 @@ def latest_checkpoint(run_dir: Path) -> Path:
 
 def model_checkpoint(run_dir: Path, which: str = "latest") -> Path:
     """The checkpoint to load a run's model from: "latest", the newest epoch checkpoint, or "best", that of
-    the best validation ELBO (`best.eqx`); InputError when the run has none."""
+    the best validation bound (`best.eqx`); InputError when the run has none."""
     if which not in CHECKPOINT_CHOICES:
         raise InputError(f"checkpoint must be one of {', '.join(CHECKPOINT_CHOICES)}, got {which!r}")
     if which == "latest":

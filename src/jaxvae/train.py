@@ -439,7 +439,7 @@ def resume_state(config: RunConfig, run_dir: Path, build: Builder | None = None)
 
 def load(run_dir: str | Path, build: Builder | None = None, *, checkpoint: str = "latest") -> VAE:
     """The trained model of a run folder, from its latest checkpoint, or with `checkpoint="best"` from that
-    of the best validation ELBO (`checkpoints/best.eqx`); `build` rebuilds a model whose function the run
+    of the best validation bound (`checkpoints/best.eqx`); `build` rebuilds a model whose function the run
     could not record (one defined outside a file)."""
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir / runs.CONFIG)

@@ -218,15 +218,15 @@ def build_parser() -> Parser:
     p.add_argument(
         "--validation-fraction",
         type=float,
-        help="training examples held out for the validation ELBO (default 0.1 with --early-stopping, else 0)",
+        help="training examples held out for the validation bounds (default 0.1 with --early-stopping, else 0)",
     )
     p.add_argument(
         "--early-stopping",
         type=int,
         default=0,
         metavar="PATIENCE",
-        help="stop after PATIENCE epochs without a better validation ELBO, not counting the KL warm-up's; "
-        "the best is checkpoints/best.eqx",
+        help="stop after PATIENCE epochs without a better validation bound (the objective's: the ELBO, L_K, ...), "
+        "not counting the KL warm-up's; the best is checkpoints/best.eqx",
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
@@ -277,7 +277,7 @@ def build_parser() -> Parser:
         "--checkpoint",
         choices=CHECKPOINT_CHOICES,
         default="latest",
-        help="the model of the latest epoch, or of the best validation ELBO (checkpoints/best.eqx)",
+        help="the model of the latest epoch, or of the best validation bound (checkpoints/best.eqx)",
     )
     p.add_argument("--iw-samples", type=int, default=5000, help="K samples of the importance-weighted bound")
     p.add_argument("--n", type=int, help="evaluate only the first N examples of the split")
