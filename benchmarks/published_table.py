@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jaxvae import sweep
-from jaxvae.config import BOUND_NAMES, RunConfig
+from jaxvae.config import RunConfig
 from jaxvae.errors import InputError
 from jaxvae.runs import CONFIG, best_validation, read_metrics, stopped_early
 
@@ -104,7 +104,7 @@ def progress(run_dir: Path) -> dict:
     best, best_epoch = best_validation(records, config.validation_bound)
     out = {
         "epoch": epoch,
-        "bound": BOUND_NAMES[config.validation_bound],
+        "bound": config.validation_bound_name,
         "best_validation": best if records else None,
         "best_epoch": best_epoch if records else None,
         "hours": sum(r["seconds"] for r in records) / 3600,

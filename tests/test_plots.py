@@ -113,7 +113,7 @@ def test_training_curve_of_a_long_run_shows_its_validation_warmup_and_best_epoch
     ]
     ax = drawn_curve(metrics, tmp_path, monkeypatch)
     lines = {line.get_label(): line for line in ax.lines}
-    np.testing.assert_array_equal(lines["train (bound during the epoch)"].get_ydata(), train)
+    np.testing.assert_array_equal(lines["train ELBO (during the epoch)"].get_ydata(), train)
     np.testing.assert_array_equal(lines["test ELBO"].get_xydata(), np.c_[epochs, test])
     np.testing.assert_array_equal(lines["validation ELBO"].get_xydata(), np.c_[epochs, valid][1:])
     best = int(epochs[1:][np.argmax(valid[1:])])
@@ -129,7 +129,7 @@ def test_training_curve_of_a_long_run_shows_its_validation_warmup_and_best_epoch
 def test_training_curve_of_one_epoch_without_validation(tmp_path, monkeypatch):
     """One epoch, no validation set, no warm-up: two dots, no best-epoch line, nothing shaded."""
     ax = drawn_curve([{"epoch": 1, "train_elbo": -3.0, "test_elbo": -2.0, "beta": 1.0}], tmp_path, monkeypatch)
-    assert [line.get_label() for line in ax.lines] == ["train (bound during the epoch)", "test ELBO"]
+    assert [line.get_label() for line in ax.lines] == ["train ELBO (during the epoch)", "test ELBO"]
     assert all(line.get_marker() == "o" for line in ax.lines) and not ax.patches
     assert ax.get_title() == "training curve"
     low, high = ax.get_ylim()

@@ -240,6 +240,10 @@ def test_early_stopping_follows_the_bound_the_objective_trains():
         assert best_validation(records, bound) == (records[best_epoch - 1][f"validation_{bound}"], best_epoch)
         stops = [e for e in range(1, 10) if stopped_early(config, e, best_validation(records[:e], bound)[1])]
         assert stops[0] == stop
+    named = {("iwae", 1): "L_5", ("piwae", 2): "L_10", ("miwae", 2): "MIWAE(2, 5)", ("elbo", 1): "ELBO"}
+    for (objective, groups), name in named.items():
+        assert TrainConfig(objective=objective, samples=5, groups=groups).validation_bound_name == name
+    assert TrainConfig(objective="ciwae", ciwae_beta=0.25).validation_bound_name == "CIWAE(0.25)"
 
 
 @pytest.mark.slow

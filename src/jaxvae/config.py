@@ -17,7 +17,6 @@ BERNOULLI_FAMILY = ("bernoulli", "continuous-bernoulli")
 OBJECTIVES = {
     "elbo": "elbo", "iwae": "iwae_bound", "miwae": "miwae_bound", "ciwae": "ciwae_bound", "piwae": "iwae_bound"
 }  # fmt: skip
-BOUND_NAMES = {"elbo": "ELBO", "iwae_bound": "L_K", "miwae_bound": "MIWAE bound", "ciwae_bound": "CIWAE bound"}
 GRADIENTS = ("reparam", "stl", "dreg")  # objectives.GRADIENTS
 PRECISIONS = ("fp32", "bf16")  # of the networks' products in training (networks.product)
 BINARIZE = ("none", "static", "dynamic", "threshold")
@@ -235,6 +234,13 @@ class TrainConfig:
         """The bound that is validated for early stopping and the best checkpoint, by the name the objective
         reports it under: the one it trains (`elbo` for the ELBO, `iwae_bound` for L_K, ...), at beta 1."""
         return OBJECTIVES[self.objective]
+
+    @property
+    def validation_bound_name(self) -> str:
+        """`validation_bound` as the literature writes it: ELBO, L_5 (K = 5), MIWAE(2, 5), CIWAE(0.5)."""
+        k = self.samples * (self.groups if self.objective == "piwae" else 1)
+        names = {"elbo": "ELBO", "iwae": f"L_{k}", "piwae": f"L_{k}", "miwae": f"MIWAE({self.groups}, {k})"}
+        return names.get(self.objective, f"CIWAE({self.ciwae_beta:g})")
 
     def __post_init__(self):
         _require_types(self)

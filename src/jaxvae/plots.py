@@ -14,7 +14,7 @@ from statistics import NormalDist
 import jax
 import numpy as np
 
-from jaxvae.config import BOUND_NAMES, RunConfig
+from jaxvae.config import RunConfig, TrainConfig
 from jaxvae.data import Dataset
 from jaxvae.evaluate import decoded_means, posterior_moments, prior_draws
 from jaxvae.keys import Run, run_key
@@ -263,19 +263,21 @@ def _span_later_epochs(ax, runs: list[list[dict]], keys) -> list[list[dict]]:
     return later
 
 
-def training_curve(metrics: list[dict], path: Path, bound: str = "elbo") -> Path:
+def training_curve(metrics: list[dict], path: Path, train: TrainConfig | None = None) -> Path:
     """A run's train, test and (where it has them) validation ELBO per epoch, from its metrics.jsonl records,
-    with the validation value of `bound` where the run validates another (`TrainConfig.validation_bound`),
-    the KL warm-up's epochs shaded and the epoch of the best validation `bound` marked; past 20 epochs the
-    y axis spans the epochs from the 10% mark on (`_span_later_epochs`)."""
+    and the validation value of the bound it trains (`train.validation_bound`; the ELBO without `train`)
+    where that is another, the KL warm-up's epochs shaded and the epoch of the best validation bound marked;
+    past 20 epochs the y axis spans the epochs from the 10% mark on (`_span_later_epochs`)."""
+    train = TrainConfig() if train is None else train
+    bound, name = train.validation_bound, train.validation_bound_name
     fig = _figure((6, 4), left=0.15, bottom=0.12, right=0.97, top=0.92)
     ax = fig.add_subplot()
     dots = {"marker": "o", "ms": 5} if len(metrics) <= 20 else {}  # so that a run of one epoch shows
     curves = {
-        "train_elbo": "train (bound during the epoch)",
+        "train_elbo": "train ELBO (during the epoch)",
         "test_elbo": "test ELBO",
         "validation_elbo": "validation ELBO",
-        f"validation_{bound}": f"validation {BOUND_NAMES[bound]}",
+        f"validation_{bound}": f"validation {name}",
     }
     for key, label in curves.items():
         records = [m for m in metrics if key in m]
@@ -286,7 +288,7 @@ def training_curve(metrics: list[dict], path: Path, bound: str = "elbo") -> Path
         ax.axvspan(min(warmup) - 0.5, max(warmup) + 0.5, color="0.92", label="KL warm-up (beta < 1)")
     best, best_epoch = best_validation(metrics, bound)
     if math.isfinite(best):
-        label = f"best validation {BOUND_NAMES[bound]}, epoch {best_epoch}"
+        label = f"best validation {name}, epoch {best_epoch}"
         ax.axvline(best_epoch, color="0.4", ls="--", lw=1, label=label)
     title = "training curve"
     if later := _span_later_epochs(ax, [metrics], curves):
@@ -321,7 +323,7 @@ def write_figures(vae: VAE, data: Dataset, config: RunConfig, folder: Path, metr
     epoch of `metrics`, and removed (with gaps.npz) when it shows an older one."""
     folder.mkdir(parents=True, exist_ok=True)
     curve = folder / "training_curve.png"
-    written = [training_curve(metrics, curve, config.train.validation_bound)] if metrics else []
+    written = [training_curve(metrics, curve, config.train)] if metrics else []
     written.append(latent_scatter(vae, data.x_test, data.y_test, folder / "latent_scatter.png", data.classes))
     if is_image(data.shape):
         key = run_key(config.train.seed, Run.SAMPLES_FIGURE)

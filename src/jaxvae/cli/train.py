@@ -7,7 +7,7 @@ from pathlib import Path
 
 from jaxvae.cli.parser import build_parser
 from jaxvae.cli.startup import read_while_importing, start_jax
-from jaxvae.config import BOUND_NAMES, ModelConfig, RunConfig, TrainConfig
+from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.errors import ImageSizesDiffer, InputError
 
 DEFAULT_HIDDEN = {"mlp": (512,), "conv": (32, 64), "gated": (300, 300)}
@@ -99,10 +99,9 @@ def run(args) -> int:
     figures = ", ".join(sorted(p.name for p in (out / "figures").glob("*.png")))
     print(f"epoch {last['epoch']}: train ELBO {last['train_elbo']:.2f} nats, test ELBO {last['test_elbo']:.2f} nats")
     if "validation_elbo" in last:
-        bound = config.train.validation_bound
-        best, best_epoch = best_validation(read_metrics(out), bound)
+        best, best_epoch = best_validation(read_metrics(out), config.train.validation_bound)
         stopped = " (stopped early)" if last["epoch"] < config.train.epochs else ""
-        print(f"best validation {BOUND_NAMES[bound]} {best:.2f} nats at epoch {best_epoch}{stopped}")
+        print(f"best validation {config.train.validation_bound_name} {best:.2f} nats at epoch {best_epoch}{stopped}")
     board = ", tensorboard/" if config.train.tensorboard else ""
     print(f"run folder {out}: config.json, metrics.jsonl, checkpoints/, figures/ ({figures}){board}")
     return 0
