@@ -1,13 +1,16 @@
 """Training images a second of a convolutional model on a CPU: its epoch compiled as one `lax.scan`
 (`train.make_epoch`) against the loop on the host over the compiled step that jaxvae runs for such models
-there (`train.make_host_loop_epoch`), measured in the same run.
+there (`train.make_host_loop_epoch`), measured in the same run; then its test images a second of L_K
+(`evaluate.log_likelihood_compiled` against `evaluate.log_likelihood_on_host`, which `jaxvae evaluate`
+runs for such models there).
 
 XLA's CPU convolutions in channels-first layout (Equinox's Conv2d) run far slower inside a loop's body
 than compiled alone (github jax-ml/jax#12868, open), and the scanned epoch is such a loop. The models:
 `conv`, jaxvae's `--architecture conv` (its default channels, 32 and 64, and latent size, 2);
 `convhvae`, the published table's ConvHVAE (`benchmarks/conv_hvae.py`, the `--row convhvae-gaussian`
-options). Random binary images of Fashion-MNIST's shape, batch 100, the ELBO at full weight. Each figure
-is the best of the rounds, the two epochs interleaved, after one epoch of each to compile.
+options). Random binary images of Fashion-MNIST's shape, batch 100, the ELBO at full weight; L_K of
+`--iw-images` of them with K = `--iw-samples`, `jaxvae evaluate`'s chunks of 500 draws and batches of 20
+images. Each figure is the best of the rounds, the two ways interleaved, after one run of each to compile.
 
     .venv/bin/python benchmarks/conv_loop.py                                 # jaxvae's conv, 1,000 images
     .venv/bin/python benchmarks/conv_loop.py --model convhvae --images 100   # about ten minutes on a core
@@ -20,10 +23,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvae import train
+from jaxvae import evaluate, train
 from jaxvae.cli.parser import build_parser
 from jaxvae.cli.train import model_config
 from jaxvae.config import RunConfig, TrainConfig
+from jaxvae.networks import loops_on_host
 from jaxvae.objectives import objective_from
 from published_table import PROTOCOL, ROWS
 from throughput import best_seconds
@@ -38,6 +42,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=sorted(MODELS), default="conv")
     parser.add_argument("--images", type=int, default=1000, help="training images in an epoch")
+    parser.add_argument("--iw-images", type=int, default=20, help="images whose L_K is evaluated")
+    parser.add_argument("--iw-samples", type=int, default=1000, help="K of L_K")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
 
@@ -45,7 +51,7 @@ def main() -> None:
     config = RunConfig(model_config(options, (28, 28)), TrainConfig(batch_size=100))
     state = train.init_state(config)
     params, static = eqx.partition(state.vae, eqx.is_inexact_array)
-    assert train.loops_on_host(static) == (jax.default_backend() == "cpu")
+    assert loops_on_host(static) == (jax.default_backend() == "cpu")
     optimizer, objective = train.make_optimizer(config.train), objective_from(config)
     x = jnp.asarray(np.random.default_rng(0).random((args.images, 784)) < 0.3, jnp.float32)
     epochs = {
@@ -54,20 +60,44 @@ def main() -> None:
             train.make_step(static, optimizer, config.train), config.train.batch_size
         ),
     }
-    seconds = {name: np.inf for name in epochs}
-    for r in range(args.rounds + 1):  # round 0 compiles
-        for name, epoch in epochs.items():
+    runs = {}
+    for name, epoch in epochs.items():
+
+        def run(e=epoch):
             p, o = jax.tree.map(jnp.copy, (params, state.opt_state))  # each epoch donates its own copy
-            run = lambda e=epoch, p=p, o=o: jax.block_until_ready(e(p, o, x, train.epoch_key(0, 1), objective))  # noqa: E731
+            return jax.block_until_ready(e(p, o, x, train.epoch_key(0, 1), objective))
+
+        runs[name] = run
+    print(f"{args.model}, {args.images} images of 28 x 28, batch 100, {jax.devices()[0].platform}:")
+    compare(runs, args.images, args.rounds, "training", "the host loop's throughput: {:.1f} x the scan's")
+
+    x_test, key = x[: args.iw_images], jax.random.PRNGKey(1)
+    bounds = {
+        "compiled loops": evaluate.log_likelihood_compiled,
+        "host loop over one compiled chunk": evaluate.log_likelihood_on_host,
+    }
+    runs = {
+        name: lambda f=f: jax.block_until_ready(f(state.vae, x_test, key, samples=args.iw_samples, chunk=500, batch=20))
+        for name, f in bounds.items()
+    }
+    print(f"L_{args.iw_samples} of {args.iw_images} images:")
+    compare(runs, args.iw_images, args.rounds, "evaluation", "the host loop's throughput: {:.1f} x the compiled loops'")
+
+
+def compare(runs: dict, images: int, rounds: int, what: str, ratio: str) -> None:
+    """Print images a second of each of two `runs` (name -> a function that runs and waits), the best of
+    `rounds` rounds, interleaved, after one round to compile, and their ratio, the second's to the first's."""
+    seconds = {name: np.inf for name in runs}
+    for r in range(rounds + 1):  # round 0 compiles
+        for name, run in runs.items():
             wall = best_seconds(run, 1)[0]
             if r:
                 seconds[name] = min(seconds[name], wall)
-    print(f"{args.model}, {args.images} images of 28 x 28, batch 100, {jax.devices()[0].platform}:")
-    rates = {name: args.images / s for name, s in seconds.items()}
+    rates = {name: images / s for name, s in seconds.items()}
     for name, rate in rates.items():
-        print(f"  {name}: {rate:.2f} images/s")
-    scanned, looped = rates.values()
-    print(f"  the host loop's throughput: {looped / scanned:.1f} x the scan's")
+        print(f"  {what}, {name}: {rate:.4g} images/s")
+    first, second = rates.values()
+    print("  " + ratio.format(second / first))
 
 
 if __name__ == "__main__":

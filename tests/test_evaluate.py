@@ -84,6 +84,52 @@ def test_iw_value_of_an_example_does_not_depend_on_its_batch():
     assert not np.allclose(log_likelihood(vae, x, _key(3), samples=30, chunk=8), whole)
 
 
+def test_log_likelihood_of_a_conv_model_on_the_host_is_the_compiled_one():
+    """A convolutional model on the CPU evaluates L_K as a loop on the host over one compiled chunk of a
+    batch (`networks.loops_on_host`): the compiled loops' values to float tolerance, with a short last chunk
+    (K = 7 in chunks of 3), a padded last batch (5 examples in batches of 2), and with posterior parameters
+    given in place of the encoder's."""
+    from jaxvae.evaluate import log_likelihood_compiled
+    from jaxvae.networks import loops_on_host
+
+    config = ModelConfig(data_shape=(8, 8), latent_dim=3, hidden=(4, 8), architecture="conv", likelihood="bernoulli")
+    vae = build_model(config, key=_key(0))
+    assert loops_on_host(vae) == (jax.default_backend() == "cpu")
+    x = jnp.asarray(np.random.default_rng(0).random((5, 64)) < 0.4, jnp.float32)
+    params = jax.vmap(vae.encoder)(x) + 0.3  # another posterior than the encoder's
+    hosts = []
+    for p in (None, params):
+        hosts.append(log_likelihood(vae, x, _key(1), samples=7, chunk=3, batch=2, params=p))
+        compiled = log_likelihood_compiled(vae, x, _key(1), samples=7, chunk=3, batch=2, params=p)
+        np.testing.assert_allclose(hosts[-1], compiled, rtol=1e-5)
+    assert np.all(np.abs(hosts[0] - hosts[1]) > 1e-3)  # the parameters reach the host loop's proposal
+
+
+def test_means_of_a_conv_model_on_the_host_are_the_compiled_ones(monkeypatch):
+    """`mean_elbo` and `mean_bounds` of a convolutional model on the CPU loop on the host over their compiled
+    chunk: the values of the compiled loop (`networks.loops_on_host` made False), to float tolerance, over
+    5 examples in chunks of 2 (the last one padded)."""
+    from jaxvae import evaluate
+
+    config = ModelConfig(data_shape=(8, 8), latent_dim=3, hidden=(4, 8), architecture="conv", likelihood="bernoulli")
+    vae = build_model(config, key=_key(0))
+    assert evaluate.loops_on_host(vae) == (jax.default_backend() == "cpu")
+    x = jnp.asarray(np.random.default_rng(0).random((5, 64)) < 0.4, jnp.float32)
+
+    def means():
+        elbo_terms = evaluate.mean_elbo(vae, x, _key(2), samples=2, chunk=2)
+        bounds = evaluate.mean_bounds(vae, Iwae(4, DReG()), x, _key(3), chunk=2)
+        return {f"mean_elbo {k}": v for k, v in elbo_terms.items()} | {f"mean_bounds {k}": v for k, v in bounds.items()}
+
+    host = means()
+    monkeypatch.setattr(evaluate, "loops_on_host", lambda vae: False)
+    compiled = means()
+    names = {"mean_elbo elbo", "mean_elbo reconstruction", "mean_elbo kl", "mean_bounds elbo", "mean_bounds iwae_bound"}
+    assert set(host) == set(compiled) == names
+    for name in compiled:
+        np.testing.assert_allclose(host[name], compiled[name], rtol=1e-5)
+
+
 def test_mean_bounds_are_log_px_for_the_exact_posterior():
     """With q(z|x) = p(z|x) every log weight is log p(x): each bound every importance-weighted objective
     reports is the closed form's log p(x), and so are their means over 4 examples in chunks of 3 (the

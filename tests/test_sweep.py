@@ -364,7 +364,7 @@ def test_a_flow_posterior_sweep_member_is_its_separate_run(tmp_path, schedule):
 @pytest.mark.slow
 def test_a_conv_sweep_on_a_cpu_loops_on_the_host_and_its_members_are_the_separate_runs(tmp_path, caplog, monkeypatch):
     """`--architecture conv --sweep lr=1e-3,3e-3` on the CPU: `sweep.schedule` picks member-major, whose
-    member epochs loop on the host over one compiled step (`train.loops_on_host`), compiled once for both
+    member epochs loop on the host over one compiled step (`networks.loops_on_host`), compiled once for both
     members and epochs (the learning rate traced); member lr-0.003 against its separate run within 1e-5 nats."""
     from jaxvae.sweep import schedule
 

@@ -12,13 +12,13 @@ import jaxvae
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import batch_indices, load_dataset
 from jaxvae.evaluate import mean_bounds, mean_elbo
+from jaxvae.networks import loops_on_host
 from jaxvae.objectives import objective_from
 from jaxvae.runs import best_validation, read_metrics, stopped_early
 from jaxvae.train import (
     epoch_key,
     fit,
     init_state,
-    loops_on_host,
     make_epoch,
     make_host_loop_epoch,
     make_optimizer,

@@ -16,47 +16,60 @@ from jaxvae.distributions import CLOSED_FORM_KL, kl_terms
 from jaxvae.errors import InputError
 from jaxvae.keys import MOMENTS_SEED, Evaluation
 from jaxvae.model import VAE
+from jaxvae.networks import loops_on_host
 from jaxvae.objectives import Objective, elbo, log_importance_weights
 
 ACTIVE_THRESHOLD = 0.01  # a unit is active when Var_x E[z|x] exceeds this (Burda et al. 2015)
 ELBO_SAMPLES = 100  # samples per example of the ELBO in `report`: its Monte Carlo error is then negligible
 
 
-@eqx.filter_jit
 def mean_elbo(vae: VAE, x: Array, key: Array, *, samples: int = 1, chunk: int = 1000) -> dict[str, Array]:
     """Means over the n examples of x (n, d) of the ELBO and its two terms, `chunk` examples at a time;
     for a deep model also the KL of each layer (`kl_layer_1`, ..., from the bottom; see `layer_kls`)."""
-    n = x.shape[0]
-    idx, weights = batch_indices(jnp.arange(n), min(chunk, n))
-    keys = jax.random.split(key, idx.shape[0])
-    deep = len(vae.sizes) > 1
+    return _chunk_means(_elbo_sums, (vae, samples), x, key, chunk)
 
-    def one_chunk(args):
-        i, w, k = args
-        sums = {name: jnp.sum(w * t) for name, t in elbo(vae, x[i], key=k, samples=samples)._asdict().items()}
-        if deep:
-            kls = w @ layer_kls(vae, x[i], jax.random.fold_in(k, 1), samples)
-            sums |= {f"kl_layer_{l + 1}": kls[l] for l in range(len(vae.sizes))}
-        return sums
 
-    sums = jax.lax.map(one_chunk, (idx, weights, keys))
-    return {name: jnp.sum(s) / n for name, s in sums.items()}
+def mean_bounds(vae: VAE, objective: Objective, x: Array, key: Array, *, chunk: int = 1000) -> dict[str, Array]:
+    """Means over the n examples of x (n, d) of the bounds `objective` reports (`elbo`, `iwae_bound`, ...;
+    each at beta 1), `chunk` examples at a time."""
+    return _chunk_means(_bound_sums, (vae, objective), x, key, chunk)
 
 
 @eqx.filter_jit
-def mean_bounds(vae: VAE, objective: Objective, x: Array, key: Array, *, chunk: int = 1000) -> dict[str, Array]:
-    """Means over the n examples of x (n, d) of the bounds `objective` reports (`elbo`, `iwae_bound`, ...;
-    each at beta 1), `chunk` examples at a time, each chunk's draws from its own key."""
+def _elbo_sums(vae: VAE, samples: int, x: Array, w: Array, key: Array) -> dict[str, Array]:
+    """`mean_elbo`'s sums over a chunk x (c, d) weighted by w (c,)."""
+    sums = {name: jnp.sum(w * t) for name, t in elbo(vae, x, key=key, samples=samples)._asdict().items()}
+    if len(vae.sizes) > 1:
+        kls = w @ layer_kls(vae, x, jax.random.fold_in(key, 1), samples)
+        sums |= {f"kl_layer_{l + 1}": kls[l] for l in range(len(vae.sizes))}
+    return sums
+
+
+@eqx.filter_jit
+def _bound_sums(vae: VAE, objective: Objective, x: Array, w: Array, key: Array) -> dict[str, Array]:
+    """`mean_bounds`'s sums over a chunk x (c, d) weighted by w (c,)."""
+    return {name: jnp.sum(w * b) for name, b in objective(vae, x, w, key=key)[1].items()}
+
+
+def _chunk_means(sums, args: tuple, x: Array, key: Array, chunk: int) -> dict[str, Array]:
+    """Means over the n examples of x (n, d) of the values that `sums(*args, x_chunk, weights, chunk_key)`
+    sums over a chunk (a dict of scalars; padding has weight 0), `chunk` examples at a time, each chunk's key
+    one of `key`'s splits. The loop over the chunks is compiled (`lax.map`), or for a
+    `networks.loops_on_host` model (args[0]) runs on the host over the compiled `sums`."""
     n = x.shape[0]
     idx, weights = batch_indices(jnp.arange(n), min(chunk, n))
     keys = jax.random.split(key, idx.shape[0])
+    if not loops_on_host(args[0]):
+        return _mapped_means(sums, args, x, idx, weights, keys)
+    parts = [sums(*args, x[i], w, k) for i, w, k in zip(idx, weights, keys, strict=True)]
+    return {name: sum(p[name] for p in parts) / n for name in parts[0]}
 
-    def one_chunk(args):
-        i, w, k = args
-        return {name: jnp.sum(w * b) for name, b in objective(vae, x[i], w, key=k)[1].items()}
 
-    sums = jax.lax.map(one_chunk, (idx, weights, keys))
-    return {name: jnp.sum(s) / n for name, s in sums.items()}
+@eqx.filter_jit
+def _mapped_means(sums, args, x, idx, weights, keys):
+    """`_chunk_means` with its loop over the chunks compiled."""
+    totals = jax.lax.map(lambda a: sums(*args, x[a[0]], a[1], a[2]), (idx, weights, keys))
+    return {name: jnp.sum(t) / x.shape[0] for name, t in totals.items()}
 
 
 def layer_kls(vae: VAE, x: Array, key: Array, samples: int = 1) -> Array:
@@ -84,7 +97,6 @@ def over_examples(fn, x: Array, batch: int):
     return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[:n], out)
 
 
-@eqx.filter_jit
 def log_likelihood(
     vae: VAE,
     x: Array,
@@ -102,27 +114,78 @@ def log_likelihood(
     The K weights w_k = p(x, z_k) / q(z_k|x) are drawn `chunk` at a time and folded into a running
     logsumexp, `batch` examples at a time: memory grows with batch * chunk * d, not with K or n.
     Example i uses the key fold_in(key, i), so its value does not depend on `batch` or on the other
-    examples evaluated with it.
+    examples evaluated with it. The loops over batches and chunks are compiled (`log_likelihood_compiled`),
+    or for a `networks.loops_on_host` model (convolutions, on a CPU) run on the host over one compiled
+    chunk of a batch (`log_likelihood_on_host`): the same draws, the same values up to float rounding.
     """
-    chunk = min(chunk, samples)
-    n_chunks = -(-samples // chunk)
-    valid = (jnp.arange(n_chunks * chunk) < samples).reshape(n_chunks, chunk)  # the last chunk may be short
+    run = log_likelihood_on_host if loops_on_host(vae) else log_likelihood_compiled
+    return run(vae, x, key, samples=samples, chunk=chunk, batch=batch, params=params)
+
+
+@eqx.filter_jit
+def log_likelihood_compiled(vae: VAE, x: Array, key: Array, *, samples: int, chunk: int, batch: int, params=None):
+    """`log_likelihood` with its loops over batches (`lax.map`) and chunks (`lax.scan`) compiled."""
+    valid = _chunk_mask(samples, chunk)
 
     def one_example(xi, example_key, pi):
         def add_chunk(acc, j):
-            chunk_key = jax.random.fold_in(example_key, j)
-            log_w = log_importance_weights(vae, xi[None], key=chunk_key, samples=chunk, params=pi)
-            log_w = jnp.where(valid[j], log_w[:, 0], -jnp.inf)
-            return jnp.logaddexp(acc, jax.nn.logsumexp(log_w)), None
+            return jnp.logaddexp(acc, _chunk_log_sum(vae, xi, example_key, j, valid[j], pi)), None
 
-        total, _ = jax.lax.scan(add_chunk, jnp.asarray(-jnp.inf, x.dtype), jnp.arange(n_chunks))
+        total, _ = jax.lax.scan(add_chunk, jnp.asarray(-jnp.inf, x.dtype), jnp.arange(valid.shape[0]))
         return total - math.log(samples)
 
     def one_batch(xb, i):
-        pb = None if params is None else params[i][:, None]
-        return jax.vmap(one_example)(xb, jax.vmap(lambda j: jax.random.fold_in(key, j))(i), pb)
+        return jax.vmap(one_example)(xb, _example_keys(key, i), _batch_params(params, i))
 
     return over_examples(one_batch, x, batch)
+
+
+def log_likelihood_on_host(vae: VAE, x: Array, key: Array, *, samples: int, chunk: int, batch: int, params=None):
+    """`log_likelihood` with its loops over batches and chunks on the host, over one compiled chunk of a
+    batch (`_batch_chunk_log_sum`), dispatched without waiting; batches padded as `over_examples` pads them."""
+    valid = _chunk_mask(samples, chunk)
+    n = x.shape[0]
+    idx, _ = batch_indices(jnp.arange(n), min(batch, n))
+    totals = []
+    for i in idx:
+        xb, keys, pb = x[i], _example_keys(key, i), _batch_params(params, i)
+        total = jnp.full(i.shape, -jnp.inf, x.dtype)
+        for j in range(valid.shape[0]):
+            total = jnp.logaddexp(total, _batch_chunk_log_sum(vae, xb, keys, jnp.asarray(j), valid[j], pb))
+        totals.append(total)
+    return jnp.concatenate(totals)[:n] - math.log(samples)
+
+
+def _chunk_mask(samples: int, chunk: int) -> Array:
+    """(chunks, chunk) booleans: which of the draws, `chunk` (at most K) at a time, are among the K = `samples`;
+    the last chunk may be short."""
+    chunk = min(chunk, samples)
+    n_chunks = -(-samples // chunk)
+    return (jnp.arange(n_chunks * chunk) < samples).reshape(n_chunks, chunk)
+
+
+def _chunk_log_sum(vae: VAE, xi: Array, example_key: Array, j: Array, valid: Array, pi: Array | None) -> Array:
+    """logsumexp of the log weights of chunk j of example xi (d,), its draws from fold_in(example_key, j);
+    `valid` (chunk,) masks the draws past K in the last chunk; pi the example's posterior parameters or None."""
+    chunk_key = jax.random.fold_in(example_key, j)
+    log_w = log_importance_weights(vae, xi[None], key=chunk_key, samples=valid.shape[0], params=pi)
+    return jax.nn.logsumexp(jnp.where(valid, log_w[:, 0], -jnp.inf))
+
+
+@eqx.filter_jit
+def _batch_chunk_log_sum(vae, xb, keys, j, valid, pb):
+    """`_chunk_log_sum` of chunk j of each example of the batch xb (batch, d), shape (batch,)."""
+    return jax.vmap(lambda xi, k, pi: _chunk_log_sum(vae, xi, k, j, valid, pi))(xb, keys, pb)
+
+
+def _batch_params(params: Array | None, i: Array) -> Array | None:
+    """The posterior parameters of the examples i (batch,), each as a batch of one, or None."""
+    return None if params is None else params[i][:, None]
+
+
+def _example_keys(key: Array, i: Array) -> Array:
+    """The keys of the examples i (batch,): fold_in(key, i)."""
+    return jax.vmap(lambda j: jax.random.fold_in(key, j))(i)
 
 
 def _trapezoid_grid(lo: Array, hi: Array, points: int) -> tuple[Array, Array]:

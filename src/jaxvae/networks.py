@@ -18,6 +18,17 @@ from jaxvae.config import ACTIVATIONS
 ACTIVATION_FUNCTIONS: dict[str, Callable[[Array], Array]] = {name: getattr(jax.nn, name) for name in ACTIVATIONS}
 
 
+def loops_on_host(static) -> bool:
+    """Whether loops over the model `static` (its structure, arrays or not) run on the host over one compiled
+    body rather than as a compiled loop (`lax.scan`, `lax.map`): on the CPU backend, where the model has an
+    Equinox convolution. XLA's CPU convolutions run several times slower inside a compiled loop's body
+    than compiled alone (github jax-ml/jax#12868; docs/performance.md). Training's epoch
+    (`train.make_host_loop_epoch`) and `evaluate.log_likelihood` follow it."""
+    convolutions = (eqx.nn.Conv, eqx.nn.ConvTranspose)
+    layers = jax.tree.leaves(static, is_leaf=lambda m: isinstance(m, convolutions))
+    return jax.default_backend() == "cpu" and any(isinstance(m, convolutions) for m in layers)
+
+
 def product(op: Callable, precision: str, *operands: Array) -> Array:
     """op(*operands), a matrix product or a convolution, in `precision`: "fp32" as it is; "bf16" with the
     operands rounded to bf16 and the result returned in fp32 (XLA accumulates bf16 products in fp32)."""

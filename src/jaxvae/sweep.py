@@ -46,6 +46,7 @@ from jaxvae.errors import Diverged, InputError
 from jaxvae.evaluate import mean_elbo
 from jaxvae.keys import Run, run_key
 from jaxvae.model import VAE
+from jaxvae.networks import loops_on_host
 from jaxvae.objectives import objective_from
 from jaxvae.runs import (
     CHECKPOINTS,
@@ -62,7 +63,6 @@ from jaxvae.train import (
     epoch_key,
     epoch_program,
     initial_state,
-    loops_on_host,
     make_host_loop_epoch,
     make_optimizer,
     make_step,
@@ -228,7 +228,7 @@ def schedule(configs: dict[str, RunConfig]) -> type:
     """The members' schedule: `StepMajor` on an accelerator; on a CPU, where there are several members, one
     member's state (`state_bytes`) is at most twice the per-core L2 cache and all members' states together fit
     the last-level cache, but at most 32 MiB of it (a virtual machine reports its host's whole cache, which it
-    shares), and the model has no convolutions (`train.loops_on_host`); else `MemberMajor`.
+    shares), and the model has no convolutions (`networks.loops_on_host`); else `MemberMajor`.
 
     Measured (docs/performance.md, "Seeds and sweeps"): where a member's state is larger, a step is long
     enough that sharing its fixed costs gains nothing, and the stacked states only add memory traffic;
@@ -411,7 +411,7 @@ class StepMajor(loop.Trainer):
 class MemberMajor(loop.Trainer):
     """The members one after another (a `loop.Trainer`): each member's whole epoch in turn, its state
     resident in the cache, by one compiled member epoch (`member_epoch`, the learning rate traced) called
-    once per member, or for `train.loops_on_host` models a loop on the host over one compiled member step;
+    once per member, or for `networks.loops_on_host` models a loop on the host over one compiled member step;
     all members' epochs are dispatched before the first result is read."""
 
     def __init__(self, state: TrainState, configs: list[RunConfig], xs: list[Array]):

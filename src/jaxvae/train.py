@@ -1,7 +1,7 @@
 """Training: one compiled step, the whole epoch as one compiled `lax.scan`, checkpoints, resume.
 
 On a CPU, a model with convolutions runs its epoch as a loop on the host over the compiled step instead
-(`loops_on_host`): XLA's CPU convolutions run several times slower inside a compiled loop.
+(`networks.loops_on_host`): XLA's CPU convolutions run several times slower inside a compiled loop.
 
 Training writes a run folder (see `runs`). Random keys are derived from the seed and the epoch,
 so the same seed gives the same numbers and a resumed run continues the same stream.
@@ -30,7 +30,7 @@ from jaxvae.evaluate import mean_elbo
 from jaxvae.keys import Run, run_key
 from jaxvae.model import VAE
 from jaxvae.model_file import Builder
-from jaxvae.networks import with_precision
+from jaxvae.networks import loops_on_host, with_precision
 from jaxvae.objectives import Objective, objective_from
 
 
@@ -179,19 +179,9 @@ def epoch_program(step, batch_size: int, mesh: Mesh | None = None):
     return epoch
 
 
-def loops_on_host(static) -> bool:
-    """Whether an epoch of the model `static` (its structure, arrays or not) runs as a loop on the host over
-    the compiled step (`make_host_loop_epoch`) rather than as one compiled `lax.scan`: on the CPU backend,
-    where the model has an Equinox convolution. XLA's CPU convolutions run several times slower inside a
-    compiled loop's body than compiled alone (github jax-ml/jax#12868; docs/performance.md)."""
-    convolutions = (eqx.nn.Conv, eqx.nn.ConvTranspose)
-    layers = jax.tree.leaves(static, is_leaf=lambda m: isinstance(m, convolutions))
-    return jax.default_backend() == "cpu" and any(isinstance(m, convolutions) for m in layers)
-
-
 def make_host_loop_epoch(step, batch_size: int, mesh: Mesh | None = None):
     """The epoch as a loop on the host over one compiled `step` (`make_step`'s, uncompiled) per batch, for
-    `loops_on_host` models.
+    `networks.loops_on_host` models.
 
     The batches, weights and keys are those of `make_epoch` with the same key, so the result is the
     scanned epoch's up to the order of float operations. Returns epoch(params, opt_state, x_train, key,
@@ -362,7 +352,7 @@ def fit(
 
 def _epoch_runner(static, tc: TrainConfig, x_train: np.ndarray, mesh: Mesh, device_budget: int | None):
     """run(params, opt_state, key, objective) -> one epoch: the data on the devices if it fits, else streamed;
-    on the devices, one compiled epoch, or a loop on the host over the compiled step (`loops_on_host`)."""
+    on the devices, one compiled epoch, or a loop on the host over the compiled step (`networks.loops_on_host`)."""
     optimizer = make_optimizer(tc)
     budget = parallel.device_budget() if device_budget is None else device_budget
     n, d = x_train.shape
