@@ -116,7 +116,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return _parse_metrics(run_dir / METRICS)
 
 
-def best_validation(records: list[dict], bound: str = "elbo") -> tuple[float, int]:
+def best_validation(records: list[dict], bound: str) -> tuple[float, int]:
     """(best validation value of `bound`, its epoch) among the epochs done, `bound` a name of the bounds the
     objective reports (`TrainConfig.validation_bound`); (-inf, last epoch) if none has one."""
     key = f"validation_{bound}"
