@@ -277,8 +277,9 @@ def training_curve(metrics: list[dict], path: Path, train: TrainConfig | None = 
         "train_elbo": "train ELBO (during the epoch)",
         "test_elbo": "test ELBO",
         "validation_elbo": "validation ELBO",
-        f"validation_{bound}": f"validation {name}",
     }
+    if bound != "elbo":
+        curves[f"validation_{bound}"] = f"validation {name}"
     for key, label in curves.items():
         records = [m for m in metrics if key in m]
         if records:
