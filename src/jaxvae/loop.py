@@ -217,7 +217,7 @@ def _how_ended(member: Member) -> str | None:
 def _finish_epoch(member: Member, record: dict, state, events, write: bool) -> None:
     """Count the epoch of `record` as done, its best validation bound kept; with `write`, its TensorBoard
     scalars (to `events`, if any) and then its files (`runs.write_epoch` of `state`)."""
-    valid = record.get(f"validation_{member.config.train.validation_bound}")
+    valid = record.get(runs.validation_key(member.config.train.validation_bound))
     improved = valid is not None and valid > member.best[0]
     if improved:
         member.best = (valid, record["epoch"])

@@ -19,7 +19,7 @@ from jaxvae.data import Dataset
 from jaxvae.evaluate import decoded_means, posterior_moments, prior_draws
 from jaxvae.keys import Run, run_key
 from jaxvae.model import VAE
-from jaxvae.runs import best_validation
+from jaxvae.runs import best_validation, validation_key
 
 
 def is_image(shape: tuple[int, ...]) -> bool:
@@ -279,7 +279,7 @@ def training_curve(metrics: list[dict], path: Path, train: TrainConfig | None = 
         "validation_elbo": "validation ELBO",
     }
     if bound != "elbo":
-        curves[f"validation_{bound}"] = f"validation {name}"
+        curves[validation_key(bound)] = f"validation {name}"
     for key, label in curves.items():
         records = [m for m in metrics if key in m]
         if records:

@@ -54,8 +54,13 @@ def epoch_record(
     }
     record |= {f"train_{name}": float(value) for name, value in train.items() if name != "elbo"}
     record |= {f"test_{name}": float(value) for name, value in test.items() if name.startswith("kl_layer_")}
-    record |= {f"validation_{name}": float(value) for name, value in (validation or {}).items()}
+    record |= {validation_key(name): float(value) for name, value in (validation or {}).items()}
     return record
+
+
+def validation_key(bound: str) -> str:
+    """The key of a validation bound in an epoch's record: `validation_elbo`, `validation_iwae_bound`, ..."""
+    return f"validation_{bound}"
 
 
 def write_epoch(run_dir: Path, record: dict, state, keep: int, best: bool) -> None:
@@ -119,7 +124,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
 def best_validation(records: list[dict], bound: str) -> tuple[float, int]:
     """(best validation value of `bound`, its epoch) among the epochs done, `bound` a name of the bounds the
     objective reports (`TrainConfig.validation_bound`); (-inf, last epoch) if none has one."""
-    key = f"validation_{bound}"
+    key = validation_key(bound)
     scored = [r for r in records if key in r]
     if not scored:
         return -math.inf, records[-1]["epoch"] if records else 0
