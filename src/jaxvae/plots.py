@@ -276,7 +276,7 @@ def training_curve(metrics: list[dict], path: Path, train: TrainConfig | None = 
     curves = {
         "train_elbo": "train ELBO (during the epoch)",
         "test_elbo": "test ELBO",
-        "validation_elbo": "validation ELBO",
+        validation_key("elbo"): "validation ELBO",
     }
     if bound != "elbo":
         curves[validation_key(bound)] = f"validation {name}"

@@ -80,7 +80,7 @@ def run(args) -> int:
         return 0
     configs, config, data = resumed_run(args, out) if args.resume else new_run(args, out)
     from jaxvae import parallel, sweep
-    from jaxvae.runs import best_validation, read_metrics
+    from jaxvae.runs import best_validation, read_metrics, validation_key
     from jaxvae.train import fit
 
     writer = parallel.is_writer()
@@ -95,11 +95,12 @@ def run(args) -> int:
     fit(config, data, out, resume=args.resume, progress=not args.quiet, device_budget=args.device_memory_budget)
     if not writer:
         return 0
-    last = read_metrics(out)[-1]
+    records = read_metrics(out)
+    last = records[-1]
     figures = ", ".join(sorted(p.name for p in (out / "figures").glob("*.png")))
     print(f"epoch {last['epoch']}: train ELBO {last['train_elbo']:.2f} nats, test ELBO {last['test_elbo']:.2f} nats")
-    if "validation_elbo" in last:
-        best, best_epoch = best_validation(read_metrics(out), config.train.validation_bound)
+    if validation_key("elbo") in last:
+        best, best_epoch = best_validation(records, config.train.validation_bound)
         stopped = " (stopped early)" if last["epoch"] < config.train.epochs else ""
         print(f"best validation {config.train.validation_bound_name} {best:.2f} nats at epoch {best_epoch}{stopped}")
     board = ", tensorboard/" if config.train.tensorboard else ""
