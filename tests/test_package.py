@@ -94,3 +94,28 @@ def test_every_public_class_function_and_method_of_the_library_has_a_docstring()
                     if not inspect.getdoc(getattr(obj, attr) if not isinstance(value, property) else function):
                         missing.append(f"{info.name}.{name}.{attr}")
     assert not missing, missing
+
+
+def test_the_old_vae_call_names_its_replacement_and_parts_still_make_a_vae():
+    """`jaxvae.VAE(config, key=key)` built a model up to 0.1.0: it now fails with one line naming
+    `jaxvae.build_model`, while a VAE made from its parts, by position or by name, is the built one."""
+    import dataclasses
+
+    import jax
+    import numpy as np
+    import pytest
+
+    config = jaxvae.ModelConfig(data_shape=(8, 8), hidden=(16,))
+    key = jax.random.PRNGKey(0)
+    with pytest.raises(TypeError) as error:
+        jaxvae.VAE(config, key=key)
+    message = str(error.value)
+    assert "\n" not in message and "jaxvae.build_model(config, key=key)" in message, message
+
+    built = jaxvae.build_model(config, key=key)
+    parts = {f.name: getattr(built, f.name) for f in dataclasses.fields(built)}
+    x = jax.random.uniform(jax.random.PRNGKey(1), (3, 64))
+    for vae in (jaxvae.VAE(*parts.values()), jaxvae.VAE(**parts)):
+        assert isinstance(vae, jaxvae.VAE)
+        np.testing.assert_array_equal(vae.encode(x).mean, built.encode(x).mean)
+        np.testing.assert_array_equal(vae.decode(x[:, :2]).log_prob(x), built.decode(x[:, :2]).log_prob(x))

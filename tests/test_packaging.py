@@ -1,5 +1,8 @@
 """The dependencies as a library has them: ranges in pyproject.toml, the tested versions in constraints.txt."""
 
+import ast
+import importlib.metadata
+import sys
 import tomllib
 from pathlib import Path
 
@@ -27,3 +30,23 @@ def test_every_dependency_is_a_range_that_holds_its_pinned_version():
         pinned = pins.get(canonicalize_name(requirement.name))
         assert pinned is not None, f"constraints.txt pins no version of {requirement.name}"
         assert requirement.specifier.contains(pinned), f"constraints.txt pins {requirement.name} {pinned}"
+
+
+def test_the_core_dependencies_are_what_the_library_imports():
+    """Every third-party module that src/jaxvae imports, at the top of a file or inside a function, comes from a
+    core dependency, and every core dependency is imported (what only the tests or the docs use belongs in an
+    extra). The import names are mapped to their distributions by the installed packages' metadata."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
+    imported = set()
+    for path in (ROOT / "src" / "jaxvae").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    distributions = importlib.metadata.packages_distributions()
+    third_party = {name for name in imported if name not in sys.stdlib_module_names and name != "jaxvae"}
+    used = {canonicalize_name(d) for name in third_party for d in distributions[name]}
+    assert used - declared == set(), f"imported by src/ but not a core dependency: {used - declared}"
+    assert declared - used <= {"jaxlib"}, f"core dependencies src/ never imports: {declared - used - {'jaxlib'}}"

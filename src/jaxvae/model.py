@@ -54,6 +54,13 @@ class VAE(LatentModel):
     likelihood: eqx.Module
     latent_prior: eqx.Module
 
+    def __new__(cls, *parts: object, **named_parts: object):
+        """A VAE is made of its five parts; `VAE(config, key=key)`, which built one from a config up to
+        jaxvae 0.1.0, fails with the name of what does that now."""
+        if "key" in named_parts:
+            raise TypeError("VAE(config, key=key) no longer builds a model: use jaxvae.build_model(config, key=key)")
+        return super().__new__(cls)
+
     @property
     def latent_dim(self) -> int:
         """k, the posterior family's latent size."""
