@@ -11,19 +11,22 @@ from jaxvae.errors import InputError
 
 
 def run(args) -> int:
+    import inspect
     import json
 
     start_jax()
     import jax
 
-    from jaxvae import sweep
-    from jaxvae.evaluate import log_likelihoods, report
+    from jaxvae import memory, sweep
+    from jaxvae.evaluate import log_likelihood, log_likelihoods, report
     from jaxvae.networks import with_precision
 
     if args.iw_samples < 1:
         raise InputError(f"--iw-samples must be at least 1, got {args.iw_samples}")
     if args.n is not None and args.n < 1:
         raise InputError(f"--n must be at least 1, got {args.n}")
+    chunk = inspect.signature(log_likelihood).parameters["chunk"].default  # the draws L_K takes at a time
+    memory.check_importance_samples("--iw-samples", args.iw_samples, chunk)
     if args.per_example is not None and not args.gaps:
         raise InputError("--per-example writes the values of --gaps: pass --gaps too")
     out = None if args.per_example is None else Path(args.per_example)
@@ -41,6 +44,9 @@ def run(args) -> int:
             "parameters of its own (train with --inference bottom-up)"
         )
     x = x[: args.n]
+    if args.gradient_snr:
+        batch = len(x[: config.train.batch_size])
+        memory.check_draws("--gradient-snr", max(args.gradient_snr), batch * max(args.gradient_snr), config.model)
     key = jax.random.PRNGKey(args.seed)
     likelihoods = log_likelihoods(vae, x, key, args.iw_samples)  # computed once for the report and the gaps
     result = report(vae, x, key, args.iw_samples, likelihoods)

@@ -20,7 +20,7 @@ def run(args) -> int:
     start_jax()
     import jax
 
-    from jaxvae import plots
+    from jaxvae import memory, plots
     from jaxvae.runs import CONFIG
     from jaxvae.train import load
 
@@ -29,6 +29,7 @@ def run(args) -> int:
         raise InputError(f"the run's data have shape {config.model.data_shape}, not images: nothing to draw")
     if args.n < 1:
         raise InputError(f"-n must be at least 1, got {args.n}")
+    memory.check_draws("-n", args.n, args.n, config.model)
     out = _png(args.out)
     plots.samples(load(args.run_dir), config.model.data_shape, out, key=jax.random.PRNGKey(args.seed), n=args.n)
     print(f"{args.n} samples from the prior, decoded to the mean of p(x|z): {out}")

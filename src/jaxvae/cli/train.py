@@ -3,15 +3,18 @@
 import dataclasses
 import functools
 import shutil
+from contextlib import nullcontext, suppress
 from pathlib import Path
 
 from jaxvae.cli.parser import build_parser
 from jaxvae.cli.startup import read_while_importing, start_jax
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.errors import ImageSizesDiffer, InputError
+from jaxvae.lock import LOCK_FILE, locked
 
 DEFAULT_HIDDEN = {"mlp": (512,), "conv": (32, 64), "gated": (300, 300)}
 RESUMABLE = ("epochs", "keep_checkpoints")  # the settings --resume may change; the others are the run's
+NAMED = ("digits", "mnist", "fashion-mnist")  # datasets named, not found at a path
 
 
 def _schedule(args) -> TrainConfig:
@@ -20,7 +23,7 @@ def _schedule(args) -> TrainConfig:
     if validation_fraction is None:
         validation_fraction = 0.1 if args.early_stopping else 0.0
     return TrainConfig(
-        dataset=args.dataset,
+        dataset=args.dataset or TrainConfig.dataset,
         binarize=args.binarize,
         objective=args.objective,
         samples=args.samples,
@@ -75,11 +78,56 @@ def run(args) -> int:
     out = Path(args.out)
     if args.resume and args.overwrite:
         raise InputError("--resume continues a run and --overwrite replaces it: pass one of them")
+    if args.process_id not in (None, 0):  # process 0 writes the run folder, and holds its lock
+        return _train(args, out)
+    if args.resume:
+        with locked(out) if out.is_dir() else nullcontext():  # no folder: `_train` says there is no run
+            return _train(args, out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a folder")
+    created = not out.exists()
+    if created:
+        try:
+            out.mkdir(parents=True)
+        except OSError as e:
+            raise InputError(f"cannot write the run folder {out}: {e.strerror}") from None
+    try:
+        with locked(out):
+            return _train_new(args, out)
+    except BaseException:
+        if created:
+            with suppress(OSError):  # where it is not empty, it holds the checkpoints a resume starts from
+                out.rmdir()
+        raise
+
+
+def _train(args, out: Path) -> int:
+    """Resume the run in `out`, or (on a process that does not write) train the new one."""
     if args.resume and (done := _nothing_to_train(args, out)):
         print(f"{out}: {done}; nothing to do")
         return 0
-    configs, config, data = resumed_run(args, out) if args.resume else new_run(args, out)
+    return _fit(args, out, *(resumed_run(args, out) if args.resume else new_run(args)))
+
+
+def _train_new(args, out: Path) -> int:
+    """A new run trained into the folder `out`, which this process has locked: refused where `out` holds
+    another run (unless --overwrite), emptied (never removed: it may be a mount point) once the options are
+    checked, and emptied again when training ends before its first checkpoint."""
+    _check_out(out, args.overwrite)
+    configs, config, data = new_run(args)
+    _empty(out)
+    try:
+        return _fit(args, out, configs, config, data)
+    except BaseException:
+        if not any(out.rglob("*.eqx")):
+            _empty(out)
+        raise
+
+
+def _fit(args, out: Path, configs, config, data) -> int:
+    """Train the run (or sweep) `configs`, `config` on `data` into `out`, and print its summary."""
     from jaxvae import parallel, sweep
+    from jaxvae.builder import build_objective
     from jaxvae.runs import best_validation, read_metrics, validation_key
     from jaxvae.train import fit
 
@@ -100,43 +148,41 @@ def run(args) -> int:
     figures = ", ".join(sorted(p.name for p in (out / "figures").glob("*.png")))
     print(f"epoch {last['epoch']}: train ELBO {last['train_elbo']:.2f} nats, test ELBO {last['test_elbo']:.2f} nats")
     if validation_key("elbo") in last:
-        best, best_epoch = best_validation(records, config.train.validation_bound)
+        objective = build_objective(config.train)
+        best, best_epoch = best_validation(records, objective.bound_key)
         stopped = " (stopped early)" if last["epoch"] < config.train.epochs else ""
-        print(f"best validation {config.train.validation_bound_name} {best:.2f} nats at epoch {best_epoch}{stopped}")
+        print(f"best validation {objective.name} {best:.2f} nats at epoch {best_epoch}{stopped}")
     board = ", tensorboard/" if config.train.tensorboard else ""
     print(f"run folder {out}: config.json, metrics.jsonl, checkpoints/, figures/ ({figures}){board}")
     return 0
 
 
-def new_run(args, out: Path) -> tuple:
+def new_run(args) -> tuple:
     """A new run's member configs (None unless a sweep), config and data, its options checked; the data are
     read beside JAX's imports (`read_while_importing`)."""
     from jaxvae.data import load_dataset  # NumPy's import before JAX's thread (see `read_while_importing`)
 
     schedule = _schedule(args)
-    writer = args.process_id in (None, 0)  # process 0 writes; `--process-id` is how a run names the others
-    if writer:
-        _check_out(out, args.overwrite)
     read = functools.partial(
-        load_dataset, args.dataset, data_dir=args.data_dir, image_size=args.image_size, progress=not args.quiet
+        load_dataset, schedule.dataset, data_dir=args.data_dir, image_size=args.image_size, progress=not args.quiet
     )
     try:
-        data = read_while_importing(args.dataset, read)
+        data = read_while_importing(schedule.dataset, read)
     except ImageSizesDiffer as e:
         raise InputError(f"{e}: pass --image-size H,W to resize them") from None
-    from jaxvae import parallel, sweep
+    from jaxvae import memory, parallel, sweep
     from jaxvae.train import check_data
 
     parallel.initialize(args.coordinator, args.num_processes, args.process_id)
     model = model_config(args, tuple(data.shape))
-    config = RunConfig(model, dataclasses.replace(schedule, classes=data.classes))
+    config = RunConfig(model, dataclasses.replace(schedule, classes=data.classes, dataset=data.source))
     check_data(data, config)
     configs = None
     if args.seeds != 1 or args.sweep:
         configs = sweep.member_configs(config, args.seeds, args.sweep)
+    memory.check_training(config, members=1 if configs is None else len(configs))
+    if configs is not None:
         sweep.check(configs, data, args.device_memory_budget)
-    if writer and out.exists():
-        shutil.rmtree(out)
     return configs, config, data
 
 
@@ -153,6 +199,11 @@ def resumed_run(args, out: Path) -> tuple:
         configs = {name: _resumed_config(args, out / name / CONFIG) for name in sweep.read_members(out)}
     config = _resumed_config(args, out / CONFIG) if configs is None else next(iter(configs.values()))
     data = load_data(config, progress=not args.quiet)
+    if tuple(data.shape) != tuple(config.model.data_shape):
+        raise InputError(
+            f"--dataset {args.dataset} has examples of shape {tuple(data.shape)}, the run trained on "
+            f"{tuple(config.model.data_shape)}: not the run's data"
+        )
     check_data(data, config)
     return configs, config, data
 
@@ -162,23 +213,28 @@ def _nothing_to_train(args, out: Path) -> str | None:
     every member), or None; read from the run's files before its data are."""
     from jaxvae.runs import CONFIG, nothing_to_train
 
-    if not (out / "sweep.json").is_file():
-        return nothing_to_train(_resumed_config(args, out / CONFIG).train, out) if (out / CONFIG).is_file() else None
+    if not (out / "sweep.json").is_file() and not (out / CONFIG).is_file():
+        return None
     start_jax()
     from jaxvae import sweep
+    from jaxvae.builder import build_objective
 
-    folders = [out / name for name in sweep.read_members(out)]
-    reasons = {nothing_to_train(_resumed_config(args, f / CONFIG).train, f) for f in folders}
+    def reason(folder: Path) -> str | None:
+        train = _resumed_config(args, folder / CONFIG).train
+        return nothing_to_train(train, folder, build_objective(train).bound_key)
+
+    if not (out / "sweep.json").is_file():
+        return reason(out)
+    reasons = {reason(out / name) for name in sweep.read_members(out)}
     if None in reasons:
         return None
     return f"every member {reasons.pop()}" if len(reasons) == 1 else "every member has trained or stopped early"
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
-    """Refuse to write over an existing run unless `overwrite`, and never delete a folder that is not a run."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file, not a folder")
-    if not out.exists() or not any(out.iterdir()):
+    """Refuse to write over an existing run in the folder `out` unless `overwrite`, and never empty a folder
+    that is not a run."""
+    if not _contents(out):
         return
     if not overwrite:
         raise InputError(f"{out} exists: pass --resume to continue it or --overwrite to replace it")
@@ -189,16 +245,30 @@ def _check_out(out: Path, overwrite: bool) -> None:
         )
 
 
+def _contents(folder: Path) -> list[Path]:
+    """What `folder` holds besides its lock file."""
+    return [p for p in folder.iterdir() if p.name != LOCK_FILE]
+
+
+def _empty(folder: Path) -> None:
+    """Remove what `folder` holds besides its lock file."""
+    for path in _contents(folder):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
 def _data_dir(args) -> str | None:
     """--data-dir as an absolute path, so that the run finds its data from any working folder."""
     return None if args.data_dir is None else str(Path(args.data_dir).resolve())
 
 
 def _resumed_config(args, path: Path) -> RunConfig:
-    """The run's saved config, with --epochs and --keep-checkpoints applied, and --data-dir recorded where the
-    data are now; other options are refused."""
+    """The run's saved config, with --epochs and --keep-checkpoints applied, and --dataset and --data-dir
+    recorded where the data are now; other options are refused."""
     defaults = vars(build_parser().parse_args(["train", "--out", str(path.parent)]))
-    free = (*RESUMABLE, "out", "resume", "quiet", "data_dir")
+    free = (*RESUMABLE, "out", "resume", "quiet", "data_dir", "dataset")
     fixed = [name for name, value in vars(args).items() if name not in free and value != defaults[name]]
     if fixed:
         options = ", ".join("--" + name.replace("_", "-") for name in fixed)
@@ -207,4 +277,16 @@ def _resumed_config(args, path: Path) -> RunConfig:
     changes = {name: getattr(args, name) for name in RESUMABLE if getattr(args, name) is not None}
     if args.data_dir is not None:
         changes["data_dir"] = _data_dir(args)
+    if args.dataset is not None:
+        changes["dataset"] = _moved(args.dataset, config.train.dataset)
     return dataclasses.replace(config, train=dataclasses.replace(config.train, **changes))
+
+
+def _moved(dataset: str, recorded: str) -> str:
+    """--dataset when resuming a run that trained on `recorded`: where its data are now, absolute (`resumed_run`
+    checks that they have the run's shape). A named dataset stays itself (--data-dir says where its files are)."""
+    if dataset in NAMED or recorded in NAMED:
+        if dataset != recorded:
+            raise InputError(f"--dataset cannot change when resuming: the run trained on {recorded}")
+        return dataset
+    return str(Path(dataset).resolve())

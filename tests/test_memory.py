@@ -1,0 +1,138 @@
+"""The memory a setting needs (`jaxvae.memory`): its estimates against the arrays a built model and a compiled
+training step really hold, and the command line's refusals of sizes that cannot fit (one line, exit 2,
+nothing written)."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import pytest
+
+from jaxvae import memory
+from jaxvae.cli import main
+from jaxvae.config import ModelConfig, RunConfig, TrainConfig
+from jaxvae.errors import InputError, SettingError
+from jaxvae.objectives import objective_from
+from jaxvae.train import init_state, make_optimizer, make_step
+
+
+def config(hidden=(16,), latent_dim=2, layers=(), prior="normal", **train) -> RunConfig:
+    model = ModelConfig(data_shape=(8, 8), latent_dim=latent_dim, layers=layers, hidden=hidden, prior=prior)
+    return RunConfig(model, TrainConfig(**train))
+
+
+def float_bytes(tree) -> int:
+    return sum(a.nbytes for a in jax.tree.leaves(eqx.filter(tree, eqx.is_inexact_array)))
+
+
+def test_parameter_bytes_are_the_closed_form_count_of_a_one_layer_mlp():
+    # encoder d -> h -> (mean, log-variance) 2k; decoder k -> h -> d Bernoulli logits; weights and biases
+    d, h, k = 64, 16, 2
+    count = (d * h + h) + (h * 2 * k + 2 * k) + (k * h + h) + (h * d + d)
+    assert memory.parameter_bytes(config((h,), k)) == 4 * count
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"hidden": (32, 8), "latent_dim": 5, "layers": (3, 2)}, {"prior": "vamp:7"}],
+    ids=["mlp", "deep", "vamp"],
+)
+def test_state_estimates_are_the_bytes_of_a_built_state(settings):
+    """Traced, not built: the same bytes as the arrays of the state `train.init_state` builds."""
+    c = config(**settings)
+    state = init_state(c)
+    assert memory.parameter_bytes(c) == float_bytes(state.vae)
+    assert memory.train_state_bytes(c) == sum(a.nbytes for a in jax.tree.leaves(eqx.filter(state, eqx.is_array)))
+    assert float_bytes(state.opt_state) == 2 * float_bytes(state.vae)  # Adam: two moments per parameter
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("hidden, batch, samples", [((64,), 32, 64), ((200, 200), 20, 50)])
+def test_a_training_step_needs_at_least_the_estimate_and_at_most_eight_times_it(hidden, batch, samples):
+    """XLA's own account of a compiled step (its arguments, outputs and temporaries) against the lower bound
+    `check_training` uses: the state, a gradient and batch x samples draws of the widest layer."""
+    c = config(hidden, objective="iwae", batch_size=batch, samples=samples)
+    state = init_state(c)
+    params, static = eqx.partition(state.vae, eqx.is_inexact_array)
+    step = make_step(static, make_optimizer(c.train), c.train)
+    x, weights, key = jnp.zeros((batch, 64)), jnp.ones(batch), jax.random.PRNGKey(0)
+    compiled = jax.jit(step).lower(params, state.opt_state, x, weights, key, objective_from(c)).compile()
+    m = compiled.memory_analysis()
+    held = m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes
+    estimate = memory.train_state_bytes(c) + memory.parameter_bytes(c) + memory.draws_bytes(c.model, batch * samples)
+    assert estimate <= held <= 8 * estimate
+
+
+def test_check_training_refuses_one_byte_short_of_its_need():
+    c = config((16,), batch_size=4, samples=3)
+    parameters = memory.parameter_bytes(c)
+    state = 3 * parameters + 2 * 4  # parameters, Adam's two moments, its step count and the epoch (int32)
+    need = state + parameters + 4 * 3 * 64 * 4  # the state, a gradient, 12 draws of 64 logits
+    memory.check_training(c, have=need)
+    with pytest.raises(SettingError, match="batch_size 4 x samples 3 draws") as refused:
+        memory.check_training(c, have=need - 1)
+    assert refused.value.settings == ("batch_size", "samples")
+    with pytest.raises(SettingError, match=r"the 2 members' models of hidden 16 and latent_dim 2 \(") as refused:
+        memory.check_training(c, members=2, have=need)
+    assert refused.value.settings == ("hidden", "latent_dim")
+
+
+def test_importance_samples_are_refused_past_32_bit_counts_and_past_memory():
+    memory.check_importance_samples("--iw-samples", 2_147_483_500, chunk=500, have=2**40)
+    with pytest.raises(InputError, match="--iw-samples 2147483501 is more draws .* at most 2147483500"):
+        memory.check_importance_samples("--iw-samples", 2_147_483_501, chunk=500, have=2**40)
+    memory.check_importance_samples("--iw-samples", 1000, chunk=500, have=5000)  # an int32 index and a mask byte
+    with pytest.raises(InputError, match="--iw-samples 1000 needs 4.9 KiB to index its draws"):
+        memory.check_importance_samples("--iw-samples", 1000, chunk=500, have=4999)
+
+
+def test_available_memory_is_positive_and_at_most_the_machine_s():
+    import os
+
+    assert 0 < memory.available() <= os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+TRAIN_REFUSALS = [
+    (["--hidden", "1000000000"], "--hidden 1000000000"),
+    (["--latent-dim", "1000000000"], "--latent-dim 1000000000"),
+    (["--latent-dim", "2,1000000000"], "--latent-dim 2,1000000000"),
+    (["--prior", "vamp:1000000000"], "--prior vamp:1000000000"),
+    (["--samples", "100000000"], "--samples 100000000"),
+    (["--batch-size", "100000000"], "--batch-size 100000000"),
+    (["--objective", "miwae", "--groups", "100000", "--samples", "10000"], "--groups 100000"),
+    (["--seeds", "3", "--samples", "10000000"], "--samples 10000000"),
+    (["--sweep", "lr=0.001,0.01", "--hidden", "1000000000"], "2 members' models of --hidden 1000000000"),
+]
+
+
+@pytest.mark.parametrize("options, named", TRAIN_REFUSALS, ids=[" ".join(o) for o, _ in TRAIN_REFUSALS])
+def test_train_refuses_a_size_that_cannot_fit_before_writing(tmp_path, capsys, options, named):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--quiet", *options]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and named in err and "of memory available" in err, err
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("memory") / "run"
+    assert main(["train", "--out", str(folder), "--epochs", "1", "--hidden", "8", "--quiet"]) == 0
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "command, named",
+    [
+        (["evaluate", "RUN", "--iw-samples", "2147483648"], "--iw-samples 2147483648 is more draws"),
+        (["evaluate", "RUN", "--gradient-snr", "1,10000000000"], "--gradient-snr 10000000000 asks for"),
+        (["sample", "RUN", "-n", "1000000000", "-o", "OUT"], "-n 1000000000 asks for 1,000,000,000 draws"),
+    ],
+)
+def test_commands_on_a_run_refuse_sizes_that_cannot_fit(run, tmp_path, capsys, command, named):
+    figures = sorted(p.name for p in (run / "figures").iterdir())
+    args = [str(run) if a == "RUN" else str(tmp_path / "s.png") if a == "OUT" else a for a in command]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and named in err, err
+    assert sorted(p.name for p in (run / "figures").iterdir()) == figures and not any(tmp_path.iterdir())
