@@ -1,5 +1,6 @@
-"""benchmarks/published_table.py on fake run folders (nothing is trained): each row's command is the
-protocol of the Exemplar VAE code, --report reads run folders finished or not, --row resumes and evaluates."""
+"""benchmarks/published_table.py: each row's command is the protocol of the Exemplar VAE code, and trains
+(a short check, on small Fashion-MNIST-shaped data); --report reads run folders finished or not (fake ones,
+nothing trained), marks a short check as not the protocol; --row resumes and evaluates."""
 
 import importlib.util
 import json
@@ -29,13 +30,13 @@ THEIRS = {"batch_size": 100, "lr": 5e-4, "epochs": 2000, "binarize": "dynamic", 
 
 
 @pytest.mark.parametrize("name", published_table.ROWS)
-def test_each_row_trains_with_their_protocol(name, tmp_path):
+def test_each_row_s_command_gives_their_protocol(name, tmp_path):
     """The row's command parses as `jaxvae train` options and gives their settings: 10,000 of Fashion-MNIST's
     60,000 training images held out, full KL weight from epoch 100 (their epoch / 100; jaxvae's own L_5 row
     has no KL term to weight), early stopping that lets 51 epochs after the warm-up pass without a better
     validation bound (their e > 50), the bound the row trains (the ELBO; L_5 for jaxvae's own row)."""
     command = published_table.train_command(name, tmp_path / name)
-    assert command[1:4] == ["-m", "jaxvae.cli", "train"]
+    assert command[1:4] == ["-m", "jaxvae.cli", "train"] and "--quiet" not in command  # it shows progress
     args = build_parser().parse_args(command[3:])
     schedule = _schedule(args)
     assert {k: getattr(schedule, k) for k in THEIRS} == THEIRS
@@ -49,6 +50,53 @@ def test_each_row_trains_with_their_protocol(name, tmp_path):
     objective = ("iwae", 5, "dreg") if name == "hvae-vamp-dreg" else ("elbo", 1, "reparam")
     assert (args.objective, args.samples, args.gradient) == objective
     assert schedule.validation_bound == ("iwae_bound" if name == "hvae-vamp-dreg" else "elbo")  # what it trains
+
+
+def fashion_shaped(path: Path, n: int = 240) -> Path:
+    """n of scikit-learn's 8 x 8 digits as 28 x 28 uint8 images (each pixel 3 x 3, a border of 2), in an .npy."""
+    from sklearn.datasets import load_digits
+
+    images = np.kron(load_digits().images[:n], np.ones((3, 3))) * 255 / 16
+    np.save(path, np.pad(images, ((0, 0), (2, 2), (2, 2))).astype(np.uint8))
+    return path
+
+
+@pytest.mark.slow
+def test_a_row_s_command_trains_a_short_check_that_report_marks(tmp_path, capsys):
+    """The Gaussian VAE row's command with --epochs 2, on 240 Fashion-MNIST-shaped images instead of
+    Fashion-MNIST: the run records their settings, trains two epochs at the KL weight of their warm-up (0,
+    then 1/99), validates its ELBO and improves it on the training set; --report lists it as a check, not as
+    the row."""
+    from jaxvae.cli import main
+
+    name = "vae-gaussian"
+    run_dir = tmp_path / "runs" / name
+    command = published_table.train_command(name, run_dir, epochs=2)
+    command[command.index("--dataset") + 1] = str(fashion_shaped(tmp_path / "fashion.npy"))
+    assert main(command[3:]) == 0
+    config = RunConfig.load(run_dir / CONFIG)
+    assert {k: getattr(config.train, k) for k in THEIRS} == THEIRS | {"epochs": 2}
+    assert config.model.hidden == (300, 300) and config.model.architecture == "gated"
+    records = [json.loads(line) for line in (run_dir / METRICS).read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert [r["beta"] for r in records] == [0.0, pytest.approx(1 / 99)]
+    assert all(np.isfinite(r["validation_elbo"]) for r in records)
+    assert records[1]["train_elbo"] > records[0]["train_elbo"]
+    assert published_table.main(["--report", "--runs-dir", str(tmp_path / "runs")]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if f"({name})" in x]
+    cells = [c.strip() for c in line.split("|")[1:-1]]
+    assert cells[2:4] == ["", ""]  # no jaxvae number, no difference: not the row
+    assert cells[6].startswith("not the protocol: a check of 2 epochs (--epochs 2), finished at epoch 2")
+
+
+def test_report_refuses_a_runs_dir_that_holds_no_row(tmp_path, capsys):
+    """A misspelt --runs-dir (no such folder, or one without any row's run folder) is one line and exit 2."""
+    (tmp_path / "elsewhere").mkdir()
+    for runs_dir, said in (("runs/publised", "no such folder"), ("elsewhere", "holds no row's run folder")):
+        with pytest.raises(SystemExit) as exited:
+            published_table.main(["--report", "--runs-dir", str(tmp_path / runs_dir)])
+        err = capsys.readouterr().err
+        assert exited.value.code == 2 and err.count("\n") == 1 and said in err, err
 
 
 def conv_hvae():
