@@ -2,8 +2,9 @@
 
 - `tutorial.md`: docs/tutorial.py (jupytext percent format) as a page; its code is shown, not executed.
 - In `cli.md`, the marker `<!-- commands -->` becomes every command and option of `jaxvae.cli.build_parser()`.
-- `api/NAME.md`: one page per module of src/jaxvae (mkdocstrings), added to the nav under the API reference,
-  whose page `api/index.md` lists them where its marker `<!-- modules -->` is.
+- `api/NAME.md`: one page per public module of src/jaxvae (mkdocstrings), added to the nav under the API
+  reference, whose page `api/index.md` lists them where its marker `<!-- modules -->` is. The command's own
+  modules (`jaxvae.cli` and its package) are not the library's API: the command line is theirs.
 - In `design.md`, the marker `<!-- imports -->` becomes a table of the modules, their layers and what each
   imports of jaxvae, read from the sources; an import cycle fails the build.
 """
@@ -25,13 +26,13 @@ sys.path.insert(0, str(PACKAGE.parent))  # the parser of this checkout, whicheve
 def on_config(config):
     for entry in config.nav:
         if isinstance(entry, dict) and "API reference" in entry:
-            entry["API reference"] = [entry["API reference"], *(api_page(name) for name in module_names())]
+            entry["API reference"] = [entry["API reference"], *(api_page(name) for name in public_modules())]
     return config
 
 
 def on_files(files, config):
     files.append(File.generated(config, "tutorial.md", content=tutorial_markdown(ROOT / "docs" / "tutorial.py")))
-    for name in module_names():
+    for name in public_modules():
         page = f"# `{name}`\n\n::: {name}\n    options:\n      show_root_heading: false\n"
         files.append(File.generated(config, api_page(name), content=page))
     return files
@@ -117,13 +118,18 @@ def module_names() -> dict[str, Path]:
     return names
 
 
+def public_modules() -> dict[str, Path]:
+    """The modules of the library's API: all but the command's."""
+    return {name: path for name, path in module_names().items() if name.split(".")[:2] != ["jaxvae", "cli"]}
+
+
 def api_page(name: str) -> str:
     return f"api/{name}.md"
 
 
 def modules_markdown() -> str:
     """A list of the modules' pages, each with the first sentence of its docstring."""
-    return "\n".join(f"- [`{name}`]({name}.md): {summary(path)}" for name, path in module_names().items())
+    return "\n".join(f"- [`{name}`]({name}.md): {summary(path)}" for name, path in public_modules().items())
 
 
 def imports_markdown() -> str:
@@ -139,10 +145,12 @@ def imports_markdown() -> str:
     layer = {}
     for name in order:
         layer[name] = 1 + max((layer[d] for d in imports[name]), default=-1)
+    documented = public_modules()
     rows = []
     for name in sorted(modules, key=lambda n: (layer[n], n)):
         uses = ", ".join(f"`{d}`" for d in sorted(imports[name]))
-        rows.append(f"| [`{name}`](api/jaxvae.{name}.md) | {layer[name]} | {uses} | {summary(modules[name])} |")
+        page = f"[`{name}`](api/jaxvae.{name}.md)" if f"jaxvae.{name}" in documented else f"`{name}`"
+        rows.append(f"| {page} | {layer[name]} | {uses} | {summary(modules[name])} |")
     return "| module | layer | imports of jaxvae | what it holds |\n| --- | --- | --- | --- |\n" + "\n".join(rows)
 
 
