@@ -11,8 +11,8 @@ from jaxvae import memory
 from jaxvae.cli import main
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.errors import InputError, SettingError
-from jaxvae.objectives import objective_from
-from jaxvae.train import init_state, make_optimizer, make_step
+from jaxvae.objectives import Iwae
+from jaxvae.train import init_state
 
 
 def config(hidden=(16,), latent_dim=2, layers=(), prior="normal", **train) -> RunConfig:
@@ -45,17 +45,44 @@ def test_state_estimates_are_the_bytes_of_a_built_state(settings):
     assert float_bytes(state.opt_state) == 2 * float_bytes(state.vae)  # Adam: two moments per parameter
 
 
+def test_state_estimates_of_a_model_file_whose_model_holds_functions(tmp_path):
+    """A user's network may hold functions among its leaves (eqx.nn.MLP's activation): only arrays count, the
+    same bytes as the state `init_state` builds (the traced count of a sweep's members, `sweep.state_bytes`)."""
+    from jaxvae import model_file, sweep
+
+    (tmp_path / "mine.py").write_text(
+        "import equinox as eqx, jax, jaxvae\n"
+        "def build(config, key):\n"
+        "    vae = jaxvae.build_model(config, key=key)\n"
+        "    mlp = eqx.nn.MLP(config.data_dim, vae.posterior.size, 16, depth=2, activation=jax.nn.gelu, key=key)\n"
+        "    return eqx.tree_at(lambda m: m.encoder, vae, mlp)\n"
+    )
+    c = config()
+    c = RunConfig(model_file.with_source(c.model, f"{tmp_path / 'mine.py'}:build"), c.train)
+    state = init_state(c)
+    assert memory.parameter_bytes(c) == float_bytes(state.vae)
+    assert sweep.state_bytes(c) == memory.train_state_bytes(c) == float_bytes(state) + 2 * 4  # two int32 counters
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("hidden, batch, samples", [((64,), 32, 64), ((200, 200), 20, 50)])
 def test_a_training_step_needs_at_least_the_estimate_and_at_most_eight_times_it(hidden, batch, samples):
-    """XLA's own account of a compiled step (its arguments, outputs and temporaries) against the lower bound
-    `check_training` uses: the state, a gradient and batch x samples draws of the widest layer."""
+    """XLA's own account of a compiled step of L_K and Adam (its arguments, outputs and temporaries) against
+    the lower bound `check_training` uses: the state, a gradient and batch x samples draws of the widest layer."""
+    import optax
+
     c = config(hidden, objective="iwae", batch_size=batch, samples=samples)
     state = init_state(c)
     params, static = eqx.partition(state.vae, eqx.is_inexact_array)
-    step = make_step(static, make_optimizer(c.train), c.train)
-    x, weights, key = jnp.zeros((batch, 64)), jnp.ones(batch), jax.random.PRNGKey(0)
-    compiled = jax.jit(step).lower(params, state.opt_state, x, weights, key, objective_from(c)).compile()
+    optimizer, objective = optax.adam(1e-3), Iwae(samples=samples)
+
+    def step(params, opt_state, x, key):
+        loss = lambda p: objective(eqx.combine(p, static), x, jnp.ones(batch), key=key)[0]  # noqa: E731
+        updates, opt_state = optimizer.update(jax.grad(loss)(params), opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    x, key = jnp.zeros((batch, 64)), jax.random.PRNGKey(0)
+    compiled = jax.jit(step).lower(params, optimizer.init(params), x, key).compile()
     m = compiled.memory_analysis()
     held = m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes
     estimate = memory.train_state_bytes(c) + memory.parameter_bytes(c) + memory.draws_bytes(c.model, batch * samples)
@@ -74,6 +101,10 @@ def test_check_training_refuses_one_byte_short_of_its_need():
     with pytest.raises(SettingError, match=r"the 2 members' models of hidden 16 and latent_dim 2 \(") as refused:
         memory.check_training(c, members=2, have=need)
     assert refused.value.settings == ("hidden", "latent_dim")
+    huge = config((16,), batch_size=10**8, samples=3)  # a batch beyond the training set is all of it
+    memory.check_training(huge, examples=4, have=need)
+    with pytest.raises(SettingError, match="batch_size 4 x samples 3 draws"):
+        memory.check_training(huge, examples=4, have=need - 1)
 
 
 def test_importance_samples_are_refused_past_32_bit_counts_and_past_memory():
@@ -97,7 +128,6 @@ TRAIN_REFUSALS = [
     (["--latent-dim", "2,1000000000"], "--latent-dim 2,1000000000"),
     (["--prior", "vamp:1000000000"], "--prior vamp:1000000000"),
     (["--samples", "100000000"], "--samples 100000000"),
-    (["--batch-size", "100000000"], "--batch-size 100000000"),
     (["--objective", "miwae", "--groups", "100000", "--samples", "10000"], "--groups 100000"),
     (["--seeds", "3", "--samples", "10000000"], "--samples 10000000"),
     (["--sweep", "lr=0.001,0.01", "--hidden", "1000000000"], "2 members' models of --hidden 1000000000"),

@@ -42,14 +42,14 @@ def parameter_bytes(config: RunConfig) -> int:
     """Bytes of the model's float arrays, what its gradient also takes: found by tracing (`train.state_shapes`)."""
     from jaxvae.train import state_shapes
 
-    return sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(state_shapes(config).vae) if _is_float(a))
+    return _bytes(state_shapes(config).vae, floats_only=True)
 
 
 def train_state_bytes(config: RunConfig) -> int:
-    """Bytes of a training state: the parameters and Adam's two moments (`sweep.state_bytes`)."""
-    from jaxvae.sweep import state_bytes
+    """Bytes of a training state: the parameters, Adam's two moments and its counters, found by tracing."""
+    from jaxvae.train import state_shapes
 
-    return state_bytes(config)
+    return _bytes(state_shapes(config))
 
 
 def values_per_draw(model: ModelConfig) -> int:
@@ -64,10 +64,10 @@ def draws_bytes(model: ModelConfig, draws: int) -> int:
     return draws * values_per_draw(model) * FLOAT_BYTES
 
 
-def check_training(config: RunConfig, members: int = 1, have: int | None = None) -> None:
+def check_training(config: RunConfig, members: int = 1, examples: int | None = None, have: int | None = None) -> None:
     """Raise SettingError where training `members` models of `config` together cannot fit in `have` bytes
-    (default `available()`): their states and one gradient, then a step's batch_size * samples (* groups)
-    draws, split across the devices that share a batch."""
+    (default `available()`): their states and one gradient, then a step's batch_size (at most the `examples`
+    of the training set) * samples (* groups) draws, split across the devices that share a batch."""
     have = available() if have is None else have
     model, train = config.model, config.train
     parameters = parameter_bytes(config)
@@ -87,11 +87,12 @@ def check_training(config: RunConfig, members: int = 1, have: int | None = None)
             f"(parameters, gradients and Adam's two moments), more than the {_size(have)} of memory available",
             *sizes,
         )
-    draws = train.batch_size * train.samples * train.groups // jax.device_count()
+    batch = train.batch_size if examples is None else min(train.batch_size, examples)
+    draws = batch * train.samples * train.groups // jax.device_count()
     if state + draws_bytes(model, draws) > have:
         groups = f" x groups {train.groups}" if train.groups > 1 else ""
         raise SettingError(
-            f"batch_size {train.batch_size} x samples {train.samples}{groups} draws of z, {values_per_draw(model):,} "
+            f"batch_size {batch} x samples {train.samples}{groups} draws of z, {values_per_draw(model):,} "
             f"floats each, need {_size(state + draws_bytes(model, draws))} at each step (with the {of} to train), "
             f"more than the {_size(have)} of memory available",
             "batch_size",
@@ -128,8 +129,10 @@ def check_importance_samples(option: str, samples: int, chunk: int, have: int | 
         )
 
 
-def _is_float(a) -> bool:
-    return np.issubdtype(a.dtype, np.floating)
+def _bytes(tree, floats_only: bool = False) -> int:
+    """Bytes of the arrays (or their shapes) among the leaves of `tree`; a user's model also has functions."""
+    arrays = [a for a in jax.tree.leaves(tree) if isinstance(a, jax.ShapeDtypeStruct | jax.Array | np.ndarray)]
+    return sum(a.size * a.dtype.itemsize for a in arrays if not floats_only or np.issubdtype(a.dtype, np.floating))
 
 
 def _values(sizes) -> str:

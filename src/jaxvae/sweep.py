@@ -39,7 +39,7 @@ from jax import Array
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from jaxvae import board, checkpoint, loop, model_file, parallel, plots
+from jaxvae import board, checkpoint, loop, memory, model_file, parallel, plots
 from jaxvae.config import HardwareConfig, RunConfig, TrainConfig
 from jaxvae.data import Dataset
 from jaxvae.errors import Diverged, InputError
@@ -202,8 +202,8 @@ def stack(trees: list):
 
 
 def state_bytes(config: RunConfig) -> int:
-    """Bytes of one member's training state: its parameters and Adam's moments."""
-    return sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(state_shapes(config)))
+    """Bytes of one member's training state: its parameters and Adam's moments (`memory.train_state_bytes`)."""
+    return memory.train_state_bytes(config)
 
 
 def cpu_caches() -> tuple[int, int]:

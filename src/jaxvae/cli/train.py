@@ -180,7 +180,7 @@ def new_run(args) -> tuple:
     configs = None
     if args.seeds != 1 or args.sweep:
         configs = sweep.member_configs(config, args.seeds, args.sweep)
-    memory.check_training(config, members=1 if configs is None else len(configs))
+    memory.check_training(config, 1 if configs is None else len(configs), examples=len(data.x_train))
     if configs is not None:
         sweep.check(configs, data, args.device_memory_budget)
     return configs, config, data
