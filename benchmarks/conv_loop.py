@@ -1,8 +1,8 @@
 """Training images a second of a convolutional model on a CPU: its epoch compiled as one `lax.scan`
-(`train.make_epoch`) against the loop on the host over the compiled step that jaxvae runs for such models
-there (`train.make_host_loop_epoch`), measured in the same run; then its test images a second of L_K
-(`evaluate.log_likelihood_compiled` against `evaluate.log_likelihood_on_host`, which `jaxvae evaluate`
-runs for such models there).
+(`train.make_epoch` with `looping.COMPILED`) against the loop on the host over the compiled step that jaxvae
+runs for such models there (`looping.ON_HOST`), measured in the same run; then its test images a second of
+L_K (`evaluate.log_likelihood`, its loop over the chunks compiled or on the host, as `jaxvae evaluate` runs
+it for such models there).
 
 XLA's CPU convolutions in channels-first layout (Equinox's Conv2d) run far slower inside a loop's body
 than compiled alone (github jax-ml/jax#12868, open), and the scanned epoch is such a loop. The models:
@@ -23,11 +23,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvae import evaluate, train
+from jaxvae import evaluate, looping, train
 from jaxvae.cli.parser import build_parser
 from jaxvae.cli.train import model_config
 from jaxvae.config import RunConfig, TrainConfig
-from jaxvae.networks import loops_on_host
 from jaxvae.objectives import objective_from
 from published_table import PROTOCOL, ROWS
 from throughput import best_seconds
@@ -51,14 +50,12 @@ def main() -> None:
     config = RunConfig(model_config(options, (28, 28)), TrainConfig(batch_size=100))
     state = train.init_state(config)
     params, static = eqx.partition(state.vae, eqx.is_inexact_array)
-    assert loops_on_host(static) == (jax.default_backend() == "cpu")
+    assert looping.for_model(static) is (looping.ON_HOST if jax.default_backend() == "cpu" else looping.COMPILED)
     optimizer, objective = train.make_optimizer(config.train), objective_from(config)
     x = jnp.asarray(np.random.default_rng(0).random((args.images, 784)) < 0.3, jnp.float32)
     epochs = {
-        "one compiled lax.scan": train.make_epoch(static, optimizer, config.train),
-        "host loop over the compiled step": train.make_host_loop_epoch(
-            train.make_step(static, optimizer, config.train), config.train.batch_size
-        ),
+        "one compiled lax.scan": train.make_epoch(static, optimizer, config.train, loop=looping.COMPILED),
+        "host loop over the compiled step": train.make_epoch(static, optimizer, config.train, loop=looping.ON_HOST),
     }
     runs = {}
     for name, epoch in epochs.items():
@@ -72,13 +69,12 @@ def main() -> None:
     compare(runs, args.images, args.rounds, "training", "the host loop's throughput: {:.1f} x the scan's")
 
     x_test, key = x[: args.iw_images], jax.random.PRNGKey(1)
-    bounds = {
-        "compiled loops": evaluate.log_likelihood_compiled,
-        "host loop over one compiled chunk": evaluate.log_likelihood_on_host,
-    }
+    loops = {"compiled loops": looping.COMPILED, "host loop over one compiled chunk": looping.ON_HOST}
     runs = {
-        name: lambda f=f: jax.block_until_ready(f(state.vae, x_test, key, samples=args.iw_samples, chunk=500, batch=20))
-        for name, f in bounds.items()
+        name: lambda loop=loop: jax.block_until_ready(
+            evaluate.log_likelihood(state.vae, x_test, key, samples=args.iw_samples, chunk=500, batch=20, loop=loop)
+        )
+        for name, loop in loops.items()
     }
     print(f"L_{args.iw_samples} of {args.iw_images} images:")
     compare(runs, args.iw_images, args.rounds, "evaluation", "the host loop's throughput: {:.1f} x the compiled loops'")

@@ -37,7 +37,7 @@ import numpy as np
 import optax
 
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
-from jaxvae.data import batch_indices
+from jaxvae.looping import batch_indices
 from jaxvae.objectives import iwae, objective_from
 from jaxvae.train import epoch_key, init_state, make_epoch, make_optimizer
 

@@ -86,34 +86,33 @@ def test_iw_value_of_an_example_does_not_depend_on_its_batch():
 
 def test_log_likelihood_of_a_conv_model_on_the_host_is_the_compiled_one():
     """A convolutional model on the CPU evaluates L_K as a loop on the host over one compiled chunk of a
-    batch (`networks.loops_on_host`): the compiled loops' values to float tolerance, with a short last chunk
+    batch (`looping.ON_HOST`): the compiled loop's values to float tolerance, with a short last chunk
     (K = 7 in chunks of 3), a padded last batch (5 examples in batches of 2), and with posterior parameters
     given in place of the encoder's."""
-    from jaxvae.evaluate import log_likelihood_compiled
-    from jaxvae.networks import loops_on_host
+    from jaxvae.looping import COMPILED, ON_HOST, for_model
 
     config = ModelConfig(data_shape=(8, 8), latent_dim=3, hidden=(4, 8), architecture="conv", likelihood="bernoulli")
     vae = build_model(config, key=_key(0))
-    assert loops_on_host(vae) == (jax.default_backend() == "cpu")
+    assert for_model(vae) is (ON_HOST if jax.default_backend() == "cpu" else COMPILED)
     x = jnp.asarray(np.random.default_rng(0).random((5, 64)) < 0.4, jnp.float32)
     params = jax.vmap(vae.encoder)(x) + 0.3  # another posterior than the encoder's
     hosts = []
     for p in (None, params):
         hosts.append(log_likelihood(vae, x, _key(1), samples=7, chunk=3, batch=2, params=p))
-        compiled = log_likelihood_compiled(vae, x, _key(1), samples=7, chunk=3, batch=2, params=p)
+        compiled = log_likelihood(vae, x, _key(1), samples=7, chunk=3, batch=2, params=p, loop=COMPILED)
         np.testing.assert_allclose(hosts[-1], compiled, rtol=1e-5)
     assert np.all(np.abs(hosts[0] - hosts[1]) > 1e-3)  # the parameters reach the host loop's proposal
 
 
 def test_means_of_a_conv_model_on_the_host_are_the_compiled_ones(monkeypatch):
     """`mean_elbo` and `mean_bounds` of a convolutional model on the CPU loop on the host over their compiled
-    chunk: the values of the compiled loop (`networks.loops_on_host` made False), to float tolerance, over
+    chunk: the values of the compiled loop (`looping.for_model` made `COMPILED`), to float tolerance, over
     5 examples in chunks of 2 (the last one padded)."""
-    from jaxvae import evaluate
+    from jaxvae import evaluate, looping
 
     config = ModelConfig(data_shape=(8, 8), latent_dim=3, hidden=(4, 8), architecture="conv", likelihood="bernoulli")
     vae = build_model(config, key=_key(0))
-    assert evaluate.loops_on_host(vae) == (jax.default_backend() == "cpu")
+    assert looping.for_model(vae) is (looping.ON_HOST if jax.default_backend() == "cpu" else looping.COMPILED)
     x = jnp.asarray(np.random.default_rng(0).random((5, 64)) < 0.4, jnp.float32)
 
     def means():
@@ -122,7 +121,7 @@ def test_means_of_a_conv_model_on_the_host_are_the_compiled_ones(monkeypatch):
         return {f"mean_elbo {k}": v for k, v in elbo_terms.items()} | {f"mean_bounds {k}": v for k, v in bounds.items()}
 
     host = means()
-    monkeypatch.setattr(evaluate, "loops_on_host", lambda vae: False)
+    monkeypatch.setattr(looping, "for_model", lambda model: looping.COMPILED)
     compiled = means()
     names = {"mean_elbo elbo", "mean_elbo reconstruction", "mean_elbo kl", "mean_bounds elbo", "mean_bounds iwae_bound"}
     assert set(host) == set(compiled) == names
@@ -274,6 +273,41 @@ def test_report_is_deterministic_and_consistent():
     per_example = np.asarray(log_likelihoods(vae, x, _key(0), 200)["log_likelihood"], np.float64)
     np.testing.assert_allclose(first["log_likelihood_se"], np.std(per_example, ddof=1) / 2, rtol=1e-5)  # n = 4
     assert report(vae, x[:1], _key(0), 200)["log_likelihood_se"] is None
+
+
+@pytest.mark.slow
+def test_progress_bars_count_the_examples_and_change_no_value(capsys):
+    """With `progress`, L_K and the quadrature show a bar each on stderr and their values are those computed
+    without; L_K in batches of 3 (two programs, the last batch padded) is L_K in one batch of 4."""
+    vae, *_ = linear_gaussian_vae(exact_posterior=False)
+    x = jnp.asarray(X, jnp.float32)
+    capsys.readouterr()
+    quiet = log_likelihoods(vae, x, _key(0), 20)
+    assert capsys.readouterr().err == ""
+    shown = log_likelihoods(vae, x, _key(0), 20, progress=True)
+    err = capsys.readouterr().err
+    for name in ("log_likelihood", "log_likelihood_quadrature"):
+        np.testing.assert_array_equal(shown[name], quiet[name])
+    assert "L_K, K = 20:" in err and "quadrature:" in err and "0/4 [" in err
+    in_one = log_likelihood(vae, x, _key(1), samples=20, batch=4)
+    np.testing.assert_allclose(log_likelihood(vae, x, _key(1), samples=20, batch=3), in_one, rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_evaluate_shows_the_progress_of_each_long_computation_and_quiet_silences_it(tmp_path, capsys):
+    """`jaxvae evaluate --gaps --gradient-snr` of a 2-D model: a bar on stderr for L_K, the quadrature, each
+    step of the gaps and the SNR; with --quiet nothing on stderr, and the same report."""
+    run = tmp_path / "run"
+    options = ["--epochs", "1", "--latent-dim", "2", "--hidden", "8", "--quiet"]
+    assert main(["train", "--dataset", "digits", "--out", str(run), *options]) == 0
+    evaluate = ["evaluate", run, "--n", "4", "--iw-samples", "4", "--gaps", "--gradient-snr", "2", "--json"]
+    code, shown, err = jaxvae_cli(capsys, *evaluate)
+    assert code == 0, err
+    bars = ("L_K, K = 4:", "quadrature:", "gaps: fitting q*:", "gaps: ELBO(q) and ELBO(q*):", "gradient SNR:")
+    assert all(bar in err for bar in bars), err
+    code, quiet, err = jaxvae_cli(capsys, *evaluate, "--quiet")
+    assert code == 0 and err == ""
+    assert json.loads(quiet) == json.loads(shown)
 
 
 # The lead's acceptance check, at small and fast settings: a 2-D model trained on binarized digits, evaluated

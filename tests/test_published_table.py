@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxvae import checkpoint, sweep
+from jaxvae import checkpoint, sweep, sweep_statistics
 from jaxvae.cli.parser import build_parser
 from jaxvae.cli.train import _schedule
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
@@ -229,7 +229,7 @@ def test_a_row_over_seeds_trains_them_together_and_reports_their_mean_and_sd(tmp
         fake_run(run_dir / name, epochs, best)
     (run_dir / "sweep.json").write_text(json.dumps({"members": [{"name": n} for n in names]}))
     results = {n: {"log_likelihood": v, "n": 10000} for n, v in zip(names, ours, strict=True)}
-    groups = sweep.summarize(results, sweep.groups(run_dir))
+    groups = sweep_statistics.summarize(results, sweep_statistics.groups(sweep.read_members(run_dir)))
     (run_dir / published_table.RESULT).write_text(json.dumps({"members": results, "groups": groups}))
     assert published_table.train_command("vae-gaussian", run_dir, 3)[3:5] == ["train", "--resume"]
     assert published_table.main(["--report", "--runs-dir", str(tmp_path)]) == 0

@@ -35,7 +35,7 @@ def test_a_run_of_resized_images_is_evaluated_encoded_plotted_and_explored_at_it
     train = ["train", "--dataset", tmp_path / "images", "--image-size", "4,5", "--out", run, "--hidden", "8"]
     assert command(capsys, *train, "--epochs", "1", "--batch-size", "4", "--quiet")[0] == 0
     expected = load_dataset(str(tmp_path / "images"), image_size=(4, 5)).x_test  # the independent read
-    code, out = command(capsys, "evaluate", run, "--iw-samples", "3", "--json")
+    code, out = command(capsys, "evaluate", run, "--iw-samples", "3", "--json", "--quiet")
     assert code == 0 and json.loads(out)["n"] == len(expected)
     assert command(capsys, "encode", run, "-o", tmp_path / "z.npz")[0] == 0
     np.testing.assert_allclose(np.load(tmp_path / "z.npz")["mean"], load(run).encode(expected).mean, atol=1e-6)
@@ -60,14 +60,14 @@ def test_a_data_dir_run_is_used_offline_with_an_empty_cache_and_leaves_nothing_b
     assert json.loads((run / "config.json").read_text())["train"]["data_dir"] == str((tmp_path / "data").resolve())
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
-    code, out = command(capsys, "evaluate", run, "--iw-samples", "3", "--json")
+    code, out = command(capsys, "evaluate", run, "--iw-samples", "3", "--json", "--quiet")
     assert code == 0 and json.loads(out)["n"] == 6
     assert command(capsys, "encode", run, "-o", tmp_path / "z.npz", "--split", "all")[0] == 0
     assert command(capsys, "plot", run)[0] == 0
     assert len(json.loads(Explorer(run).model_json)["points"]["mean"]) == 6
     assert list((tmp_path / "cache").iterdir()) == []  # nothing downloaded, nothing left behind
     (tmp_path / "data").rename(tmp_path / "moved")
-    assert command(capsys, "evaluate", run, "--iw-samples", "3", "--data-dir", tmp_path / "moved")[0] == 0
+    assert command(capsys, "evaluate", run, "--iw-samples", "3", "--data-dir", tmp_path / "moved", "--quiet")[0] == 0
     assert (
         command(capsys, "train", "--resume", "--out", run, "--epochs", "2", "--data-dir", "../moved", "--quiet")[0] == 0
     )

@@ -127,7 +127,7 @@ def test_the_schedule_is_step_major_only_where_the_members_states_are_small_and_
         (each, 2**40, 32 * 2**20 // each, StepMajor),  # a reported cache counts up to 32 MiB
         (each, 2**40, 32 * 2**20 // each + 1, MemberMajor),
     ]:
-        monkeypatch.setattr("jaxvae.sweep.cpu_caches", lambda l2=l2, last_level=last_level: (l2, last_level))
+        monkeypatch.setattr("jaxvae.sweep_schedule.cpu_caches", lambda l2=l2, last_level=last_level: (l2, last_level))
         assert schedule(member_configs(config, members, None)) is chosen, (l2, last_level, members)
 
 
@@ -218,7 +218,7 @@ def test_diverging_and_early_stopping_members_stop_alone_and_evaluate_reports_th
 
 def test_mean_and_sd_over_seeds(tmp_path):
     """Against numpy on made-up results: mean, and the standard deviation with n - 1."""
-    from jaxvae.sweep import summarize
+    from jaxvae.sweep_statistics import summarize
 
     results = {f"seed-{s}": {"elbo": e, "active_units": a} for s, e, a in ((0, -30.0, 2), (1, -31.0, 2), (2, -33.5, 1))}
     (group,) = summarize(results, {"seeds": list(results)}).values()
@@ -228,7 +228,7 @@ def test_mean_and_sd_over_seeds(tmp_path):
 
 def test_one_member_s_spread_is_undefined_and_kl_per_dimension_is_summarized():
     """The sd of one value is None, not 0; kl_per_dim gets a mean and sd per dimension (None for a flow's)."""
-    from jaxvae.sweep import summarize
+    from jaxvae.sweep_statistics import summarize
 
     results = {
         "beta-0.5": {"elbo": -30.0, "kl_per_dim": [1.0, 2.0]},
@@ -364,7 +364,7 @@ def test_a_flow_posterior_sweep_member_is_its_separate_run(tmp_path, schedule):
 @pytest.mark.slow
 def test_a_conv_sweep_on_a_cpu_loops_on_the_host_and_its_members_are_the_separate_runs(tmp_path, caplog, monkeypatch):
     """`--architecture conv --sweep lr=1e-3,3e-3` on the CPU: `sweep.schedule` picks member-major, whose
-    member epochs loop on the host over one compiled step (`networks.loops_on_host`), compiled once for both
+    member epochs loop on the host over one compiled step (`looping.ON_HOST`), compiled once for both
     members and epochs (the learning rate traced); member lr-0.003 against its separate run within 1e-5 nats."""
     from jaxvae.sweep import schedule
 
@@ -375,12 +375,12 @@ def test_a_conv_sweep_on_a_cpu_loops_on_the_host_and_its_members_are_the_separat
     )
     configs = member_configs(base, 1, ("lr", (1e-3, 3e-3)))
     with monkeypatch.context() as m:
-        m.setattr("jaxvae.sweep.cpu_caches", lambda: (2**30, 2**30))  # caches where any states fit
+        m.setattr("jaxvae.sweep_schedule.cpu_caches", lambda: (2**30, 2**30))  # caches where any states fit
         assert jax.default_backend() == "cpu" and schedule(configs) is MemberMajor
         assert schedule(member_configs(small_config(), 2, None)) is StepMajor
     with jax.log_compiles(), caplog.at_level("WARNING"):
         fit_sweep(configs, data, tmp_path / "sweep", progress=False)
-    assert sum("Compiling jit(planned_step)" in r.getMessage() for r in caplog.records) == 1
+    assert sum("Compiling jit(_scan_body)" in r.getMessage() for r in caplog.records) == 1
     fit(configs["lr-0.003"], data, tmp_path / "alone", progress=False)
     member, alone = read_metrics(tmp_path / "sweep" / "lr-0.003"), read_metrics(tmp_path / "alone")
     assert [m["epoch"] for m in member] == [1, 2]

@@ -10,9 +10,9 @@ import pytest
 
 import jaxvae
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
-from jaxvae.data import batch_indices, load_dataset
+from jaxvae.data import load_dataset
 from jaxvae.evaluate import mean_bounds, mean_elbo
-from jaxvae.networks import loops_on_host
+from jaxvae.looping import COMPILED, ON_HOST, batch_indices, for_model
 from jaxvae.objectives import objective_from
 from jaxvae.runs import best_validation, read_metrics, stopped_early
 from jaxvae.train import (
@@ -20,7 +20,6 @@ from jaxvae.train import (
     fit,
     init_state,
     make_epoch,
-    make_host_loop_epoch,
     make_optimizer,
     make_step,
 )
@@ -83,28 +82,28 @@ def test_step_and_epoch_compile_once():
 
 
 def test_host_loop_epoch_is_the_compiled_epoch(caplog):
-    """A convolutional model's epoch on the CPU loops on the host over one compiled step per batch: the same
-    batches, binarization and noise as the compiled epoch, so the same parameters and bounds to float
-    tolerance; the step compiles once for every batch of every epoch."""
+    """A convolutional model's epoch on the CPU loops on the host over one compiled step per batch
+    (`looping.ON_HOST`): the same batches, binarization and noise as the compiled epoch, so the same
+    parameters and bounds to float tolerance; the step compiles once for every batch of every epoch."""
     conv = RunConfig(
         ModelConfig((8, 8), latent_dim=2, hidden=(3, 4), architecture="conv"),
         TrainConfig(batch_size=32, binarize="dynamic"),
     )
     state = init_state(conv)
     params, static = eqx.partition(state.vae, eqx.is_inexact_array)
-    assert loops_on_host(static)
-    assert not loops_on_host(eqx.partition(init_state(small_config()).vae, eqx.is_inexact_array)[1])
+    assert for_model(static) is ON_HOST
+    assert for_model(eqx.partition(init_state(small_config()).vae, eqx.is_inexact_array)[1]) is COMPILED
     optimizer, objective = make_optimizer(conv.train), objective_from(conv)
     data = jnp.asarray(np.random.default_rng(0).random((100, 64)), jnp.float32)  # 4 batches, the last padded
-    scanned = make_epoch(static, optimizer, conv.train)(
+    scanned = make_epoch(static, optimizer, conv.train, loop=COMPILED)(
         *jax.tree.map(jnp.copy, (params, state.opt_state)), data, epoch_key(0, 1), objective
     )
-    host_loop = make_host_loop_epoch(make_step(static, optimizer, conv.train), conv.train.batch_size)
+    host_loop = make_epoch(static, optimizer, conv.train)
     with jax.log_compiles(), caplog.at_level("WARNING"):
         looped = host_loop(params, state.opt_state, data, epoch_key(0, 1), objective)
         looped = jax.device_get(looped)  # the next epoch donates its inputs
         host_loop(*looped[:2], data, epoch_key(0, 2), objective.with_kl_weight(jnp.float32(0.5)))
-    assert sum("Compiling jit(planned_step)" in r.getMessage() for r in caplog.records) == 1
+    assert sum("Compiling jit(_scan_body)" in r.getMessage() for r in caplog.records) == 1
     for a, b in zip(jax.tree.leaves(scanned[:3]), jax.tree.leaves(looped[:3]), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     assert bool(scanned[3]) and bool(looped[3])

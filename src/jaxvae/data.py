@@ -306,19 +306,3 @@ def binarized(x: np.ndarray, mode: str, seed: int) -> np.ndarray:
     if mode in ("static", "dynamic"):
         return binarize(x, seed)
     return x
-
-
-def batch_indices(order, batch_size: int):
-    """Cut `order` (n,) into batches of indices (ceil(n / B), B) and weights (same shape).
-
-    The last batch is padded with index 0 at weight 0, so every example is used exactly once and
-    every batch has one shape (one compiled program); weighted means ignore the padding.
-    """
-    import jax.numpy as jnp
-
-    n = order.shape[0]
-    n_batches = -(-n // batch_size)
-    pad = n_batches * batch_size - n
-    idx = jnp.concatenate([order, jnp.zeros(pad, order.dtype)]).reshape(n_batches, batch_size)
-    weights = jnp.concatenate([jnp.ones(n), jnp.zeros(pad)]).reshape(n_batches, batch_size)
-    return idx, weights

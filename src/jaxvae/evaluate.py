@@ -9,14 +9,16 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
+from tqdm.auto import tqdm
 
-from jaxvae.data import batch_indices
+from jaxvae import looping
 from jaxvae.distributions import CLOSED_FORM_KL, kl_terms
 from jaxvae.errors import InputError
 from jaxvae.keys import MOMENTS_SEED, Evaluation
+from jaxvae.looping import Loop, batch_indices
 from jaxvae.model import VAE
-from jaxvae.networks import loops_on_host
 from jaxvae.objectives import Objective, elbo, log_importance_weights
 
 ACTIVE_THRESHOLD = 0.01  # a unit is active when Var_x E[z|x] exceeds this (Burda et al. 2015)
@@ -54,22 +56,24 @@ def _bound_sums(vae: VAE, objective: Objective, x: Array, w: Array, key: Array) 
 def _chunk_means(sums, args: tuple, x: Array, key: Array, chunk: int) -> dict[str, Array]:
     """Means over the n examples of x (n, d) of the values that `sums(*args, x_chunk, weights, chunk_key)`
     sums over a chunk (a dict of scalars; padding has weight 0), `chunk` examples at a time, each chunk's key
-    one of `key`'s splits. The loop over the chunks is compiled (`lax.map`), or for a
-    `networks.loops_on_host` model (args[0]) runs on the host over the compiled `sums`."""
+    one of `key`'s splits, looped as the model's (args[0]) loops are (`looping.for_model`)."""
     n = x.shape[0]
     idx, weights = batch_indices(jnp.arange(n), min(chunk, n))
     keys = jax.random.split(key, idx.shape[0])
-    if not loops_on_host(args[0]):
-        return _mapped_means(sums, args, x, idx, weights, keys)
-    parts = [sums(*args, x[i], w, k) for i, w, k in zip(idx, weights, keys, strict=True)]
-    return {name: sum(p[name] for p in parts) / n for name in parts[0]}
+    return _means(looping.for_model(args[0]), sums, args, x, idx, weights, keys)
 
 
-@eqx.filter_jit
-def _mapped_means(sums, args, x, idx, weights, keys):
-    """`_chunk_means` with its loop over the chunks compiled."""
-    totals = jax.lax.map(lambda a: sums(*args, x[a[0]], a[1], a[2]), (idx, weights, keys))
+@looping.program
+def _means(loop, sums, args, x, idx, weights, keys):
+    """`_chunk_means` as a program for a loop strategy."""
+    totals = loop.map(_chunk_sums, (idx, weights, keys), sums, args, x)
     return {name: jnp.sum(t) / x.shape[0] for name, t in totals.items()}
+
+
+def _chunk_sums(chunk, sums, args, x):
+    """The sums of one chunk = (indices, weights, key) of x."""
+    i, w, k = chunk
+    return sums(*args, x[i], w, k)
 
 
 def layer_kls(vae: VAE, x: Array, key: Array, samples: int = 1) -> Array:
@@ -89,12 +93,14 @@ def mean_layer_kls(vae: VAE, x: Array, key: Array, *, samples: int, batch: int =
     return jnp.mean(kls, axis=0)
 
 
-def over_examples(fn, x: Array, batch: int):
-    """fn(x_batch, indices) over x (n, d), `batch` examples at a time; outputs keep the leading n."""
-    n = x.shape[0]
-    idx, _ = batch_indices(jnp.arange(n), min(batch, n))  # the last batch is padded with example 0
+def over_examples(fn, x: Array, batch: int, examples: Array | None = None):
+    """fn(x[i], i) over the examples of x (n, d), or those of `examples` (m,) (indices into x), `batch` at a
+    time in a compiled loop (`lax.map`); outputs keep the leading n (m)."""
+    examples = jnp.arange(x.shape[0]) if examples is None else examples
+    m = examples.shape[0]
+    idx, _ = batch_indices(examples, min(batch, m))  # the last batch is padded with example 0
     out = jax.lax.map(lambda i: fn(x[i], i), idx)
-    return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[:n], out)
+    return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[:m], out)
 
 
 def log_likelihood(
@@ -106,6 +112,8 @@ def log_likelihood(
     chunk: int = 500,
     batch: int = 20,
     params: Array | None = None,
+    progress: bool = False,
+    loop: Loop | None = None,
 ) -> Array:
     """Importance-weighted bound L_K(x) = logsumexp_k log w_k - log K with K = `samples`, shape (n,), nats.
 
@@ -114,46 +122,53 @@ def log_likelihood(
     The K weights w_k = p(x, z_k) / q(z_k|x) are drawn `chunk` at a time and folded into a running
     logsumexp, `batch` examples at a time: memory grows with batch * chunk * d, not with K or n.
     Example i uses the key fold_in(key, i), so its value does not depend on `batch` or on the other
-    examples evaluated with it. The loops over batches and chunks are compiled (`log_likelihood_compiled`),
-    or for a `networks.loops_on_host` model (convolutions, on a CPU) run on the host over one compiled
-    chunk of a batch (`log_likelihood_on_host`): the same draws, the same values up to float rounding.
+    examples evaluated with it. The host calls one program per batch (`progress`: a bar on stderr with
+    the time left); the loop over the chunks is looped by `loop` (default: the model's, `looping.for_model`).
     """
-    run = log_likelihood_on_host if loops_on_host(vae) else log_likelihood_compiled
-    return run(vae, x, key, samples=samples, chunk=chunk, batch=batch, params=params)
-
-
-@eqx.filter_jit
-def log_likelihood_compiled(vae: VAE, x: Array, key: Array, *, samples: int, chunk: int, batch: int, params=None):
-    """`log_likelihood` with its loops over batches (`lax.map`) and chunks (`lax.scan`) compiled."""
+    loop = loop or looping.for_model(vae)
     valid = _chunk_mask(samples, chunk)
 
-    def one_example(xi, example_key, pi):
-        def add_chunk(acc, j):
-            return jnp.logaddexp(acc, _chunk_log_sum(vae, xi, example_key, j, valid[j], pi)), None
+    def one_batch(x, i):
+        return _batch_log_likelihood(loop, vae, x, key, i, valid, params)
 
-        total, _ = jax.lax.scan(add_chunk, jnp.asarray(-jnp.inf, x.dtype), jnp.arange(valid.shape[0]))
-        return total - math.log(samples)
-
-    def one_batch(xb, i):
-        return jax.vmap(one_example)(xb, _example_keys(key, i), _batch_params(params, i))
-
-    return over_examples(one_batch, x, batch)
+    return in_blocks(one_batch, x, batch, progress, f"L_K, K = {samples}") - math.log(samples)
 
 
-def log_likelihood_on_host(vae: VAE, x: Array, key: Array, *, samples: int, chunk: int, batch: int, params=None):
-    """`log_likelihood` with its loops over batches and chunks on the host, over one compiled chunk of a
-    batch (`_batch_chunk_log_sum`), dispatched without waiting; batches padded as `over_examples` pads them."""
-    valid = _chunk_mask(samples, chunk)
+@looping.program
+def _batch_log_likelihood(loop: Loop, vae: VAE, x: Array, key: Array, i: Array, valid: Array, params) -> Array:
+    """logsumexp of the log weights of the examples x[i] (b,), shape (b,): `valid` (chunks, chunk) as
+    `_chunk_mask` gives it; params the posterior parameters of every example of x, or None."""
+    start = jnp.full(i.shape, -jnp.inf, x.dtype)
+    batch = (x[i], _example_keys(key, i), _batch_params(params, i))
+    total, _ = loop.scan(_add_chunk, start, jnp.arange(valid.shape[0]), vae, valid, batch)
+    return total
+
+
+def _add_chunk(total: Array, j: Array, vae: VAE, valid: Array, batch: tuple) -> tuple[Array, None]:
+    """The running logsumexp `total` (b,) of a batch = (x (b, d), keys (b, 2), params or None) with its chunk j."""
+
+    def chunk_log_sum(xi, example_key, pi):
+        return _chunk_log_sum(vae, xi, example_key, j, valid[j], pi)
+
+    return jnp.logaddexp(total, jax.vmap(chunk_log_sum)(*batch)), None
+
+
+def in_blocks(fn, x: Array, size: int, progress: bool, desc: str):
+    """fn(x, i) over the examples of x (n, d), `size` at a time, from the host: i (size,) the indices of a
+    block (the last padded with index 0), fn's outputs per example of the block (size, ...); returns them
+    concatenated, (n, ...). With `progress`, a bar on stderr (`desc`) counts the examples, each block waited
+    for; without, the blocks are dispatched without waiting."""
     n = x.shape[0]
-    idx, _ = batch_indices(jnp.arange(n), min(batch, n))
-    totals = []
-    for i in idx:
-        xb, keys, pb = x[i], _example_keys(key, i), _batch_params(params, i)
-        total = jnp.full(i.shape, -jnp.inf, x.dtype)
-        for j in range(valid.shape[0]):
-            total = jnp.logaddexp(total, _batch_chunk_log_sum(vae, xb, keys, jnp.asarray(j), valid[j], pb))
-        totals.append(total)
-    return jnp.concatenate(totals)[:n] - math.log(samples)
+    size = min(size, n)
+    outputs = []
+    with tqdm(total=n, desc=desc, unit="example", disable=not progress, leave=False) as bar:
+        for start in range(0, n, size):
+            i = np.arange(start, start + size)
+            outputs.append(fn(x, np.where(i < n, i, 0).astype(np.int32)))
+            if progress:
+                jax.block_until_ready(outputs[-1])
+                bar.update(min(size, n - start))
+    return jax.tree.map(lambda *o: jnp.concatenate(o)[:n], *outputs)
 
 
 def _chunk_mask(samples: int, chunk: int) -> Array:
@@ -170,12 +185,6 @@ def _chunk_log_sum(vae: VAE, xi: Array, example_key: Array, j: Array, valid: Arr
     chunk_key = jax.random.fold_in(example_key, j)
     log_w = log_importance_weights(vae, xi[None], key=chunk_key, samples=valid.shape[0], params=pi)
     return jax.nn.logsumexp(jnp.where(valid, log_w[:, 0], -jnp.inf))
-
-
-@eqx.filter_jit
-def _batch_chunk_log_sum(vae, xb, keys, j, valid, pb):
-    """`_chunk_log_sum` of chunk j of each example of the batch xb (batch, d), shape (batch,)."""
-    return jax.vmap(lambda xi, k, pi: _chunk_log_sum(vae, xi, k, j, valid, pi))(xb, keys, pb)
 
 
 def _batch_params(params: Array | None, i: Array) -> Array | None:
@@ -205,9 +214,15 @@ QUADRATURE_BOUND = 6.0  # the coarse grid: the prior's means +- 6 sds ([-6, 6]^k
 QUADRATURE_DROP = 30.0  # the fine grid covers every coarse point whose integrand is within 30 nats of the largest
 
 
-@eqx.filter_jit
 def log_likelihood_quadrature(
-    vae: VAE, x: Array, *, points: int = 64, coarse: int = 64, span: float = 6.0, batch: int = 8
+    vae: VAE,
+    x: Array,
+    *,
+    points: int = 64,
+    coarse: int = 64,
+    span: float = 6.0,
+    batch: int = 8,
+    progress: bool = False,
 ) -> Array:
     """log p(x) = log int p(x|z) p(z) dz by the trapezoid rule, for latent dimension 1 or 2: shape (n,), nats.
 
@@ -220,14 +235,36 @@ def log_likelihood_quadrature(
     The trapezoid rule converges faster than any power of the step for a smooth integrand that
     vanishes at the edges, but not where p(x, z) is far narrower in z than the coarse step (a sharp
     likelihood); `quadrature_change` measures it, and `report` states it for the first examples.
+    `batch` examples at a time, QUADRATURE_BLOCK batches per program the host calls (`progress`: a bar on
+    stderr with the time left).
     """
     if vae.latent_dim > 2:
         raise InputError(f"quadrature needs latent dimension 1 or 2, the model has {vae.latent_dim}")
+    grid = _coarse_grid(vae, coarse)
+
+    def block(x, i):
+        return _quadrature_block(vae, x, i, grid, points, span, batch)
+
+    return in_blocks(block, x, batch * QUADRATURE_BLOCK, progress, "quadrature")
+
+
+QUADRATURE_BLOCK = 16  # batches of the quadrature per program: the coarse grid's decoding is then done once
+
+
+@eqx.filter_jit
+def _coarse_grid(vae: VAE, coarse: int) -> tuple:
+    """The quadrature's coarse grid: (z0 (coarse^k, k), its step (k,), p(x|z) at z0, log p(z0))."""
     prior = vae.prior()
     lo0, hi0 = prior.box(QUADRATURE_BOUND)
     z0, _ = _trapezoid_grid(lo0, hi0, coarse)
-    step0 = (hi0 - lo0) / (coarse - 1)
-    likelihood0, log_prior0 = vae.decode(z0), prior.log_prob(z0)
+    return z0, (hi0 - lo0) / (coarse - 1), vae.decode(z0), prior.log_prob(z0)
+
+
+@eqx.filter_jit
+def _quadrature_block(vae: VAE, x: Array, i: Array, grid: tuple, points: int, span: float, batch: int) -> Array:
+    """`log_likelihood_quadrature` of the examples x[i], `batch` at a time: shape i.shape."""
+    prior = vae.prior()
+    z0, step0, likelihood0, log_prior0 = grid
 
     def fine(xi, lo, hi):
         z, log_w = _trapezoid_grid(lo, hi, points)
@@ -241,16 +278,16 @@ def log_likelihood_quadrature(
         hi = jnp.maximum(jnp.max(jnp.where(seen, z0, -jnp.inf), axis=1) + step0, mean + span * std)
         return jax.vmap(fine)(xb, lo, hi)
 
-    return over_examples(one_batch, x, batch)
+    return over_examples(one_batch, x, batch, i)
 
 
 QUADRATURE_CHECKED = 100  # examples whose quadrature `report` computes again on grids twice as fine
 
 
-def quadrature_change(vae: VAE, x: Array, values: Array) -> float:
+def quadrature_change(vae: VAE, x: Array, values: Array, *, progress: bool = False) -> float:
     """The largest change over the examples x (n, d), in nats, of their quadrature `values` (n,) (at the
     default grids) when both grids have twice the points per dimension: how far from converged they are."""
-    finer = log_likelihood_quadrature(vae, jnp.asarray(x, jnp.float32), points=128, coarse=128)
+    finer = log_likelihood_quadrature(vae, jnp.asarray(x, jnp.float32), points=128, coarse=128, progress=progress)
     return float(jnp.max(jnp.abs(finer - values)))
 
 
@@ -329,13 +366,16 @@ def iw_key(key: Array) -> Array:
     return jax.random.fold_in(key, Evaluation.IMPORTANCE_WEIGHTED)
 
 
-def log_likelihoods(vae: VAE, x: Array, key: Array, iw_samples: int = 5000) -> dict[str, Array]:
+def log_likelihoods(
+    vae: VAE, x: Array, key: Array, iw_samples: int = 5000, *, progress: bool = False
+) -> dict[str, Array]:
     """Per-example estimates of log p(x) for x (n, d), each (n,), nats: `log_likelihood`, L_K with
-    K = iw_samples and the key `report` uses, and `log_likelihood_quadrature` where k <= 2."""
+    K = iw_samples and the key `report` uses, and `log_likelihood_quadrature` where k <= 2 (`progress`: a bar
+    on stderr for each)."""
     x = jnp.asarray(x, jnp.float32)
-    out = {"log_likelihood": log_likelihood(vae, x, iw_key(key), samples=iw_samples)}
+    out = {"log_likelihood": log_likelihood(vae, x, iw_key(key), samples=iw_samples, progress=progress)}
     if vae.latent_dim <= 2:
-        out["log_likelihood_quadrature"] = log_likelihood_quadrature(vae, x)
+        out["log_likelihood_quadrature"] = log_likelihood_quadrature(vae, x, progress=progress)
     return out
 
 
@@ -345,7 +385,15 @@ def standard_error(values: Array) -> float | None:
     return None if n < 2 else float(jnp.std(values, ddof=1) / math.sqrt(n))
 
 
-def report(vae: VAE, x: Array, key: Array, iw_samples: int = 5000, likelihoods: dict | None = None) -> dict:
+def report(
+    vae: VAE,
+    x: Array,
+    key: Array,
+    iw_samples: int = 5000,
+    likelihoods: dict | None = None,
+    *,
+    progress: bool = False,
+) -> dict:
     """Every evaluation figure for x (n, d), as means over examples in nats (JSON-ready Python values).
 
     Keys: elbo, reconstruction, kl (ELBO with 100 samples), log_likelihood (L_K, K = iw_samples),
@@ -355,13 +403,14 @@ def report(vae: VAE, x: Array, key: Array, iw_samples: int = 5000, likelihoods: 
     quadrature_change, the largest change that made (`quadrature_change`); bits_per_dim (from log_likelihood),
     kl_per_dim, kl_per_layer and active_units_per_layer (bottom layer first; one entry for one layer),
     active_units (their sum), n, iw_samples. The same key gives the same numbers. `likelihoods`: what
-    `log_likelihoods(vae, x, key, iw_samples)` returns, when the caller has it already.
+    `log_likelihoods(vae, x, key, iw_samples)` returns, when the caller has it already. `progress`: a bar on
+    stderr, with the time left, for each long computation (L_K, the quadrature and its check).
     """
     x = jnp.asarray(x, jnp.float32)
     elbo_key = jax.random.fold_in(key, Evaluation.ELBO)
     kl_key = jax.random.fold_in(key, Evaluation.KL_PER_DIMENSION)
     terms = mean_elbo(vae, x, elbo_key, samples=ELBO_SAMPLES, chunk=100)
-    likelihoods = likelihoods or log_likelihoods(vae, x, key, iw_samples)
+    likelihoods = likelihoods or log_likelihoods(vae, x, key, iw_samples, progress=progress)
     log_px = jnp.mean(likelihoods["log_likelihood"])
     units = active_units(vae, x)
     out = {
@@ -376,7 +425,7 @@ def report(vae: VAE, x: Array, key: Array, iw_samples: int = 5000, likelihoods: 
         checked = min(len(quadrature), QUADRATURE_CHECKED)
         out["log_likelihood_quadrature"] = float(jnp.mean(quadrature))
         out["quadrature_checked"] = checked
-        out["quadrature_change"] = quadrature_change(vae, x[:checked], quadrature[:checked])
+        out["quadrature_change"] = quadrature_change(vae, x[:checked], quadrature[:checked], progress=progress)
     out |= {
         "bits_per_dim": float(bits_per_dimension(log_px, x.shape[1])),
         "kl_per_dim": [None if math.isnan(v) else v for v in map(float, kl_per_dimension(vae, x, kl_key))],

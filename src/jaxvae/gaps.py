@@ -18,7 +18,7 @@ import numpy as np
 import optax
 from jax import Array
 
-from jaxvae.evaluate import iw_key, log_likelihood, log_likelihoods, over_examples
+from jaxvae.evaluate import in_blocks, iw_key, log_likelihood, log_likelihoods, over_examples
 from jaxvae.keys import Evaluation
 from jaxvae.model import VAE, map_examples
 from jaxvae.objectives import elbo
@@ -33,7 +33,6 @@ FIT_MAX_STEPS = 5000
 GAP_SAMPLES = 1000  # draws per example of ELBO(q) and ELBO(q*), the same draws for both
 
 
-@eqx.filter_jit
 def fit_posteriors(
     vae: VAE,
     x: Array,
@@ -47,6 +46,7 @@ def fit_posteriors(
     check_samples: int = FIT_CHECK_SAMPLES,
     plateaus: int = FIT_PLATEAUS,
     batch: int = 100,
+    progress: bool = False,
 ) -> tuple[Array, Array]:
     """q* for each example of x (n, d): its posterior parameters (n, posterior.size) and the Adam steps taken (n,).
 
@@ -57,8 +57,18 @@ def fit_posteriors(
     the best check so far is a plateau and halves the step size; the fit stops at the `plateaus`-th
     plateau, or after `max_steps`. On the linear-Gaussian model, from a wrong encoder, this ends within
     0.003 nats of log p(x) (tests/test_gaps.py requires 0.01). Example i draws with fold_in(key, i), so its q* does
-    not depend on the others; `batch` examples are fitted at a time (vmapped), so memory does not grow with n.
+    not depend on the others; `batch` examples are fitted at a time (vmapped), so memory does not grow with n,
+    one program the host calls per batch (`progress`: a bar on stderr with the time left).
     """
+    settings = (lr, samples, window, tolerance, max_steps, check_samples, plateaus)
+    return in_blocks(lambda x, i: _fit_batch(vae, x, i, key, settings), x, batch, progress, "gaps: fitting q*")
+
+
+@eqx.filter_jit
+def _fit_batch(vae: VAE, x: Array, i: Array, key: Array, settings: tuple) -> tuple[Array, Array]:
+    """`fit_posteriors` of the examples x[i] with its settings (lr, samples, window, tolerance, max_steps,
+    check_samples, plateaus)."""
+    lr, samples, window, tolerance, max_steps, check_samples, plateaus = settings
     optimizer = optax.adam(1.0)  # unit step size: each window scales the updates by its own
     windows = max(1, max_steps // window)
 
@@ -91,20 +101,41 @@ def fit_posteriors(
         p, _, _, w, _ = jax.lax.while_loop(running, one_window, init)
         return p, w * window
 
-    def fit_batch(xb, i):
-        keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(i)
-        return jax.vmap(fit_one)(xb, map_examples(vae.encoder, xb), keys)
-
-    return over_examples(fit_batch, x, batch)
+    xb, keys = x[i], jax.vmap(lambda j: jax.random.fold_in(key, j))(i)
+    return jax.vmap(fit_one)(xb, map_examples(vae.encoder, xb), keys)
 
 
-@eqx.filter_jit
-def paired_elbos(vae: VAE, x: Array, params: Array, key: Array, *, samples: int = GAP_SAMPLES, batch: int = 10):
+def paired_elbos(
+    vae: VAE,
+    x: Array,
+    params: Array,
+    key: Array,
+    *,
+    samples: int = GAP_SAMPLES,
+    batch: int = 10,
+    progress: bool = False,
+):
     """ELBO(q) and ELBO(q*) per example from the same `samples` draws of the base noise (common random
     numbers, which shrink the Monte Carlo error of their difference): q the encoder's, q* the family
     at `params` (n, P). Example i draws with fold_in(key, i). Returns a dict of (n,) arrays, nats: elbo,
     elbo_optimized, amortization_gap and the standard error of each Monte Carlo mean, `_se`
-    (sd of the draws / sqrt(samples))."""
+    (sd of the draws / sqrt(samples)). `batch` examples at a time, PAIRED_BLOCK batches per program the host
+    calls (`progress`: a bar on stderr with the time left)."""
+
+    def block(x, i):
+        return _paired_elbos_block(vae, x, params, key, i, samples, batch)
+
+    mean, se = in_blocks(block, x, batch * PAIRED_BLOCK, progress, "gaps: ELBO(q) and ELBO(q*)")
+    names = ("elbo", "elbo_optimized", "amortization_gap")
+    return {n: mean[:, j] for j, n in enumerate(names)} | {n + "_se": se[:, j] for j, n in enumerate(names)}
+
+
+PAIRED_BLOCK = 10  # batches of `paired_elbos` per program
+
+
+@eqx.filter_jit
+def _paired_elbos_block(vae: VAE, x: Array, params: Array, key: Array, i: Array, samples: int, batch: int):
+    """`paired_elbos`'s means and standard errors (each (m, 3): q, q*, q* - q) of the examples x[i] (m,)."""
 
     def one_example(xi, pair, example_key):
         keys = jax.random.split(example_key, samples)  # the same draws for q and q*
@@ -116,13 +147,11 @@ def paired_elbos(vae: VAE, x: Array, params: Array, key: Array, *, samples: int 
         pairs = jnp.stack([map_examples(vae.encoder, xb), params[i]], axis=1)  # (b, 2, P)
         return jax.vmap(one_example)(xb, pairs, jax.vmap(lambda j: jax.random.fold_in(key, j))(i))
 
-    mean, se = over_examples(one_batch, x, batch)
-    names = ("elbo", "elbo_optimized", "amortization_gap")
-    return {n: mean[:, j] for j, n in enumerate(names)} | {n + "_se": se[:, j] for j, n in enumerate(names)}
+    return over_examples(one_batch, x, batch, i)
 
 
 def inference_gaps(
-    vae: VAE, x: Array, key: Array, *, iw_samples: int = 5000, likelihoods: dict | None = None
+    vae: VAE, x: Array, key: Array, *, iw_samples: int = 5000, likelihoods: dict | None = None, progress: bool = False
 ) -> dict[str, np.ndarray]:
     """Per-example arrays (n,), nats, for x (n, d): `elbo` (q), `elbo_optimized` (q*), `amortization_gap`,
     each with its Monte Carlo `_se` (1000 common draws, `paired_elbos`); `log_likelihood` and
@@ -132,13 +161,16 @@ def inference_gaps(
 
     `log_likelihood` and the quadrature are `evaluate.log_likelihoods`'s (`likelihoods`, when the caller has
     them already, as `evaluate.report` uses them too); L_K with q* uses the same draws of the base noise.
+    `progress`: a bar on stderr, with the time left, for each computation.
     """
     x = jnp.asarray(x, jnp.float32)
     fit_key, elbo_key = jax.random.split(jax.random.fold_in(key, Evaluation.GAPS))
-    params, steps = fit_posteriors(vae, x, fit_key)
-    out = paired_elbos(vae, x, params, elbo_key)
-    out |= likelihoods or log_likelihoods(vae, x, key, iw_samples)
-    out["log_likelihood_optimized"] = log_likelihood(vae, x, iw_key(key), samples=iw_samples, params=params)
+    params, steps = fit_posteriors(vae, x, fit_key, progress=progress)
+    out = paired_elbos(vae, x, params, elbo_key, progress=progress)
+    out |= likelihoods or log_likelihoods(vae, x, key, iw_samples, progress=progress)
+    out["log_likelihood_optimized"] = log_likelihood(
+        vae, x, iw_key(key), samples=iw_samples, params=params, progress=progress
+    )
     if "log_likelihood_quadrature" in out:
         out["log_px"] = out["log_likelihood_quadrature"]
     else:

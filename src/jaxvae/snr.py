@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 from jax.flatten_util import ravel_pytree
+from tqdm.auto import tqdm
 
 from jaxvae.model import VAE
 from jaxvae.objectives import GRADIENTS, Iwae, Objective
@@ -43,19 +44,22 @@ def _depends(vae: VAE, x: Array):
     return jax.tree.map(lambda g: jnp.any(g != 0), jax.grad(projection)(params))
 
 
-def gradient_snr(vae: VAE, x: Array, key: Array, objective: Objective, *, repetitions: int = REPETITIONS) -> dict:
+def gradient_snr(
+    vae: VAE, x: Array, key: Array, objective: Objective, *, repetitions: int = REPETITIONS, bar: tqdm | None = None
+) -> dict:
     """SNR of `objective`'s gradient on the batch x (n, d), from `repetitions` draws (a multiple of BATCHES).
 
     Returns, for `encoder` and `decoder` (see `inference_mask`): the mean over components of SNR_i, and
     with the suffixes `_median` its median, `_se` and `_median_se` their Monte Carlo standard errors (the
     spread of the BATCHES batches' estimates over sqrt(BATCHES)). Components whose gradient is the same at
     every draw (std 0) are left out; `encoder_components` and `decoder_components` count those kept.
+    The host calls one program per batch of draws; `bar`, a progress bar, advances by one after each.
     """
     params, static = eqx.partition(vae, eqx.is_inexact_array)
     flat, unravel = ravel_pytree(params)
     mask = jax.tree.map(lambda m, p: jnp.full(p.shape, m), inference_mask(vae, x), params)
     encoder = np.asarray(ravel_pytree(mask)[0])
-    shift, sums, squares = _moments(flat, unravel, static, x, key, objective, repetitions)
+    shift, sums, squares = _moments(flat, unravel, static, x, key, objective, repetitions, bar)
     batch_snr = _snr(shift, sums, squares, repetitions // BATCHES)  # (BATCHES, P)
     snr = _snr(shift, sums.sum(0), squares.sum(0), repetitions)  # (P,)
     out = {}
@@ -69,31 +73,33 @@ def gradient_snr(vae: VAE, x: Array, key: Array, objective: Objective, *, repeti
     return out
 
 
-def _moments(flat, unravel, static, x, key, objective, repetitions):
+def _moments(flat, unravel, static, x, key, objective, repetitions, bar):
     """(g_0 (P,), the sums of g - g_0 and of its square over each batch of draws (BATCHES, P)), float64: g_0, a
-    draw with another key, shifts the sums so that a small variance is not lost to rounding."""
+    draw with another key, shifts the sums so that a small variance is not lost to rounding. One program per
+    batch of draws, `bar` (or None) advanced after each."""
     weights = jnp.ones(x.shape[0])
 
     def grad(k):
         return jax.grad(lambda f: objective(eqx.combine(unravel(f), static), x, weights, key=k)[0])(flat)
 
     @jax.jit
-    def run(keys):
-        shift = grad(jax.random.fold_in(key, repetitions))
+    def batch(shift, batch_keys):
+        def body(carry, k):
+            g = grad(k) - shift
+            return (carry[0] + g, carry[1] + g * g), None
 
-        def batch(batch_keys):
-            def body(carry, k):
-                g = grad(k) - shift
-                return (carry[0] + g, carry[1] + g * g), None
+        zeros = jnp.zeros_like(flat)
+        return jax.lax.scan(body, (zeros, zeros), batch_keys)[0]
 
-            zeros = jnp.zeros_like(flat)
-            return jax.lax.scan(body, (zeros, zeros), batch_keys)[0]
-
-        sums, squares = jax.lax.map(batch, keys)
-        return shift, sums, squares
-
-    keys = jax.random.split(key, repetitions).reshape(BATCHES, -1, 2)
-    return tuple(np.asarray(a, np.float64) for a in run(keys))
+    shift = jax.jit(grad)(jax.random.fold_in(key, repetitions))
+    sums, squares = [], []
+    for batch_keys in jax.random.split(key, repetitions).reshape(BATCHES, -1, 2):
+        batch_sums, batch_squares = batch(shift, batch_keys)
+        sums.append(np.asarray(batch_sums, np.float64))  # waits for the batch
+        squares.append(np.asarray(batch_squares, np.float64))
+        if bar is not None:
+            bar.update(1)
+    return np.asarray(shift, np.float64), np.stack(sums), np.stack(squares)
 
 
 def _snr(shift, sums, squares, count):
@@ -104,10 +110,14 @@ def _snr(shift, sums, squares, count):
         return np.abs(mean) / np.sqrt(variance)
 
 
-def snr_table(vae: VAE, x: Array, key: Array, ks: tuple[int, ...], *, repetitions: int = REPETITIONS) -> dict:
+def snr_table(
+    vae: VAE, x: Array, key: Array, ks: tuple[int, ...], *, repetitions: int = REPETITIONS, progress: bool = False
+) -> dict:
     """`gradient_snr` of IWAE with K draws for every K of `ks` and every gradient estimator, the same draws
-    for each: estimator name -> K -> the summary."""
-    return {
-        name: {k: gradient_snr(vae, x, key, Iwae(k, gradient()), repetitions=repetitions) for k in ks}
-        for name, gradient in GRADIENTS.items()
-    }
+    for each: estimator name -> K -> the summary. `progress`: a bar on stderr with the time left."""
+    total = len(GRADIENTS) * len(ks) * BATCHES
+    with tqdm(total=total, desc="gradient SNR", unit="batch", disable=not progress, leave=False) as bar:
+        return {
+            name: {k: gradient_snr(vae, x, key, Iwae(k, gradient()), repetitions=repetitions, bar=bar) for k in ks}
+            for name, gradient in GRADIENTS.items()
+        }

@@ -7,12 +7,12 @@ two schedules (each a `loop.Trainer` for the epoch loop a single run uses too):
 - step-major (`StepMajor`): `jax.vmap` over whole training states (Equinox's ensembling trick) makes one
   compiled epoch train every member step by step together: the matrix products grow by the number of
   members and the fixed costs of a step are paid once;
-- member-major (`MemberMajor`): each member's whole epoch in turn, by one compiled member epoch, so that
-  the member's state stays in the cache while the stacked states of many would stream from memory.
+- member-major (`MemberMajor`): each member's whole epoch in turn, by one member epoch, so that the
+  member's state stays in the cache while the stacked states of many would stream from memory.
 
-`schedule` chooses: step-major on an accelerator, and on a CPU where the states are small and fit the
-cache together; member-major elsewhere (the rule and its measurements: docs/performance.md, "Seeds and
-sweeps"). Each member is an ordinary run folder OUT/NAME (seed-3, beta-0.5, beta-0.5-seed-1) whose
+`schedule` chooses (`sweep_schedule`): step-major on an accelerator, and on a CPU where the states are small
+and fit the cache together; member-major elsewhere, and for a model that loops on the host (`looping`).
+Each member is an ordinary run folder OUT/NAME (seed-3, beta-0.5, beta-0.5-seed-1) whose
 numbers are those of `jaxvae train` with that seed and setting alone, up to the order of float sums, in
 either schedule; OUT/sweep.json lists the members.
 
@@ -21,12 +21,10 @@ good checkpoint and is frozen while the others go on; so is one that stops early
 epochs. A resumed sweep starts every member from its own latest checkpoint.
 """
 
-import contextlib
 import dataclasses
 import functools
 import itertools
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -39,14 +37,13 @@ from jax import Array
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from jaxvae import board, checkpoint, loop, memory, model_file, parallel, plots
+from jaxvae import board, checkpoint, loop, looping, memory, model_file, parallel, plots
 from jaxvae.config import HardwareConfig, RunConfig, TrainConfig
 from jaxvae.data import Dataset
 from jaxvae.errors import Diverged, InputError
 from jaxvae.evaluate import mean_elbo
 from jaxvae.keys import Run, run_key
 from jaxvae.model import VAE
-from jaxvae.networks import loops_on_host
 from jaxvae.objectives import objective_from
 from jaxvae.runs import (
     CHECKPOINTS,
@@ -57,13 +54,13 @@ from jaxvae.runs import (
     nothing_to_train,
     read_metrics,
 )
+from jaxvae.sweep_schedule import steps_together
 from jaxvae.train import (
     TrainState,
     check_data,
     epoch_key,
     epoch_program,
     initial_state,
-    make_host_loop_epoch,
     make_optimizer,
     make_step,
     resume_state,
@@ -165,13 +162,8 @@ def member_step(static, config: TrainConfig):
 
 def member_epoch(static, config: TrainConfig):
     """One member's epoch, uncompiled: epoch(params, opt_state, x (n, d), key, objective, lr) -> (params,
-    opt_state, mean bounds, all finite), the learning rate traced (`member_step`)."""
-
-    def epoch(params, opt_state, x, key, objective, lr):
-        step = functools.partial(member_step(static, config), lr=lr)
-        return epoch_program(step, config.batch_size)(params, opt_state, x, key, objective)
-
-    return epoch
+    opt_state, mean bounds, all finite), the learning rate traced (`member_step`), its loops compiled."""
+    return functools.partial(epoch_program(member_step(static, config), config.batch_size), looping.COMPILED)
 
 
 def make_sweep_epoch(static, config: TrainConfig, data_axis: int | None, key_axis: int | None):
@@ -206,41 +198,13 @@ def state_bytes(config: RunConfig) -> int:
     return memory.train_state_bytes(config)
 
 
-def cpu_caches() -> tuple[int, int]:
-    """(the per-core L2 cache, the last-level cache) of this CPU in bytes: from sysfs, else `os.sysconf`, else
-    1 MiB and 32 MiB."""
-    found = {}
-    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            if (index / "type").read_text().strip() != "Instruction":
-                size = (index / "size").read_text().strip()
-                level = int((index / "level").read_text())
-                found[level] = int(size.rstrip("KMG")) * {"K": 2**10, "M": 2**20, "G": 2**30}.get(size[-1], 1)
-    for level, name in ((2, "SC_LEVEL2_CACHE_SIZE"), (3, "SC_LEVEL3_CACHE_SIZE")):
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            found.setdefault(level, os.sysconf(name))
-    found = {level: size for level, size in found.items() if size > 0}
-    last_level = max(found, default=0)
-    return found.get(2, 2**20), found[last_level] if last_level > 2 else 32 * 2**20
-
-
 def schedule(configs: dict[str, RunConfig]) -> type:
-    """The members' schedule: `StepMajor` on an accelerator; on a CPU, where there are several members, one
-    member's state (`state_bytes`) is at most twice the per-core L2 cache and all members' states together fit
-    the last-level cache, but at most 32 MiB of it (a virtual machine reports its host's whole cache, which it
-    shares), and the model has no convolutions (`networks.loops_on_host`); else `MemberMajor`.
-
-    Measured (docs/performance.md, "Seeds and sweeps"): where a member's state is larger, a step is long
-    enough that sharing its fixed costs gains nothing, and the stacked states only add memory traffic;
-    where the states overflow the cache, they stream from DRAM at every step. Convolutions run several times
-    slower inside the vmapped epoch's loop; `MemberMajor` loops over their steps on the host.
-    """
+    """The members' schedule: `StepMajor` where `sweep_schedule.steps_together` holds for their states and
+    the model loops compiled (`looping.for_model`; a model that loops on the host loops member by member),
+    else `MemberMajor`."""
     config = next(iter(configs.values()))
-    each, members = state_bytes(config), len(configs)
-    l2, last_level = cpu_caches()
-    fits = members > 1 and each <= 2 * l2 and members * each <= min(last_level, 32 * 2**20)
-    fits = fits and not loops_on_host(state_shapes(config).vae)
-    return StepMajor if jax.default_backend() != "cpu" or fits else MemberMajor
+    compiled = looping.for_model(state_shapes(config).vae) is looping.COMPILED
+    return StepMajor if compiled and steps_together(state_bytes(config), len(configs)) else MemberMajor
 
 
 def initial_states(configs: dict[str, RunConfig]) -> TrainState:
@@ -410,9 +374,9 @@ class StepMajor(loop.Trainer):
 
 class MemberMajor(loop.Trainer):
     """The members one after another (a `loop.Trainer`): each member's whole epoch in turn, its state
-    resident in the cache, by one compiled member epoch (`member_epoch`, the learning rate traced) called
-    once per member, or for `networks.loops_on_host` models a loop on the host over one compiled member step;
-    all members' epochs are dispatched before the first result is read."""
+    resident in the cache, by one member epoch (`train.epoch_program` of `member_step`, the learning rate
+    traced) looped as the model's loops are (`looping.for_model`), called once per member; all members'
+    epochs are dispatched before the first result is read."""
 
     def __init__(self, state: TrainState, configs: list[RunConfig], xs: list[Array]):
         self.configs = [c.train for c in configs]
@@ -421,10 +385,10 @@ class MemberMajor(loop.Trainer):
         self.states = [jax.tree.map(lambda a, i=i: a[i], (params, state.opt_state)) for i in range(len(configs))]
         self.xs, self.examples = xs, xs[0].shape[0]
         tc = self.configs[0]
-        if loops_on_host(self.static):
-            self.run_epoch = make_host_loop_epoch(member_step(self.static, tc), tc.batch_size)
-        else:
-            self.run_epoch = jax.jit(member_epoch(self.static, tc), donate_argnums=(0, 1))
+        epoch = epoch_program(member_step(self.static, tc), tc.batch_size)
+        self.run_epoch = looping.for_model(self.static).compile(
+            epoch, functools.partial(jax.jit, donate_argnums=(0, 1))
+        )
 
     def epoch(self, plan):
         keys, objectives = _epoch_inputs(self.configs, self.objectives, plan)
@@ -448,65 +412,3 @@ class MemberMajor(loop.Trainer):
 
     def state(self, i: int, epoch: int) -> TrainState:
         return TrainState(self.model(i), self.states[i][1], jnp.asarray(epoch, jnp.int32))
-
-
-def groups(out: Path) -> dict[str, list[str]]:
-    """The members of a sweep grouped by their setting (all but the seed): group label -> member names."""
-    members = json.loads((Path(out) / SWEEP).read_text())["members"]
-    grouped: dict[str, list[str]] = {}
-    for m in members:
-        grouped.setdefault(m["name"].rsplit("seed-", 1)[0].rstrip("-") or "seeds", []).append(m["name"])
-    return grouped
-
-
-def mean_and_sd(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (n - 1) of the members' values; the sd of one value is undefined:
-    None."""
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None
-
-
-def _mean_and_sd_per_dimension(rows: list[list]) -> tuple[list, list]:
-    """mean_and_sd of each dimension of the members' per-dimension values (`kl_per_dim`); a dimension
-    without a value (None, a flow's) has None for both."""
-    stats = [mean_and_sd(column) if None not in column else (None, None) for column in zip(*rows, strict=True)]
-    return [m for m, _ in stats], [s for _, s in stats]
-
-
-def summarize(results: dict[str, dict], grouped: dict[str, list[str]]) -> dict[str, dict]:
-    """Per group of members: their names and the mean and sd of every scalar figure of `results` (name ->
-    `evaluate.report`) and of each dimension of `kl_per_dim`, over the members that have results; an sd
-    over one member is None."""
-    summaries = {}
-    for label, names in grouped.items():
-        names = [n for n in names if n in results]
-        if names:
-            keys = [k for k, v in results[names[0]].items() if isinstance(v, int | float)]
-            stats = {k: mean_and_sd([results[n][k] for n in names]) for k in keys}
-            if "kl_per_dim" in results[names[0]]:
-                stats["kl_per_dim"] = _mean_and_sd_per_dimension([results[n]["kl_per_dim"] for n in names])
-            summaries[label] = {
-                "members": names,
-                "mean": {k: m for k, (m, _) in stats.items()},
-                "sd": {k: s for k, (_, s) in stats.items()},
-            }
-    return summaries
-
-
-def summary(out: Path, ended: dict[str, str]) -> str:
-    """The table printed at the end of a sweep: each member's last epoch and test ELBO, and for seeds,
-    their mean +- standard deviation per setting."""
-    lines = [f"{'member':<24} {'epochs':>6} {'test ELBO, nats':>16}  status"]
-    final = {}
-    for name, how in ended.items():
-        records = read_metrics(out / name)
-        if records:
-            final[name] = records[-1]["test_elbo"]
-        elbo = f"{final[name]:16.2f}" if name in final else f"{'-':>16}"
-        lines.append(f"{name:<24} {len(records):>6} {elbo}  {how}")
-    for label, names in groups(out).items():
-        values = [final[n] for n in names if n in final]
-        if len(names) > 1 and values:
-            mean, sd = mean_and_sd(values)
-            spread = "sd undefined" if sd is None else f"+- {sd:.2f}"  # one seed left (the others diverged)
-            lines.append(f"{label + ': mean +- sd':<24} {'':>6} {mean:16.2f}  {spread} over {len(values)} seeds")
-    return "\n".join(lines)

@@ -1,7 +1,5 @@
-"""Training: one compiled step, the whole epoch as one compiled `lax.scan`, checkpoints, resume.
-
-On a CPU, a model with convolutions runs its epoch as a loop on the host over the compiled step instead
-(`networks.loops_on_host`): XLA's CPU convolutions run several times slower inside a compiled loop.
+"""Training: one compiled step, the epoch as a loop over it (`looping`: one compiled `lax.scan`, or on a
+CPU for a model with convolutions a loop on the host over the compiled step), checkpoints, resume.
 
 Training writes a run folder (see `runs`). Random keys are derived from the seed and the epoch,
 so the same seed gives the same numbers and a resumed run continues the same stream.
@@ -21,16 +19,17 @@ import optax
 from jax import Array
 from jax.sharding import Mesh
 
-from jaxvae import board, checkpoint, loop, model_file, parallel, plots, runs
+from jaxvae import board, checkpoint, loop, looping, model_file, parallel, plots, runs
 from jaxvae.checkpoint import restore
 from jaxvae.config import BERNOULLI_FAMILY, HardwareConfig, RunConfig, TrainConfig
-from jaxvae.data import Dataset, batch_indices
+from jaxvae.data import Dataset
 from jaxvae.errors import Diverged, InputError
 from jaxvae.evaluate import mean_elbo
 from jaxvae.keys import Run, run_key
+from jaxvae.looping import Loop, batch_indices
 from jaxvae.model import VAE
 from jaxvae.model_file import Builder
-from jaxvae.networks import loops_on_host, with_precision
+from jaxvae.networks import with_precision
 from jaxvae.objectives import Objective, objective_from
 
 
@@ -121,24 +120,24 @@ def epoch_plan(key: Array, n: int, batch_size: int):
     return idx, weights, jax.random.split(steps_key, idx.shape[0])
 
 
-def batch_step(step, params, opt_state, batch, get_x, mesh, objective):
-    """`step` on one batch = (xs, weights, key): the examples get_x(xs) and their weights split across the
-    devices of `mesh`. Returns what `step` returns."""
-    xs, w, k = batch
-    return step(params, opt_state, parallel.shard_batch(get_x(xs), mesh), parallel.shard_batch(w, mesh), k, objective)
+def batch_step(carry, batch, step, x, mesh: Mesh | None, objective, args: tuple):
+    """`step` on one batch = (rows, weights, key), a `Loop.scan` step: the examples x[rows] (or, with x None,
+    the rows themselves: a batch of examples) and their weights split across the devices of `mesh`; `args` go
+    to `step` after the objective. Returns ((params, opt_state), (summed bounds, whether the loss is finite))."""
+    params, opt_state = carry
+    rows, w, k = batch
+    xs = parallel.shard_batch(rows if x is None else x[rows], mesh)
+    params, opt_state, sums, finite = step(params, opt_state, xs, parallel.shard_batch(w, mesh), k, objective, *args)
+    return (params, opt_state), (sums, finite)
 
 
-def scan_steps(step, params, opt_state, batches, get_x, mesh, objective):
-    """`lax.scan` the step over batches = (xs, weights, keys).
+def run_steps(loop: Loop, step, params, opt_state, batches, x, mesh: Mesh | None, objective, args: tuple = ()):
+    """`step` over batches = (rows, weights, keys) (see `batch_step`), looped by `loop`.
 
     Returns (params, opt_state, the summed bounds, whether every loss and the final parameters are finite).
     """
-
-    def body(carry, batch):
-        params, opt_state, sums, finite = batch_step(step, *carry, batch, get_x, mesh, objective)
-        return (params, opt_state), (sums, finite)
-
-    (params, opt_state), (sums, finite) = jax.lax.scan(body, (params, opt_state), batches)
+    carry = (params, opt_state)
+    (params, opt_state), (sums, finite) = loop.scan(batch_step, carry, batches, step, x, mesh, objective, args)
     return params, opt_state, *totals(params, sums, finite)
 
 
@@ -153,79 +152,56 @@ def all_finite(tree) -> Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
 
 
-def make_epoch(static, optimizer: optax.GradientTransformation, config: TrainConfig, mesh: Mesh | None = None):
-    """The whole epoch as one compiled program: shuffle, batch, and `lax.scan` the step.
+def make_epoch(
+    static,
+    optimizer: optax.GradientTransformation,
+    config: TrainConfig,
+    mesh: Mesh | None = None,
+    loop: Loop | None = None,
+):
+    """The whole epoch: shuffle, batch, and loop the step, by `loop` (default: the model's,
+    `looping.for_model`): one compiled program, or a loop on the host over the compiled step.
 
     Returns epoch(params, opt_state, x_train, key, objective) -> (params, opt_state, mean bounds, all finite),
     the mean bounds a dict like `batch_loss`'s sums; the objective's scalars are traced (no recompilation).
-    With a `mesh`, each batch is split across its devices (x_train and the parameters replicated).
+    params and opt_state are donated. With a `mesh`, each batch is split across its devices (x_train and the
+    parameters replicated).
     """
-    epoch = epoch_program(make_step(static, optimizer, config), config.batch_size, mesh)
+    loop = loop or looping.for_model(static)
     replicated = None if mesh is None else parallel.replicated(mesh)  # outputs as the inputs: no recompiling
-    return jax.jit(epoch, donate_argnums=(0, 1), out_shardings=replicated)
+    jit = functools.partial(jax.jit, donate_argnums=(0, 1), out_shardings=replicated)
+    return loop.compile(epoch_program(make_step(static, optimizer, config), config.batch_size, mesh), jit)
 
 
 def epoch_program(step, batch_size: int, mesh: Mesh | None = None):
-    """The epoch, uncompiled: epoch(params, opt_state, x (n, d), key, objective) -> (params, opt_state, mean
-    bounds, all finite), shuffling x into batches of `batch_size` and scanning `step` over them."""
+    """The epoch as a program for a loop strategy (`Loop.compile`): epoch(loop, params, opt_state, x (n, d),
+    key, objective, *args) -> (params, opt_state, mean bounds, all finite), shuffling x into batches of
+    `batch_size` and looping `step` over them; `args` go to every step after the objective (a sweep
+    member's traced learning rate, `sweep.member_step`)."""
 
-    def epoch(params, opt_state, x, key, objective):
-        idx, weights, keys = epoch_plan(key, x.shape[0], batch_size)
-        params, opt_state, sums, finite = scan_steps(
-            step, params, opt_state, (idx, weights, keys), lambda i: x[i], mesh, objective
-        )
+    def epoch(loop, params, opt_state, x, key, objective, *args):
+        batches = epoch_plan(key, x.shape[0], batch_size)
+        params, opt_state, sums, finite = run_steps(loop, step, params, opt_state, batches, x, mesh, objective, args)
         return params, opt_state, jax.tree.map(lambda s: s / x.shape[0], sums), finite
 
     return epoch
 
 
-def make_host_loop_epoch(step, batch_size: int, mesh: Mesh | None = None):
-    """The epoch as a loop on the host over one compiled `step` (`make_step`'s, uncompiled) per batch, for
-    `networks.loops_on_host` models.
-
-    The batches, weights and keys are those of `make_epoch` with the same key, so the result is the
-    scanned epoch's up to the order of float operations. Returns epoch(params, opt_state, x_train, key,
-    objective, *args) -> (params, opt_state, mean bounds, all finite), as `make_epoch`; `args` go to every
-    step after the objective (a sweep member's traced learning rate, `sweep.member_step`).
-    """
-
-    def planned_step(params, opt_state, x, plan, i, objective, *args):
-        batch = jax.tree.map(lambda a: a[i], plan)
-        return batch_step(lambda *a: step(*a, *args), params, opt_state, batch, lambda idx: x[idx], mesh, objective)
-
-    @jax.jit
-    def summary(params, sums, finite, n):
-        sums, finite = totals(params, jax.tree.map(lambda *s: jnp.stack(s), *sums), jnp.stack(finite))
-        return jax.tree.map(lambda s: s / n, sums), finite
-
-    replicated = None if mesh is None else parallel.replicated(mesh)
-    compiled = jax.jit(planned_step, donate_argnums=(0, 1), out_shardings=replicated)
-
-    def epoch(params, opt_state, x, key, objective, *args):
-        plan = _epoch_plan(key, x.shape[0], batch_size)
-        sums, finite = [], []
-        for i in range(plan[0].shape[0]):
-            params, opt_state, step_sums, step_finite = compiled(params, opt_state, x, plan, i, objective, *args)
-            sums.append(step_sums)
-            finite.append(step_finite)
-        return params, opt_state, *summary(params, sums, finite, x.shape[0])
-
-    return epoch
-
-
 def make_chunk(static, optimizer: optax.GradientTransformation, config: TrainConfig, mesh: Mesh | None = None):
-    """Part of an epoch as one compiled program, for data that streams from the host.
+    """Part of an epoch, for data that streams from the host, looped as the model's loops are
+    (`looping.for_model`).
 
     Returns chunk(params, opt_state, xs (N, B, d), weights (N, B), keys (N, 2), objective)
     -> (params, opt_state, summed bounds (a dict), all finite).
     """
     step = make_step(static, optimizer, config)
 
-    def chunk(params, opt_state, xs, weights, keys, objective):
-        return scan_steps(step, params, opt_state, (xs, weights, keys), lambda x: x, mesh, objective)
+    def chunk(loop, params, opt_state, xs, weights, keys, objective):
+        return run_steps(loop, step, params, opt_state, (xs, weights, keys), None, mesh, objective)
 
     replicated = None if mesh is None else parallel.replicated(mesh)  # outputs as the inputs: no recompiling
-    return jax.jit(chunk, donate_argnums=(0, 1), out_shardings=replicated)
+    jit = functools.partial(jax.jit, donate_argnums=(0, 1), out_shardings=replicated)
+    return looping.for_model(static).compile(chunk, jit)
 
 
 def stream_epoch(
@@ -352,15 +328,12 @@ def fit(
 
 def _epoch_runner(static, tc: TrainConfig, x_train: np.ndarray, mesh: Mesh, device_budget: int | None):
     """run(params, opt_state, key, objective) -> one epoch: the data on the devices if it fits, else streamed;
-    on the devices, one compiled epoch, or a loop on the host over the compiled step (`networks.loops_on_host`)."""
+    either looped as the model's loops are (`looping.for_model`)."""
     optimizer = make_optimizer(tc)
     budget = parallel.device_budget() if device_budget is None else device_budget
     n, d = x_train.shape
     if 4 * n * d <= budget and jax.process_count() == 1:
-        if loops_on_host(static):
-            epoch = make_host_loop_epoch(make_step(static, optimizer, tc), tc.batch_size, mesh)
-        else:
-            epoch = make_epoch(static, optimizer, tc, mesh)
+        epoch = make_epoch(static, optimizer, tc, mesh)
         x = parallel.replicate(np.asarray(x_train, np.float32), mesh)
         return lambda params, opt_state, key, objective: epoch(params, opt_state, x, key, objective)
     chunk = make_chunk(static, optimizer, tc, mesh)

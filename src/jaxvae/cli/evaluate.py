@@ -48,8 +48,9 @@ def run(args) -> int:
         batch = len(x[: config.train.batch_size])
         memory.check_draws("--gradient-snr", max(args.gradient_snr), batch * max(args.gradient_snr), config.model)
     key = jax.random.PRNGKey(args.seed)
-    likelihoods = log_likelihoods(vae, x, key, args.iw_samples)  # computed once for the report and the gaps
-    result = report(vae, x, key, args.iw_samples, likelihoods)
+    progress = not args.quiet
+    likelihoods = log_likelihoods(vae, x, key, args.iw_samples, progress=progress)  # for the report and the gaps
+    result = report(vae, x, key, args.iw_samples, likelihoods, progress=progress)
     if args.gaps:
         result |= _gaps(args, vae, x, None if y is None else y[: args.n], key, likelihoods)
     if args.gradient_snr:
@@ -70,7 +71,9 @@ def _gaps(args, vae, x, y, key, likelihoods: dict) -> dict:
     from jaxvae import gaps, plots
     from jaxvae.runs import FIGURES, epochs_done
 
-    per_example = gaps.inference_gaps(vae, x, key, iw_samples=args.iw_samples, likelihoods=likelihoods)
+    per_example = gaps.inference_gaps(
+        vae, x, key, iw_samples=args.iw_samples, likelihoods=likelihoods, progress=not args.quiet
+    )
     summary = gaps.summary(per_example, vae.latent_dim)
     run_dir = Path(args.run_dir)
     figure = plots.gaps_figure(per_example, run_dir / FIGURES, summary["gaps_log_px"], epochs_done(run_dir))
@@ -86,7 +89,7 @@ def _gradient_snr(args, vae, x, key) -> dict:
     from jaxvae import plots, snr
     from jaxvae.runs import FIGURES
 
-    table = snr.snr_table(vae, x, key, args.gradient_snr)
+    table = snr.snr_table(vae, x, key, args.gradient_snr, progress=not args.quiet)
     figures = Path(args.run_dir) / FIGURES
     figures.mkdir(exist_ok=True)
     figure = plots.gradient_snr(table, figures / "gradient_snr.png", snr.REPETITIONS, len(x))
@@ -108,6 +111,8 @@ def _evaluate_sweep(args) -> int:
     from jaxvae.evaluate import report
     from jaxvae.networks import with_precision
     from jaxvae.runs import epoch_checkpoints
+    from jaxvae.sweep_statistics import groups as groups_of
+    from jaxvae.sweep_statistics import summarize
 
     out = Path(args.run_dir)
     results = {}
@@ -118,10 +123,11 @@ def _evaluate_sweep(args) -> int:
         member = argparse.Namespace(**{**vars(args), "run_dir": str(out / name)})
         config, vae, x, _ = run_data(member, args.split, args.checkpoint)
         vae = with_precision(vae, args.precision)
-        results[name] = report(vae, x[: args.n], jax.random.PRNGKey(args.seed), args.iw_samples)
+        key = jax.random.PRNGKey(args.seed)
+        results[name] = report(vae, x[: args.n], key, args.iw_samples, progress=not args.quiet)
     if not results:
         raise InputError(f"no member of the sweep in {out} has a checkpoint to evaluate")
-    groups = sweep.summarize(results, sweep.groups(out))
+    groups = summarize(results, groups_of(sweep.read_members(out)))
     if args.json:
         dataset = args.dataset or config.train.dataset
         print(json.dumps({"dataset": dataset, "split": args.split, "members": results, "groups": groups}))

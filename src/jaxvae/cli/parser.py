@@ -302,6 +302,7 @@ def build_parser() -> Parser:
         help="also the signal-to-noise ratio of IWAE's gradient at each K, for every estimator, on a training "
         "batch of the split's first examples; figure RUN_DIR/figures/gradient_snr.png",
     )
+    p.add_argument("--quiet", action="store_true", help="no progress bars; the report still prints")
 
     p = commands.add_parser("sample", help="decode prior samples into an image grid")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by jaxvae train")

@@ -85,7 +85,7 @@ CONVERGED = 0.01  # nats: a quadrature that grids twice as fine move by less is 
 
 
 def sweep_table(results: dict, groups: dict, sweep_dir, dataset: str, split: str) -> str:
-    """The lines of a sweep's report: `results` by member, `groups` from `jaxvae.sweep.summarize`."""
+    """The lines of a sweep's report: `results` by member, `groups` from `jaxvae.sweep_statistics.summarize`."""
     first = next(iter(results.values()))
     rows = [  # title, key, decimals
         ("ELBO", "elbo", 2),

@@ -128,6 +128,7 @@ def _fit(args, out: Path, configs, config, data) -> int:
     """Train the run (or sweep) `configs`, `config` on `data` into `out`, and print its summary."""
     from jaxvae import parallel, sweep
     from jaxvae.builder import build_objective
+    from jaxvae.cli.sweep_summary import summary
     from jaxvae.runs import best_validation, read_metrics, validation_key
     from jaxvae.train import fit
 
@@ -136,7 +137,7 @@ def _fit(args, out: Path, configs, config, data) -> int:
         ended = sweep.fit_sweep(
             configs, data, out, resume=args.resume, progress=not args.quiet, device_budget=args.device_memory_budget
         )
-        print(sweep.summary(out, ended))
+        print(summary(out, ended))
         board = " (each with tensorboard/)" if config.train.tensorboard else ""
         print(f"sweep folder {out}: {sweep.SWEEP}, {sweep.CURVES}, one run folder per member{board}")
         return 0
