@@ -251,6 +251,20 @@ def test_gaps_figure_is_drawn_again_for_its_model_and_removed_when_stale(tmp_pat
     assert not (folder / "gaps.png").exists()
 
 
+def test_write_figures_shows_a_bar_over_its_figures_only_with_progress(tmp_path, monkeypatch, capsys):
+    """A bar named after the run, counting its figures (here the training curve and the scatter), on stderr
+    with `progress`; nothing without."""
+    monkeypatch.setattr(plots, "latent_scatter", lambda vae, x, y, path, names=(): path)
+    data = type("Data", (), {"x_test": None, "y_test": None, "classes": (), "shape": (5,)})()
+    config = RunConfig(ModelConfig(data_shape=(5,)), TrainConfig())
+    metrics = [{"epoch": 1, "train_elbo": -1.0, "test_elbo": -1.0}]
+    written = plots.write_figures(None, data, config, tmp_path / "run" / "figures", metrics)
+    assert len(written) == 2 and capsys.readouterr().err == ""
+    assert plots.write_figures(None, data, config, tmp_path / "run" / "figures", metrics, progress=True) == written
+    err = capsys.readouterr().err
+    assert "figures of run: " in err and "/2 [" in err, err
+
+
 def test_a_deep_models_manifold_is_of_the_top_layer_with_the_layers_below_at_their_conditional_means(tmp_path):
     """`--latent-dim 3,2`: the grid is over z_2, and z_1 is decoded at E[z_1 | z_2], the mean of the
     prior's conditional p(z_1 | z_2) at each grid point; the scatter shows the top layer."""

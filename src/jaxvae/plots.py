@@ -13,6 +13,7 @@ from statistics import NormalDist
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 from jaxvae.config import RunConfig, TrainConfig
 from jaxvae.data import Dataset
@@ -318,22 +319,28 @@ def training_curves(metrics: dict[str, list[dict]], path: Path) -> Path:
     return _save(fig, path)
 
 
-def write_figures(vae: VAE, data: Dataset, config: RunConfig, folder: Path, metrics: list[dict]) -> list[Path]:
+def write_figures(
+    vae: VAE, data: Dataset, config: RunConfig, folder: Path, metrics: list[dict], *, progress: bool = False
+) -> list[Path]:
     """Every figure of a run into `folder`; image figures only for image-shaped data. gaps.png, which
     `jaxvae evaluate --gaps` draws, is drawn again from its gaps.npz when it shows the model of the last
-    epoch of `metrics`, and removed (with gaps.npz) when it shows an older one."""
+    epoch of `metrics`, and removed (with gaps.npz) when it shows an older one. With `progress`, a bar
+    over the figures (tqdm, with the time left) on stderr."""
     folder.mkdir(parents=True, exist_ok=True)
-    curve = folder / "training_curve.png"
-    written = [training_curve(metrics, curve, config.train)] if metrics else []
-    written.append(latent_scatter(vae, data.x_test, data.y_test, folder / "latent_scatter.png", data.classes))
+    figures = []  # each draws one figure and returns its path
+    if metrics:
+        figures.append(lambda: training_curve(metrics, folder / "training_curve.png", config.train))
+    figures.append(lambda: latent_scatter(vae, data.x_test, data.y_test, folder / "latent_scatter.png", data.classes))
     if is_image(data.shape):
         key = run_key(config.train.seed, Run.SAMPLES_FIGURE)
-        written.append(reconstructions(vae, data.x_test, data.shape, folder / "reconstructions.png"))
-        written.append(samples(vae, data.shape, folder / "samples.png", key=key))
+        figures.append(lambda: reconstructions(vae, data.x_test, data.shape, folder / "reconstructions.png"))
+        figures.append(lambda: samples(vae, data.shape, folder / "samples.png", key=key))
         if len(data.x_test) >= 2:
-            written.append(interpolations(vae, data.x_test, data.shape, folder / "interpolations.png"))
+            figures.append(lambda: interpolations(vae, data.x_test, data.shape, folder / "interpolations.png"))
         if vae.sizes[-1] == 2:
-            written.append(manifold(vae, data.shape, folder / "latent_manifold.png"))
+            figures.append(lambda: manifold(vae, data.shape, folder / "latent_manifold.png"))
+    bar = tqdm(figures, desc=f"figures of {folder.parent.name}", unit="figure", disable=not progress, leave=False)
+    written = [draw() for draw in bar]
     gaps = _gaps_again(folder, metrics[-1]["epoch"] if metrics else 0)
     return written + ([gaps] if gaps else [])
 
