@@ -38,6 +38,7 @@ def main():
     p.add_argument("--iw-samples", type=int, default=5000)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default="runs/deep_table")
+    p.add_argument("--quiet", action="store_true", help="no progress bar of training")
     args = p.parse_args()
     hidden = tuple(int(h) for h in args.hidden.split(","))
     data = load_dataset("fashion-mnist")
@@ -50,7 +51,7 @@ def main():
             dataset="fashion-mnist", binarize="dynamic", epochs=args.epochs, batch_size=args.batch_size, seed=args.seed
         )
         run = Path(args.out) / name.replace(" ", "-")
-        vae = fit(RunConfig(model, train), data, run, progress=False)
+        vae = fit(RunConfig(model, train), data, run, progress=not args.quiet)
         key = jax.random.PRNGKey(0)
         ll = np.asarray(log_likelihood(vae, x, key, samples=args.iw_samples), np.float64)
         results.append(

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from tqdm.auto import tqdm
 
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import load_dataset
@@ -42,8 +43,9 @@ def schedule(stages: int) -> list[tuple[int, float]]:
     return [(3**i, 1e-3 * 10 ** (-i / 7)) for i in range(stages)]
 
 
-def train(config: RunConfig, x_train: np.ndarray, stages: int):
-    """Train with Burda et al.'s optimizer and schedule; returns the model and the training seconds."""
+def train(config: RunConfig, x_train: np.ndarray, stages: int, progress: bool = False):
+    """Train with Burda et al.'s optimizer and schedule; returns the model and the training seconds. With
+    `progress`, a bar over the epochs (tqdm, with the time left) on stderr."""
     state = init_state(config)
     params, static = eqx.partition(state.vae, eqx.is_inexact_array)
     optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3, b1=0.99, b2=0.999, eps=1e-4)
@@ -51,6 +53,7 @@ def train(config: RunConfig, x_train: np.ndarray, stages: int):
     epoch_fn = make_epoch(static, optimizer, config.train)
     x = jax.device_put(x_train)
     began, epoch, objective = time.perf_counter(), 0, objective_from(config)
+    bar = tqdm(total=sum(e for e, _ in schedule(stages)), desc="training", unit="epoch", disable=not progress)
     for epochs, lr in schedule(stages):
         opt_state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
         for _ in range(epochs):
@@ -59,7 +62,9 @@ def train(config: RunConfig, x_train: np.ndarray, stages: int):
             params, opt_state, bounds, finite = epoch_fn(params, opt_state, x, key, objective)
             if not bool(finite):
                 raise FloatingPointError(f"non-finite loss in epoch {epoch}")
-        print(f"  {epoch} epochs, lr {lr:.2e}: train ELBO {float(bounds['elbo']):.2f}", flush=True)
+            bar.update(1)
+        bar.write(f"  {epoch} epochs, lr {lr:.2e}: train ELBO {float(bounds['elbo']):.2f}")
+    bar.close()
     return eqx.combine(params, static), time.perf_counter() - began
 
 
@@ -68,10 +73,11 @@ def _log_likelihood_chunk(vae, x, key, samples):
     return iwae(vae, x, key=key, samples=samples)
 
 
-def log_likelihood(vae, x: np.ndarray, key, samples: int, chunk: int) -> np.ndarray:
-    """L_K(x) per example, shape (n,): the importance-weighted estimate of log p(x) with K = `samples`."""
+def log_likelihood(vae, x: np.ndarray, key, samples: int, chunk: int, progress: bool = False) -> np.ndarray:
+    """L_K(x) per example, shape (n,): the importance-weighted estimate of log p(x) with K = `samples`. With
+    `progress`, a bar over the chunks of examples (tqdm, with the time left) on stderr."""
     out = []
-    for start in range(0, len(x), chunk):
+    for start in tqdm(range(0, len(x), chunk), desc=f"L_{samples}", unit="chunk", disable=not progress):
         key, sub = jax.random.split(key)
         out.append(np.asarray(_log_likelihood_chunk(vae, jnp.asarray(x[start : start + chunk]), sub, samples)))
     return np.concatenate(out)
@@ -87,6 +93,7 @@ def main() -> None:
     p.add_argument("--eval-samples", type=int, default=5000, help="K of the log-likelihood estimate")
     p.add_argument("--chunk", type=int, default=10, help="test examples per log-likelihood batch")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args()
 
     data = load_dataset(args.dataset)
@@ -100,9 +107,9 @@ def main() -> None:
         x_train, x_test = training_examples(data, tc), test_examples(data, tc)
         x_train, x_test = x_train[: args.train_examples], x_test[: args.test_examples]
         print(f"{name} k={k}: {len(x_train)} training examples, {sum(e for e, _ in schedule(args.stages))} epochs")
-        vae, seconds = train(config, x_train, args.stages)
+        vae, seconds = train(config, x_train, args.stages, progress=not args.quiet)
         key = jax.random.PRNGKey(12345)
-        ll = log_likelihood(vae, x_test, key, args.eval_samples, args.chunk)
+        ll = log_likelihood(vae, x_test, key, args.eval_samples, args.chunk, progress=not args.quiet)
         test_elbo = float(np.mean(np.asarray(elbo(vae, jnp.asarray(x_test), key=key).elbo)))
         active = int(np.sum(np.var(np.asarray(vae.encode(jnp.asarray(x_test)).mean), axis=0) > 0.01))
         per_example[(name, k)] = ll

@@ -56,6 +56,7 @@ def main() -> None:
     p.add_argument("--chunk", type=int, default=10, help="test examples per log-likelihood batch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="a folder for each model's results (see above)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args()
 
     data = load_dataset(args.dataset)
@@ -74,9 +75,9 @@ def main() -> None:
         x_train, x_test = training_examples(data, tc), test_examples(data, tc)
         x_train, x_test = x_train[: args.train_examples], x_test[: args.test_examples]
         print(f"{spec}: {len(x_train)} training examples, {epochs} epochs", flush=True)
-        vae, seconds = train(RunConfig(model, tc), x_train, args.stages)
+        vae, seconds = train(RunConfig(model, tc), x_train, args.stages, progress=not args.quiet)
         key = jax.random.PRNGKey(12345)  # the same test draws for every model
-        ll = log_likelihood(vae, x_test, key, args.eval_samples, args.chunk)
+        ll = log_likelihood(vae, x_test, key, args.eval_samples, args.chunk, progress=not args.quiet)
         test_elbo = float(np.mean(np.asarray(elbo(vae, jnp.asarray(x_test), key=key).elbo)))
         results[spec] = {"log_likelihood": ll.tolist(), "test_elbo": test_elbo, "seconds": seconds}
         if saved is not None:

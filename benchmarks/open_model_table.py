@@ -55,6 +55,7 @@ def main():
     p.add_argument("--seeds", type=int, default=1, help="training seeds per row, trained together")
     p.add_argument("--out", default="runs/open_model")
     p.add_argument("--rows", help="indices of ROWS to run, e.g. 0,2 (default all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar of training")
     args = p.parse_args()
     data = load_dataset("fashion-mnist")
     x = jnp.asarray(binarized(data.x_test[: args.test_examples], "dynamic", DataSeed.TEST_BINARIZATION))
@@ -73,7 +74,7 @@ def main():
         run = Path(args.out) / f"{posterior}-{prior}".replace(":", "")
         start = time.perf_counter()
         members = member_configs(RunConfig(model, train), args.seeds, None)
-        fit_sweep(members, data, run, progress=False)
+        fit_sweep(members, data, run, progress=not args.quiet)
         trained = sum(r["seconds"] for r in read_metrics(run / next(iter(members))))  # the epochs, not figures
         seeds = []
         for name in members:
