@@ -265,6 +265,19 @@ def test_write_figures_shows_a_bar_over_its_figures_only_with_progress(tmp_path,
     assert "figures of run: " in err and "/2 [" in err, err
 
 
+@pytest.mark.slow
+def test_jaxvae_plot_shows_its_progress_unless_quiet(tmp_path, capsys):
+    from jaxvae.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--epochs", "1", "--hidden", "8", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["plot", str(run)]) == 0
+    assert "figures of run: " in capsys.readouterr().err
+    assert main(["plot", str(run), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_a_deep_models_manifold_is_of_the_top_layer_with_the_layers_below_at_their_conditional_means(tmp_path):
     """`--latent-dim 3,2`: the grid is over z_2, and z_1 is decoded at E[z_1 | z_2], the mean of the
     prior's conditional p(z_1 | z_2) at each grid point; the scatter shows the top layer."""

@@ -315,6 +315,7 @@ def build_parser() -> Parser:
         "run_dir", metavar="RUN_DIR", help="a run folder, or a sweep folder: every member's and the sweep's curves"
     )
     run_data_dir(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar of the figures")
 
     p = commands.add_parser("encode", help="posterior means and standard deviations to a .npz file")
     run_data_options(p)
