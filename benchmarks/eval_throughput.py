@@ -11,30 +11,39 @@ process: on a machine shared with other work the CPU-time ratio is the one that 
     .venv/bin/python benchmarks/eval_throughput.py --n 500    # a subset, for slow machines
 """
 
-import argparse
 import os
 
 import jax
 import jax.numpy as jnp
 
+from jaxvae import memory
 from jaxvae.builder import build_model
+from jaxvae.cli.parser import Parser
 from jaxvae.config import ModelConfig
 from jaxvae.data import load_dataset
+from jaxvae.errors import InputError
 from jaxvae.evaluate import log_likelihood
 from throughput import best_seconds, eval_flops, matmul_peak
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000, help="test images to evaluate (default all 10,000)")
     parser.add_argument("--samples", type=int, default=5000, help="K importance samples per image")
     parser.add_argument("--chunk", type=int, default=500, help="samples per step")
     parser.add_argument("--batch", type=int, default=20, help="examples per step")
     args = parser.parse_args()
+    hidden, k = 512, 2
+    model = ModelConfig(data_shape=(28, 28), latent_dim=k, hidden=(hidden,))
+    try:  # sizes that cannot fit: one line, before anything is allocated
+        memory.check_importance_samples("--samples", args.samples, args.chunk)
+        draws = args.batch * min(args.chunk, args.samples)
+        memory.check_draws("--batch x --chunk", f"{args.batch} x {args.chunk}", draws, model)
+    except InputError as e:
+        parser.error(str(e))
 
     x = jnp.asarray(load_dataset("fashion-mnist").x_test[: args.n])
-    hidden, k = 512, 2
-    vae = build_model(ModelConfig(data_shape=(28, 28), latent_dim=k, hidden=(hidden,)), key=jax.random.PRNGKey(0))
+    vae = build_model(model, key=jax.random.PRNGKey(0))
     key = jax.random.PRNGKey(0)
 
     def run(xs):

@@ -166,3 +166,18 @@ def test_commands_on_a_run_refuse_sizes_that_cannot_fit(run, tmp_path, capsys, c
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and named in err, err
     assert sorted(p.name for p in (run / "figures").iterdir()) == figures and not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_the_evaluation_benchmark_refuses_sizes_that_cannot_fit():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "eval_throughput.py"
+    for options, said in (
+        (["--samples", "2147483648"], "--samples 2147483648 is more draws than L_K counts"),
+        (["--batch", "100000", "--chunk", "100000", "--samples", "100000"], "--batch x --chunk 100000 x 100000 asks"),
+    ):
+        done = subprocess.run([sys.executable, str(script), *options], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and said in done.stderr, done.stderr

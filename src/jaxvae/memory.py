@@ -101,7 +101,7 @@ def check_training(config: RunConfig, members: int = 1, examples: int | None = N
         )
 
 
-def check_draws(option: str, value: int, draws: int, model: ModelConfig, have: int | None = None) -> None:
+def check_draws(option: str, value: int | str, draws: int, model: ModelConfig, have: int | None = None) -> None:
     """Raise InputError where the `draws` draws of z at once that `value` of the command-line `option` asks for
     cannot fit in `have` bytes (default `available()`)."""
     have = available() if have is None else have
