@@ -143,6 +143,19 @@ def test_train_refuses_a_size_that_cannot_fit_before_writing(tmp_path, capsys, o
     assert not out.exists()
 
 
+def test_train_refuses_an_image_size_that_cannot_fit_before_resizing(tmp_path, capsys):
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    for i in range(3):
+        Image.new("L", (8, 8), 40 * i).save(tmp_path / "images" / f"{i}.png")
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", str(tmp_path / "images"), "--image-size", "100000", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--image-size 100000,100000 (images of 10,000,000,000 pixels)" in err, err
+    assert "of memory available" in err and not out.exists()
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("memory") / "run"

@@ -164,6 +164,10 @@ def new_run(args) -> tuple:
     from jaxvae.data import load_dataset  # NumPy's import before JAX's thread (see `read_while_importing`)
 
     schedule = _schedule(args)
+    if args.image_size is not None:  # before any image is resized to it
+        from jaxvae import memory
+
+        memory.check_image_size(RunConfig(model_config(args, args.image_size), schedule))
     read = functools.partial(
         load_dataset, schedule.dataset, data_dir=args.data_dir, image_size=args.image_size, progress=not args.quiet
     )
