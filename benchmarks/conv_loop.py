@@ -22,6 +22,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
 from jaxvae import evaluate, looping, train
 from jaxvae.cli.parser import build_parser
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("--iw-images", type=int, default=20, help="images whose L_K is evaluated")
     parser.add_argument("--iw-samples", type=int, default=1000, help="K of L_K")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args()
 
     options = build_parser().parse_args(["train", "--out", "-", *MODELS[args.model]])
@@ -66,7 +68,8 @@ def main() -> None:
 
         runs[name] = run
     print(f"{args.model}, {args.images} images of 28 x 28, batch 100, {jax.devices()[0].platform}:")
-    compare(runs, args.images, args.rounds, "training", "the host loop's throughput: {:.1f} x the scan's")
+    ratio = "the host loop's throughput: {:.1f} x the scan's"
+    compare(runs, args.images, args.rounds, "training", ratio, progress=not args.quiet)
 
     x_test, key = x[: args.iw_images], jax.random.PRNGKey(1)
     loops = {"compiled loops": looping.COMPILED, "host loop over one compiled chunk": looping.ON_HOST}
@@ -77,18 +80,23 @@ def main() -> None:
         for name, loop in loops.items()
     }
     print(f"L_{args.iw_samples} of {args.iw_images} images:")
-    compare(runs, args.iw_images, args.rounds, "evaluation", "the host loop's throughput: {:.1f} x the compiled loops'")
+    ratio = "the host loop's throughput: {:.1f} x the compiled loops'"
+    compare(runs, args.iw_images, args.rounds, "evaluation", ratio, progress=not args.quiet)
 
 
-def compare(runs: dict, images: int, rounds: int, what: str, ratio: str) -> None:
+def compare(runs: dict, images: int, rounds: int, what: str, ratio: str, progress: bool = False) -> None:
     """Print images a second of each of two `runs` (name -> a function that runs and waits), the best of
-    `rounds` rounds, interleaved, after one round to compile, and their ratio, the second's to the first's."""
+    `rounds` rounds, interleaved, after one round to compile, and their ratio, the second's to the first's.
+    With `progress`, a bar over the runs (tqdm, with the time left, outside the timed calls) on stderr."""
     seconds = {name: np.inf for name in runs}
+    bar = tqdm(total=(rounds + 1) * len(runs), desc=what, unit="run", disable=not progress, leave=False)
     for r in range(rounds + 1):  # round 0 compiles
         for name, run in runs.items():
             wall = best_seconds(run, 1)[0]
+            bar.update(1)
             if r:
                 seconds[name] = min(seconds[name], wall)
+    bar.close()
     rates = {name: images / s for name, s in seconds.items()}
     for name, rate in rates.items():
         print(f"  {what}, {name}: {rate:.4g} images/s")
