@@ -98,8 +98,11 @@ def test_check_training_refuses_one_byte_short_of_its_need():
     with pytest.raises(SettingError, match="batch_size 4 x samples 3 draws") as refused:
         memory.check_training(c, have=need - 1)
     assert refused.value.settings == ("batch_size", "samples")
-    with pytest.raises(SettingError, match=r"the 2 members' models of hidden 16 and latent_dim 2 \(") as refused:
-        memory.check_training(c, members=2, have=need)
+    with pytest.raises(SettingError, match=r"^2 members \(seeds x sweep\) need .* at most 1 fit$") as refused:
+        memory.check_training(c, members=2, have=need)  # one member's state and gradient fit, not two states
+    assert refused.value.settings == ("seeds", "sweep")
+    with pytest.raises(SettingError, match=r"^the model of hidden 16 and latent_dim 2 \(") as refused:
+        memory.check_training(c, members=2, have=state + parameters - 1)
     assert refused.value.settings == ("hidden", "latent_dim")
     huge = config((16,), batch_size=10**8, samples=3)  # a batch beyond the training set is all of it
     memory.check_training(huge, examples=4, have=need)
@@ -130,7 +133,7 @@ TRAIN_REFUSALS = [
     (["--samples", "100000000"], "--samples 100000000"),
     (["--objective", "miwae", "--groups", "100000", "--samples", "10000"], "--groups 100000"),
     (["--seeds", "3", "--samples", "10000000"], "--samples 10000000"),
-    (["--sweep", "lr=0.001,0.01", "--hidden", "1000000000"], "2 members' models of --hidden 1000000000"),
+    (["--sweep", "lr=0.001,0.01", "--hidden", "1000000000"], "the model of --hidden 1000000000"),
 ]
 
 

@@ -70,9 +70,17 @@ def check_training(config: RunConfig, members: int = 1, examples: int | None = N
     of the training set) * samples (* groups) draws, split across the devices that share a batch."""
     have = available() if have is None else have
     model, train = config.model, config.train
-    parameters = parameter_bytes(config)
-    state = members * train_state_bytes(config) + parameters
-    of, each, need = (f"{members} members' models", " each", "need") if members > 1 else ("model", "", "needs")
+    parameters, each_state = parameter_bytes(config), train_state_bytes(config)
+    state = members * each_state + parameters
+    of = f"{members} members' models" if members > 1 else "model"
+    if state > have and each_state + parameters <= have:
+        raise SettingError(
+            f"{members:,} members (seeds x sweep) need {_size(state)} to train (parameters, gradients and Adam's "
+            f"two moments), more than the {_size(have)} of memory available: at most "
+            f"{(have - parameters) // each_state:,} fit",
+            "seeds",
+            "sweep",
+        )
     if state > have:
         sizes = {"hidden": _values(model.hidden), "latent_dim": _values(model.layers or model.latent_dim)}
         sizes |= {
@@ -83,8 +91,9 @@ def check_training(config: RunConfig, members: int = 1, examples: int | None = N
         *first, last = (f"{name} {value}" for name, value in sizes.items())
         named = f"{', '.join(first)} and {last}"
         raise SettingError(
-            f"the {of} of {named} ({parameters // FLOAT_BYTES:,} parameters{each}) {need} {_size(state)} to train "
-            f"(parameters, gradients and Adam's two moments), more than the {_size(have)} of memory available",
+            f"the model of {named} ({parameters // FLOAT_BYTES:,} parameters) needs {_size(each_state + parameters)}"
+            f" to train (parameters, gradients and Adam's two moments), more than the {_size(have)} of memory "
+            "available",
             *sizes,
         )
     batch = train.batch_size if examples is None else min(train.batch_size, examples)
