@@ -1,5 +1,5 @@
 """The memory a setting needs, against the memory the machine has: checked before anything is allocated or
-written, so that a size that cannot fit is one line (a `SettingError` naming the setting) and not a crash.
+written, so that a size that cannot fit is one line (an InputError naming the setting) and not a crash.
 
 Each need is a lower bound, made of arrays that must exist at once, in bytes of float32: a training step holds
 the model's parameters, their gradients and Adam's two moments (`train_state_bytes`), and for each draw of z
@@ -8,6 +8,7 @@ likelihood's parameters. What a bound leaves out (the other layers, XLA's tempor
 setting refused cannot fit, while one accepted may still not.
 """
 
+import functools
 import math
 import os
 from pathlib import Path
@@ -40,16 +41,20 @@ def available() -> int:
 
 def parameter_bytes(config: RunConfig) -> int:
     """Bytes of the model's float arrays, what its gradient also takes: found by tracing (`train.state_shapes`)."""
-    from jaxvae.train import state_shapes
-
-    return _bytes(state_shapes(config).vae, floats_only=True)
+    return _bytes(_state_shapes(config).vae, floats_only=True)
 
 
 def train_state_bytes(config: RunConfig) -> int:
     """Bytes of a training state: the parameters, Adam's two moments and its counters, found by tracing."""
+    return _bytes(_state_shapes(config))
+
+
+@functools.lru_cache(maxsize=4)
+def _state_shapes(config: RunConfig):
+    """`train.state_shapes(config)`, traced once for the estimates of one config."""
     from jaxvae.train import state_shapes
 
-    return _bytes(state_shapes(config))
+    return state_shapes(config)
 
 
 def values_per_draw(model: ModelConfig) -> int:
