@@ -25,10 +25,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxvae import evaluate, looping, train
+from jaxvae.builder import build_objective, build_optimizer
 from jaxvae.cli.parser import build_parser
 from jaxvae.cli.train import model_config
 from jaxvae.config import RunConfig, TrainConfig
-from jaxvae.objectives import objective_from
 from published_table import PROTOCOL, ROWS
 from throughput import best_seconds
 
@@ -53,7 +53,7 @@ def main() -> None:
     state = train.init_state(config)
     params, static = eqx.partition(state.vae, eqx.is_inexact_array)
     assert looping.for_model(static) is (looping.ON_HOST if jax.default_backend() == "cpu" else looping.COMPILED)
-    optimizer, objective = train.make_optimizer(config.train), objective_from(config)
+    optimizer, objective = build_optimizer(config.train), build_objective(config.train)
     x = jnp.asarray(np.random.default_rng(0).random((args.images, 784)) < 0.3, jnp.float32)
     epochs = {
         "one compiled lax.scan": train.make_epoch(static, optimizer, config.train, loop=looping.COMPILED),

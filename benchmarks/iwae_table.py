@@ -29,10 +29,11 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from jaxvae.builder import build_objective
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import load_dataset
 from jaxvae.loop import test_examples, training_examples
-from jaxvae.objectives import elbo, iwae, objective_from
+from jaxvae.objectives import elbo, iwae
 from jaxvae.train import epoch_key, init_state, make_epoch
 
 BURDA_NLL = {("vae", 1): 86.76, ("vae", 5): 86.47, ("vae", 50): 86.35, ("iwae", 5): 85.54, ("iwae", 50): 84.78}
@@ -52,7 +53,7 @@ def train(config: RunConfig, x_train: np.ndarray, stages: int, progress: bool = 
     opt_state = optimizer.init(params)
     epoch_fn = make_epoch(static, optimizer, config.train)
     x = jax.device_put(x_train)
-    began, epoch, objective = time.perf_counter(), 0, objective_from(config)
+    began, epoch, objective = time.perf_counter(), 0, build_objective(config.train)
     bar = tqdm(total=sum(e for e, _ in schedule(stages)), desc="training", unit="epoch", disable=not progress)
     for epochs, lr in schedule(stages):
         opt_state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jaxvae import sweep
+from jaxvae.builder import build_objective
 from jaxvae.cli.parser import Parser
 from jaxvae.config import RunConfig
 from jaxvae.errors import InputError
@@ -107,10 +108,11 @@ def progress(run_dir: Path) -> dict:
     config = RunConfig.load(run_dir / CONFIG).train
     records = read_metrics(run_dir)
     epoch = records[-1]["epoch"] if records else 0
-    best, best_epoch = best_validation(records, config.validation_bound)
+    objective = build_objective(config)
+    best, best_epoch = best_validation(records, objective.bound_key)
     out = {
         "epoch": epoch,
-        "bound": config.validation_bound_name,
+        "bound": objective.name,
         "best_validation": best if records else None,
         "best_epoch": best_epoch if records else None,
         "hours": sum(r["seconds"] for r in records) / 3600,

@@ -32,8 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvae.builder import build_objective
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
-from jaxvae.objectives import objective_from
 from jaxvae.sweep import (
     MemberMajor,
     StepMajor,
@@ -86,7 +86,7 @@ def _sweep_epoch(configs, x, shared_order: bool):
     params, static = eqx.partition(state.vae, eqx.is_inexact_array)
     n = len(configs)
     lr = jnp.asarray([c.train.lr for c in configs.values()], jnp.float32)
-    objectives = stack([objective_from(c) for c in configs.values()])
+    objectives = stack([build_objective(c.train) for c in configs.values()])
     args = (params, state.opt_state, objectives, lr, jnp.ones(n, bool))
     return make_sweep_epoch(static, config().train, None, None if shared_order else 0), args
 

@@ -36,10 +36,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxvae.builder import build_objective, build_optimizer
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.looping import batch_indices
-from jaxvae.objectives import iwae, objective_from
-from jaxvae.train import epoch_key, init_state, make_epoch, make_optimizer
+from jaxvae.objectives import iwae
+from jaxvae.train import epoch_key, init_state, make_epoch
 
 D = 784
 TRAIN_CASES = [  # name, hidden, latent, activation, batch
@@ -155,10 +156,10 @@ def jaxvae_epoch_runner(hidden, latent, activation, batch, x_host, precision="fp
     )
     state = init_state(config)
     params, static = eqx.partition(state.vae, eqx.is_inexact_array)
-    epoch_fn = make_epoch(static, make_optimizer(config.train), config.train)
+    epoch_fn = make_epoch(static, build_optimizer(config.train), config.train)
     x = jax.device_put(x_host)
     carry = {"params": params, "opt": state.opt_state, "epoch": 0}
-    objective = objective_from(config)
+    objective = build_objective(config.train)
 
     def epoch():
         carry["epoch"] += 1
@@ -242,17 +243,17 @@ COMPILE = """
 import sys, time, equinox as eqx, jax, jax.numpy as jnp
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.parallel import enable_compilation_cache
-from jaxvae.objectives import objective_from
-from jaxvae.train import epoch_key, init_state, make_epoch, make_optimizer
+from jaxvae.builder import build_objective, build_optimizer
+from jaxvae.train import epoch_key, init_state, make_epoch
 from pathlib import Path
 enable_compilation_cache(Path(sys.argv[1]))
 config = RunConfig(ModelConfig(data_shape=(28, 28)), TrainConfig(batch_size=128))
 state = init_state(config)
 params, static = eqx.partition(state.vae, eqx.is_inexact_array)
-epoch = make_epoch(static, make_optimizer(config.train), config.train)
+epoch = make_epoch(static, build_optimizer(config.train), config.train)
 x = jax.ShapeDtypeStruct((60000, 784), jnp.float32)
 wall, cpu = time.perf_counter(), time.process_time()
-epoch.lower(params, state.opt_state, x, epoch_key(0, 1), objective_from(config)).compile()
+epoch.lower(params, state.opt_state, x, epoch_key(0, 1), build_objective(config.train)).compile()
 print(time.perf_counter() - wall, time.process_time() - cpu)
 """
 

@@ -362,6 +362,7 @@ def page(browser, server):
         ("continuous-bernoulli", "elu", (8,), saturate_and_straddle_zero),
         ("gaussian", "softplus", (8,), None),
         ("gaussian", "sigmoid", (8, 8), None),
+        ("gaussian", "silu", (8,), saturate_and_straddle_zero),
     ],
 )
 def test_page_decoder_matches_jax(page, likelihood, activation, hidden, edit):

@@ -21,10 +21,10 @@ import pytest
 
 from conftest import spawn
 from jaxvae import parallel
+from jaxvae.builder import build_objective, build_optimizer
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import load_dataset
 from jaxvae.errors import InputError
-from jaxvae.objectives import objective_from
 from jaxvae.runs import read_metrics
 from jaxvae.train import (
     epoch_key,
@@ -32,7 +32,6 @@ from jaxvae.train import (
     init_state,
     make_chunk,
     make_epoch,
-    make_optimizer,
     stream_epoch,
 )
 
@@ -129,12 +128,12 @@ def test_streamed_epoch_equals_in_memory_epoch():
     config = RunConfig(ModelConfig(data_shape=(64,), hidden=(32,)), TrainConfig(batch_size=16, binarize="dynamic"))
     state = init_state(config)
     params, static = eqx.partition(state.vae, eqx.is_inexact_array)
-    optimizer = make_optimizer(config.train)
+    optimizer = build_optimizer(config.train)
     mesh = parallel.data_mesh()
     x = np.random.default_rng(0).random((150, 64), dtype=np.float32)  # 10 batches, the last one padded
     key = epoch_key(0, 1)
     epoch = make_epoch(static, optimizer, config.train, mesh)
-    objective = objective_from(config)
+    objective = build_objective(config.train)
     p1, o1, elbo1, ok1 = epoch(*parallel.replicate((params, state.opt_state, x), mesh), key, objective)
     chunk = make_chunk(static, optimizer, config.train, mesh)
     p2, o2, elbo2, ok2 = stream_epoch(

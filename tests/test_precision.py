@@ -42,21 +42,21 @@ def test_fp32_layers_compute_as_equinox_bit_for_bit():
 def test_bf16_linear_is_the_exact_product_of_bf16_rounded_inputs():
     """Reference: float64 NumPy on the weight and input rounded to bf16 (their products are exact in fp32);
     fp32 accumulation of 300 terms errs by at most ~300 * 2^-24 of the sum of the terms' magnitudes."""
-    layer = with_precision(linear(300, 20, key=KEY), "bf16")
+    layer = with_precision(linear(300, 20, key=KEY), jnp.bfloat16)
     x = jax.random.normal(jax.random.PRNGKey(1), (5, 300))
     got = np.asarray(jax.vmap(layer)(x), np.float64)
     w, xr = rounded(layer.weight), rounded(x)
     assert got.dtype == np.float64 and jax.vmap(layer)(x).dtype == jnp.float32
     scale = np.abs(xr) @ np.abs(w).T
     np.testing.assert_array_less(np.abs(got - (xr @ w.T + np.asarray(layer.bias))), 2e-5 * scale + 1e-7)
-    fp32 = np.asarray(jax.vmap(with_precision(layer, "fp32"))(x))
+    fp32 = np.asarray(jax.vmap(with_precision(layer, jnp.float32))(x))
     assert np.max(np.abs(got - fp32)) > 1e-4  # the rounding is there: not the fp32 product
 
 
 def test_bf16_convolution_is_the_fp32_convolution_of_rounded_inputs_to_bf16_round_off():
     """Equinox's convolution returns bf16 for bf16 inputs: the result is the fp32 convolution of the
     rounded weight and image, to one bf16 rounding (relative 2^-8) before the bias."""
-    conv = Conv(eqx.nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1, key=KEY), "bf16")
+    conv = Conv(eqx.nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1, key=KEY), jnp.bfloat16)
     image = jax.random.normal(jax.random.PRNGKey(1), (3, 5, 5))
     got = np.asarray(conv(image), np.float64)
     exact = eqx.tree_at(lambda c: c.weight, conv.conv, jnp.asarray(rounded(conv.conv.weight), jnp.float32))
@@ -87,7 +87,7 @@ def test_every_product_of_every_network_part_takes_bf16_inputs(settings):
     """Every matrix product and convolution of the networks (MLP, gated, conv, MADE, the deep models'
     layers) has bf16 operands in the ELBO's forward computation."""
     vae = build_model(ModelConfig((4, 4), **{"latent_dim": 2, **settings}), key=KEY)
-    assert network_operand_dtypes(with_precision(vae, "bf16")) == {"bfloat16"}
+    assert network_operand_dtypes(with_precision(vae, jnp.bfloat16)) == {"bfloat16"}
     assert network_operand_dtypes(vae) == {"float32"}
 
 
@@ -95,7 +95,7 @@ def test_a_users_own_module_computes_as_it_is():
     """A user's encoder of Equinox's Linear keeps its fp32 product; the decoder, jaxvae's, goes bf16."""
     vae = build_model(ModelConfig((4, 4), hidden=(8,)), key=KEY)
     own = eqx.tree_at(lambda m: m.encoder, vae, eqx.nn.Linear(16, vae.posterior.size, key=KEY))
-    assert network_operand_dtypes(with_precision(own, "bf16")) == {"bfloat16", "float32"}
+    assert network_operand_dtypes(with_precision(own, jnp.bfloat16)) == {"bfloat16", "float32"}
 
 
 def arrays(shape, low, high):
@@ -105,7 +105,7 @@ def arrays(shape, low, high):
 def through_bf16_linear(values: np.ndarray):
     """A bf16 `Linear` whose outputs, on the one-hot inputs e_i, are the rows of `values` (n, m) rounded to
     bf16 (a product with 1 is exact): returns the layer and the one-hot inputs (n, n)."""
-    layer = Linear(jnp.asarray(values.T), jnp.zeros(values.shape[1]), "bf16")
+    layer = Linear(jnp.asarray(values.T), jnp.zeros(values.shape[1]), jnp.bfloat16)
     return layer, jnp.eye(len(values))
 
 
@@ -131,7 +131,7 @@ def test_bernoulli_guards_hold_for_logits_from_bf16_products(n, d, bound, contin
     if continuous:
         with np.errstate(invalid="ignore", divide="ignore"):
             want = want + np.sum(np.where(l == 0, np.log(2), np.log(l / np.tanh(l / 2))), axis=-1)
-    assert np.all(np.isfinite(got)) and np.all(np.isfinite(np.asarray(log_p(with_precision(layer, "fp32")))))
+    assert np.all(np.isfinite(got)) and np.all(np.isfinite(np.asarray(log_p(with_precision(layer, jnp.float32)))))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(l).sum() + 1e-4)
     grad = jax.grad(lambda m: log_p(m).sum())(layer).weight
     assert np.all(np.isfinite(grad)) and np.all(np.abs(grad) <= 1 + 1e-2)

@@ -1,22 +1,71 @@
 """The one place where configuration names become parts: `build_model(config, key)` turns a `ModelConfig`
-into a model (a `model.VAE`, or a `deep` model for several latent layers) of Equinox parts.
+into a model (a `model.VAE`, or a `deep` model for several latent layers) of Equinox parts;
+`build_objective`, `build_optimizer` and `precision` turn a `TrainConfig`'s names into an objective, an Optax
+transformation and a dtype.
 
-Adding a part means adding its module and one line here; nothing else switches on a name.
+Adding a part means adding its module (or function) and one line here; nothing else switches on a name.
 """
 
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import optax
 from jax import Array
+from jax.typing import DTypeLike
 
-from jaxvae.config import ModelConfig
+from jaxvae import objectives
+from jaxvae.config import ModelConfig, TrainConfig
 from jaxvae.deep import BottomUpVAE, Conditional, LadderEncoder, TopDownBlock, TopDownVAE
 from jaxvae.likelihoods import BernoulliPixels, ContinuousBernoulliPixels, GaussianPixels
 from jaxvae.model import VAE
-from jaxvae.networks import MLP, ConvDecoder, ConvEncoder, Features, GatedMLP, he_linear, linear
+from jaxvae.networks import MLP, Activation, ConvDecoder, ConvEncoder, Features, GatedMLP, he_linear, linear
+from jaxvae.optimizers import adam_normgrad
 from jaxvae.posteriors import IAF, DiagonalGaussian, FullGaussian
 from jaxvae.priors import GaussianMixture, StandardNormal, VampPrior
+
+ACTIVATIONS: dict[str, Activation] = {  # `--activation`: jax.nn's functions (gelu: its tanh approximation)
+    "tanh": jax.nn.tanh,
+    "relu": jax.nn.relu,
+    "elu": jax.nn.elu,
+    "gelu": jax.nn.gelu,
+    "softplus": jax.nn.softplus,
+    "sigmoid": jax.nn.sigmoid,
+    "silu": jax.nn.silu,
+}
+PRECISIONS: dict[str, DTypeLike] = {"fp32": jnp.float32, "bf16": jnp.bfloat16}  # `--precision`: the products'
+OPTIMIZERS = {"adam": optax.adam, "adam-normgrad": adam_normgrad}  # `--optimizer`: learning rate -> transformation
+GRADIENTS = {"reparam": objectives.Reparam, "stl": objectives.STL, "dreg": objectives.DReG}  # `--gradient`
+
+
+def _scalar(value: float) -> Array:
+    return jnp.asarray(value, jnp.float32)
+
+
+OBJECTIVES: dict[str, Callable[[TrainConfig, objectives.Gradient], objectives.Objective]] = {  # `--objective`
+    "elbo": lambda t, g: objectives.Elbo(_scalar(t.beta), _scalar(t.free_bits), t.samples, g),
+    "iwae": lambda t, g: objectives.Iwae(t.samples, g),
+    "miwae": lambda t, g: objectives.Miwae(t.groups, t.samples, g),
+    "ciwae": lambda t, g: objectives.Ciwae(_scalar(t.ciwae_beta), t.samples, g),
+    "piwae": lambda t, g: objectives.Piwae(t.groups, t.samples, g),
+}
+
+
+def build_objective(config: TrainConfig) -> objectives.Objective:
+    """The objective `config` names (`objective`, `gradient`), with its settings, its scalars (beta, free bits,
+    CIWAE's beta) as float32 arrays (traced: a KL warm-up or a sweep changes them without compiling again)."""
+    return OBJECTIVES[config.objective](config, GRADIENTS[config.gradient]())
+
+
+def build_optimizer(config: TrainConfig, lr: Array | float | None = None) -> optax.GradientTransformation:
+    """The Optax transformation `config.optimizer` names, at `lr` (default `config.lr`; a sweep's is traced)."""
+    return OPTIMIZERS[config.optimizer](config.lr if lr is None else lr)
+
+
+def precision(config: TrainConfig) -> DTypeLike:
+    """The dtype of the networks' matrix products and convolutions in training (`networks.with_precision`)."""
+    return PRECISIONS[config.precision]
 
 
 def build_model(config: ModelConfig, *, key: Array) -> VAE | BottomUpVAE | TopDownVAE:
@@ -52,11 +101,11 @@ def network(config: ModelConfig, in_size: int, out_size: int, *, key: Array, dec
     hidden = tuple(reversed(config.hidden)) if decoder else config.hidden
     if config.architecture == "conv":
         if decoder:
-            return ConvDecoder(in_size, config.data_shape, config.hidden, config.activation, key=key)
-        return ConvEncoder(config.data_shape, out_size, config.hidden, config.activation, key=key)
+            return ConvDecoder(in_size, config.data_shape, config.hidden, ACTIVATIONS[config.activation], key=key)
+        return ConvEncoder(config.data_shape, out_size, config.hidden, ACTIVATIONS[config.activation], key=key)
     if config.architecture == "gated":
         return GatedMLP(in_size, out_size, hidden, key=key)
-    return MLP(in_size, out_size, hidden, config.activation, key=key)
+    return MLP(in_size, out_size, hidden, ACTIVATIONS[config.activation], key=key)
 
 
 def likelihood_family(config: ModelConfig):
@@ -147,4 +196,4 @@ def features(config: ModelConfig, in_size: int, out_size: int, *, key: Array):
     linear layer and the activation (mlp)."""
     if config.architecture == "gated":
         return GatedMLP(in_size, out_size, config.hidden[:-1], key=key, gated_out=True)
-    return Features(MLP(in_size, out_size, config.hidden[:-1], config.activation, key=key))
+    return Features(MLP(in_size, out_size, config.hidden[:-1], ACTIVATIONS[config.activation], key=key))

@@ -10,14 +10,12 @@ from pathlib import Path
 from jaxvae.checkpoint import write_atomically
 from jaxvae.errors import InputError, SettingError
 
-ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "softplus", "sigmoid")  # jax.nn's, as networks.ACTIVATION_FUNCTIONS
+# The names each setting takes; `builder` makes each into its part.
+ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "softplus", "sigmoid", "silu")
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
 BERNOULLI_FAMILY = ("bernoulli", "continuous-bernoulli")
-# each objective and the bound it trains, by the name it reports it under (objectives.Objective); piwae's loss is L_MK
-OBJECTIVES = {
-    "elbo": "elbo", "iwae": "iwae_bound", "miwae": "miwae_bound", "ciwae": "ciwae_bound", "piwae": "iwae_bound"
-}  # fmt: skip
-GRADIENTS = ("reparam", "stl", "dreg")  # objectives.GRADIENTS
+OBJECTIVES = ("elbo", "iwae", "miwae", "ciwae", "piwae")
+GRADIENTS = ("reparam", "stl", "dreg")
 PRECISIONS = ("fp32", "bf16")  # of the networks' products in training (networks.product)
 BINARIZE = ("none", "static", "dynamic", "threshold")
 ARCHITECTURES = ("mlp", "conv", "gated")
@@ -217,7 +215,7 @@ class TrainConfig:
     image_size: tuple[int, int] | None = None  # (height, width) images are resized to, if given
     data_dir: str | None = None  # the folder mnist or fashion-mnist was read from, if one was given
     validation_fraction: float = 0.0  # of the training examples, held out for the validation bounds
-    early_stopping: int = 0  # patience in epochs without a better validation bound (`validation_bound`); 0: off
+    early_stopping: int = 0  # patience in epochs without a better validation bound (the trained one); 0: off
     keep_checkpoints: int = 3  # epoch checkpoints kept besides best.eqx
     beta: float = 1.0
     kl_warmup_epochs: int = 0
@@ -228,19 +226,6 @@ class TrainConfig:
     gradient: str = "reparam"
     classes: tuple[str, ...] = ()  # the names of the data's labels 0, 1, ...: an image folder's class subfolders
     precision: str = "fp32"
-
-    @property
-    def validation_bound(self) -> str:
-        """The bound that is validated for early stopping and the best checkpoint, by the name the objective
-        reports it under: the one it trains (`elbo` for the ELBO, `iwae_bound` for L_K, ...), at beta 1."""
-        return OBJECTIVES[self.objective]
-
-    @property
-    def validation_bound_name(self) -> str:
-        """`validation_bound` as the literature writes it: ELBO, L_5 (K = 5), MIWAE(2, 5), CIWAE(0.5)."""
-        k = self.samples * (self.groups if self.objective == "piwae" else 1)
-        names = {"elbo": "ELBO", "iwae": f"L_{k}", "piwae": f"L_{k}", "miwae": f"MIWAE({self.groups}, {k})"}
-        return names.get(self.objective, f"CIWAE({self.ciwae_beta:g})")
 
     def __post_init__(self):
         _require_types(self)
@@ -333,6 +318,15 @@ class RunConfig:
     model: ModelConfig
     train: TrainConfig
     hardware: HardwareConfig = HardwareConfig()
+
+    def __post_init__(self):
+        _require(
+            self.train.objective != "piwae" or self.model.prior_family[0] != "vamp",
+            "objective piwae trains the encoder and the decoder on different bounds: not defined with prior vamp, "
+            "whose prior is made by the encoder",
+            "objective",
+            "prior",
+        )
 
     def save(self, path: Path) -> None:
         """Write the config as JSON to `path` (atomically: a crash leaves the old file or the new one)."""

@@ -14,15 +14,29 @@ log w = log p(x | z_1) + sum_l [log p(z_l | z_{l+1}) - log q(z_l | ...)], and ea
 reported on its own (`Layered.kl_layers`).
 """
 
+from collections.abc import Callable
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import Array
 
-from jaxvae.distributions import CLOSED_FORM_KL, Distribution, Layered, Normal, kl_estimator, kl_normal, kl_terms
-from jaxvae.model import LatentModel
+from jaxvae.distributions import (
+    CLOSED_FORM_KL,
+    ClosedFormKL,
+    Distribution,
+    Layered,
+    MonteCarloKL,
+    Normal,
+    PixelDensity,
+    kl_estimator,
+    kl_normal,
+)
+from jaxvae.likelihoods import PixelLikelihood
+from jaxvae.model import AmortizedModel, LatentModel
 from jaxvae.networks import map_examples
 from jaxvae.posteriors import DiagonalGaussian
+from jaxvae.priors import Prior
 
 
 class Conditional(eqx.Module):
@@ -38,9 +52,7 @@ class Conditional(eqx.Module):
 
 def _top_kl(q: Distribution, p: Distribution, z: Array, log_q: Array) -> Array:
     """KL(q(z_L | ...) || p(z_L)) at the draws z (S, ..., k_L) with log q = log_q (S, ...): (S, ...)."""
-    if kl_estimator(q, p) == "closed form":
-        return jnp.broadcast_to(jnp.sum(kl_terms(q, p, z, log_q), axis=-1), log_q.shape)
-    return log_q - p.log_prob(z)
+    return kl_estimator(q, p).per_draw(q, p, z, log_q)
 
 
 class DownwardPrior(Layered):
@@ -113,8 +125,8 @@ class BottomUpPosterior(Layered):
         terms.append(_top_kl(qs[-1], p.top, layers[-1], qs[-1].log_prob(layers[-1])))
         return jnp.stack(terms, axis=-1)
 
-    def kl_estimator(self, p: DownwardPrior) -> str:
-        return "monte carlo"
+    def kl_estimator(self, p: DownwardPrior) -> MonteCarloKL:
+        return MonteCarloKL()
 
 
 class TopDownPosterior(Layered):
@@ -161,8 +173,9 @@ class TopDownPosterior(Layered):
         terms.append(_top_kl(qs[-1], p.top, layers[-1], qs[-1].log_prob(layers[-1])))
         return jnp.stack(jnp.broadcast_arrays(*terms), axis=-1)
 
-    def kl_estimator(self, p: DownwardPrior) -> str:
-        return "closed form" if (Normal, type(p.top)) in CLOSED_FORM_KL else "monte carlo"  # q(z_L | x) is Normal
+    def kl_estimator(self, p: DownwardPrior) -> ClosedFormKL | MonteCarloKL:
+        closed_form = CLOSED_FORM_KL.get((Normal, type(p.top)))  # q(z_L | x) is Normal
+        return MonteCarloKL() if closed_form is None else ClosedFormKL(closed_form)
 
 
 class TopDownBlock(eqx.Module):
@@ -184,39 +197,39 @@ class TopDownBlock(eqx.Module):
         return self.posterior_head(jnp.concatenate([features, state], axis=-1))
 
 
-class DeepVAE(LatentModel):
-    """What the two deep models share: latents in layers of `sizes`, a decoder of the bottom
-    `decoder_layers` of them, and a likelihood family (fields of each model)."""
-
-    @property
-    def latent_dim(self) -> int:
-        """K = k_1 + ... + k_L."""
-        return sum(self.sizes)
-
-    def decode(self, z: Array):
-        """p(x | z_1), or p(x | z_1, ..., z_m) with m = `decoder_layers`, for z (..., K): over (..., d)."""
-        return self.likelihood(map_examples(self.decoder, z[..., : sum(self.sizes[: self.decoder_layers])]))
+def _decode(decoder: Callable[[Array], Array], likelihood: PixelLikelihood, z: Array) -> PixelDensity:
+    """p(x | z) for the layers z (..., m) a decoder sees: over (..., d)."""
+    return likelihood(map_examples(decoder, z))
 
 
-class BottomUpVAE(DeepVAE):
+class BottomUpVAE(AmortizedModel):
     """A deep VAE inferred bottom-up: `encoder` x (d,) -> `posterior`'s parameters for q(z_1 | x); `up[l]`
     gives q(z_{l+2} | z_{l+1}) and `down[l]` p(z_{l+1} | z_{l+2}) (0-based l, each a `Conditional`);
     `decoder` z_1 (k_1,) (or the bottom `decoder_layers` layers) -> the likelihood's parameters;
     `latent_prior` p(z_L)."""
 
-    encoder: eqx.Module
+    encoder: Callable[[Array], Array]
     posterior: DiagonalGaussian
     up: list[Conditional]
     down: list[Conditional]
-    decoder: eqx.Module
-    likelihood: eqx.Module
-    latent_prior: eqx.Module
-    sizes: tuple[int, ...] = eqx.field(static=True)
+    decoder: Callable[[Array], Array]
+    likelihood: PixelLikelihood
+    latent_prior: Prior
+    layer_sizes: tuple[int, ...] = eqx.field(static=True)
     decoder_layers: int = eqx.field(static=True, default=1)
 
-    def encode(self, x: Array) -> BottomUpPosterior:
-        """q(z | x) for x (..., d): a distribution over (..., K)."""
-        return self.posterior_at(map_examples(self.encoder, x))
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """(k_1, ..., k_L), bottom layer first."""
+        return self.layer_sizes
+
+    def decode(self, z: Array) -> PixelDensity:
+        """p(x | z_1), or p(x | z_1, ..., z_m) with m = `decoder_layers`, for z (..., K): over (..., d)."""
+        return _decode(self.decoder, self.likelihood, z[..., : sum(self.sizes[: self.decoder_layers])])
+
+    def posterior_parameters(self, x: Array) -> Array:
+        """The encoder's output for x (..., d), the parameters of q(z_1 | x): (..., posterior.size)."""
+        return map_examples(self.encoder, x)
 
     def posterior_at(self, params: Array) -> BottomUpPosterior:
         """q(z | x) from per-example parameters of q(z_1 | x) (..., posterior.size), what the encoder outputs;
@@ -228,19 +241,28 @@ class BottomUpVAE(DeepVAE):
         return DownwardPrior(self.sizes, self.latent_prior(self), self.down)
 
 
-class TopDownVAE(DeepVAE):
+class TopDownVAE(LatentModel):
     """A deep VAE inferred top-down: `encoder` x (d,) -> the features (d_1, ..., d_L); `top` d_L -> q(z_L | x);
     `blocks[l]` layer l + 1's state, prior and posterior (0-based l); `decoder` z_1 (k_1,) (or the bottom
     `decoder_layers` layers) -> the likelihood's parameters; `latent_prior` p(z_L)."""
 
-    encoder: eqx.Module
+    encoder: Callable[[Array], tuple[Array, ...]]
     top: Conditional
     blocks: list[TopDownBlock]
-    decoder: eqx.Module
-    likelihood: eqx.Module
-    latent_prior: eqx.Module
-    sizes: tuple[int, ...] = eqx.field(static=True)
+    decoder: Callable[[Array], Array]
+    likelihood: PixelLikelihood
+    latent_prior: Prior
+    layer_sizes: tuple[int, ...] = eqx.field(static=True)
     decoder_layers: int = eqx.field(static=True, default=1)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """(k_1, ..., k_L), bottom layer first."""
+        return self.layer_sizes
+
+    def decode(self, z: Array) -> PixelDensity:
+        """p(x | z_1), or p(x | z_1, ..., z_m) with m = `decoder_layers`, for z (..., K): over (..., d)."""
+        return _decode(self.decoder, self.likelihood, z[..., : sum(self.sizes[: self.decoder_layers])])
 
     def encode(self, x: Array) -> TopDownPosterior:
         """q(z | x) for x (..., d): a distribution over (..., K)."""

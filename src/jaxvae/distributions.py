@@ -8,7 +8,7 @@ Every distribution here is a small Equinox module over arrays whose last axis is
 import abc
 import math
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import equinox as eqx
 import jax
@@ -53,6 +53,17 @@ class Distribution(eqx.Module):
         """(lo, hi), each (k,): a box holding every batch member's mean +- `sds` standard deviations."""
 
 
+class PixelDensity(Protocol):
+    """What a likelihood p(x|z) gives over data x (..., d): the pixels' means, draws and the log density."""
+
+    @property
+    def mean(self) -> Array: ...
+
+    def sample(self, key: Array) -> Array: ...
+
+    def log_prob(self, x: Array) -> Array: ...
+
+
 class MonteCarloMoments(Distribution):
     """A distribution whose moments are Monte Carlo estimates from `moment_draws` draws."""
 
@@ -94,9 +105,9 @@ class Layered(MonteCarloMoments):
         Only posteriors define it; see `deep`."""
         raise NotImplementedError(f"{type(self).__name__} is not a posterior")
 
-    def kl_estimator(self, p: "Layered") -> str:
-        """'closed form' where every layer's KL is in closed form given the draws of the layers it is
-        conditioned on, else 'monte carlo'."""
+    def kl_estimator(self, p: "Layered") -> "ClosedFormKL | MonteCarloKL":
+        """`ClosedFormKL` of the top layer's pair where every layer's KL is in closed form given the draws of the
+        layers it is conditioned on, else `MonteCarloKL`."""
         raise NotImplementedError(f"{type(self).__name__} is not a posterior")
 
 
@@ -325,26 +336,54 @@ CLOSED_FORM_KL: dict[tuple[type, type], Callable[[Distribution, Distribution], A
 one per latent dimension where the KL separates over dimensions, a single term otherwise."""
 
 
-def kl_terms(q: Distribution, p: Distribution, z: Array, log_q: Array) -> Array:
-    """KL(q || p) as terms over the last axis (see CLOSED_FORM_KL), batch shape + (terms,), in nats.
+class ClosedFormKL(eqx.Module):
+    """KL(q || p) in closed form: `kl(q, p)`, one of CLOSED_FORM_KL's."""
 
-    Closed form where the pair of types has one; otherwise the Monte Carlo estimate
-    mean_s [log q(z_s) - log p(z_s)] at the draws z (S, ..., k) with log q(z_s) = log_q (S, ...): one term.
+    kl: Callable[[Distribution, Distribution], Array] = eqx.field(static=True)
+    name: ClassVar[str] = "closed form"
+
+    def terms(self, q: Distribution, p: Distribution, z: Array, log_q: Array) -> Array:
+        """KL(q || p) as terms over the last axis, batch shape + (terms,); the draws are not used."""
+        return self.kl(q, p)
+
+    def per_draw(self, q: Distribution, p: Distribution, z: Array, log_q: Array) -> Array:
+        """KL(q || p) at each of the draws z (S, ..., k) with log q = log_q (S, ...): the same for every draw."""
+        return jnp.broadcast_to(jnp.sum(self.kl(q, p), axis=-1), log_q.shape)
+
+
+class MonteCarloKL(eqx.Module):
+    """KL(q || p) estimated at draws z ~ q: log q(z) - log p(z)."""
+
+    name: ClassVar[str] = "monte carlo"
+
+    def terms(self, q: Distribution, p: Distribution, z: Array, log_q: Array) -> Array:
+        """mean_s [log q(z_s) - log p(z_s)] at the draws z (S, ..., k) with log q(z_s) = log_q (S, ...): one
+        term, batch shape + (1,)."""
+        return jnp.mean(self.per_draw(q, p, z, log_q), axis=0)[..., None]
+
+    def per_draw(self, q: Distribution, p: Distribution, z: Array, log_q: Array) -> Array:
+        """log q(z_s) - log p(z_s) at each draw, (S, ...)."""
+        return log_q - p.log_prob(z)
+
+
+def kl_estimator(q: Distribution, p: Distribution) -> ClosedFormKL | MonteCarloKL:
+    """How KL(q || p) is computed: in closed form where the pair of types has one (`CLOSED_FORM_KL`), else by
+    Monte Carlo; a deep model's posterior says for its layers (`Layered.kl_estimator`)."""
+    if isinstance(q, Layered):
+        return q.kl_estimator(p)
+    closed_form = CLOSED_FORM_KL.get((type(q), type(p)))
+    return MonteCarloKL() if closed_form is None else ClosedFormKL(closed_form)
+
+
+def kl_terms(q: Distribution, p: Distribution, z: Array, log_q: Array) -> Array:
+    """KL(q || p) as terms over the last axis (see CLOSED_FORM_KL), batch shape + (terms,), in nats, by
+    `kl_estimator`'s estimator at the draws z (S, ..., k) with log q(z_s) = log_q (S, ...).
+
     A deep model's posterior gives one term per layer (`Layered.kl_layers`), averaged over the draws.
     """
     if isinstance(q, Layered):
         return jnp.mean(q.kl_layers(p, z), axis=0)
-    closed_form = CLOSED_FORM_KL.get((type(q), type(p)))
-    if closed_form is not None:
-        return closed_form(q, p)
-    return jnp.mean(log_q - p.log_prob(z), axis=0)[..., None]
-
-
-def kl_estimator(q: Distribution, p: Distribution) -> str:
-    """'closed form' or 'monte carlo': how `kl_terms` computes KL(q || p)."""
-    if isinstance(q, Layered):
-        return q.kl_estimator(p)
-    return "closed form" if (type(q), type(p)) in CLOSED_FORM_KL else "monte carlo"
+    return kl_estimator(q, p).terms(q, p, z, log_q)
 
 
 @jax.custom_jvp

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvae.builder import ACTIVATIONS
 from jaxvae.errors import InputError
 from jaxvae.evaluate import decoded_means, posterior_moments
 from jaxvae.keys import DataSeed
@@ -40,7 +41,8 @@ def _f32(a) -> str:
 
 
 def browser_decoder(vae: VAE) -> dict | None:
-    """The decoder as weights the page can run, or None when it is not an MLP of Linear layers it knows.
+    """The decoder as weights the page can run, or None when it is not an MLP of Linear layers and an
+    activation it knows (one of `builder.ACTIVATIONS`, by its option's name).
 
     Each layer is {"in", "out", "weight": (out, in) row-major, "bias": (out,)}, both base64 float32;
     the activation follows every layer but the last, whose output parameterizes `likelihood`.
@@ -52,12 +54,15 @@ def browser_decoder(vae: VAE) -> dict | None:
         and all(type(layer) is Linear for layer in decoder.layers)
     ):
         return None
+    activation = next((name for name, f in ACTIVATIONS.items() if f is decoder.activation), None)
+    if activation is None:
+        return None
     layers = []
     for layer in decoder.layers:
         weight = np.asarray(layer.weight)
         bias = np.zeros(weight.shape[0]) if layer.bias is None else np.asarray(layer.bias)
         layers.append({"in": weight.shape[1], "out": weight.shape[0], "weight": _f32(weight), "bias": _f32(bias)})
-    return {"activation": decoder.activation, "layers": layers}
+    return {"activation": activation, "layers": layers}
 
 
 def display_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:

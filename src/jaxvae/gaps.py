@@ -20,7 +20,7 @@ from jax import Array
 
 from jaxvae.evaluate import in_blocks, iw_key, log_likelihood, log_likelihoods, over_examples
 from jaxvae.keys import Evaluation
-from jaxvae.model import VAE, map_examples
+from jaxvae.model import AmortizedModel
 from jaxvae.objectives import elbo
 
 FIT_LR = 3e-2  # Adam's step size on the posterior parameters, at the start
@@ -34,7 +34,7 @@ GAP_SAMPLES = 1000  # draws per example of ELBO(q) and ELBO(q*), the same draws 
 
 
 def fit_posteriors(
-    vae: VAE,
+    vae: AmortizedModel,
     x: Array,
     key: Array,
     *,
@@ -65,7 +65,7 @@ def fit_posteriors(
 
 
 @eqx.filter_jit
-def _fit_batch(vae: VAE, x: Array, i: Array, key: Array, settings: tuple) -> tuple[Array, Array]:
+def _fit_batch(vae: AmortizedModel, x: Array, i: Array, key: Array, settings: tuple) -> tuple[Array, Array]:
     """`fit_posteriors` of the examples x[i] with its settings (lr, samples, window, tolerance, max_steps,
     check_samples, plateaus)."""
     lr, samples, window, tolerance, max_steps, check_samples, plateaus = settings
@@ -102,11 +102,11 @@ def _fit_batch(vae: VAE, x: Array, i: Array, key: Array, settings: tuple) -> tup
         return p, w * window
 
     xb, keys = x[i], jax.vmap(lambda j: jax.random.fold_in(key, j))(i)
-    return jax.vmap(fit_one)(xb, map_examples(vae.encoder, xb), keys)
+    return jax.vmap(fit_one)(xb, vae.posterior_parameters(xb), keys)
 
 
 def paired_elbos(
-    vae: VAE,
+    vae: AmortizedModel,
     x: Array,
     params: Array,
     key: Array,
@@ -134,7 +134,7 @@ PAIRED_BLOCK = 10  # batches of `paired_elbos` per program
 
 
 @eqx.filter_jit
-def _paired_elbos_block(vae: VAE, x: Array, params: Array, key: Array, i: Array, samples: int, batch: int):
+def _paired_elbos_block(vae: AmortizedModel, x: Array, params: Array, key: Array, i: Array, samples: int, batch: int):
     """`paired_elbos`'s means and standard errors (each (m, 3): q, q*, q* - q) of the examples x[i] (m,)."""
 
     def one_example(xi, pair, example_key):
@@ -144,14 +144,20 @@ def _paired_elbos_block(vae: VAE, x: Array, params: Array, key: Array, i: Array,
         return jnp.mean(draws, axis=0), jnp.std(draws, axis=0, ddof=1) / math.sqrt(samples)
 
     def one_batch(xb, i):
-        pairs = jnp.stack([map_examples(vae.encoder, xb), params[i]], axis=1)  # (b, 2, P)
+        pairs = jnp.stack([vae.posterior_parameters(xb), params[i]], axis=1)  # (b, 2, P)
         return jax.vmap(one_example)(xb, pairs, jax.vmap(lambda j: jax.random.fold_in(key, j))(i))
 
     return over_examples(one_batch, x, batch, i)
 
 
 def inference_gaps(
-    vae: VAE, x: Array, key: Array, *, iw_samples: int = 5000, likelihoods: dict | None = None, progress: bool = False
+    vae: AmortizedModel,
+    x: Array,
+    key: Array,
+    *,
+    iw_samples: int = 5000,
+    likelihoods: dict | None = None,
+    progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """Per-example arrays (n,), nats, for x (n, d): `elbo` (q), `elbo_optimized` (q*), `amortization_gap`,
     each with its Monte Carlo `_se` (1000 common draws, `paired_elbos`); `log_likelihood` and

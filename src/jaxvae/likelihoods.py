@@ -1,6 +1,7 @@
 """Likelihood families p(x|z): each maps the decoder's output for an example (..., d) to a distribution
 over x in R^d. `name` is what the explore page calls the family."""
 
+import abc
 from typing import ClassVar
 
 import equinox as eqx
@@ -8,10 +9,19 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from jaxvae.distributions import Bernoulli, ContinuousBernoulli, Normal
+from jaxvae.distributions import Bernoulli, ContinuousBernoulli, Normal, PixelDensity
 
 
-class BernoulliPixels(eqx.Module):
+class PixelLikelihood(eqx.Module):
+    """A likelihood family: the decoder's output (..., d) -> p(x|z) over (..., d)."""
+
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def __call__(self, out: Array) -> PixelDensity: ...
+
+
+class BernoulliPixels(PixelLikelihood):
     """Independent Bernoulli pixels; the decoder outputs their logits."""
 
     name: ClassVar[str] = "bernoulli"
@@ -20,7 +30,7 @@ class BernoulliPixels(eqx.Module):
         return Bernoulli(out)
 
 
-class ContinuousBernoulliPixels(eqx.Module):
+class ContinuousBernoulliPixels(PixelLikelihood):
     """Continuous Bernoulli pixels on [0, 1]; the decoder outputs their logits."""
 
     name: ClassVar[str] = "continuous-bernoulli"
@@ -29,7 +39,7 @@ class ContinuousBernoulliPixels(eqx.Module):
         return ContinuousBernoulli(out)
 
 
-class GaussianPixels(eqx.Module):
+class GaussianPixels(PixelLikelihood):
     """N(x | decoder output, exp(log_var)): log_var has shape () (shared by all pixels) or (d,);
     `fixed` keeps it constant (no gradient)."""
 

@@ -28,13 +28,14 @@ from jax import Array
 from tqdm.auto import tqdm
 
 from jaxvae import board, plots, runs
+from jaxvae.builder import build_objective
 from jaxvae.config import RunConfig, TrainConfig
 from jaxvae.data import Dataset, binarized, split_validation
 from jaxvae.distributions import kl_estimator
 from jaxvae.evaluate import mean_bounds
 from jaxvae.keys import DataSeed, Run, run_key
 from jaxvae.model import VAE
-from jaxvae.objectives import kl_weight, objective_from
+from jaxvae.objectives import kl_weight
 
 
 @dataclasses.dataclass
@@ -51,7 +52,7 @@ class Member:
     @classmethod
     def resumed(cls, name: str, config: RunConfig, run_dir: Path, done: int) -> "Member":
         """The member at `done` epochs, its best validation bound read from its metrics."""
-        best = runs.best_validation(runs.read_metrics(run_dir), config.train.validation_bound)
+        best = runs.best_validation(runs.read_metrics(run_dir), build_objective(config.train).bound_key)
         return cls(name, config, run_dir, done, best)
 
 
@@ -99,7 +100,7 @@ def held_out(data: Dataset, config: TrainConfig) -> tuple[Dataset, Array, Array]
 
 def kl_estimator_of(vae: VAE, x: Array) -> str:
     """How the ELBO of `vae` computes its KL for data like x (n, d): 'closed form' or 'monte carlo'."""
-    return kl_estimator(*eqx.filter_eval_shape(lambda v, x: (v.encode(x), v.prior()), vae, x[:1]))
+    return kl_estimator(*eqx.filter_eval_shape(lambda v, x: (v.encode(x), v.prior()), vae, x[:1])).name
 
 
 @contextlib.contextmanager
@@ -199,9 +200,10 @@ def _validate(trainer: Trainer, members: list[Member], x: Array, keys: list[Arra
     elbos = trainer.evaluate(x, keys, active)
     bounds = [{"elbo": v["elbo"]} if a else None for v, a in zip(elbos, active, strict=True)]
     for i, m in enumerate(members):
-        name = m.config.train.validation_bound
+        objective = build_objective(m.config.train)
+        name = objective.bound_key
         if active[i] and name != "elbo":
-            bounds[i][name] = float(mean_bounds(trainer.model(i), objective_from(m.config), x, keys[i])[name])
+            bounds[i][name] = float(mean_bounds(trainer.model(i), objective, x, keys[i])[name])
     return bounds
 
 
@@ -217,7 +219,7 @@ def _how_ended(member: Member) -> str | None:
 def _finish_epoch(member: Member, record: dict, state, events, write: bool) -> None:
     """Count the epoch of `record` as done, its best validation bound kept; with `write`, its TensorBoard
     scalars (to `events`, if any) and then its files (`runs.write_epoch` of `state`)."""
-    valid = record.get(runs.validation_key(member.config.train.validation_bound))
+    valid = record.get(runs.validation_key(build_objective(member.config.train).bound_key))
     improved = valid is not None and valid > member.best[0]
     if improved:
         member.best = (valid, record["epoch"])

@@ -2,43 +2,84 @@
 network and a likelihood family give p(x|z), and a prior gives p(z). Each part is an Equinox module;
 `builder.build_model` makes them from a config, and any module with the right sizes may replace one.
 
-Every objective and evaluation uses the model through one protocol: `encode(x)` (q, a distribution over
-z), `decode(z)` (p(x|z)) and `prior()` (p(z)).
+Every objective, prior, evaluation and figure uses a model through one protocol, `LatentModel`: `encode(x)`
+(q, a distribution over z), `decode(z)` (p(x|z)), `prior()` (p(z)), the latent layers' `sizes`, and where a
+part needs them `top_gaussian(x)` (what a VampPrior mixes); an `AmortizedModel` also gives q at per-example
+parameters (`posterior_parameters`, `posterior_at`), what the amortization gaps fit.
 """
 
 import abc
+from collections.abc import Callable
 
 import equinox as eqx
 from jax import Array
 
-from jaxvae.distributions import Distribution
+from jaxvae.distributions import Distribution, PixelDensity
+from jaxvae.likelihoods import PixelLikelihood
 from jaxvae.networks import map_examples
+from jaxvae.posteriors import PosteriorFamily
+from jaxvae.priors import Prior
 
 
 class LatentModel(eqx.Module):
-    """What every model gives objectives and evaluations: q(z|x), p(x|z) and p(z) over latents of size
-    `latent_dim`; each model also names its layers' sizes, `sizes` (one layer for `VAE`; several for the
-    models of `deep`)."""
+    """What every model gives objectives, priors, evaluations and figures: q(z|x), p(x|z) and p(z) over
+    latents z of size `latent_dim`, in layers of `sizes` (one layer for `VAE`; several for the models of
+    `deep`, concatenated bottom layer first)."""
 
     @property
     @abc.abstractmethod
+    def sizes(self) -> tuple[int, ...]:
+        """The latent layers' sizes (k_1, ..., k_L), bottom layer first; (k,) for one layer."""
+
+    @property
     def latent_dim(self) -> int:
-        """k, the size of z (every layer's, for a deep model)."""
+        """K = k_1 + ... + k_L, the size of z."""
+        return sum(self.sizes)
 
     @abc.abstractmethod
     def encode(self, x: Array) -> Distribution:
-        """q(z|x) for x of shape (..., d): a distribution over (..., k)."""
+        """q(z|x) for x of shape (..., d): a distribution over (..., K)."""
 
     @abc.abstractmethod
-    def decode(self, z: Array):
-        """p(x|z) for z of shape (..., k): a distribution over (..., d)."""
+    def decode(self, z: Array) -> PixelDensity:
+        """p(x|z) for z of shape (..., K): a distribution over (..., d)."""
 
     @abc.abstractmethod
     def prior(self) -> Distribution:
-        """p(z), a distribution over (k,)."""
+        """p(z), a distribution over (K,)."""
+
+    def top_gaussian(self, x: Array) -> Distribution:
+        """A Gaussian q(z_L | x) over the top layer for x (..., d), what a VampPrior over it mixes."""
+        raise NotImplementedError(f"{type(self).__name__} has no Gaussian q(z_L | x) for a VampPrior to mix")
 
 
-class VAE(LatentModel):
+class AmortizedModel(LatentModel):
+    """A model whose q(z|x) is one family at per-example parameters: `encode(x)` is
+    `posterior_at(posterior_parameters(x))`. Fitting those parameters per example gives the amortization gap."""
+
+    @abc.abstractmethod
+    def posterior_parameters(self, x: Array) -> Array:
+        """The parameters of q(z|x) of each x (..., d): (..., P), what the encoder outputs."""
+
+    @abc.abstractmethod
+    def posterior_at(self, params: Array) -> Distribution:
+        """q(z|x) at per-example parameters (..., P)."""
+
+    def encode(self, x: Array) -> Distribution:
+        """q(z|x) for x of shape (..., d): a distribution over (..., K)."""
+        return self.posterior_at(self.posterior_parameters(x))
+
+
+def posterior(model: LatentModel, x: Array, params: Array | None = None) -> Distribution:
+    """q(z|x) for x (..., d): the model's, or with `params` (..., P) an `AmortizedModel`'s family at them."""
+    if params is None:
+        return model.encode(x)
+    if not isinstance(model, AmortizedModel):
+        raise TypeError(f"{type(model).__name__} has no per-example posterior parameters")
+    return model.posterior_at(params)
+
+
+class VAE(AmortizedModel):
     """A variational autoencoder over flattened data vectors of size d with latents of size k.
 
     `encoder` maps one example x (d,) to the posterior family's parameters (posterior.size,);
@@ -48,11 +89,11 @@ class VAE(LatentModel):
     over (..., d); `prior()` is p(z) over (k,).
     """
 
-    encoder: eqx.Module
-    posterior: eqx.Module
-    decoder: eqx.Module
-    likelihood: eqx.Module
-    latent_prior: eqx.Module
+    encoder: Callable[[Array], Array]
+    posterior: PosteriorFamily
+    decoder: Callable[[Array], Array]
+    likelihood: PixelLikelihood
+    latent_prior: Prior
 
     def __new__(cls, *parts: object, **named_parts: object):
         """A VAE is made of its five parts; `VAE(config, key=key)`, which built one from a config up to
@@ -62,28 +103,23 @@ class VAE(LatentModel):
         return super().__new__(cls)
 
     @property
-    def latent_dim(self) -> int:
-        """k, the posterior family's latent size."""
-        return self.posterior.latent_dim
-
-    @property
     def sizes(self) -> tuple[int, ...]:
-        """The latent layers' sizes: one layer of k."""
-        return (self.latent_dim,)
+        """The latent layers' sizes: one layer of k, the posterior family's latent size."""
+        return (self.posterior.latent_dim,)
 
     def prior(self) -> Distribution:
         """p(z), a distribution over (k,)."""
         return self.latent_prior(self)
 
-    def encode(self, x: Array) -> Distribution:
-        """q(z|x) for x of shape (..., d): a distribution over (..., k)."""
-        return self.posterior_at(map_examples(self.encoder, x))
+    def posterior_parameters(self, x: Array) -> Array:
+        """The encoder's output for x (..., d): (..., posterior.size)."""
+        return map_examples(self.encoder, x)
 
     def posterior_at(self, params: Array) -> Distribution:
         """q(z|x) from per-example posterior parameters (..., posterior.size), what the encoder outputs."""
         return self.posterior(params)
 
-    def decode(self, z: Array):
+    def decode(self, z: Array) -> PixelDensity:
         """p(x|z) for z of shape (..., k): a distribution over (..., d)."""
         return self.likelihood(map_examples(self.decoder, z))
 

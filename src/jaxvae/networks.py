@@ -1,7 +1,8 @@
 """Encoder and decoder networks. Each `__call__` takes one example; batching is `jax.vmap`.
 
-Their matrix products and convolutions are `Linear` and `Conv` layers, which compute in a precision
-(`product`) that `with_precision` sets on a whole model.
+Their matrix products and convolutions are `Linear` and `Conv` layers, which compute in a dtype
+(`product`) that `with_precision` sets on a whole model. An activation is a callable (`jax.nn.tanh`), kept
+in the network that applies it; `builder.ACTIVATIONS` names those the options offer.
 """
 
 import dataclasses
@@ -11,11 +12,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import Array
+from jax.typing import DTypeLike
 
-from jaxvae.config import ACTIVATIONS
-
-# each name is the jax.nn function of that name (gelu: its default, tanh approximation)
-ACTIVATION_FUNCTIONS: dict[str, Callable[[Array], Array]] = {name: getattr(jax.nn, name) for name in ACTIVATIONS}
+Activation = Callable[[Array], Array]
 
 
 def loops_on_host(static) -> bool:
@@ -30,12 +29,12 @@ def loops_on_host(static) -> bool:
     return jax.default_backend() == "cpu" and any(isinstance(m, convolutions) for m in layers)
 
 
-def product(op: Callable, precision: str, *operands: Array) -> Array:
-    """op(*operands), a matrix product or a convolution, in `precision`: "fp32" as it is; "bf16" with the
-    operands rounded to bf16 and the result returned in fp32 (XLA accumulates bf16 products in fp32)."""
-    if precision == "fp32":
+def product(op: Callable, dtype: DTypeLike, *operands: Array) -> Array:
+    """op(*operands), a matrix product or a convolution, in `dtype`: float32 as it is; another (bfloat16) with
+    the operands rounded to it and the result returned in float32 (XLA accumulates bf16 products in fp32)."""
+    if jnp.dtype(dtype) == jnp.float32:
         return op(*operands)
-    return op(*(a.astype(jnp.bfloat16) for a in operands)).astype(jnp.float32)
+    return op(*(a.astype(dtype) for a in operands)).astype(jnp.float32)
 
 
 def _matmul(a: Array, b: Array) -> Array:
@@ -44,47 +43,45 @@ def _matmul(a: Array, b: Array) -> Array:
 
 
 class Linear(eqx.Module):
-    """x (in_size,) -> weight @ x + bias (out_size,), the product in `precision` (see `product`)."""
+    """x (in_size,) -> weight @ x + bias (out_size,), the product in `dtype` (see `product`)."""
 
     weight: Array  # (out_size, in_size)
     bias: Array  # (out_size,)
-    precision: str = eqx.field(static=True, default="fp32")
+    dtype: DTypeLike = eqx.field(static=True, default=jnp.float32)
 
     def __call__(self, x: Array) -> Array:
-        return product(_matmul, self.precision, self.weight, x) + self.bias
+        return product(_matmul, self.dtype, self.weight, x) + self.bias
 
 
 def linear(in_size: int, out_size: int, *, key: Array) -> Linear:
     """A `Linear` layer initialized as Equinox's `eqx.nn.Linear` (uniform in +-1/sqrt(in_size))."""
     layer = eqx.nn.Linear(in_size, out_size, key=key)
-    return Linear(layer.weight, layer.bias)
+    return Linear(layer.weight, jnp.asarray(layer.bias))
 
 
 class Conv(eqx.Module):
-    """An Equinox convolution (`eqx.nn.Conv2d` or `eqx.nn.ConvTranspose2d`), its product in `precision`.
+    """An Equinox convolution (`eqx.nn.Conv2d` or `eqx.nn.ConvTranspose2d`), its product in `dtype`.
 
     In bf16, Equinox's layer returns the convolution in bf16, so it is rounded before the fp32 bias."""
 
     conv: eqx.nn.Conv2d | eqx.nn.ConvTranspose2d
-    precision: str = eqx.field(static=True, default="fp32")
+    dtype: DTypeLike = eqx.field(static=True, default=jnp.float32)
 
     def __call__(self, x: Array) -> Array:
-        return product(self._apply, self.precision, self.conv.weight, x)
+        return product(self._apply, self.dtype, self.conv.weight, x)
 
     def _apply(self, weight: Array, x: Array) -> Array:
         return eqx.tree_at(lambda c: c.weight, self.conv, weight)(x)
 
 
-def with_precision(model, precision: str):
-    """`model` with every `Linear` and `Conv` layer's product in `precision` ("fp32" or "bf16"); a user's
-    own modules (e.g. of `eqx.nn.Linear`) compute as they are."""
+def with_precision(model, dtype: DTypeLike):
+    """`model` with every `Linear` and `Conv` layer's product in `dtype` (jnp.float32 or jnp.bfloat16); a
+    user's own modules (e.g. of `eqx.nn.Linear`) compute as they are."""
 
     def is_layer(m) -> bool:
         return isinstance(m, Linear | Conv)
 
-    return jax.tree.map(
-        lambda m: dataclasses.replace(m, precision=precision) if is_layer(m) else m, model, is_leaf=is_layer
-    )
+    return jax.tree.map(lambda m: dataclasses.replace(m, dtype=dtype) if is_layer(m) else m, model, is_leaf=is_layer)
 
 
 def map_examples(fn: Callable, x: Array):
@@ -97,22 +94,22 @@ def map_examples(fn: Callable, x: Array):
 class MLP(eqx.Module):
     """Fully connected layers with an activation between them and none after the last.
 
-    Maps a vector of shape (in_size,) to (out_size,); `hidden` lists the hidden widths.
+    Maps a vector of shape (in_size,) to (out_size,); `hidden` lists the hidden widths; `activation` is a
+    function of arrays applied elementwise (`jax.nn.tanh`).
     """
 
     layers: list[Linear]
-    activation: str = eqx.field(static=True)
+    activation: Activation = eqx.field(static=True)
 
-    def __init__(self, in_size: int, out_size: int, hidden: Sequence[int], activation: str, *, key: Array):
+    def __init__(self, in_size: int, out_size: int, hidden: Sequence[int], activation: Activation, *, key: Array):
         sizes = [in_size, *hidden, out_size]
         keys = jax.random.split(key, len(sizes) - 1)
         self.layers = [linear(a, b, key=k) for a, b, k in zip(sizes[:-1], sizes[1:], keys, strict=True)]
         self.activation = activation
 
     def __call__(self, x: Array) -> Array:
-        act = ACTIVATION_FUNCTIONS[self.activation]
         for layer in self.layers[:-1]:
-            x = act(layer(x))
+            x = self.activation(layer(x))
         return self.layers[-1](x)
 
 
@@ -188,7 +185,7 @@ class Features(eqx.Module):
     network: MLP
 
     def __call__(self, x: Array) -> Array:
-        return ACTIVATION_FUNCTIONS[self.network.activation](self.network(x))
+        return self.network.activation(self.network(x))
 
 
 def image_shape(shape: Sequence[int]) -> tuple[int, int, int]:
@@ -210,9 +207,11 @@ class ConvEncoder(eqx.Module):
     convs: list[Conv]
     head: Linear
     shape: tuple[int, int, int] = eqx.field(static=True)
-    activation: str = eqx.field(static=True)
+    activation: Activation = eqx.field(static=True)
 
-    def __init__(self, shape: Sequence[int], out_size: int, channels: Sequence[int], activation: str, *, key: Array):
+    def __init__(
+        self, shape: Sequence[int], out_size: int, channels: Sequence[int], activation: Activation, *, key: Array
+    ):
         h, w, c = self.shape = image_shape(shape)
         keys = jax.random.split(key, len(channels) + 1)
         widths = [c, *channels]
@@ -226,11 +225,10 @@ class ConvEncoder(eqx.Module):
         self.activation = activation
 
     def __call__(self, x: Array) -> Array:
-        act = ACTIVATION_FUNCTIONS[self.activation]
         h, w, c = self.shape
         y = x.reshape(h, w, c).transpose(2, 0, 1)  # channels first, as Conv2d wants
         for conv in self.convs:
-            y = act(conv(y))
+            y = self.activation(conv(y))
         return self.head(y.reshape(-1))
 
 
@@ -245,9 +243,11 @@ class ConvDecoder(eqx.Module):
     deconvs: list[Conv]
     shape: tuple[int, int, int] = eqx.field(static=True)
     start: tuple[int, int, int] = eqx.field(static=True)  # (C, H, W) after the linear layer
-    activation: str = eqx.field(static=True)
+    activation: Activation = eqx.field(static=True)
 
-    def __init__(self, in_size: int, shape: Sequence[int], channels: Sequence[int], activation: str, *, key: Array):
+    def __init__(
+        self, in_size: int, shape: Sequence[int], channels: Sequence[int], activation: Activation, *, key: Array
+    ):
         h, w, c = self.shape = image_shape(shape)
         sizes = [(h, w)]  # sizes[i]: height and width after i halvings
         for _ in channels:
@@ -267,10 +267,9 @@ class ConvDecoder(eqx.Module):
         self.activation = activation
 
     def __call__(self, z: Array) -> Array:
-        act = ACTIVATION_FUNCTIONS[self.activation]
         y = self.head(z).reshape(self.start)
         for deconv in self.deconvs:
-            y = deconv(act(y))
+            y = deconv(self.activation(y))
         return y.transpose(1, 2, 0).reshape(-1)
 
 
@@ -285,7 +284,7 @@ class MaskedLinear(eqx.Module):
 
     def __call__(self, x: Array) -> Array:
         masked = jnp.where(self.mask, self.linear.weight, 0.0)
-        return product(_matmul, self.linear.precision, x, masked.T) + self.linear.bias
+        return product(_matmul, self.linear.dtype, x, masked.T) + self.linear.bias
 
 
 class MADE(eqx.Module):

@@ -5,7 +5,9 @@ shape (n,). An objective is an Equinox module: `objective(vae, x, weights, key=k
 minimize (a scalar: the weighted mean over the batch of minus its bound, padding having weight 0) and the
 per-example bounds it reports, a dict of (n,) arrays that always holds the true (beta = 1) `elbo`. Its
 scalar settings (beta, free bits) are array fields, traced: a KL warm-up or a sweep changes them without
-compiling again. `objective_from(config)` is the one place where configuration names become objectives.
+compiling again. Each objective knows the bound it trains: the key it reports it under (`bound_key`, what
+is validated for early stopping) and its `name` as the literature writes it (ELBO, L_5, MIWAE(2, 5)).
+`builder.build_objective` makes one from a run's configuration.
 
 Gradient estimators (`Reparam`, `STL`, `DReG`) change the gradient: every reported bound, and the loss of
 the importance-weighted objectives, is the standard estimator's on the same draws (the ELBO's loss with STL
@@ -23,17 +25,15 @@ unbiased for IWAE.
 
 import abc
 import math
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import Array
 
-from jaxvae.config import RunConfig
 from jaxvae.distributions import Distribution, kl_terms
-from jaxvae.errors import InputError
-from jaxvae.model import VAE
+from jaxvae.model import LatentModel, posterior
 
 
 class ElboTerms(NamedTuple):
@@ -44,7 +44,7 @@ class ElboTerms(NamedTuple):
     kl: Array
 
 
-def elbo(vae: VAE, x: Array, *, key: Array, samples: int = 1, params: Array | None = None) -> ElboTerms:
+def elbo(vae: LatentModel, x: Array, *, key: Array, samples: int = 1, params: Array | None = None) -> ElboTerms:
     """ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z)).
 
     The expectation is the mean over `samples` reparameterized draws z ~ q(z|x) (for the seed's
@@ -58,10 +58,10 @@ def elbo(vae: VAE, x: Array, *, key: Array, samples: int = 1, params: Array | No
 
 
 def _reconstruction_and_kl(
-    vae: VAE, x: Array, *, key: Array, samples: int, params: Array | None = None
+    vae: LatentModel, x: Array, *, key: Array, samples: int, params: Array | None = None
 ) -> tuple[Array, Array]:
     """The S-sample estimate of E_q[log p(x|z)], shape (n,), and the KL as `kl_terms` splits it, (n, terms)."""
-    q = vae.encode(x) if params is None else vae.posterior_at(params)
+    q = posterior(vae, x, params)
     z, log_q = q.sample_and_log_prob(key, (samples,))  # (S, n, k), (S, n)
     reconstruction = jnp.mean(vae.decode(z).log_prob(x), axis=0)
     return reconstruction, kl_terms(q, vae.prior(), z, log_q)
@@ -86,7 +86,14 @@ def free_bits_kl(kl_parts: Array, weights: Array, free_bits: float, dims: int | 
 
 
 def elbo_loss(
-    vae: VAE, x: Array, weights: Array, *, key: Array, samples: int = 1, beta: Array | float = 1.0, free_bits=0.0
+    vae: LatentModel,
+    x: Array,
+    weights: Array,
+    *,
+    key: Array,
+    samples: int = 1,
+    beta: Array | float = 1.0,
+    free_bits: Array | float = 0.0,
 ) -> tuple[Array, ElboTerms]:
     """The training loss -(mean_n E_q[log p(x|z)] - beta * free_bits_kl) and the true (beta = 1) ELBO terms.
 
@@ -107,15 +114,17 @@ def kl_weight(beta: float, warmup_epochs: int, epoch: int) -> float:
     return beta * min(1.0, (epoch - 1) / warmup_epochs)
 
 
-def log_importance_weights(vae: VAE, x: Array, *, key: Array, samples: int, params: Array | None = None) -> Array:
+def log_importance_weights(
+    vae: LatentModel, x: Array, *, key: Array, samples: int, params: Array | None = None
+) -> Array:
     """log p(x|z_k) + log p(z_k) - log q(z_k|x) for z_k ~ q(z|x), shape (samples, n); q is the encoder's,
     or the model's `posterior_at(params)` for `params` (n, posterior.size) when given."""
-    q = vae.encode(x) if params is None else vae.posterior_at(params)
+    q = posterior(vae, x, params)
     z, log_q = q.sample_and_log_prob(key, (samples,))
     return vae.decode(z).log_prob(x) + vae.prior().log_prob(z) - log_q
 
 
-def iwae(vae: VAE, x: Array, *, key: Array, samples: int) -> Array:
+def iwae(vae: LatentModel, x: Array, *, key: Array, samples: int) -> Array:
     """Importance-weighted bound L_K(x) = logsumexp_k log w_k - log K, shape (n,).
 
     L_1 is the ELBO in expectation; L_K rises towards log p(x) as K grows.
@@ -123,13 +132,13 @@ def iwae(vae: VAE, x: Array, *, key: Array, samples: int) -> Array:
     return log_mean_exp(log_importance_weights(vae, x, key=key, samples=samples))
 
 
-def miwae(vae: VAE, x: Array, *, key: Array, groups: int, samples: int) -> Array:
+def miwae(vae: LatentModel, x: Array, *, key: Array, groups: int, samples: int) -> Array:
     """MIWAE(M, K) = (1/M) sum_m L_K over M groups of K draws (Rainforth et al. 2018), shape (n,); draw
     m * K + k of `log_importance_weights(samples=M * K)` is draw k of group m."""
     return group_bound(log_importance_weights(vae, x, key=key, samples=groups * samples), groups)
 
 
-def ciwae(vae: VAE, x: Array, *, key: Array, samples: int, beta: Array | float) -> Array:
+def ciwae(vae: LatentModel, x: Array, *, key: Array, samples: int, beta: Array | float) -> Array:
     """CIWAE(beta) = beta * ELBO + (1 - beta) * L_K on the same K draws (Rainforth et al. 2018), shape (n,);
     the ELBO is mean_k log w_k."""
     return ciwae_bound(log_importance_weights(vae, x, key=key, samples=samples), beta)
@@ -220,10 +229,7 @@ class DReG(Gradient):
         return groups * weights**2
 
 
-GRADIENTS = {"reparam": Reparam, "stl": STL, "dreg": DReG}
-
-
-def log_weights(vae: VAE, x: Array, *, key: Array, samples: int, gradient: Gradient) -> LogWeights:
+def log_weights(vae: LatentModel, x: Array, *, key: Array, samples: int, gradient: Gradient) -> LogWeights:
     """The `LogWeights` of `samples` draws per example of x (n, d), for `gradient`'s encoder copy.
 
     Under `jax.jit` the copies share their forward computation (a stopped gradient is the identity there)."""
@@ -250,10 +256,18 @@ def surrogate(w: LogWeights, gradient: Gradient, groups: int, model_groups: int 
 
 class Objective(eqx.Module):
     """A training objective: `objective(vae, x, weights, key=key)` -> (loss, bounds) for x (n, d) with
-    weights (n,): the loss a scalar, the bounds a dict of per-example values (n,) in nats, `elbo` among them."""
+    weights (n,): the loss a scalar, the bounds a dict of per-example values (n,) in nats, `elbo` among them
+    and `bound_key`, the bound it trains (at beta = 1), whose `name` is as the literature writes it."""
+
+    bound_key: ClassVar[str]
+
+    @property
+    @abc.abstractmethod
+    def name(self) -> str:
+        """The trained bound as the literature writes it: ELBO, L_5 (K = 5), MIWAE(2, 5), CIWAE(0.5)."""
 
     @abc.abstractmethod
-    def __call__(self, vae: VAE, x: Array, weights: Array, *, key: Array) -> tuple[Array, dict[str, Array]]: ...
+    def __call__(self, vae: LatentModel, x: Array, weights: Array, *, key: Array) -> tuple[Array, dict[str, Array]]: ...
 
     def with_kl_weight(self, beta: Array | float) -> "Objective":
         """This objective with its KL weighted by `beta` (an epoch of warm-up); unchanged where it has no KL weight."""
@@ -271,6 +285,11 @@ class Elbo(Objective):
     free_bits: Array | float = 0.0
     samples: int = eqx.field(static=True, default=1)
     gradient: Gradient = Reparam()
+    bound_key: ClassVar[str] = "elbo"
+
+    @property
+    def name(self) -> str:
+        return "ELBO"
 
     def __call__(self, vae, x, weights, *, key):
         if isinstance(self.gradient, Reparam):
@@ -297,6 +316,11 @@ class Iwae(Objective):
 
     samples: int = eqx.field(static=True, default=1)
     gradient: Gradient = Reparam()
+    bound_key: ClassVar[str] = "iwae_bound"
+
+    @property
+    def name(self) -> str:
+        return f"L_{self.samples}"
 
     def __call__(self, vae, x, weights, *, key):
         if isinstance(self.gradient, Reparam):  # the bound itself: no copies to differentiate
@@ -315,6 +339,11 @@ class Miwae(Objective):
     groups: int = eqx.field(static=True, default=1)
     samples: int = eqx.field(static=True, default=1)
     gradient: Gradient = Reparam()
+    bound_key: ClassVar[str] = "miwae_bound"
+
+    @property
+    def name(self) -> str:
+        return f"MIWAE({self.groups}, {self.samples})"
 
     def __call__(self, vae, x, weights, *, key):
         w = log_weights(vae, x, key=key, samples=self.groups * self.samples, gradient=self.gradient)
@@ -331,6 +360,11 @@ class Piwae(Objective):
     groups: int = eqx.field(static=True, default=1)
     samples: int = eqx.field(static=True, default=1)
     gradient: Gradient = Reparam()
+    bound_key: ClassVar[str] = "iwae_bound"  # its loss
+
+    @property
+    def name(self) -> str:
+        return f"L_{self.groups * self.samples}"
 
     def __call__(self, vae, x, weights, *, key):
         w = log_weights(vae, x, key=key, samples=self.groups * self.samples, gradient=self.gradient)
@@ -347,6 +381,11 @@ class Ciwae(Objective):
     beta: Array | float = 0.5
     samples: int = eqx.field(static=True, default=1)
     gradient: Gradient = Reparam()
+    bound_key: ClassVar[str] = "ciwae_bound"
+
+    @property
+    def name(self) -> str:
+        return f"CIWAE({float(self.beta):g})"
 
     def __call__(self, vae, x, weights, *, key):
         w = log_weights(vae, x, key=key, samples=self.samples, gradient=self.gradient)
@@ -360,25 +399,3 @@ class Ciwae(Objective):
 def _reported(log_w: Array, **bounds: Array) -> dict[str, Array]:
     """The bounds an objective reports, gradients stopped: `elbo` (mean_k log w_k) and `bounds`, each (n,)."""
     return jax.lax.stop_gradient({"elbo": jnp.mean(log_w, axis=0), **bounds})
-
-
-def objective_from(config: RunConfig) -> Objective:
-    """The training objective a run's configuration names (`TrainConfig.objective`, `gradient`, and its
-    scalars as float32 arrays); InputError where the objective is not defined for the model."""
-    t = config.train
-    gradient = GRADIENTS[t.gradient]()
-    if t.objective == "piwae" and config.model.prior_family[0] == "vamp":
-        raise InputError(
-            "--objective piwae trains the encoder and the decoder on different bounds: not defined with "
-            "--prior vamp, whose prior is made by the encoder"
-        )
-    scalar = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
-    if t.objective == "iwae":
-        return Iwae(t.samples, gradient)
-    if t.objective == "miwae":
-        return Miwae(t.groups, t.samples, gradient)
-    if t.objective == "piwae":
-        return Piwae(t.groups, t.samples, gradient)
-    if t.objective == "ciwae":
-        return Ciwae(scalar(t.ciwae_beta), t.samples, gradient)
-    return Elbo(scalar(t.beta), scalar(t.free_bits), t.samples, gradient)

@@ -15,11 +15,13 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxvae.config import RunConfig, TrainConfig
+from jaxvae.builder import build_objective
+from jaxvae.config import RunConfig
 from jaxvae.data import Dataset
 from jaxvae.evaluate import decoded_means, posterior_moments, prior_draws
 from jaxvae.keys import Run, run_key
 from jaxvae.model import VAE
+from jaxvae.objectives import Elbo, Objective
 from jaxvae.runs import best_validation, validation_key
 
 
@@ -264,13 +266,13 @@ def _span_later_epochs(ax, runs: list[list[dict]], keys) -> list[list[dict]]:
     return later
 
 
-def training_curve(metrics: list[dict], path: Path, train: TrainConfig | None = None) -> Path:
+def training_curve(metrics: list[dict], path: Path, objective: Objective | None = None) -> Path:
     """A run's train, test and (where it has them) validation ELBO per epoch, from its metrics.jsonl records,
-    and the validation value of the bound it trains (`train.validation_bound`; the ELBO without `train`)
+    and the validation value of the bound `objective` trains (`Objective.bound_key`; the ELBO without one)
     where that is another, the KL warm-up's epochs shaded and the epoch of the best validation bound marked;
     past 20 epochs the y axis spans the epochs from the 10% mark on (`_span_later_epochs`)."""
-    train = TrainConfig() if train is None else train
-    bound, name = train.validation_bound, train.validation_bound_name
+    objective = Elbo() if objective is None else objective
+    bound, name = objective.bound_key, objective.name
     fig = _figure((6, 4), left=0.15, bottom=0.12, right=0.97, top=0.92)
     ax = fig.add_subplot()
     dots = {"marker": "o", "ms": 5} if len(metrics) <= 20 else {}  # so that a run of one epoch shows
@@ -329,7 +331,7 @@ def write_figures(
     folder.mkdir(parents=True, exist_ok=True)
     figures = []  # each draws one figure and returns its path
     if metrics:
-        figures.append(lambda: training_curve(metrics, folder / "training_curve.png", config.train))
+        figures.append(lambda: training_curve(metrics, folder / "training_curve.png", build_objective(config.train)))
     figures.append(lambda: latent_scatter(vae, data.x_test, data.y_test, folder / "latent_scatter.png", data.classes))
     if is_image(data.shape):
         key = run_key(config.train.seed, Run.SAMPLES_FIGURE)

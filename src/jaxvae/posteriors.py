@@ -5,16 +5,37 @@ parameters, to a distribution over z in R^k. Batching: parameters (..., size) ->
 what a VampPrior mixes, since its components need log densities at arbitrary points cheaply.
 """
 
+import abc
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import Array
 
-from jaxvae.distributions import FullNormal, InverseAutoregressiveFlow, Normal
+from jaxvae.distributions import Distribution, FullNormal, InverseAutoregressiveFlow, Normal
 from jaxvae.networks import MADE
 
 
-class DiagonalGaussian(eqx.Module):
+class PosteriorFamily(eqx.Module):
+    """A family q(z|x) over k = `latent_dim` latents at `size` parameters per example."""
+
+    latent_dim: eqx.AbstractVar[int]
+
+    @property
+    @abc.abstractmethod
+    def size(self) -> int:
+        """The number of parameters the encoder outputs per example."""
+
+    @abc.abstractmethod
+    def __call__(self, params: Array) -> Distribution:
+        """q(z|x) at `params` (..., size): a distribution over (..., k)."""
+
+    @abc.abstractmethod
+    def gaussian(self, params: Array) -> Normal | FullNormal:
+        """The Gaussian part of q at `params` (..., size)."""
+
+
+class DiagonalGaussian(PosteriorFamily):
     """The seed's q(z|x) = N(mu, diag sigma^2): parameters (mu, log sigma^2), size 2k.
 
     `log_var_range` (low, high), when given, clips log sigma^2 to it (the VampPrior code's hardtanh(-6, 2));
@@ -39,7 +60,7 @@ class DiagonalGaussian(eqx.Module):
         return Normal(mean, log_var)
 
 
-class FullGaussian(eqx.Module):
+class FullGaussian(PosteriorFamily):
     """q(z|x) = N(mu, L L^T) with L lower triangular: parameters (mu, log L_jj, the k(k-1)/2 entries
     below the diagonal row by row), size 2k + k(k-1)/2. The exponential keeps the diagonal positive."""
 
@@ -63,7 +84,7 @@ class FullGaussian(eqx.Module):
         return FullNormal(mean, scale + jnp.exp(log_diag)[..., None] * jnp.eye(k, dtype=params.dtype))
 
 
-class IAF(eqx.Module):
+class IAF(PosteriorFamily):
     """Inverse autoregressive flow posterior (Kingma et al. 2016): a diagonal Gaussian and a context
     h from the encoder (parameters (mu, log sigma^2, h), size 2k + context_dim), then `steps` MADE steps
     shared by all examples (see distributions.InverseAutoregressiveFlow)."""

@@ -3,24 +3,37 @@
 A prior takes the model because the VampPrior is built from its encoder; the others ignore it.
 """
 
+import abc
+from typing import TYPE_CHECKING
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import Array
 
-from jaxvae.distributions import Mixture, Normal
+from jaxvae.distributions import Distribution, Mixture, Normal
+
+if TYPE_CHECKING:  # the model holds its prior: the protocol is named for the type checker only
+    from jaxvae.model import LatentModel
 
 
-class StandardNormal(eqx.Module):
+class Prior(eqx.Module):
+    """p(z) of a model: called with the model, a distribution over its top latent layer."""
+
+    @abc.abstractmethod
+    def __call__(self, model: "LatentModel") -> Distribution: ...
+
+
+class StandardNormal(Prior):
     """The seed's p(z) = N(0, I): nothing to learn."""
 
     latent_dim: int = eqx.field(static=True)
 
-    def __call__(self, vae=None) -> Normal:
+    def __call__(self, model=None) -> Normal:
         return Normal(jnp.zeros(self.latent_dim), jnp.zeros(self.latent_dim))
 
 
-class GaussianMixture(eqx.Module):
+class GaussianMixture(Prior):
     """p(z) = sum_c w_c N(z | m_c, diag s_c^2) with learned weights softmax(logits) (C,), means (C, k)
     and log-variances (C, k). Starts with equal weights, unit variances and means drawn from N(0, I)."""
 
@@ -33,11 +46,11 @@ class GaussianMixture(eqx.Module):
         self.means = jax.random.normal(key, (components, latent_dim))
         self.log_vars = jnp.zeros((components, latent_dim))
 
-    def __call__(self, vae=None) -> Mixture:
+    def __call__(self, model=None) -> Mixture:
         return Mixture(self.logits, Normal(self.means, self.log_vars))
 
 
-class VampPrior(eqx.Module):
+class VampPrior(Prior):
     """The VampPrior (Tomczak and Welling 2018): p(z) = (1/C) sum_c q(z | u_c), the encoder's posteriors
     at C learned pseudo-inputs u (C, d), over the top latent layer (`top_gaussian`). For a flow posterior
     the components are its Gaussian base (see posteriors). The pseudo-inputs start as N(0.05, 0.01^2)
@@ -48,6 +61,6 @@ class VampPrior(eqx.Module):
     def __init__(self, data_dim: int, components: int, *, key: Array):
         self.pseudo_inputs = 0.05 + 0.01 * jax.random.normal(key, (components, data_dim))
 
-    def __call__(self, vae) -> Mixture:
-        components = vae.top_gaussian(self.pseudo_inputs)
+    def __call__(self, model: "LatentModel") -> Mixture:
+        components = model.top_gaussian(self.pseudo_inputs)
         return Mixture(jnp.zeros(self.pseudo_inputs.shape[0]), components)

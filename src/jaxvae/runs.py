@@ -123,7 +123,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 def best_validation(records: list[dict], bound: str) -> tuple[float, int]:
     """(best validation value of `bound`, its epoch) among the epochs done, `bound` a name of the bounds the
-    objective reports (`TrainConfig.validation_bound`); (-inf, last epoch) if none has one."""
+    objective reports (`Objective.bound_key`); (-inf, last epoch) if none has one."""
     key = validation_key(bound)
     scored = [r for r in records if key in r]
     if not scored:
@@ -158,15 +158,16 @@ def epochs_done(run_dir: Path) -> int:
     return int(found[-1].stem.removeprefix("epoch-")) if found else 0
 
 
-def nothing_to_train(config: TrainConfig, run_dir: Path) -> str | None:
+def nothing_to_train(config: TrainConfig, run_dir: Path, bound_key: str) -> str | None:
     """Why resuming `run_dir` to `config.epochs` would train nothing ("already trained 3 of 3 epochs",
-    "stopped early at epoch 7: ..."), or None when epochs are left. A run already past `config.epochs`
-    is not this case: resuming it is an error (`train.resume_state`). Damaged metrics are an InputError."""
+    "stopped early at epoch 7: ..." of the validated bound `bound_key`), or None when epochs are left. A run
+    already past `config.epochs` is not this case: resuming it is an error (`train.resume_state`). Damaged
+    metrics are an InputError."""
     done = epochs_done(run_dir)
     records = metrics_through(run_dir / METRICS, done)
     if done == config.epochs:
         return f"already trained {done} of {config.epochs} epochs"
-    _, best_epoch = best_validation(records, config.validation_bound)
+    _, best_epoch = best_validation(records, bound_key)
     if done and done < config.epochs and stopped_early(config, done, best_epoch):
         return f"stopped early at epoch {done}: no better validation bound since epoch {best_epoch}"
     return None

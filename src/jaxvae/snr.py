@@ -17,8 +17,9 @@ from jax import Array
 from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
+from jaxvae.builder import GRADIENTS
 from jaxvae.model import VAE
-from jaxvae.objectives import GRADIENTS, Iwae, Objective
+from jaxvae.objectives import Iwae, Objective
 
 REPETITIONS = 100  # draws of the gradient per estimate
 BATCHES = 10  # the repetitions are split into this many batches; their spread gives the Monte Carlo error

@@ -38,13 +38,13 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from jaxvae import board, checkpoint, loop, looping, memory, model_file, parallel, plots
+from jaxvae.builder import build_objective, build_optimizer
 from jaxvae.config import HardwareConfig, RunConfig, TrainConfig
 from jaxvae.data import Dataset
 from jaxvae.errors import Diverged, InputError
 from jaxvae.evaluate import mean_elbo
 from jaxvae.keys import Run, run_key
 from jaxvae.model import VAE
-from jaxvae.objectives import objective_from
 from jaxvae.runs import (
     CHECKPOINTS,
     CONFIG,
@@ -61,7 +61,6 @@ from jaxvae.train import (
     epoch_key,
     epoch_program,
     initial_state,
-    make_optimizer,
     make_step,
     resume_state,
     state_shapes,
@@ -138,7 +137,6 @@ def check(configs: dict[str, RunConfig], data: Dataset, device_budget: int | Non
             raise InputError(f"the members of a sweep may differ only in their seed, {', '.join(others)} and {last}")
     for config in configs.values():
         check_data(data, config)
-    objective_from(first)  # InputError where the objective is not defined for the model
     budget = parallel.device_budget() if device_budget is None else device_budget
     shared, each = memory_needed(configs, data)
     n = len(configs)
@@ -152,10 +150,10 @@ def check(configs: dict[str, RunConfig], data: Dataset, device_budget: int | Non
 
 def member_step(static, config: TrainConfig):
     """One member's training step, uncompiled: `train.make_step`'s step with the learning rate traced, passed
-    after the objective (Adam's, `train.make_optimizer`)."""
+    after the objective (the optimizer's, `builder.build_optimizer`)."""
 
     def step(params, opt_state, x, weights, key, objective, lr):
-        return make_step(static, make_optimizer(config, lr), config)(params, opt_state, x, weights, key, objective)
+        return make_step(static, build_optimizer(config, lr), config)(params, opt_state, x, weights, key, objective)
 
     return step
 
@@ -238,7 +236,10 @@ def fit_sweep(
     out = Path(out)
     check(configs, data, device_budget)
     if resume:
-        reasons = {name: nothing_to_train(config.train, out / name) for name, config in configs.items()}
+        reasons = {
+            name: nothing_to_train(config.train, out / name, build_objective(config.train).bound_key)
+            for name, config in configs.items()
+        }
         if all(reasons.values()):
             return reasons
     hardware = HardwareConfig(**parallel.describe(Mesh(np.asarray(jax.devices()[:1]), (parallel.DATA_AXIS,))))
@@ -332,7 +333,7 @@ class StepMajor(loop.Trainer):
 
     def __init__(self, state: TrainState, configs: list[RunConfig], xs: list[Array]):
         self.configs = [c.train for c in configs]
-        self.objectives = [objective_from(c) for c in configs]
+        self.objectives = [build_objective(c.train) for c in configs]
         self.lr = jnp.asarray([t.lr for t in self.configs], jnp.float32)
         self.params, self.static = shared_parts(state.vae)
         self.opt_state, self.examples = state.opt_state, xs[0].shape[0]
@@ -380,7 +381,7 @@ class MemberMajor(loop.Trainer):
 
     def __init__(self, state: TrainState, configs: list[RunConfig], xs: list[Array]):
         self.configs = [c.train for c in configs]
-        self.objectives = [objective_from(c) for c in configs]
+        self.objectives = [build_objective(c.train) for c in configs]
         params, self.static = shared_parts(state.vae)
         self.states = [jax.tree.map(lambda a, i=i: a[i], (params, state.opt_state)) for i in range(len(configs))]
         self.xs, self.examples = xs, xs[0].shape[0]

@@ -18,8 +18,10 @@ import numpy as np
 import optax
 from jax import Array
 from jax.sharding import Mesh
+from jax.typing import DTypeLike
 
 from jaxvae import board, checkpoint, loop, looping, model_file, parallel, plots, runs
+from jaxvae.builder import build_objective, build_optimizer, precision
 from jaxvae.checkpoint import restore
 from jaxvae.config import BERNOULLI_FAMILY, HardwareConfig, RunConfig, TrainConfig
 from jaxvae.data import Dataset
@@ -30,7 +32,7 @@ from jaxvae.looping import Loop, batch_indices
 from jaxvae.model import VAE
 from jaxvae.model_file import Builder
 from jaxvae.networks import with_precision
-from jaxvae.objectives import Objective, objective_from
+from jaxvae.objectives import Objective
 
 
 class TrainState(NamedTuple):
@@ -41,25 +43,10 @@ class TrainState(NamedTuple):
     epoch: Array
 
 
-def make_optimizer(config: TrainConfig, lr: Array | float | None = None) -> optax.GradientTransformation:
-    """Adam at `lr` (default `config.lr`; a sweep's is traced); for `adam-normgrad`, each parameter array's
-    gradient first divided by its L2 norm (+ 1e-7), as the VampPrior and Exemplar VAE code's `AdamNormGrad`
-    (`utils/optimizer.py`) does."""
-    adam = optax.adam(config.lr if lr is None else lr)
-    if config.optimizer == "adam-normgrad":
-        return optax.chain(normalized_gradients(), adam)
-    return adam
-
-
-def normalized_gradients(eps: float = 1e-7) -> optax.GradientTransformation:
-    """g / (||g||_2 + eps) for each array g of the gradient, separately."""
-    return optax.stateless(lambda updates, params: jax.tree.map(lambda g: g / (jnp.linalg.norm(g) + eps), updates))
-
-
 def initial_state(config: RunConfig, build: Builder, key: Array) -> TrainState:
     """The state at epoch 0 from `key` (2,), the model built by `build`: what `init_state` compiles, `sweep` vmaps."""
     vae = model_file.build(config.model, key, build)
-    return TrainState(vae, make_optimizer(config.train).init(eqx.filter(vae, eqx.is_inexact_array)), jnp.int32(0))
+    return TrainState(vae, build_optimizer(config.train).init(eqx.filter(vae, eqx.is_inexact_array)), jnp.int32(0))
 
 
 def init_state(config: RunConfig, build: Builder | None = None) -> TrainState:
@@ -89,10 +76,12 @@ def epoch_key(seed: int, epoch: int) -> Array:
     return jax.random.fold_in(run_key(seed, Run.EPOCH), epoch)
 
 
-def batch_loss(params, static, x: Array, weights: Array, key: Array, objective: Objective, precision: str = "fp32"):
+def batch_loss(
+    params, static, x: Array, weights: Array, key: Array, objective: Objective, dtype: DTypeLike = jnp.float32
+):
     """The objective's loss to minimize and the weighted sums over the batch of its per-example bounds, the
-    networks' products in `precision`."""
-    loss, bounds = objective(with_precision(eqx.combine(params, static), precision), x, weights, key=key)
+    networks' products in `dtype`."""
+    loss, bounds = objective(with_precision(eqx.combine(params, static), dtype), x, weights, key=key)
     return loss, {name: jnp.sum(weights * bound) for name, bound in bounds.items()}
 
 
@@ -100,13 +89,14 @@ def make_step(static, optimizer: optax.GradientTransformation, config: TrainConf
     """One training step (gradient, Adam update, apply) on a batch x (B, d) with weights (B,) and the
     objective, whose scalars (the KL weight of a warm-up, a sweep member's setting) are traced. The networks'
     products run in `config.precision`."""
+    dtype = precision(config)
 
     def step(params, opt_state, x, weights, key, objective):
         if config.binarize == "dynamic":
             key, bin_key = jax.random.split(key)
             x = jax.random.bernoulli(bin_key, x).astype(x.dtype)
         loss_and_grad = jax.value_and_grad(batch_loss, has_aux=True)
-        (loss, sums), grads = loss_and_grad(params, static, x, weights, key, objective, config.precision)
+        (loss, sums), grads = loss_and_grad(params, static, x, weights, key, objective, dtype)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, sums, jnp.isfinite(loss)
 
@@ -286,8 +276,8 @@ def fit(
     """
     run_dir = Path(run_dir)
     check_data(data, config)
-    objective = objective_from(config)  # InputError where it is not defined for the model, before any file
-    if resume and runs.nothing_to_train(config.train, run_dir):
+    objective = build_objective(config.train)
+    if resume and runs.nothing_to_train(config.train, run_dir, objective.bound_key):
         return load(run_dir, build)
     mesh = parallel.data_mesh()
     config = dataclasses.replace(config, hardware=HardwareConfig(**parallel.describe(mesh)))
@@ -329,7 +319,7 @@ def fit(
 def _epoch_runner(static, tc: TrainConfig, x_train: np.ndarray, mesh: Mesh, device_budget: int | None):
     """run(params, opt_state, key, objective) -> one epoch: the data on the devices if it fits, else streamed;
     either looped as the model's loops are (`looping.for_model`)."""
-    optimizer = make_optimizer(tc)
+    optimizer = build_optimizer(tc)
     budget = parallel.device_budget() if device_budget is None else device_budget
     n, d = x_train.shape
     if 4 * n * d <= budget and jax.process_count() == 1:

@@ -18,7 +18,9 @@ def run(args) -> int:
     import jax
 
     from jaxvae import memory, sweep
+    from jaxvae.builder import PRECISIONS
     from jaxvae.evaluate import log_likelihood, log_likelihoods, report
+    from jaxvae.model import AmortizedModel
     from jaxvae.networks import with_precision
 
     if args.iw_samples < 1:
@@ -37,8 +39,8 @@ def run(args) -> int:
             raise InputError("--gaps and --gradient-snr evaluate one run, not a sweep: pass a member's folder")
         return _evaluate_sweep(args)
     config, vae, x, y = run_data(args, args.split, args.checkpoint)
-    vae = with_precision(vae, args.precision)
-    if args.gaps and config.model.layers and config.model.inference == "top-down":
+    vae = with_precision(vae, PRECISIONS[args.precision])
+    if args.gaps and not isinstance(vae, AmortizedModel):
         raise InputError(
             "--gaps fits q* for one-layer and bottom-up models; a top-down model's q(z|x) has no per-example "
             "parameters of its own (train with --inference bottom-up)"
@@ -108,6 +110,7 @@ def _evaluate_sweep(args) -> int:
     import jax
 
     from jaxvae import sweep
+    from jaxvae.builder import PRECISIONS
     from jaxvae.evaluate import report
     from jaxvae.networks import with_precision
     from jaxvae.runs import epoch_checkpoints
@@ -122,7 +125,7 @@ def _evaluate_sweep(args) -> int:
             continue
         member = argparse.Namespace(**{**vars(args), "run_dir": str(out / name)})
         config, vae, x, _ = run_data(member, args.split, args.checkpoint)
-        vae = with_precision(vae, args.precision)
+        vae = with_precision(vae, PRECISIONS[args.precision])
         key = jax.random.PRNGKey(args.seed)
         results[name] = report(vae, x[: args.n], key, args.iw_samples, progress=not args.quiet)
     if not results:

@@ -8,7 +8,7 @@ const PLOT = { size: 520, left: 46, right: 12, top: 12, bottom: 40 };
 const PICK_RADIUS = 8; // CSS pixels within which a click selects a point
 
 const sigmoid = (x) => 1 / (1 + Math.exp(-x));
-// The same functions as jaxvae.networks.ACTIVATION_FUNCTIONS (jax.nn.gelu is its tanh approximation by default).
+// The same functions as jaxvae.builder.ACTIVATIONS (jax.nn.gelu is its tanh approximation by default).
 const ACTIVATIONS = {
   tanh: Math.tanh,
   relu: (x) => (x > 0 ? x : 0),
@@ -16,6 +16,7 @@ const ACTIVATIONS = {
   gelu: (x) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x))),
   softplus: (x) => Math.max(x, 0) + Math.log1p(Math.exp(-Math.abs(x))),
   sigmoid,
+  silu: (x) => x * sigmoid(x),
 };
 // The mean of each likelihood from the decoder's output, as in jaxvae.distributions.
 const MEANS = {
