@@ -92,7 +92,7 @@ def jaxvae_run(epochs: int, seed: int, cache: Path, precision: str = "fp32") -> 
     keeping compiled programs in the folder `cache` as `jaxvae train` does in ~/.cache/jaxvae/xla."""
     from jaxvae.config import ModelConfig, RunConfig, TrainConfig
     from jaxvae.data import load_dataset
-    from jaxvae.parallel import enable_compilation_cache, limit_malloc_arenas
+    from jaxvae.process import enable_compilation_cache, limit_malloc_arenas
     from jaxvae.runs import read_metrics
     from jaxvae.train import fit
 

@@ -242,7 +242,7 @@ def eval_runners(hidden, latent, activation, samples, x_host, seed_batch=32, chu
 COMPILE = """
 import sys, time, equinox as eqx, jax, jax.numpy as jnp
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
-from jaxvae.parallel import enable_compilation_cache
+from jaxvae.process import enable_compilation_cache
 from jaxvae.builder import build_objective, build_optimizer
 from jaxvae.train import epoch_key, init_state, make_epoch
 from pathlib import Path

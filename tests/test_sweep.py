@@ -380,7 +380,7 @@ def test_a_conv_sweep_on_a_cpu_loops_on_the_host_and_its_members_are_the_separat
         assert schedule(member_configs(small_config(), 2, None)) is StepMajor
     with jax.log_compiles(), caplog.at_level("WARNING"):
         fit_sweep(configs, data, tmp_path / "sweep", progress=False)
-    assert sum("Compiling jit(_scan_body)" in r.getMessage() for r in caplog.records) == 1
+    assert sum("Compiling jit(scan_step)" in r.getMessage() for r in caplog.records) == 1
     fit(configs["lr-0.003"], data, tmp_path / "alone", progress=False)
     member, alone = read_metrics(tmp_path / "sweep" / "lr-0.003"), read_metrics(tmp_path / "alone")
     assert [m["epoch"] for m in member] == [1, 2]

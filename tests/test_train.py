@@ -13,6 +13,7 @@ from jaxvae.builder import build_objective, build_optimizer
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
 from jaxvae.data import load_dataset
 from jaxvae.evaluate import mean_bounds, mean_elbo
+from jaxvae.keys import Run, run_key
 from jaxvae.looping import COMPILED, ON_HOST, batch_indices, for_model
 from jaxvae.runs import best_validation, read_metrics, stopped_early
 from jaxvae.train import (
@@ -102,7 +103,7 @@ def test_host_loop_epoch_is_the_compiled_epoch(caplog):
         looped = host_loop(params, state.opt_state, data, epoch_key(0, 1), objective)
         looped = jax.device_get(looped)  # the next epoch donates its inputs
         host_loop(*looped[:2], data, epoch_key(0, 2), objective.with_kl_weight(jnp.float32(0.5)))
-    assert sum("Compiling jit(_scan_body)" in r.getMessage() for r in caplog.records) == 1
+    assert sum("Compiling jit(scan_step)" in r.getMessage() for r in caplog.records) == 1
     for a, b in zip(jax.tree.leaves(scanned[:3]), jax.tree.leaves(looped[:3]), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     assert bool(scanned[3]) and bool(looped[3])
@@ -278,31 +279,80 @@ def test_metrics_record_the_warmup_and_the_iwae_bound(tmp_path):
     assert record["train_iwae_bound"] > record["train_elbo"] and record["beta"] == 1.0
 
 
-@pytest.mark.slow
-def test_the_seeds_model_gives_the_same_numbers_as_before_the_open_model(tmp_path):
-    """Two epochs of the seed's model on digits: metrics pinned to the values of the last release before
-    the model became parts (commit 7f12acd), bit for bit for the ELBO objective."""
-    config = RunConfig(ModelConfig(data_shape=(8, 8)), TrainConfig(epochs=2))
-    fit(config, load_dataset("digits"), tmp_path / "run", progress=False)
-    got = [(r["train_elbo"], r["test_elbo"], r["test_kl"]) for r in read_metrics(tmp_path / "run")]
-    assert got == [
-        (-30.343332290649414, -26.983186721801758, 0.9432125687599182),
-        (-26.615373611450195, -26.4317569732666, 1.2608412504196167),
-    ]
-    assert read_metrics(tmp_path / "run")[0]["kl_estimator"] == "closed form"
+def seed_vae_reference(weights, x_train, x_test, *, seed: int, epochs: int, batch: int, iwae_samples: int = 0):
+    """The seed notebook's VAE written out in plain JAX, trained by optax's Adam at 1e-3 from `weights` (the
+    encoder's and decoder's (W, b) pairs): tanh MLPs, q = N(mu, exp(log_var)), z = mu + sigma * eps, Bernoulli
+    logits, the KL to N(0, I) in closed form; with `iwae_samples` K, on L_K = log mean_k w_k instead of the
+    ELBO. It shares with jaxvae only the documented draws: the epoch key `epoch_key(seed, e)` split into an
+    order key (a permutation) and one key per batch of `batch` (the last padded at weight 0) drawing eps
+    (S, B, k); the test ELBO's key `run_key(seed, Run.TEST)`, split once per chunk of 1,000.
+    Returns per epoch (train ELBO, train L_K or None, test ELBO, test KL), nats."""
+    import optax
+
+    def mlp(layers, h):
+        for w, b in layers[:-1]:
+            h = jnp.tanh(h @ w.T + b)
+        w, b = layers[-1]
+        return h @ w.T + b
+
+    def draws(weights, x, key, samples):
+        """(log p(x|z), log p(z) - log q(z|x), closed-form KL), the first two (S, n), the KL (n,)."""
+        mean, log_var = jnp.split(mlp(weights[0], x), 2, axis=-1)
+        eps = jax.random.normal(key, (samples, *mean.shape))
+        logits = mlp(weights[1], mean + jnp.exp(0.5 * log_var) * eps)
+        log_likelihood = jnp.sum(x * logits - jax.nn.softplus(logits), axis=-1)
+        log_ratio = jnp.sum(-0.5 * (mean + jnp.exp(0.5 * log_var) * eps) ** 2 + 0.5 * eps**2 + 0.5 * log_var, -1)
+        return log_likelihood, log_ratio, 0.5 * jnp.sum(mean**2 + jnp.exp(log_var) - 1 - log_var, axis=-1)
+
+    def loss(weights, x, w, key):
+        log_likelihood, log_ratio, kl = draws(weights, x, key, iwae_samples or 1)
+        if not iwae_samples:
+            elbo = log_likelihood[0] - kl
+            return -(w @ elbo) / jnp.sum(w), (w @ elbo, jnp.nan)
+        log_w = log_likelihood + log_ratio
+        bound = jax.nn.logsumexp(log_w, axis=0) - jnp.log(iwae_samples)
+        return -(w @ bound) / jnp.sum(w), (w @ jnp.mean(log_w, axis=0), w @ bound)
+
+    adam = optax.adam(1e-3)
+    state, n, records = adam.init(weights), len(x_train), []
+    for epoch in range(1, epochs + 1):
+        order_key, steps_key = jax.random.split(epoch_key(seed, epoch))
+        idx, w = batch_indices(jax.random.permutation(order_key, n), batch)
+        totals = np.zeros(2)
+        for i, wi, key in zip(idx, w, jax.random.split(steps_key, len(idx)), strict=True):
+            (_, sums), grads = jax.value_and_grad(loss, has_aux=True)(weights, x_train[i], wi, key)
+            updates, state = adam.update(grads, state, weights)
+            weights, totals = optax.apply_updates(weights, updates), totals + np.asarray(sums)
+        log_likelihood, _, kl = draws(weights, x_test, jax.random.split(run_key(seed, Run.TEST), 1)[0], 1)
+        train_bound = totals[1] / n if iwae_samples else None
+        records.append((totals[0] / n, train_bound, float(jnp.mean(log_likelihood[0] - kl)), float(jnp.mean(kl))))
+    return records
+
+
+def seed_model_weights(vae):
+    """The (W, b) pairs of the seed model's encoder and of its decoder."""
+    return tuple([(layer.weight, layer.bias) for layer in net.layers] for net in (vae.encoder, vae.decoder))
 
 
 @pytest.mark.slow
-def test_iwae_with_the_standard_gradient_gives_the_same_numbers_as_the_string_switch(tmp_path):
-    """Two epochs of the seed's model with IWAE (K = 4): metrics pinned to the values of the last commit
-    before objectives became parts (d33e689), bit for bit."""
-    config = RunConfig(ModelConfig(data_shape=(8, 8)), TrainConfig(epochs=2, objective="iwae", samples=4))
-    fit(config, load_dataset("digits"), tmp_path / "run", progress=False)
-    got = [(r["train_elbo"], r["train_iwae_bound"], r["test_elbo"]) for r in read_metrics(tmp_path / "run")]
-    assert got == [
-        (-30.488454818725586, -29.87003517150879, -27.6983699798584),
-        (-26.71552848815918, -26.46451187133789, -26.45901107788086),
-    ]
+@pytest.mark.parametrize("iwae_samples", [0, 4])
+def test_the_seeds_model_trains_as_the_seed_notebook_s_vae_written_out(tmp_path, iwae_samples):
+    """Two epochs of the seed's model on digits, with the ELBO and with IWAE (K = 4, the standard gradient):
+    the metrics of `seed_vae_reference` from the same initial weights, to 1e-4 nats (another seed's differ
+    by 0.2)."""
+    train = {"objective": "iwae", "samples": iwae_samples} if iwae_samples else {}
+    config = RunConfig(ModelConfig(data_shape=(8, 8)), TrainConfig(epochs=2, **train))
+    data = load_dataset("digits")
+    fit(config, data, tmp_path / "run", progress=False)
+    records = read_metrics(tmp_path / "run")
+    got = [(r["train_elbo"], r.get("train_iwae_bound"), r["test_elbo"], r["test_kl"]) for r in records]
+    x_train, x_test = (jnp.asarray(a, jnp.float32) for a in (data.x_train, data.x_test))
+    weights = seed_model_weights(init_state(config).vae)
+    expected = seed_vae_reference(weights, x_train, x_test, seed=0, epochs=2, batch=32, iwae_samples=iwae_samples)
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose([v for v in a if v is not None], [v for v in b if v is not None], atol=1e-4)
+        assert (a[1] is None) == (b[1] is None)
+    assert records[0]["kl_estimator"] == "closed form"
 
 
 @pytest.mark.slow

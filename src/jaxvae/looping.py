@@ -52,21 +52,23 @@ class Compiled:
 
 
 class OnHost:
-    """Every loop on the host, over one compiled body (`eqx.filter_jit`: compiled once per body, shapes
-    and static arguments); a scan's carry is donated to the next iteration."""
+    """Every loop on the host, over one compiled body (`jax.jit`, compiled once per body function, static
+    arguments and shapes); a scan's carry is donated to the next iteration."""
 
     def compile(self, program, jit=eqx.filter_jit):
         return functools.partial(program, self)
 
     def scan(self, step, carry, xs, *args):
+        body, dynamic = _compiled_body(step, args, scan=True), eqx.filter(args, eqx.is_array)
         outputs = []
         for i in range(_length(xs)):
-            carry, y = _scan_body((step, xs, np.int32(i), args), carry)
+            carry, y = body(carry, xs, np.int32(i), dynamic)
             outputs.append(y)
         return carry, _stack(outputs)
 
     def map(self, fn, xs, *args):
-        return _stack([_map_body(fn, xs, np.int32(i), args) for i in range(_length(xs))])
+        body, dynamic = _compiled_body(fn, args, scan=False), eqx.filter(args, eqx.is_array)
+        return _stack([body(xs, np.int32(i), dynamic) for i in range(_length(xs))])
 
 
 COMPILED, ON_HOST = Compiled(), OnHost()
@@ -91,15 +93,29 @@ def program(fn: Callable) -> Callable:
     return run
 
 
-@eqx.filter_jit(donate="all-except-first")
-def _scan_body(inputs, carry):
-    step, xs, i, args = inputs
-    return step(carry, jax.tree.map(lambda a: a[i], xs), *args)
+def _compiled_body(fn, args: tuple, *, scan: bool):
+    """The compiled iteration of `OnHost`'s loop over `fn` with `args`, taking the arrays of args: for a scan
+    body(carry, xs, i, arrays) -> fn(carry, xs[i], *args), its carry donated; else body(xs, i, arrays)
+    -> fn(xs[i], *args). One per body function and the rest of args (functions, settings)."""
+    static, treedef = jax.tree.flatten(eqx.filter(args, eqx.is_array, inverse=True))
+    return _body(fn, treedef, tuple(static), scan)
 
 
-@eqx.filter_jit
-def _map_body(fn, xs, i, args):
-    return fn(jax.tree.map(lambda a: a[i], xs), *args)
+@functools.lru_cache(maxsize=64)
+def _body(fn, treedef, static: tuple, scan: bool):
+    """`_compiled_body`'s program, the rest of the arguments flattened (`static`, `treedef`) so it is cached."""
+    rest = jax.tree.unflatten(treedef, static)
+
+    def at(xs, i):
+        return jax.tree.map(lambda a: a[i], xs)
+
+    def scan_step(carry, xs, i, arrays):
+        return fn(carry, at(xs, i), *eqx.combine(arrays, rest))
+
+    def map_step(xs, i, arrays):
+        return fn(at(xs, i), *eqx.combine(arrays, rest))
+
+    return jax.jit(scan_step, donate_argnums=0) if scan else jax.jit(map_step)
 
 
 def _length(xs) -> int:

@@ -1,5 +1,4 @@
-"""Where training runs: the data-parallel mesh, several processes, the device memory budget, the compile cache,
-the host's malloc arenas.
+"""Where training runs: the data-parallel mesh, several processes, the device memory budget.
 
 Data parallel: one mesh axis `data` over every device of every process; parameters and Adam's moments
 are replicated, each batch is split along its examples, and XLA sums the gradients across devices.
@@ -7,35 +6,16 @@ Random numbers do not depend on the sharding, so a run on D devices computes the
 same noise as on one device, and differs only in the order of float sums.
 """
 
-import ctypes
 import os
-from pathlib import Path
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxvae import download
 from jaxvae.errors import InputError
 
 DATA_AXIS = "data"
-M_ARENA_MAX = -8  # glibc's malloc.h: mallopt's parameter for the most arenas
-MALLOC_ARENAS = 2
-
-
-def limit_malloc_arenas() -> None:
-    """Ask glibc's malloc for at most MALLOC_ARENAS arenas (elsewhere: nothing).
-
-    glibc gives each thread that allocates an arena of its own, up to 8 per core, and memory freed into
-    them stays with the process: XLA's threads grew a 10-epoch Fashion-MNIST run by 33 MiB, epoch by
-    epoch (peak 559 MiB; 523 with two arenas, at the same speed). Call it before JAX starts its threads,
-    as `jaxvae` does for every command.
-    """
-    try:
-        ctypes.CDLL(None).mallopt(M_ARENA_MAX, MALLOC_ARENAS)
-    except (OSError, AttributeError):  # no glibc
-        pass
 
 
 def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None):
@@ -116,13 +96,3 @@ def device_budget() -> int:
     stats = jax.local_devices()[0].memory_stats() or {}
     total = stats.get("bytes_limit") or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return int(total) // 2
-
-
-def enable_compilation_cache(folder: Path | None = None) -> Path:
-    """Keep compiled programs on disk, so a repeated command skips most of its compile time."""
-    if folder is None:
-        folder = download.cache_dir() / "xla"
-    jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    return folder

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 def start_jax() -> None:
     """Import JAX, keeping compiled programs on disk, with two malloc arenas: what every command does once
     its options are checked (so that `--help` and usage errors answer without JAX's second of imports)."""
-    from jaxvae.parallel import enable_compilation_cache, limit_malloc_arenas
+    from jaxvae.process import enable_compilation_cache, limit_malloc_arenas
 
     limit_malloc_arenas()
     enable_compilation_cache()
