@@ -1,7 +1,8 @@
 # make demo: train the seed's VAE on the embedded digits and write runs/demo.
 # make test: the whole test suite. Both create .venv and install what they need, at the versions of constraints.txt.
 # make test-fast: the tests not marked slow (pytest -m "not slow"), the loop while changing the code.
-# make tutorial: rebuild docs/tutorial.ipynb (no outputs) from its source docs/tutorial.py.
+# make tutorial: rebuild docs/tutorial.ipynb from its source docs/tutorial.py and execute it (its outputs are kept).
+# make lint: ruff over everything, and pyright's type checks over src/ ([tool.pyright]).
 # make docs: build the documentation site into site/ (mkdocs build --strict: a broken link or reference fails).
 PYTHON ?= python3
 VENV := .venv
@@ -26,15 +27,15 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m "not slow"
 
-tutorial: $(STAMP)  # cells get stable ids (cell-0, cell-1, ...) so that a rebuild changes only what changed
-	$(BIN)/python -c 'import jupytext; nb = jupytext.read("docs/tutorial.py"); \
-		[cell.update(id=f"cell-{i}") for i, cell in enumerate(nb.cells)]; jupytext.write(nb, "docs/tutorial.ipynb")'
+tutorial: $(STAMP)
+	$(BIN)/python docs/execute_tutorial.py
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/pyright
 
 clean:
 	rm -rf runs site .pytest_cache

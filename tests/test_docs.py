@@ -33,7 +33,12 @@ def test_site_builds_strictly_and_documents_every_option(tmp_path):
         options = [o for a in command._actions for o in a.option_strings if o not in ("-h", "--help")]
         missing = [o for o in options if not re.search(rf"{re.escape(o)}\b", section)]
         assert not missing, f"jaxvae {name}: {missing} not on the command-line page"
-    assert (tmp_path / "tutorial" / "index.html").exists() and (tmp_path / "api" / "index.html").exists()
+    api = sorted(page.name for page in (tmp_path / "api").iterdir() if page.is_dir())
+    assert "jaxvae.train" in api and not [name for name in api if name.startswith("jaxvae.cli")], api  # the library's
+    tutorial = (tmp_path / "tutorial" / "index.html").read_text()  # the executed notebook, with its outputs
+    figures = re.findall(r'<img alt="[^"]*" src="../(tutorial-outputs/[^"]+\.png)"', tutorial)
+    assert len(figures) == 6 and all((tmp_path / f).stat().st_size > 1000 for f in figures), figures
+    assert tutorial.count("✓") >= 47
 
 
 def test_readme_stays_a_front_door():

@@ -1,6 +1,7 @@
 """MkDocs hooks: the pages made from the code at build time, so that they cannot drift from it.
 
-- `tutorial.md`: docs/tutorial.py (jupytext percent format) as a page; its code is shown, not executed.
+- `tutorial.md`: the executed notebook docs/tutorial.ipynb (`make tutorial`) as a page, its code with its
+  outputs, its figures as PNG files under `tutorial-outputs/`.
 - In `cli.md`, the marker `<!-- commands -->` becomes every command and option of `jaxvae.cli.build_parser()`.
 - `api/NAME.md`: one page per public module of src/jaxvae (mkdocstrings), added to the nav under the API
   reference, whose page `api/index.md` lists them where its marker `<!-- modules -->` is. The command's own
@@ -11,11 +12,12 @@
 
 import argparse
 import ast
+import base64
 import graphlib
 import sys
 from pathlib import Path
 
-import jupytext
+import nbformat
 from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +33,10 @@ def on_config(config):
 
 
 def on_files(files, config):
-    files.append(File.generated(config, "tutorial.md", content=tutorial_markdown(ROOT / "docs" / "tutorial.py")))
+    page, figures = tutorial_page(ROOT / "docs" / "tutorial.ipynb")
+    files.append(File.generated(config, "tutorial.md", content=page))
+    for name, png in figures.items():
+        files.append(File.generated(config, name, content=png))
     for name in public_modules():
         page = f"# `{name}`\n\n::: {name}\n    options:\n      show_root_heading: false\n"
         files.append(File.generated(config, api_page(name), content=page))
@@ -49,15 +54,37 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
 
 
 TUTORIAL_NOTE = """!!! note
-    This page shows the notebook [`tutorial.ipynb`](tutorial.ipynb) without its outputs. Run it to see every
-    check (see [Getting started](getting-started.md#the-tutorial))."""
+    This page is the notebook [`tutorial.ipynb`](tutorial.ipynb) with the outputs of `make tutorial`, which
+    executed it; its first cell prints the dataset and settings it ran with. To run it yourself, see
+    [Getting started](getting-started.md#the-tutorial)."""
 
 
-def tutorial_markdown(source: Path) -> str:
-    """The notebook's markdown cells as they are, its code cells as Python blocks, a note after the title."""
-    notebook = jupytext.read(source)
-    cells = [c.source if c.cell_type == "markdown" else f"```python\n{c.source}\n```" for c in notebook.cells]
-    return "\n\n".join([cells[0], TUTORIAL_NOTE, *cells[1:]]) + "\n"
+def tutorial_page(notebook_path: Path) -> tuple[str, dict[str, bytes]]:
+    """The executed notebook as a page and its figures: markdown cells as they are, each code cell as a Python
+    block followed by its outputs (text as text blocks, figures as images named `tutorial-outputs/CELL-I.png`),
+    and a note after the title."""
+    notebook = nbformat.read(notebook_path, as_version=4)
+    parts, figures = [], {}
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            parts.append(cell.source)
+            continue
+        parts.append(f"```python\n{cell.source}\n```")
+        for i, output in enumerate(cell.outputs):
+            data = output.get("data", {})
+            if "image/png" in data:
+                name = f"tutorial-outputs/{cell.id}-{i}.png"
+                figures[name] = base64.b64decode(data["image/png"])
+                parts.append(f"![a figure of the cell above]({name})")
+            elif output.output_type == "stream" or "text/plain" in data:
+                text = output.text if output.output_type == "stream" else data["text/plain"]
+                parts.append(f"```text\n{as_on_a_terminal(text)}\n```")
+    return "\n\n".join([parts[0], TUTORIAL_NOTE, *parts[1:]]) + "\n", figures
+
+
+def as_on_a_terminal(text: str) -> str:
+    """Printed text as a terminal leaves it: of a line redrawn with carriage returns (a progress bar), the last."""
+    return "\n".join(line.split("\r")[-1] for line in text.rstrip("\n").split("\n"))
 
 
 def commands_markdown() -> str:
