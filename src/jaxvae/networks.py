@@ -21,9 +21,8 @@ def loops_on_host(static) -> bool:
     """Whether loops over the model `static` (its structure, arrays or not) run on the host over one compiled
     body rather than as a compiled loop (`lax.scan`, `lax.map`): on the CPU backend, where the model has an
     Equinox convolution. XLA's CPU convolutions run several times slower inside a compiled loop's body
-    than compiled alone (github jax-ml/jax#12868; docs/performance.md). Training's epoch
-    (`train.make_host_loop_epoch`) and evaluation (`evaluate.log_likelihood`, `mean_elbo`, `mean_bounds`)
-    follow it."""
+    than compiled alone (github jax-ml/jax#12868; docs/performance.md). The loop strategy of training and
+    evaluation follows it (`looping.for_model`)."""
     convolutions = (eqx.nn.Conv, eqx.nn.ConvTranspose)
     layers = jax.tree.leaves(static, is_leaf=lambda m: isinstance(m, convolutions))
     return jax.default_backend() == "cpu" and any(isinstance(m, convolutions) for m in layers)
