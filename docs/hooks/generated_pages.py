@@ -161,8 +161,9 @@ def modules_markdown() -> str:
 
 def imports_markdown() -> str:
     """| module | layer | imports of jaxvae | what it holds |: layer 0 imports nothing of jaxvae, and a module's
-    layer is one above the highest of those it imports (at the top of the file or inside a function). The
-    package's own `__init__`, which every import runs, is left out."""
+    layer is one above the highest of those it imports (at the top of the file or inside a function; not the
+    names imported for the type checker only, under `if TYPE_CHECKING:`, which never run). The package's own
+    `__init__`, which every import runs, is left out."""
     modules = {name.removeprefix("jaxvae."): path for name, path in module_names().items() if name != "jaxvae"}
     imports = {name: jaxvae_imports(path, name, modules) for name, path in modules.items()}
     try:
@@ -182,10 +183,16 @@ def imports_markdown() -> str:
 
 
 def jaxvae_imports(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
-    """The modules of `modules` (named after `jaxvae.`) that the file of module `name` imports, anywhere in it."""
+    """The modules of `modules` (named after `jaxvae.`) that the file of module `name` imports, anywhere in it
+    but under `if TYPE_CHECKING:`."""
     package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    tree = ast.parse(path.read_text())
+    type_checking = [n for n in ast.walk(tree) if isinstance(n, ast.If) and "TYPE_CHECKING" in ast.unparse(n.test)]
+    type_only = {id(n) for block in type_checking for statement in block.body for n in ast.walk(statement)}
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):

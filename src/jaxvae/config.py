@@ -6,6 +6,7 @@ import math
 import operator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from jaxvae.checkpoint import write_atomically
 from jaxvae.errors import InputError, SettingError
@@ -111,7 +112,7 @@ class ModelConfig:
 
     def __post_init__(self):
         _require_types(self)
-        self.posterior_family, self.prior_family  # noqa: B018  (validates both)
+        _ = self.posterior_family, self.prior_family  # validates both
         _require(self.latent_dim >= 1, f"latent_dim must be at least 1, got {self.latent_dim}", "latent_dim")
         _require(all(h >= 1 for h in self.hidden), f"hidden widths must be positive, got {self.hidden}", "hidden")
         _require(self.activation in ACTIVATIONS, f"activation must be one of {', '.join(ACTIVATIONS)}", "activation")
@@ -340,8 +341,8 @@ class RunConfig:
         a project moved with its runs keeps working, and `model.source` names the file found."""
         try:
             raw = json.loads(path.read_text())
-            model = {k: tuple(v) if isinstance(v, list) else v for k, v in raw["model"].items()}
-            train = {k: tuple(v) if isinstance(v, list) else v for k, v in raw["train"].items()}
+            model: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw["model"].items()}
+            train: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw["train"].items()}
             hardware = HardwareConfig(**raw.get("hardware", {}))  # absent from configs before 0.2
             return cls(_model_file_found(ModelConfig(**model), path.parent), TrainConfig(**train), hardware)
         except FileNotFoundError:

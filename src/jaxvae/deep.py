@@ -14,6 +14,8 @@ log w = log p(x | z_1) + sum_l [log p(z_l | z_{l+1}) - log q(z_l | ...)], and ea
 reported on its own (`Layered.kl_layers`).
 """
 
+import functools
+import operator
 from collections.abc import Callable
 
 import equinox as eqx
@@ -43,11 +45,16 @@ class Conditional(eqx.Module):
     """A diagonal Gaussian over one layer from a network of what it is conditioned on: h (..., m) -> a
     Normal over (..., k). `network` maps one h (m,) to the family's 2k parameters."""
 
-    network: eqx.Module
+    network: Callable[[Array], Array]
     family: DiagonalGaussian
 
     def __call__(self, h: Array) -> Normal:
         return self.family(map_examples(self.network, h))
+
+
+def _total(terms: list[Array]) -> Array:
+    """The sum of the layers' terms, first to last."""
+    return functools.reduce(operator.add, terms)
 
 
 def _top_kl(q: Distribution, p: Distribution, z: Array, log_q: Array) -> Array:
@@ -110,7 +117,7 @@ class BottomUpPosterior(Layered):
 
     def log_prob(self, z: Array) -> Array:
         layers = self.layers(z)
-        return sum(q.log_prob(zl) for q, zl in zip(self._conditionals(layers), layers, strict=True))
+        return _total([q.log_prob(zl) for q, zl in zip(self._conditionals(layers), layers, strict=True)])
 
     def kl_layers(self, p: DownwardPrior, z: Array) -> Array:
         """Layer l < L: log q(z_l | z_{l-1}) - log p(z_l | z_{l+1}) at the draws (z_{l+1} is drawn after z_l,
@@ -138,37 +145,40 @@ class TopDownPosterior(Layered):
     top: Conditional
     blocks: list
 
-    def _draw(self, key: Array | None, shape: tuple[int, ...], z: Array | None):
-        """From the top: each layer's q (drawn with `key` when z is None, else at z's layers) and its draw."""
-        keys = jax.random.split(key, len(self.sizes)) if z is None else [None] * len(self.sizes)
-        given = None if z is None else self.layers(z)
-        qs, layers = [None] * len(self.sizes), [None] * len(self.sizes)
+    def _posteriors(self, layer: Callable[[int, Normal], Array]) -> tuple[list[Normal], list[Array]]:
+        """From the top: each layer's q and its z_l = layer(l, q); both lists bottom layer first."""
+        qs, layers = [], []
         for l in reversed(range(len(self.sizes))):
-            if l == len(self.sizes) - 1:
-                qs[l] = self.top(self.features[l])
-            else:
-                qs[l] = self.blocks[l].posterior(self.features[l], layers[l + 1])
-            if z is None:
-                layers[l] = qs[l].sample(keys[l], shape if l == len(self.sizes) - 1 else ())
-            else:
-                layers[l] = given[l]
-        return qs, layers
+            q = self.blocks[l].posterior(self.features[l], layers[-1]) if layers else self.top(self.features[l])
+            qs.append(q)
+            layers.append(layer(l, q))
+        return qs[::-1], layers[::-1]
+
+    def _drawn(self, key: Array, shape: tuple[int, ...]) -> tuple[list[Normal], list[Array]]:
+        """Each layer's q and its draw with `key`, `shape` draws of the top layer (one of each below per draw)."""
+        keys, top = jax.random.split(key, len(self.sizes)), len(self.sizes) - 1
+        return self._posteriors(lambda l, q: q.sample(keys[l], shape if l == top else ()))
+
+    def _at(self, z: Array) -> tuple[list[Normal], list[Array]]:
+        """Each layer's q, at the layers of z (..., K)."""
+        given = self.layers(z)
+        return self._posteriors(lambda l, q: given[l])
 
     def sample(self, key: Array, shape: tuple[int, ...] = ()) -> Array:
-        return jnp.concatenate(self._draw(key, shape, None)[1], axis=-1)
+        return jnp.concatenate(self._drawn(key, shape)[1], axis=-1)
 
     def sample_and_log_prob(self, key: Array, shape: tuple[int, ...] = ()) -> tuple[Array, Array]:
-        qs, layers = self._draw(key, shape, None)
-        return jnp.concatenate(layers, axis=-1), sum(q.log_prob(zl) for q, zl in zip(qs, layers, strict=True))
+        qs, layers = self._drawn(key, shape)
+        return jnp.concatenate(layers, axis=-1), _total([q.log_prob(zl) for q, zl in zip(qs, layers, strict=True)])
 
     def log_prob(self, z: Array) -> Array:
-        qs, layers = self._draw(None, (), z)
-        return sum(q.log_prob(zl) for q, zl in zip(qs, layers, strict=True))
+        qs, layers = self._at(z)
+        return _total([q.log_prob(zl) for q, zl in zip(qs, layers, strict=True)])
 
     def kl_layers(self, p: DownwardPrior, z: Array) -> Array:
         """Layer l < L: KL(q(z_l | x, z_{l+1}) || p(z_l | z_{l+1})) in closed form at the draw z_{l+1}; the
         top layer: KL(q(z_L | x) || p(z_L)), in closed form where the pair has one."""
-        qs, layers = self._draw(None, (), z)
+        qs, layers = self._at(z)
         terms = [kl_normal(q, down(above)) for q, down, above in zip(qs[:-1], p.down, layers[1:], strict=True)]
         terms.append(_top_kl(qs[-1], p.top, layers[-1], qs[-1].log_prob(layers[-1])))
         return jnp.stack(jnp.broadcast_arrays(*terms), axis=-1)
@@ -182,7 +192,7 @@ class TopDownBlock(eqx.Module):
     """One layer l < L of a top-down model: `state` maps z_{l+1} (k_{l+1},) to t_l (h,), shared by
     p(z_l | z_{l+1}) = `prior_head`(t_l) and q(z_l | x, z_{l+1}) = `posterior_head`([d_l, t_l])."""
 
-    state: eqx.Module
+    state: Callable[[Array], Array]
     prior_head: Conditional
     posterior_head: Conditional
 

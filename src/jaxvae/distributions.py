@@ -8,7 +8,7 @@ Every distribution here is a small Equinox module over arrays whose last axis is
 import abc
 import math
 from collections.abc import Callable, Sequence
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import equinox as eqx
 import jax
@@ -59,9 +59,9 @@ class PixelDensity(Protocol):
     @property
     def mean(self) -> Array: ...
 
-    def sample(self, key: Array) -> Array: ...
+    def sample(self, key: Array, /) -> Array: ...
 
-    def log_prob(self, x: Array) -> Array: ...
+    def log_prob(self, x: Array, /) -> Array: ...
 
 
 class MonteCarloMoments(Distribution):
@@ -99,13 +99,14 @@ class Layered(MonteCarloMoments):
         edges = [sum(self.sizes[:i]) for i in range(1, len(self.sizes))]
         return jnp.split(z, edges, axis=-1)
 
-    def kl_layers(self, p: "Layered", z: Array) -> Array:
-        """The KL from the prior `p`, one term per layer at the draws z (S, ..., K): (S, ..., L), nats.
+    def kl_layers(self, p: Any, z: Array) -> Array:
+        """The KL from the prior `p` over the same layers, one term per layer at the draws z (S, ..., K):
+        (S, ..., L), nats.
 
         Only posteriors define it; see `deep`."""
         raise NotImplementedError(f"{type(self).__name__} is not a posterior")
 
-    def kl_estimator(self, p: "Layered") -> "ClosedFormKL | MonteCarloKL":
+    def kl_estimator(self, p: Any) -> "ClosedFormKL | MonteCarloKL":
         """`ClosedFormKL` of the top layer's pair where every layer's KL is in closed form given the draws of the
         layers it is conditioned on, else `MonteCarloKL`."""
         raise NotImplementedError(f"{type(self).__name__} is not a posterior")
@@ -135,9 +136,9 @@ class Normal(Distribution):
         eps = jax.random.normal(key, shape + jnp.shape(self.mean))
         return self.mean + self.std * eps
 
-    def log_prob(self, x: Array) -> Array:
-        """log N(x | mean, var) summed over the last axis."""
-        return jnp.sum(self.marginal_log_prob(x), axis=-1)
+    def log_prob(self, z: Array) -> Array:
+        """log N(z | mean, var) summed over the last axis."""
+        return jnp.sum(self.marginal_log_prob(z), axis=-1)
 
     def log_prob_each(self, z: Array) -> Array:
         """log N(z | mean_c, diag var_c) for every z (..., k) and every row c of mean (C, k): shape (..., C)."""
@@ -146,9 +147,9 @@ class Normal(Distribution):
         squares = squared_distances(z, self.mean, jnp.exp(-self.log_var))
         return -0.5 * (z.shape[-1] * LOG_2PI + jnp.sum(self.log_var, -1) + squares)
 
-    def marginal_log_prob(self, x: Array) -> Array:
-        """log N(x_j | mean_j, var_j) of each dimension (the last axis kept)."""
-        return -0.5 * (LOG_2PI + self.log_var + (x - self.mean) ** 2 * jnp.exp(-self.log_var))
+    def marginal_log_prob(self, z: Array) -> Array:
+        """log N(z_j | mean_j, var_j) of each dimension (the last axis kept)."""
+        return -0.5 * (LOG_2PI + self.log_var + (z - self.mean) ** 2 * jnp.exp(-self.log_var))
 
     def moments(self, key: Array | None = None) -> tuple[Array, Array]:
         return self.mean, self.std
@@ -228,7 +229,7 @@ class Mixture(Distribution):
     batch axis has size C (e.g. a Normal with mean (C, k)). Its own batch shape is the components' less C."""
 
     logits: Array
-    components: Distribution
+    components: "Normal | FullNormal"
 
     def log_prob(self, z: Array) -> Array:
         """logsumexp_c (log w_c + log p_c(z))."""
@@ -328,7 +329,7 @@ def kl_full_normal(q: FullNormal, p: Normal) -> Array:
     return (0.5 * jnp.sum(per_dim, axis=-1) - log_det)[..., None]
 
 
-CLOSED_FORM_KL: dict[tuple[type, type], Callable[[Distribution, Distribution], Array]] = {
+CLOSED_FORM_KL: dict[tuple[type, type], Callable[..., Array]] = {
     (Normal, Normal): kl_normal_per_dimension,
     (FullNormal, Normal): kl_full_normal,
 }
@@ -339,7 +340,7 @@ one per latent dimension where the KL separates over dimensions, a single term o
 class ClosedFormKL(eqx.Module):
     """KL(q || p) in closed form: `kl(q, p)`, one of CLOSED_FORM_KL's."""
 
-    kl: Callable[[Distribution, Distribution], Array] = eqx.field(static=True)
+    kl: Callable[..., Array] = eqx.field(static=True)
     name: ClassVar[str] = "closed form"
 
     def terms(self, q: Distribution, p: Distribution, z: Array, log_q: Array) -> Array:

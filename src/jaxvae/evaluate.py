@@ -18,27 +18,27 @@ from jaxvae.distributions import CLOSED_FORM_KL, kl_terms
 from jaxvae.errors import InputError
 from jaxvae.keys import MOMENTS_SEED, Evaluation
 from jaxvae.looping import Loop, batch_indices
-from jaxvae.model import VAE
+from jaxvae.model import LatentModel
 from jaxvae.objectives import Objective, elbo, log_importance_weights
 
 ACTIVE_THRESHOLD = 0.01  # a unit is active when Var_x E[z|x] exceeds this (Burda et al. 2015)
 ELBO_SAMPLES = 100  # samples per example of the ELBO in `report`: its Monte Carlo error is then negligible
 
 
-def mean_elbo(vae: VAE, x: Array, key: Array, *, samples: int = 1, chunk: int = 1000) -> dict[str, Array]:
+def mean_elbo(vae: LatentModel, x: Array, key: Array, *, samples: int = 1, chunk: int = 1000) -> dict[str, Array]:
     """Means over the n examples of x (n, d) of the ELBO and its two terms, `chunk` examples at a time;
     for a deep model also the KL of each layer (`kl_layer_1`, ..., from the bottom; see `layer_kls`)."""
     return _chunk_means(_elbo_sums, (vae, samples), x, key, chunk)
 
 
-def mean_bounds(vae: VAE, objective: Objective, x: Array, key: Array, *, chunk: int = 1000) -> dict[str, Array]:
+def mean_bounds(vae: LatentModel, objective: Objective, x: Array, key: Array, *, chunk: int = 1000) -> dict[str, Array]:
     """Means over the n examples of x (n, d) of the bounds `objective` reports (`elbo`, `iwae_bound`, ...;
     each at beta 1), `chunk` examples at a time."""
     return _chunk_means(_bound_sums, (vae, objective), x, key, chunk)
 
 
 @eqx.filter_jit
-def _elbo_sums(vae: VAE, samples: int, x: Array, w: Array, key: Array) -> dict[str, Array]:
+def _elbo_sums(vae: LatentModel, samples: int, x: Array, w: Array, key: Array) -> dict[str, Array]:
     """`mean_elbo`'s sums over a chunk x (c, d) weighted by w (c,)."""
     sums = {name: jnp.sum(w * t) for name, t in elbo(vae, x, key=key, samples=samples)._asdict().items()}
     if len(vae.sizes) > 1:
@@ -48,7 +48,7 @@ def _elbo_sums(vae: VAE, samples: int, x: Array, w: Array, key: Array) -> dict[s
 
 
 @eqx.filter_jit
-def _bound_sums(vae: VAE, objective: Objective, x: Array, w: Array, key: Array) -> dict[str, Array]:
+def _bound_sums(vae: LatentModel, objective: Objective, x: Array, w: Array, key: Array) -> dict[str, Array]:
     """`mean_bounds`'s sums over a chunk x (c, d) weighted by w (c,)."""
     return {name: jnp.sum(w * b) for name, b in objective(vae, x, w, key=key)[1].items()}
 
@@ -76,7 +76,7 @@ def _chunk_sums(chunk, sums, args, x):
     return sums(*args, x[i], w, k)
 
 
-def layer_kls(vae: VAE, x: Array, key: Array, samples: int = 1) -> Array:
+def layer_kls(vae: LatentModel, x: Array, key: Array, samples: int = 1) -> Array:
     """The KL of each latent layer for x (n, d), shape (n, L), nats: a one-layer model's whole KL; a deep
     model's per layer as `Layered.kl_layers` defines it (closed form given the draws where it can be),
     averaged over `samples` draws z ~ q(z|x)."""
@@ -87,7 +87,7 @@ def layer_kls(vae: VAE, x: Array, key: Array, samples: int = 1) -> Array:
 
 
 @eqx.filter_jit
-def mean_layer_kls(vae: VAE, x: Array, key: Array, *, samples: int, batch: int = 100) -> Array:
+def mean_layer_kls(vae: LatentModel, x: Array, key: Array, *, samples: int, batch: int = 100) -> Array:
     """The mean over the examples of x (n, d) of `layer_kls`, shape (L,), `batch` examples at a time."""
     kls = over_examples(lambda xb, i: layer_kls(vae, xb, jax.random.fold_in(key, i[0]), samples), x, batch)
     return jnp.mean(kls, axis=0)
@@ -104,7 +104,7 @@ def over_examples(fn, x: Array, batch: int, examples: Array | None = None):
 
 
 def log_likelihood(
-    vae: VAE,
+    vae: LatentModel,
     x: Array,
     key: Array,
     *,
@@ -135,7 +135,7 @@ def log_likelihood(
 
 
 @looping.program
-def _batch_log_likelihood(loop: Loop, vae: VAE, x: Array, key: Array, i: Array, valid: Array, params) -> Array:
+def _batch_log_likelihood(loop: Loop, vae: LatentModel, x: Array, key: Array, i: Array, valid: Array, params) -> Array:
     """logsumexp of the log weights of the examples x[i] (b,), shape (b,): `valid` (chunks, chunk) as
     `_chunk_mask` gives it; params the posterior parameters of every example of x, or None."""
     start = jnp.full(i.shape, -jnp.inf, x.dtype)
@@ -144,7 +144,7 @@ def _batch_log_likelihood(loop: Loop, vae: VAE, x: Array, key: Array, i: Array, 
     return total
 
 
-def _add_chunk(total: Array, j: Array, vae: VAE, valid: Array, batch: tuple) -> tuple[Array, None]:
+def _add_chunk(total: Array, j: Array, vae: LatentModel, valid: Array, batch: tuple) -> tuple[Array, None]:
     """The running logsumexp `total` (b,) of a batch = (x (b, d), keys (b, 2), params or None) with its chunk j."""
 
     def chunk_log_sum(xi, example_key, pi):
@@ -179,7 +179,7 @@ def _chunk_mask(samples: int, chunk: int) -> Array:
     return (jnp.arange(n_chunks * chunk) < samples).reshape(n_chunks, chunk)
 
 
-def _chunk_log_sum(vae: VAE, xi: Array, example_key: Array, j: Array, valid: Array, pi: Array | None) -> Array:
+def _chunk_log_sum(vae: LatentModel, xi: Array, example_key: Array, j: Array, valid: Array, pi: Array | None) -> Array:
     """logsumexp of the log weights of chunk j of example xi (d,), its draws from fold_in(example_key, j);
     `valid` (chunk,) masks the draws past K in the last chunk; pi the example's posterior parameters or None."""
     chunk_key = jax.random.fold_in(example_key, j)
@@ -215,7 +215,7 @@ QUADRATURE_DROP = 30.0  # the fine grid covers every coarse point whose integran
 
 
 def log_likelihood_quadrature(
-    vae: VAE,
+    vae: LatentModel,
     x: Array,
     *,
     points: int = 64,
@@ -252,7 +252,7 @@ QUADRATURE_BLOCK = 16  # batches of the quadrature per program: the coarse grid'
 
 
 @eqx.filter_jit
-def _coarse_grid(vae: VAE, coarse: int) -> tuple:
+def _coarse_grid(vae: LatentModel, coarse: int) -> tuple:
     """The quadrature's coarse grid: (z0 (coarse^k, k), its step (k,), p(x|z) at z0, log p(z0))."""
     prior = vae.prior()
     lo0, hi0 = prior.box(QUADRATURE_BOUND)
@@ -261,7 +261,7 @@ def _coarse_grid(vae: VAE, coarse: int) -> tuple:
 
 
 @eqx.filter_jit
-def _quadrature_block(vae: VAE, x: Array, i: Array, grid: tuple, points: int, span: float, batch: int) -> Array:
+def _quadrature_block(vae: LatentModel, x: Array, i: Array, grid: tuple, points: int, span: float, batch: int) -> Array:
     """`log_likelihood_quadrature` of the examples x[i], `batch` at a time: shape i.shape."""
     prior = vae.prior()
     z0, step0, likelihood0, log_prior0 = grid
@@ -284,7 +284,7 @@ def _quadrature_block(vae: VAE, x: Array, i: Array, grid: tuple, points: int, sp
 QUADRATURE_CHECKED = 100  # examples whose quadrature `report` computes again on grids twice as fine
 
 
-def quadrature_change(vae: VAE, x: Array, values: Array, *, progress: bool = False) -> float:
+def quadrature_change(vae: LatentModel, x: Array, values: Array, *, progress: bool = False) -> float:
     """The largest change over the examples x (n, d), in nats, of their quadrature `values` (n,) (at the
     default grids) when both grids have twice the points per dimension: how far from converged they are."""
     finer = log_likelihood_quadrature(vae, jnp.asarray(x, jnp.float32), points=128, coarse=128, progress=progress)
@@ -292,7 +292,7 @@ def quadrature_change(vae: VAE, x: Array, values: Array, *, progress: bool = Fal
 
 
 @eqx.filter_jit
-def posterior_moments(vae: VAE, x: Array, *, batch: int = 1000) -> tuple[Array, Array]:
+def posterior_moments(vae: LatentModel, x: Array, *, batch: int = 1000) -> tuple[Array, Array]:
     """Mean and standard deviation of q(z|x), each of shape (n, k): in closed form for the Gaussian
     families, from `moment_draws` draws with a fixed key for a flow (`Distribution.moments`)."""
 
@@ -303,13 +303,13 @@ def posterior_moments(vae: VAE, x: Array, *, batch: int = 1000) -> tuple[Array, 
 
 
 @eqx.filter_jit
-def prior_draws(vae: VAE, key: Array, n: int) -> Array:
+def prior_draws(vae: LatentModel, key: Array, n: int) -> Array:
     """n draws z ~ p(z), shape (n, k), in one compiled program."""
     return vae.prior().sample(key, (n,))
 
 
 @eqx.filter_jit
-def decoded_means(vae: VAE, z: Array, *, batch: int = 1000) -> Array:
+def decoded_means(vae: LatentModel, z: Array, *, batch: int = 1000) -> Array:
     """The mean of p(x|z) for every row of z (n, k): shape (n, d)."""
     return over_examples(lambda zb, _: vae.decode(zb).mean, z, batch)
 
@@ -318,7 +318,7 @@ KL_DIM_SAMPLES = 100  # draws per example of the Monte Carlo KL per dimension
 
 
 @eqx.filter_jit
-def kl_per_dimension(vae: VAE, x: Array, key: Array, *, batch: int = 10) -> Array:
+def kl_per_dimension(vae: LatentModel, x: Array, key: Array, *, batch: int = 10) -> Array:
     """Mean over examples of KL(q(z_j|x) || p(z_j)) between the marginals of each latent dimension j,
     shape (k,), nats. In closed form where the KL separates over dimensions (diagonal q, N(0, I));
     otherwise the Monte Carlo mean of log q(z_j|x) - log p(z_j) over 100 draws z ~ q per example,
@@ -342,7 +342,7 @@ def kl_per_dimension(vae: VAE, x: Array, key: Array, *, batch: int = 10) -> Arra
     return jnp.mean(over_examples(per_dim, x, batch), axis=0)
 
 
-def active_units(vae: VAE, x: Array, *, threshold: float = ACTIVE_THRESHOLD) -> list[int]:
+def active_units(vae: LatentModel, x: Array, *, threshold: float = ACTIVE_THRESHOLD) -> list[int]:
     """Number of latent dimensions of each layer (bottom first) whose posterior mean varies over the data:
     Var_x E[z_j|x] > threshold (Burda et al. 2015).
 
@@ -367,7 +367,7 @@ def iw_key(key: Array) -> Array:
 
 
 def log_likelihoods(
-    vae: VAE, x: Array, key: Array, iw_samples: int = 5000, *, progress: bool = False
+    vae: LatentModel, x: Array, key: Array, iw_samples: int = 5000, *, progress: bool = False
 ) -> dict[str, Array]:
     """Per-example estimates of log p(x) for x (n, d), each (n,), nats: `log_likelihood`, L_K with
     K = iw_samples and the key `report` uses, and `log_likelihood_quadrature` where k <= 2 (`progress`: a bar
@@ -386,7 +386,7 @@ def standard_error(values: Array) -> float | None:
 
 
 def report(
-    vae: VAE,
+    vae: LatentModel,
     x: Array,
     key: Array,
     iw_samples: int = 5000,

@@ -26,7 +26,7 @@ from jaxvae.builder import ACTIVATIONS
 from jaxvae.errors import InputError
 from jaxvae.evaluate import decoded_means, posterior_moments
 from jaxvae.keys import DataSeed
-from jaxvae.model import VAE
+from jaxvae.model import LatentModel
 from jaxvae.networks import MLP, Linear, image_shape
 
 MAX_POINTS = 2000  # test examples shown in the scatter, a seeded subset of larger test sets
@@ -40,14 +40,14 @@ def _f32(a) -> str:
     return base64.b64encode(np.ascontiguousarray(a, dtype="<f4").tobytes()).decode("ascii")
 
 
-def browser_decoder(vae: VAE) -> dict | None:
+def browser_decoder(vae: LatentModel) -> dict | None:
     """The decoder as weights the page can run, or None when it is not an MLP of Linear layers and an
     activation it knows (one of `builder.ACTIVATIONS`, by its option's name).
 
     Each layer is {"in", "out", "weight": (out, in) row-major, "bias": (out,)}, both base64 float32;
     the activation follows every layer but the last, whose output parameterizes `likelihood`.
     """
-    decoder = vae.decoder
+    decoder = getattr(vae, "decoder", None)
     if not (
         isinstance(decoder, MLP)
         and getattr(vae.likelihood, "name", None) in BROWSER_LIKELIHOODS

@@ -34,7 +34,7 @@ from jaxvae.data import Dataset, binarized, split_validation
 from jaxvae.distributions import kl_estimator
 from jaxvae.evaluate import mean_bounds
 from jaxvae.keys import DataSeed, Run, run_key
-from jaxvae.model import VAE
+from jaxvae.model import LatentModel
 from jaxvae.objectives import kl_weight
 
 
@@ -71,7 +71,7 @@ class Trainer(Protocol):
     def evaluate(self, x: Array, keys: list[Array], active: list[bool]) -> list[dict[str, float] | None]:
         """The ELBO's means over x (n, d) of each active member (`evaluate.mean_elbo` with its key)."""
 
-    def model(self, i: int) -> VAE:
+    def model(self, i: int) -> LatentModel:
         """Member i's model now."""
 
     def state(self, i: int, epoch: int):
@@ -98,7 +98,7 @@ def held_out(data: Dataset, config: TrainConfig) -> tuple[Dataset, Array, Array]
     return data, jax.device_put(test_examples(data, config), local), jax.device_put(x_valid, local)
 
 
-def kl_estimator_of(vae: VAE, x: Array) -> str:
+def kl_estimator_of(vae: LatentModel, x: Array) -> str:
     """How the ELBO of `vae` computes its KL for data like x (n, d): 'closed form' or 'monte carlo'."""
     return kl_estimator(*eqx.filter_eval_shape(lambda v, x: (v.encode(x), v.prior()), vae, x[:1])).name
 

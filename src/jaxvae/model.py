@@ -14,7 +14,7 @@ from collections.abc import Callable
 import equinox as eqx
 from jax import Array
 
-from jaxvae.distributions import Distribution, PixelDensity
+from jaxvae.distributions import Distribution, FullNormal, Normal, PixelDensity
 from jaxvae.likelihoods import PixelLikelihood
 from jaxvae.networks import map_examples
 from jaxvae.posteriors import PosteriorFamily
@@ -48,7 +48,7 @@ class LatentModel(eqx.Module):
     def prior(self) -> Distribution:
         """p(z), a distribution over (K,)."""
 
-    def top_gaussian(self, x: Array) -> Distribution:
+    def top_gaussian(self, x: Array) -> Normal | FullNormal:
         """A Gaussian q(z_L | x) over the top layer for x (..., d), what a VampPrior over it mixes."""
         raise NotImplementedError(f"{type(self).__name__} has no Gaussian q(z_L | x) for a VampPrior to mix")
 
@@ -123,6 +123,6 @@ class VAE(AmortizedModel):
         """p(x|z) for z of shape (..., k): a distribution over (..., d)."""
         return self.likelihood(map_examples(self.decoder, z))
 
-    def top_gaussian(self, x: Array) -> Distribution:
+    def top_gaussian(self, x: Array) -> Normal | FullNormal:
         """The Gaussian part of q(z|x) for x (..., d) (the flow's base for IAF), what a VampPrior mixes."""
         return self.posterior.gaussian(map_examples(self.encoder, x))

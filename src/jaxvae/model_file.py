@@ -1,4 +1,4 @@
-"""A user's own model: a Python file with a function FUNCTION(config: ModelConfig, key) -> VAE.
+"""A user's own model: a Python file with a function FUNCTION(config: ModelConfig, key) -> LatentModel.
 
 The run records the function as `source` ("FILE.py:FUNCTION", the file's absolute path), as
 `source_relative` (FILE relative to the run folder, which is looked for first: see `RunConfig.load`)
@@ -15,6 +15,7 @@ import inspect
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import equinox as eqx
 import jax
@@ -26,11 +27,11 @@ from jaxvae.config import ModelConfig
 from jaxvae.errors import InputError
 from jaxvae.model import VAE, LatentModel
 
-Builder = Callable[[ModelConfig, Array], VAE]
+Builder = Callable[[ModelConfig, Array], LatentModel]
 NOT_A_FILE = "python"
 
 
-def default_build(config: ModelConfig, key: Array) -> VAE:
+def default_build(config: ModelConfig, key: Array) -> LatentModel:
     """The configured model: `build_model(config, key=key)`."""
     return build_model(config, key=key)
 
@@ -53,6 +54,8 @@ def _sha256(path: Path) -> str:
 def _function(path: Path, name: str, sha256: str) -> Builder:
     """FUNCTION from FILE, the file run once per content (classes stay the same between calls)."""
     spec = importlib.util.spec_from_file_location(f"jaxvae_user_model_{sha256[:16]}", path)
+    if spec is None or spec.loader is None:
+        raise InputError(f"the model file {path} is not a Python file")
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
@@ -61,7 +64,7 @@ def _function(path: Path, name: str, sha256: str) -> Builder:
     function = getattr(module, name, None)
     if not callable(function):
         raise InputError(f"the model file {path} has no function {name}")
-    return function
+    return cast(Builder, function)
 
 
 def with_source(config: ModelConfig, spec: str) -> ModelConfig:
@@ -110,7 +113,7 @@ def builder(config: ModelConfig) -> Builder:
     return _function(path, name, config.source_sha256)
 
 
-def build(config: ModelConfig, key: Array, build: Builder | None = None) -> VAE:
+def build(config: ModelConfig, key: Array, build: Builder | None = None) -> LatentModel:
     """The model of `config` (by `build` when given), checked to be a VAE with the configured latent size."""
     build = build or builder(config)
     try:

@@ -72,7 +72,7 @@ def weighted_mean(values: Array, weights: Array) -> Array:
     return jnp.tensordot(weights, values, axes=1) / jnp.sum(weights)
 
 
-def free_bits_kl(kl_parts: Array, weights: Array, free_bits: float, dims: int | tuple[int, ...]) -> Array:
+def free_bits_kl(kl_parts: Array, weights: Array, free_bits: Array | float, dims: int | tuple[int, ...]) -> Array:
     """sum_j max(lambda_j, mean over the batch of KL_j), a scalar in nats: the "free bits" of Kingma et al. (2016).
 
     kl_parts (n, terms): the KL split into terms, one per latent dimension where it separates, one per

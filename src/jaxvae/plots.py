@@ -20,7 +20,7 @@ from jaxvae.config import RunConfig
 from jaxvae.data import Dataset
 from jaxvae.evaluate import decoded_means, posterior_moments, prior_draws
 from jaxvae.keys import Run, run_key
-from jaxvae.model import VAE
+from jaxvae.model import LatentModel
 from jaxvae.objectives import Elbo, Objective
 from jaxvae.runs import best_validation, validation_key
 
@@ -69,17 +69,17 @@ def _by_blocks(fn, a: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
-def _posterior_means(vae: VAE, x: np.ndarray) -> np.ndarray:
+def _posterior_means(vae: LatentModel, x: np.ndarray) -> np.ndarray:
     """E[z|x] for x (n, d): (n, k)."""
     return _by_blocks(lambda xb: posterior_moments(vae, xb)[0], x)
 
 
-def _decoded(vae: VAE, z: np.ndarray) -> np.ndarray:
+def _decoded(vae: LatentModel, z: np.ndarray) -> np.ndarray:
     """The mean of p(x|z) for z (n, k): (n, d)."""
     return _by_blocks(lambda zb: decoded_means(vae, zb), z)
 
 
-def _decoded_top(vae: VAE, z_top: np.ndarray) -> np.ndarray:
+def _decoded_top(vae: LatentModel, z_top: np.ndarray) -> np.ndarray:
     """The mean of p(x|z) for z_L (n, k_L) of the top layer, every layer below at its conditional mean
     E[z_l | z_{l+1}] (z itself for a one-layer model): (n, d)."""
     if len(vae.sizes) == 1:
@@ -87,7 +87,7 @@ def _decoded_top(vae: VAE, z_top: np.ndarray) -> np.ndarray:
     return _decoded(vae, np.asarray(vae.prior().means_below(jax.numpy.asarray(z_top))))
 
 
-def _top_coordinates(vae: VAE) -> tuple[str, str]:
+def _top_coordinates(vae: LatentModel) -> tuple[str, str]:
     """How the figures name the top layer's first two coordinates: z1 and z2, or z_L[1] and z_L[2] for a deep
     model of L layers."""
     if len(vae.sizes) == 1:
@@ -162,7 +162,7 @@ def _save_grid(grid: np.ndarray, title: str, path: Path, axes: tuple | None = No
     return path
 
 
-def reconstructions(vae: VAE, x: np.ndarray, shape, path: Path, n: int = 10) -> Path:
+def reconstructions(vae: LatentModel, x: np.ndarray, shape, path: Path, n: int = 10) -> Path:
     """Inputs (top row) above the mean of p(x|z) at z = the posterior mean (bottom row)."""
     x = x[:n]
     recon = _decoded(vae, _posterior_means(vae, x))
@@ -170,14 +170,14 @@ def reconstructions(vae: VAE, x: np.ndarray, shape, path: Path, n: int = 10) -> 
     return _save_grid(grid, "test inputs (top) and reconstructions, mean of p(x|z = posterior mean) (bottom)", path)
 
 
-def samples(vae: VAE, shape, path: Path, *, key: jax.Array, n: int = 64) -> Path:
+def samples(vae: LatentModel, shape, path: Path, *, key: jax.Array, n: int = 64) -> Path:
     """Means of p(x|z) for z drawn from the model's prior p(z)."""
     z = prior_draws(vae, key, n)
     grid = image_grid(_decoded(vae, np.asarray(z)), shape, cols=int(np.ceil(np.sqrt(n))))
     return _save_grid(grid, "samples: mean of p(x|z), z ~ p(z)", path)
 
 
-def manifold(vae: VAE, shape, path: Path, n: int | None = None) -> Path:
+def manifold(vae: LatentModel, shape, path: Path, n: int | None = None) -> Path:
     """Kingma and Welling's 2-D manifold: the mean of p(x|z) on an n x n grid of z whose coordinates are the
     5% to 95% quantiles of N(0, 1), z1 left to right and z2 bottom to top; ticks label about six tiles'
     coordinates per axis.
@@ -200,7 +200,9 @@ def manifold(vae: VAE, shape, path: Path, n: int | None = None) -> Path:
     return _save_grid(grid, title, path, (x_ticks, y_ticks, x_label, second))
 
 
-def latent_scatter(vae: VAE, x: np.ndarray, y: np.ndarray | None, path: Path, names: tuple[str, ...] = ()) -> Path:
+def latent_scatter(
+    vae: LatentModel, x: np.ndarray, y: np.ndarray | None, path: Path, names: tuple[str, ...] = ()
+) -> Path:
     """Posterior means of x (of the top layer's z_L for a deep model) coloured by their labels y, named in the
     legend by `names` (label i is names[i]) when given; for k > 2 projected on their first two principal
     components."""
@@ -238,7 +240,7 @@ def latent_scatter(vae: VAE, x: np.ndarray, y: np.ndarray | None, path: Path, na
     return _save(fig, path)
 
 
-def interpolations(vae: VAE, x: np.ndarray, shape, path: Path, pairs: int = 8, steps: int = 10) -> Path:
+def interpolations(vae: LatentModel, x: np.ndarray, shape, path: Path, pairs: int = 8, steps: int = 10) -> Path:
     """Rows of decoded means along straight lines between the posterior means of two test images.
 
     Row r runs from image 2r (left) to image 2r + 1 (right) in latent space, z = (1 - t) mu_a + t mu_b.
@@ -322,7 +324,7 @@ def training_curves(metrics: dict[str, list[dict]], path: Path) -> Path:
 
 
 def write_figures(
-    vae: VAE, data: Dataset, config: RunConfig, folder: Path, metrics: list[dict], *, progress: bool = False
+    vae: LatentModel, data: Dataset, config: RunConfig, folder: Path, metrics: list[dict], *, progress: bool = False
 ) -> list[Path]:
     """Every figure of a run into `folder`; image figures only for image-shaped data. gaps.png, which
     `jaxvae evaluate --gaps` draws, is drawn again from its gaps.npz when it shows the model of the last

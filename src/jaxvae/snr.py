@@ -18,14 +18,14 @@ from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
 from jaxvae.builder import GRADIENTS
-from jaxvae.model import VAE
+from jaxvae.model import LatentModel
 from jaxvae.objectives import Iwae, Objective
 
 REPETITIONS = 100  # draws of the gradient per estimate
 BATCHES = 10  # the repetitions are split into this many batches; their spread gives the Monte Carlo error
 
 
-def inference_mask(vae: VAE, x: Array):
+def inference_mask(vae: LatentModel, x: Array):
     """For each float array of `vae` (as `eqx.filter(vae, eqx.is_inexact_array)` lays them out), True where
     q(z|x) depends on it: the derivative of a random projection of the arrays of `vae.encode(x)` is not zero
     there. The others (decoder, likelihood, prior; a VampPrior's pseudo-inputs) are the decoder's side."""
@@ -33,7 +33,7 @@ def inference_mask(vae: VAE, x: Array):
 
 
 @eqx.filter_jit
-def _depends(vae: VAE, x: Array):
+def _depends(vae: LatentModel, x: Array):
     """Whether each float array of `vae` has a nonzero derivative of a random projection of q(z|x)'s arrays."""
     params, static = eqx.partition(vae, eqx.is_inexact_array)
 
@@ -46,7 +46,13 @@ def _depends(vae: VAE, x: Array):
 
 
 def gradient_snr(
-    vae: VAE, x: Array, key: Array, objective: Objective, *, repetitions: int = REPETITIONS, bar: tqdm | None = None
+    vae: LatentModel,
+    x: Array,
+    key: Array,
+    objective: Objective,
+    *,
+    repetitions: int = REPETITIONS,
+    bar: tqdm | None = None,
 ) -> dict:
     """SNR of `objective`'s gradient on the batch x (n, d), from `repetitions` draws (a multiple of BATCHES).
 
@@ -112,7 +118,13 @@ def _snr(shift, sums, squares, count):
 
 
 def snr_table(
-    vae: VAE, x: Array, key: Array, ks: tuple[int, ...], *, repetitions: int = REPETITIONS, progress: bool = False
+    vae: LatentModel,
+    x: Array,
+    key: Array,
+    ks: tuple[int, ...],
+    *,
+    repetitions: int = REPETITIONS,
+    progress: bool = False,
 ) -> dict:
     """`gradient_snr` of IWAE with K draws for every K of `ks` and every gradient estimator, the same draws
     for each: estimator name -> K -> the summary. `progress`: a bar on stderr with the time left."""

@@ -44,7 +44,7 @@ from jaxvae.data import Dataset
 from jaxvae.errors import Diverged, InputError
 from jaxvae.evaluate import mean_elbo
 from jaxvae.keys import Run, run_key
-from jaxvae.model import VAE
+from jaxvae.model import LatentModel
 from jaxvae.runs import (
     CHECKPOINTS,
     CONFIG,
@@ -319,7 +319,7 @@ def _floats(means: dict, finite) -> tuple[dict[str, float], bool]:
     return {k: float(v) for k, v in means.items()}, bool(finite)
 
 
-def shared_parts(vae: VAE) -> tuple:
+def shared_parts(vae: LatentModel) -> tuple:
     """(params, static) of the members' stacked models: the float arrays keep their leading member axis;
     the other arrays (a flow's masks), fixed by the sizes every member shares, are the first member's."""
     params, static = eqx.partition(vae, eqx.is_inexact_array)
@@ -363,7 +363,7 @@ class StepMajor(loop.Trainer):
         means = jax.device_get(self.mean_elbos(self.params, jnp.stack(keys), x))
         return [{k: float(v[i]) for k, v in means.items()} if a else None for i, a in enumerate(active)]
 
-    def model(self, i: int) -> VAE:
+    def model(self, i: int) -> LatentModel:
         return eqx.combine(jax.tree.map(lambda a: a[i], self.params), self.static)
 
     def state(self, i: int, epoch: int) -> TrainState:
@@ -408,7 +408,7 @@ class MemberMajor(loop.Trainer):
         means = [mean_elbo(self.model(i), x, keys[i]) if a else None for i, a in enumerate(active)]
         return [None if m is None else {k: float(v) for k, v in m.items()} for m in jax.device_get(means)]
 
-    def model(self, i: int) -> VAE:
+    def model(self, i: int) -> LatentModel:
         return eqx.combine(self.states[i][0], self.static)
 
     def state(self, i: int, epoch: int) -> TrainState:

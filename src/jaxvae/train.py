@@ -29,7 +29,7 @@ from jaxvae.errors import Diverged, InputError
 from jaxvae.evaluate import mean_elbo
 from jaxvae.keys import Run, run_key
 from jaxvae.looping import Loop, batch_indices
-from jaxvae.model import VAE
+from jaxvae.model import LatentModel
 from jaxvae.model_file import Builder
 from jaxvae.networks import with_precision
 from jaxvae.objectives import Objective
@@ -38,7 +38,7 @@ from jaxvae.objectives import Objective
 class TrainState(NamedTuple):
     """Everything a run needs to continue: the model, Adam's moments and the epochs done."""
 
-    vae: VAE
+    vae: LatentModel
     opt_state: optax.OptState
     epoch: Array
 
@@ -259,7 +259,7 @@ def fit(
     progress: bool = True,
     device_budget: int | None = None,
     build: Builder | None = None,
-) -> VAE:
+) -> LatentModel:
     """Train, writing config, metrics, checkpoints and figures to `run_dir`; returns the model.
 
     The model is `build_model(config.model)`, or what `build(config.model, key)` returns (any VAE, e.g. with
@@ -357,7 +357,7 @@ class RunTrainer(loop.Trainer):
     def evaluate(self, x, keys, active):
         return [{k: float(v) for k, v in mean_elbo(self.model(0), x, keys[0]).items()}]
 
-    def model(self, i: int) -> VAE:
+    def model(self, i: int) -> LatentModel:
         return eqx.combine(parallel.local_copy(self.params), self.static)
 
     def state(self, i: int, epoch: int) -> TrainState:
@@ -390,7 +390,7 @@ def resume_state(config: RunConfig, run_dir: Path, build: Builder | None = None)
     return state
 
 
-def load(run_dir: str | Path, build: Builder | None = None, *, checkpoint: str = "latest") -> VAE:
+def load(run_dir: str | Path, build: Builder | None = None, *, checkpoint: str = "latest") -> LatentModel:
     """The trained model of a run folder, from its latest checkpoint, or with `checkpoint="best"` from that
     of the best validation bound (`checkpoints/best.eqx`); `build` rebuilds a model whose function the run
     could not record (one defined outside a file)."""
