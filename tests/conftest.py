@@ -2,6 +2,7 @@
 
 import contextlib
 import gzip
+import hashlib
 import signal
 import struct
 import subprocess
@@ -81,6 +82,16 @@ def make_idx_folder(folder, n_train=12, n_test=5, size=4):
         write_idx(folder / f"{part}-images-idx3-ubyte.gz", x)
         write_idx(folder / f"{part}-labels-idx1-ubyte.gz", rng.integers(0, 10, len(x)))
     return images
+
+
+def content_md5(folder) -> dict[str, str]:
+    """The MD5 of each IDX file in `folder`, uncompressed, by its name without .gz: a table like
+    `download.CONTENT_MD5["mnist"]`, for files a test made."""
+    files = {p.name.removesuffix(".gz"): p.read_bytes() for p in folder.glob("*-ubyte*")}
+    return {
+        name: hashlib.md5(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).hexdigest()
+        for name, raw in files.items()
+    }
 
 
 def pytest_configure(config):

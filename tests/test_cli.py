@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import make_idx_folder
+from conftest import content_md5, make_idx_folder
 
 
 def jaxvae(*args, cwd=None):
@@ -37,11 +37,18 @@ def test_train_end_to_end(tmp_path):
 @pytest.mark.slow
 def test_a_named_dataset_read_beside_jax_imports_trains_as_its_folder_does(tmp_path):
     """`--dataset mnist` is read while JAX imports on a thread; the same IDX files given as a folder are
-    read after the imports. Same data, same seed: the same metrics, and nothing on stderr."""
+    read after the imports. Same data, same seed: the same metrics, and nothing on stderr. The child takes
+    the files made here for MNIST's published ones (`download.CONTENT_MD5`)."""
     make_idx_folder(tmp_path / "data" / "mnist", n_train=40, n_test=10, size=6)
     common = ["--epochs", "2", "--batch-size", "8", "--hidden", "16", "--quiet"]
-    named = jaxvae(
-        "train", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "a"), *common
+    publish = "import json, sys; from jaxvae import download; download.CONTENT_MD5['mnist'] = json.loads(sys.argv[1])"
+    named = subprocess.run(
+        [sys.executable, "-c", f"{publish}; from jaxvae.cli import run; run(sys.argv[2:])"]
+        + [json.dumps(content_md5(tmp_path / "data" / "mnist")), "train", "--dataset", "mnist"]
+        + ["--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "a"), *common],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     folder = jaxvae("train", "--dataset", str(tmp_path / "data" / "mnist"), "--out", str(tmp_path / "b"), *common)
     assert named.returncode == 0 and named.stderr == "", named.stderr
@@ -107,6 +114,12 @@ BAD_OPTIONS = [
     ["--no-such-option"],
     ["--resume", "--overwrite"],
     ["--resume"],  # --out is not a run folder
+    ["--image-size", "16"],  # digits are not a folder of images to resize
+    ["--data-dir", "."],  # digits are not looked for in a folder
+    ["--gaussian-std", "2"],  # the likelihood is bernoulli
+    ["--gaussian-variance", "fixed"],
+    ["--inference", "bottom-up"],  # one latent layer
+    ["--architecture", "gated", "--activation", "relu"],  # gated layers have their own
 ]
 
 
@@ -199,6 +212,7 @@ def test_every_likelihood_architecture_objective_posterior_and_prior_trains(
         (["--free-bits", "-1"], "--free-bits must be at least 0"),
         (["--likelihood", "gaussian", "--gaussian-std", "0"], "--gaussian-std must be positive"),
         (["--architecture", "conv", "--dataset", "VECTORS"], "conv needs images"),
+        (["--dataset", "VECTORS", "--image-size", "5"], "--image-size resizes the images of a folder"),
         (["--posterior", "cholesky"], "--posterior must be one of diagonal, full, iaf:T"),
         (["--posterior", "iaf"], "--posterior must be one of"),
         (["--posterior", "iaf:0"], "iaf:N needs a positive integer"),
@@ -336,3 +350,86 @@ def test_encode_names_what_the_split_all_holds(folder_run, tmp_path):
         assert main(["encode", str(folder_run), "--split", "all", "-o", str(tmp_path / "z.npz")]) == 0
     assert "posterior mean and std of 20 examples (training, then test), shape (20, 2)" in out.getvalue()
     assert "all examples" not in out.getvalue()
+
+
+def trained(run_dir) -> list[str]:
+    """The names in a run folder."""
+    return sorted(p.name for p in run_dir.iterdir())
+
+
+@pytest.mark.slow
+def test_an_existing_empty_out_is_used_as_it_is_never_removed(tmp_path, capsys, monkeypatch):
+    """A mount point cannot be removed (EBUSY): training into one, and --overwrite of the run it then holds,
+    keep the folder and replace what is in it."""
+    import errno
+    import os
+
+    monkeypatch.setattr("jaxvae.plots.write_figures", lambda *args: [])  # not under test here
+    out = tmp_path / "mount"
+    out.mkdir()
+    rmdir = os.rmdir
+
+    def mount_point_rmdir(path, *args, **kwargs):
+        if os.path.abspath(path) == str(out):
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), str(path))
+        return rmdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rmdir", mount_point_rmdir)
+    train = ["train", "--out", str(out), "--epochs", "1", "--hidden", "4", "--quiet"]
+    assert run_main(train, capsys) == (0, "")
+    assert trained(out) == ["checkpoints", "config.json", "metrics.jsonl"]
+    assert run_main([*train, "--overwrite", "--seed", "3"], capsys) == (0, "")
+    assert json.loads((out / "config.json").read_text())["train"]["seed"] == 3
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_write_that_fails_is_one_line_and_exit_2_in_every_command(folder_run, tmp_path, capsys, monkeypatch):
+    """A full disk (ENOSPC, raised by the checkpoint's write in epoch 2) and a path that cannot be written (a
+    folder where a file goes; tests run as root, whom a read-only mode does not stop): one line, exit 2,
+    and nothing half-written."""
+    import errno
+    import os
+    import shutil
+
+    from jaxvae import checkpoint
+
+    def one_line(code_err, *fragments):
+        code, err = code_err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert all(f in err for f in fragments), err
+
+    run = tmp_path / "run"
+    shutil.copytree(folder_run, run)
+    (tmp_path / "z.npz").mkdir()
+    one_line(run_main(["encode", str(run), "-o", str(tmp_path / "z.npz")], capsys), f"cannot write {tmp_path}/z.npz")
+    (tmp_path / "s.png").mkdir()
+    one_line(run_main(["sample", str(run), "-o", str(tmp_path / "s.png")], capsys), f"cannot write {tmp_path}/s.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "s.png", "z.npz"]  # no temporary file left
+    shutil.rmtree(run / "figures")
+    (run / "figures").write_text("")
+    one_line(run_main(["plot", str(run)], capsys), "figures")
+
+    save = checkpoint.save
+
+    def full_disk_in_epoch_2(path, state):
+        if "epoch-00002" in str(path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return save(path, state)
+
+    monkeypatch.setattr(checkpoint, "save", full_disk_in_epoch_2)
+    out = tmp_path / "full"
+    train = ["train", "--out", str(out), "--epochs", "2", "--hidden", "4", "--quiet"]
+    one_line(run_main(train, capsys), "No space left on device")
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["epoch-00001.eqx"]  # resumable from epoch 1
+
+
+@pytest.mark.slow
+def test_a_batch_larger_than_the_data_is_said_once(tmp_path, capsys):
+    from jaxvae.cli import main
+
+    argv = ["train", "--out", str(tmp_path / "run"), "--epochs", "2", "--hidden", "4", "--batch-size", "5000"]
+    assert main([*argv, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    note = "note: --batch-size 5000 is more than the 1438 training examples: each epoch is one step on all of them"
+    assert out.count(note) == 1, out  # digits: 1,797 examples, 359 (20%) held out for testing

@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import make_idx_folder
+from conftest import content_md5, make_idx_folder, write_idx
 from jaxvae import data as data_module
 from jaxvae import download
 from jaxvae.data import load_dataset
@@ -103,6 +103,7 @@ def test_published_checksum_rejects_other_bytes(server, tmp_path, monkeypatch):
 def test_mnist_by_name_downloads_once_then_reads_the_cache(server, tmp_path, monkeypatch):
     base, _, checksums, images = server
     monkeypatch.setitem(download.CHECKSUMS, "mnist", checksums)
+    monkeypatch.setitem(download.CONTENT_MD5, "mnist", content_md5(tmp_path / "source"))
     monkeypatch.setenv(download.MIRRORS_VARIABLE, f"{base}/good/")
     first = load_dataset("mnist", progress=False)
     np.testing.assert_allclose(first.x_train * 255, images["train"].reshape(12, 16), atol=1e-4)
@@ -118,18 +119,45 @@ def test_lookup_order_data_dir_then_debian_folder_then_cache(tmp_path, monkeypat
     """Found locally, nothing is downloaded: the only mirror is a closed loopback port."""
     monkeypatch.setenv(download.MIRRORS_VARIABLE, "http://127.0.0.1:9/")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+    def published(name, folder):  # the files of `folder` become those `name` publishes
+        monkeypatch.setitem(download.CONTENT_MD5, name, content_md5(folder))
+
     debian = make_idx_folder(tmp_path / "debian", n_train=7)
     monkeypatch.setattr(data_module, "FASHION_MNIST_DIR", tmp_path / "debian")
+    published("fashion-mnist", tmp_path / "debian")
     assert len(load_dataset("fashion-mnist").x_train) == 7
     np.testing.assert_allclose(load_dataset("fashion-mnist").x_test * 255, debian["t10k"].reshape(5, 16), atol=1e-4)
     make_idx_folder(tmp_path / "mine" / "fashion-mnist", n_train=9)
+    published("fashion-mnist", tmp_path / "mine" / "fashion-mnist")
     assert len(load_dataset("fashion-mnist", data_dir=tmp_path / "mine").x_train) == 9
     make_idx_folder(tmp_path / "flat", n_train=8)
+    published("fashion-mnist", tmp_path / "flat")
     assert len(load_dataset("fashion-mnist", data_dir=tmp_path / "flat").x_train) == 8
     make_idx_folder(tmp_path / "cache" / "jaxvae" / "mnist", n_train=6)
+    published("mnist", tmp_path / "cache" / "jaxvae" / "mnist")
     assert len(load_dataset("mnist").x_train) == 6
     with pytest.raises(InputError, match="could not download"):
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty"))
         load_dataset("mnist", data_dir=tmp_path / "debian" / "..", progress=False)
     with pytest.raises(InputError, match="not a folder"):
         load_dataset("mnist", data_dir=tmp_path / "nowhere")
+
+
+def test_a_named_dataset_s_local_copy_must_be_its_published_files(tmp_path, monkeypatch):
+    """--data-dir holding Fashion-MNIST's files given as mnist, and a damaged copy: one line naming what was
+    found. The published digests are those of files made here (MNIST is not needed)."""
+    monkeypatch.setenv(download.MIRRORS_VARIABLE, "http://127.0.0.1:9/")
+    make_idx_folder(tmp_path / "digits-like", n_train=6)
+    make_idx_folder(tmp_path / "clothes-like", n_train=9)
+    monkeypatch.setitem(download.CONTENT_MD5, "mnist", content_md5(tmp_path / "digits-like"))
+    monkeypatch.setitem(download.CONTENT_MD5, "fashion-mnist", content_md5(tmp_path / "clothes-like"))
+    assert len(load_dataset("mnist", data_dir=tmp_path / "digits-like").x_train) == 6
+    with pytest.raises(InputError, match=r"is Fashion-MNIST's train-images-idx3-ubyte, not MNIST's") as caught:
+        load_dataset("mnist", data_dir=tmp_path / "clothes-like")
+    assert "--dataset fashion-mnist" in str(caught.value) and "\n" not in str(caught.value)
+    (tmp_path / "digits-like" / "t10k-labels-idx1-ubyte.gz").unlink()
+    write_idx(tmp_path / "digits-like" / "t10k-labels-idx1-ubyte", np.arange(5) % 3, compress=False)
+    with pytest.raises(InputError, match=r"t10k-labels-idx1-ubyte is not MNIST's t10k-labels-idx1-ubyte \(MD5 "):
+        load_dataset("mnist", data_dir=tmp_path / "digits-like")
+    assert len(load_dataset(str(tmp_path / "digits-like")).x_test) == 5  # as a folder, the copy is what it is

@@ -6,6 +6,8 @@ scaled to [0, 1]. Anything wrong with the input raises `InputError`.
 
 import dataclasses
 import gzip
+import hashlib
+import os
 import struct
 import zlib
 from dataclasses import dataclass
@@ -32,7 +34,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 @dataclass(frozen=True)
 class Dataset:
     """Train and test examples of shape (n, d), labels of shape (n,) or None, `shape` of one example;
-    `classes`, when the labels have names (an image folder's class subfolders), the name of label i."""
+    `classes`, when the labels have names (an image folder's class subfolders), the name of label i;
+    `source`, what `load_dataset` read: a dataset's name or an absolute path ("" for arrays made otherwise)."""
 
     x_train: np.ndarray
     y_train: np.ndarray | None
@@ -40,10 +43,11 @@ class Dataset:
     y_test: np.ndarray | None
     shape: tuple[int, ...]
     classes: tuple[str, ...] = ()
+    source: str = ""
 
 
 def load_dataset(
-    name_or_path: str,
+    name_or_path: str | os.PathLike,
     *,
     data_dir: str | Path | None = None,
     image_size: tuple[int, int] | None = None,
@@ -53,17 +57,25 @@ def load_dataset(
 
     `mnist` and `fashion-mnist` are looked for in `data_dir` (or its subfolder of that name), then
     Debian's folder (Fashion-MNIST), then the cache folder, and downloaded there when missing.
-    Images are resized to `image_size` (height, width) when given.
+    Their local copies must be the published files (`download.CONTENT_MD5`). Images are resized to
+    `image_size` (height, width) when given. The result's `source` is the name, or the path made absolute.
     """
+    name_or_path = os.fspath(name_or_path)
     if name_or_path == "digits":
-        return _digits()
+        return dataclasses.replace(_digits(), source=name_or_path)
     if name_or_path in NAMED_IDX:
-        return _idx_folder(_named_folder(name_or_path, data_dir, progress))
+        data = _idx_folder(_named_folder(name_or_path, data_dir, progress), name_or_path)
+        return dataclasses.replace(data, source=name_or_path)
+    return dataclasses.replace(_read_path(name_or_path, image_size), source=str(Path(name_or_path).resolve()))
+
+
+def _read_path(name_or_path: str, image_size: tuple[int, int] | None) -> Dataset:
+    """The dataset of a folder of IDX files or images, or of an `.npz`/`.npy` file."""
     path = Path(name_or_path)
-    if path.is_dir():
-        if any("-ubyte" in p.name for p in path.iterdir()):
-            return _idx_folder(path)
+    if is_image_folder(path):
         return _image_folder(path, image_size)
+    if path.is_dir():
+        return _idx_folder(path)
     if path.suffix in (".npz", ".npy"):
         if not path.is_file():
             raise InputError(f"no such file: {path}")
@@ -75,6 +87,13 @@ def load_dataset(
     if not path.exists():
         raise InputError(f"no such file or folder: {path}")
     raise InputError(f"unsupported data file {path}: use a folder of IDX files or images, or a .npz/.npy file")
+
+
+def is_image_folder(path: str | os.PathLike) -> bool:
+    """Whether `load_dataset` reads `path` as a folder of images (the data `image_size` resizes): a folder
+    without IDX files."""
+    path = Path(path)
+    return path.is_dir() and not any("-ubyte" in p.name for p in path.iterdir())
 
 
 def _named_folder(name: str, data_dir: str | Path | None, progress: bool) -> Path:
@@ -176,13 +195,18 @@ def _split(x: np.ndarray, y: np.ndarray | None, classes: tuple[str, ...] = ()) -
     )
 
 
-def _idx_folder(folder: Path) -> Dataset:
+def _idx_folder(folder: Path, name: str | None = None) -> Dataset:
+    """The four IDX files of `folder`; those of the named dataset `name` (`NAMED_IDX`) when given, which
+    `_check_copy` checks."""
     arrays = {}
     for key, stem in IDX_FILES.items():
         found = _idx_file(folder, stem)
         if found is None:
             raise InputError(f"{folder} lacks {stem}[.gz]: expected the four MNIST-format IDX files")
-        arrays[key] = read_idx(found)
+        raw = _idx_bytes(found)
+        if name is not None:
+            _check_copy(raw, found, name, stem)
+        arrays[key] = _parse_idx(raw, found)
     for part in ("train", "test"):
         x, y = arrays[f"x_{part}"], arrays[f"y_{part}"]
         if x.ndim != 3 or y.ndim != 1:
@@ -256,12 +280,41 @@ def _read_image(path: Path, size: tuple[int, int] | None) -> np.ndarray:
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
+def _check_copy(raw: bytes, path: Path, name: str, stem: str) -> None:
+    """InputError unless `raw`, the uncompressed content of `path`, is the file `stem` of the named dataset
+    `name` (its MD5 in `download.CONTENT_MD5`); the message names the file it is when it is another one
+    of the named datasets' files."""
+    digest = hashlib.md5(raw, usedforsecurity=False).hexdigest()
+    expected = download.CONTENT_MD5[name][stem]
+    if digest == expected:
+        return
+    title = download.TITLES[name]
+    known = [(n, s) for n, files in download.CONTENT_MD5.items() for s, d in files.items() if d == digest]
+    if known:
+        other, other_stem = known[0]
+        fix = "rename the files" if other == name else f"pass --dataset {other}, or put {title}'s files there"
+        raise InputError(f"{path} is {download.TITLES[other]}'s {other_stem}, not {title}'s {stem}: {fix}")
+    raise InputError(
+        f"{path} is not {title}'s {stem} (MD5 {digest}, {title}'s is {expected}): a damaged or other copy; "
+        f"to train on it as it is, pass --dataset {path.parent}"
+    )
+
+
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (optionally gzipped): magic 0x0000TTNN, NN big-endian int32 sizes, then data."""
+    return _parse_idx(_idx_bytes(path), path)
+
+
+def _idx_bytes(path: Path) -> bytes:
+    """The content of an IDX file, uncompressed when its name ends in .gz."""
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        return gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, zlib.error) as e:
         raise InputError(f"{path}: corrupt or truncated gzip file ({e})") from None
+
+
+def _parse_idx(raw: bytes, path: Path) -> np.ndarray:
+    """The array of an IDX file's content `raw` (read from `path`, which errors name)."""
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
         raise InputError(f"{path}: not an IDX file (bad magic number)")
     dtype, rank = np.dtype(_IDX_DTYPES[raw[2]]), raw[3]

@@ -77,7 +77,13 @@ def display_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
 class Explorer:
     """A run made ready to serve: the model, a compiled decoder and the page's `/model.json` bytes."""
 
-    def __init__(self, run_dir: str | Path, max_points: int = MAX_POINTS, data_dir: str | Path | None = None):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        max_points: int = MAX_POINTS,
+        dataset: str | Path | None = None,
+        data_dir: str | Path | None = None,
+    ):
         from jaxvae.config import RunConfig
         from jaxvae.runs import CONFIG, evaluation_split, load_data
         from jaxvae.train import load
@@ -85,7 +91,7 @@ class Explorer:
         run_dir = Path(run_dir)
         config = RunConfig.load(run_dir / CONFIG)
         self.vae = load(run_dir)
-        data = load_data(config, data_dir=data_dir)
+        data = load_data(config, dataset=dataset, data_dir=data_dir)
         x_test, y_test = evaluation_split(data, "test", config.train.binarize)
         keep = np.arange(len(x_test))
         if len(keep) > max_points:
@@ -205,11 +211,15 @@ class ExploreServer(ThreadingHTTPServer):
 
 
 def make_server(
-    run_dir: str | Path, host: str = "127.0.0.1", port: int = 0, data_dir: str | Path | None = None
+    run_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    dataset: str | Path | None = None,
+    data_dir: str | Path | None = None,
 ) -> ExploreServer:
     """A server for the run in `run_dir`, bound but not yet serving; port 0 picks a free port. The run's data
-    are read from `data_dir` when given (see `runs.load_data`)."""
-    explorer = Explorer(run_dir, data_dir=data_dir)
+    are read from `dataset` and `data_dir` when given (see `runs.load_data`)."""
+    explorer = Explorer(run_dir, dataset=dataset, data_dir=data_dir)
     try:
         return ExploreServer(explorer, host, port)
     except (OSError, OverflowError) as e:  # address in use or unknown; a port outside 0-65535

@@ -15,7 +15,7 @@ import numpy as np
 
 from jaxvae import checkpoint
 from jaxvae.config import CHECKPOINT_CHOICES, RunConfig, TrainConfig
-from jaxvae.data import Dataset, binarized, load_dataset
+from jaxvae.data import NAMED_IDX, Dataset, binarized, load_dataset
 from jaxvae.errors import InputError
 from jaxvae.keys import DataSeed
 
@@ -198,15 +198,26 @@ def model_checkpoint(run_dir: Path, which: str = "latest") -> Path:
 
 
 def load_data(
-    config: RunConfig, *, dataset: str | None = None, data_dir: str | Path | None = None, progress: bool = False
+    config: RunConfig,
+    *,
+    dataset: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    progress: bool = False,
 ) -> Dataset:
     """A run's data as it was trained: its dataset (or `dataset`), from the folder it recorded (or `data_dir`;
-    a recorded folder that is gone is passed over), resized to its image size. InputError when the examples
-    do not have as many values as the model takes."""
+    a recorded folder that is gone is passed over; `data_dir` is for mnist and fashion-mnist only), resized to its
+    image size. InputError when the examples do not have as many values as the model takes, or the run's data are
+    not where it recorded them."""
+    name = str(dataset or config.train.dataset)
+    if not name:
+        raise InputError("the run trained on arrays given in Python, not read from a file: pass --dataset")
+    if data_dir is not None and name not in NAMED_IDX:
+        raise InputError(f"--data-dir is where mnist and fashion-mnist are found, not {name}")
     recorded = config.train.data_dir
     if data_dir is None and recorded is not None and Path(recorded).is_dir():
         data_dir = recorded
-    name = dataset or config.train.dataset
+    if dataset is None and name not in ("digits", *NAMED_IDX) and not Path(name).exists():
+        raise InputError(f"the run's data are no longer at {name}: pass --dataset with where they are now")
     data = load_dataset(name, data_dir=data_dir, image_size=config.train.image_size, progress=progress)
     if math.prod(data.shape) != config.model.data_dim:
         raise InputError(

@@ -24,7 +24,7 @@ from jaxvae import board, checkpoint, loop, looping, model_file, parallel, plots
 from jaxvae.builder import build_objective, build_optimizer, precision
 from jaxvae.checkpoint import restore
 from jaxvae.config import BERNOULLI_FAMILY, HardwareConfig, RunConfig, TrainConfig
-from jaxvae.data import Dataset
+from jaxvae.data import NAMED_IDX, Dataset
 from jaxvae.errors import Diverged, InputError
 from jaxvae.evaluate import mean_elbo
 from jaxvae.keys import Run, run_key
@@ -250,6 +250,17 @@ def check_data(data: Dataset, config: RunConfig, *, training: bool = True) -> No
     model_file.check(config.model)
 
 
+def _recording_data(config: RunConfig, data: Dataset) -> RunConfig:
+    """`config` naming the data it trains on, so that a run's commands find them: `data.source` where
+    `load_dataset` read them, else the config's own dataset made absolute, or "" (arrays made in Python) where
+    it is the default, which names other data."""
+    dataset = data.source
+    if not dataset and config.train.dataset != TrainConfig.dataset:
+        named = config.train.dataset in ("digits", *NAMED_IDX)
+        dataset = config.train.dataset if named else str(Path(config.train.dataset).resolve())
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, dataset=dataset))
+
+
 def fit(
     config: RunConfig,
     data: Dataset,
@@ -276,6 +287,7 @@ def fit(
     """
     run_dir = Path(run_dir)
     check_data(data, config)
+    config = _recording_data(config, data)
     objective = build_objective(config.train)
     if resume and runs.nothing_to_train(config.train, run_dir, objective.bound_key):
         return load(run_dir, build)

@@ -1,6 +1,7 @@
 """The `jaxvae` command: parses arguments and calls the library, one module per command.
 
-Exit codes: 0 success, 2 bad input or usage (one line on stderr), 1 anything unexpected.
+Exit codes: 0 success, 2 bad input or usage, or a file that cannot be written (one line on stderr), 1 anything
+unexpected.
 """
 
 import gc
@@ -28,7 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as e:
         print(f"jaxvae: error: {in_options(e, args)}", file=sys.stderr)
         return 2
-    except (Diverged, OSError) as e:
+    except OSError as e:  # a file that cannot be read or written (a read-only folder, a full disk), a port in use
+        print(f"jaxvae: error: {e.strerror or e}{f': {e.filename}' if e.filename else ''}", file=sys.stderr)
+        return 2
+    except Diverged as e:
         print(f"jaxvae: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

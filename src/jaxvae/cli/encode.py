@@ -1,5 +1,6 @@
 """`jaxvae encode`: the posterior means and standard deviations of a run's data, to a .npz file."""
 
+import io
 from pathlib import Path
 
 from jaxvae.cli.run_data import run_data
@@ -11,6 +12,7 @@ def run(args) -> int:
     start_jax()
     import numpy as np
 
+    from jaxvae.checkpoint import write_atomically
     from jaxvae.evaluate import posterior_moments
 
     out = Path(args.out)
@@ -23,8 +25,12 @@ def run(args) -> int:
     arrays = {"mean": mean, "std": std} | ({} if y is None else {"y": y})
     if y is not None and config.train.classes and not args.dataset:  # the names of the labels, as trained
         arrays["classes"] = np.asarray(config.train.classes)
-    with open(out, "wb") as f:
-        np.savez(f, **arrays)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    try:
+        write_atomically(out, buffer.getvalue())
+    except OSError as e:
+        raise InputError(f"cannot write {out}: {e.strerror}") from None
     examples = {"test": "test examples", "train": "training examples", "all": "examples (training, then test)"}
     labels = ", labels y" + (" named by classes" if "classes" in arrays else "") if y is not None else ""
     print(f"{out}: posterior mean and std of {len(x)} {examples[args.split]}, shape {mean.shape}{labels}")

@@ -7,7 +7,7 @@ def run(args) -> int:
     start_jax()
     from jaxvae.explore import make_server
 
-    server = make_server(args.run_dir, args.host, args.port, data_dir=args.data_dir)
+    server = make_server(args.run_dir, args.host, args.port, dataset=args.dataset, data_dir=args.data_dir)
     print(f"exploring {args.run_dir} at {server.url} (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()

@@ -100,8 +100,8 @@ def build_parser() -> Parser:
     p = commands.add_parser("train", help="train a VAE and write a run folder")
     p.add_argument(
         "--dataset",
-        default="digits",
-        help="digits, mnist, fashion-mnist, a folder of IDX files or images, or a .npz/.npy file",
+        help="digits (the default), mnist, fashion-mnist, a folder of IDX files or images, or a .npz/.npy file; "
+        "with --resume, where the run's data are now",
     )
     p.add_argument("--out", required=True, help="run folder to write")
     p.add_argument(
@@ -244,7 +244,12 @@ def build_parser() -> Parser:
         "(default: half the device's memory)",
     )
 
-    def run_data_dir(p):
+    def run_data_source(p):
+        p.add_argument(
+            "--dataset",
+            help="where the run's data are now, or other data of the same shape: digits, mnist, fashion-mnist, "
+            "a folder or a .npz/.npy file (default: the run's)",
+        )
         p.add_argument(
             "--data-dir", help="a folder to look in first for mnist and fashion-mnist (default: the run's own)"
         )
@@ -253,13 +258,10 @@ def build_parser() -> Parser:
     p.add_argument("run_dir", help="run folder written by jaxvae train")
     p.add_argument("--port", type=int, default=8000, help="port to listen on; 0 picks a free one")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    run_data_dir(p)
+    run_data_source(p)
 
     def run_data_options(p):
         p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by jaxvae train")
-        p.add_argument(
-            "--dataset", help="digits, fashion-mnist, an IDX folder or a .npz/.npy file (default: the run's)"
-        )
         p.add_argument(
             "--binarize", choices=BINARIZE, help="none, or binarize with the fixed test seed (default: the run's)"
         )
@@ -269,7 +271,7 @@ def build_parser() -> Parser:
             default="test",
             help="all: the train examples, then the test ones",
         )
-        run_data_dir(p)
+        run_data_source(p)
 
     p = commands.add_parser("evaluate", help="ELBO, importance-weighted log-likelihood, quadrature, active units")
     run_data_options(p)
@@ -314,7 +316,7 @@ def build_parser() -> Parser:
     p.add_argument(
         "run_dir", metavar="RUN_DIR", help="a run folder, or a sweep folder: every member's and the sweep's curves"
     )
-    run_data_dir(p)
+    run_data_source(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar of the figures")
 
     p = commands.add_parser("encode", help="posterior means and standard deviations to a .npz file")

@@ -15,12 +15,12 @@ def run(args) -> int:
 
     folder = Path(args.run_dir)
     if not sweep.is_sweep(folder):
-        print(_plot_run(folder, args.data_dir, not args.quiet))
+        print(_plot_run(folder, args.dataset, args.data_dir, not args.quiet))
         return 0
     trained = []
     for member in (folder / name for name in sweep.read_members(folder)):
         if epoch_checkpoints(member):
-            print(_plot_run(member, args.data_dir, not args.quiet))
+            print(_plot_run(member, args.dataset, args.data_dir, not args.quiet))
             trained.append(member)
         else:
             print(f"{member}: no checkpoint (diverged in, or never finished, epoch 1): skipped", file=sys.stderr)
@@ -29,9 +29,9 @@ def run(args) -> int:
     return 0
 
 
-def _plot_run(run_dir: Path, data_dir: str | None, progress: bool) -> str:
-    """Every figure of the run in `run_dir` written again (its data from `data_dir` when given), with a
-    progress bar; the line that names them."""
+def _plot_run(run_dir: Path, dataset: str | None, data_dir: str | None, progress: bool) -> str:
+    """Every figure of the run in `run_dir` written again (its data from `dataset` and `data_dir` when given,
+    see `runs.load_data`), with a progress bar; the line that names them."""
     from jaxvae import plots
     from jaxvae.runs import CONFIG, FIGURES, load_data, read_metrics
     from jaxvae.train import load
@@ -41,7 +41,7 @@ def _plot_run(run_dir: Path, data_dir: str | None, progress: bool) -> str:
     had_gaps = (run_dir / FIGURES / plots.GAPS_FIGURE).exists()
     written = plots.write_figures(
         vae,
-        load_data(config, data_dir=data_dir),
+        load_data(config, dataset=dataset, data_dir=data_dir),
         config,
         run_dir / FIGURES,
         read_metrics(run_dir),

@@ -1,5 +1,7 @@
 """`jaxvae sample`: prior samples of a run, decoded into an image grid."""
 
+import os
+import tempfile
 from pathlib import Path
 
 from jaxvae.cli.startup import start_jax
@@ -31,6 +33,17 @@ def run(args) -> int:
         raise InputError(f"-n must be at least 1, got {args.n}")
     memory.check_draws("-n", args.n, args.n, config.model)
     out = _png(args.out)
-    plots.samples(load(args.run_dir), config.model.data_shape, out, key=jax.random.PRNGKey(args.seed), n=args.n)
+    vae = load(args.run_dir)
+    try:  # drawn beside `out`, then renamed into place: never half-written
+        fd, drawing = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".png")
+        os.close(fd)
+        try:
+            plots.samples(vae, config.model.data_shape, Path(drawing), key=jax.random.PRNGKey(args.seed), n=args.n)
+            os.chmod(drawing, 0o644)
+            os.replace(drawing, out)
+        finally:
+            Path(drawing).unlink(missing_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot write {out}: {e.strerror}") from None
     print(f"{args.n} samples from the prior, decoded to the mean of p(x|z): {out}")
     return 0

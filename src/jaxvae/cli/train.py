@@ -161,9 +161,12 @@ def _fit(args, out: Path, configs, config, data) -> int:
 def new_run(args) -> tuple:
     """A new run's member configs (None unless a sweep), config and data, its options checked; the data are
     read beside JAX's imports (`read_while_importing`)."""
-    from jaxvae.data import load_dataset  # NumPy's import before JAX's thread (see `read_while_importing`)
+    from jaxvae.data import is_image_folder, load_dataset  # NumPy's import before JAX's (`read_while_importing`)
 
     schedule = _schedule(args)
+    _check_applies(args, schedule.dataset)
+    if args.image_size is not None and (schedule.dataset in NAMED or not is_image_folder(schedule.dataset)):
+        raise InputError(f"--image-size resizes the images of a folder: {schedule.dataset} is not one")
     if args.image_size is not None:  # before any image is resized to it
         from jaxvae import memory
 
@@ -188,6 +191,11 @@ def new_run(args) -> tuple:
     memory.check_training(config, 1 if configs is None else len(configs), examples=len(data.x_train))
     if configs is not None:
         sweep.check(configs, data, args.device_memory_budget)
+    if args.batch_size > len(data.x_train):  # on stdout: stderr's one line is for an error that may follow
+        print(
+            f"note: --batch-size {args.batch_size} is more than the {len(data.x_train)} training examples: "
+            "each epoch is one step on all of them"
+        )
     return configs, config, data
 
 
@@ -236,6 +244,24 @@ def _nothing_to_train(args, out: Path) -> str | None:
     return f"every member {reasons.pop()}" if len(reasons) == 1 else "every member has trained or stopped early"
 
 
+def _check_applies(args, dataset: str) -> None:
+    """Refuse the options given that the data set or the model would not use (a model file's function may
+    read any setting: the model's are its own then)."""
+    defaults = vars(build_parser().parse_args(["train", "--out", args.out]))
+    given = {name for name, value in vars(args).items() if value != defaults[name]}
+    deep = len(args.latent_dim) > 1
+    needs = {
+        "data_dir": (dataset in NAMED[1:], f"--data-dir is where mnist and fashion-mnist are found, not {dataset}"),
+        "gaussian_variance": (args.likelihood == "gaussian", "--gaussian-variance is for --likelihood gaussian"),
+        "gaussian_std": (args.likelihood == "gaussian", "--gaussian-std is for --likelihood gaussian"),
+        "inference": (deep, "--inference is for a deep model (several latent layers, --latent-dim K1,K2,...)"),
+        "activation": (args.architecture != "gated", "--activation is for mlp and conv: gated layers have their own"),
+    }
+    for name, (applies, message) in needs.items():
+        if name in given and not applies and not (args.model and name != "data_dir"):
+            raise InputError(message)
+
+
 def _check_out(out: Path, overwrite: bool) -> None:
     """Refuse to write over an existing run in the folder `out` unless `overwrite`, and never empty a folder
     that is not a run."""
@@ -280,10 +306,11 @@ def _resumed_config(args, path: Path) -> RunConfig:
         raise InputError(f"{options} cannot change when resuming: the run's config.json fixes it")
     config = RunConfig.load(path)
     changes = {name: getattr(args, name) for name in RESUMABLE if getattr(args, name) is not None}
-    if args.data_dir is not None:
-        changes["data_dir"] = _data_dir(args)
     if args.dataset is not None:
         changes["dataset"] = _moved(args.dataset, config.train.dataset)
+    if args.data_dir is not None:
+        _check_applies(args, changes.get("dataset", config.train.dataset))
+        changes["data_dir"] = _data_dir(args)
     return dataclasses.replace(config, train=dataclasses.replace(config.train, **changes))
 
 
