@@ -8,6 +8,8 @@ import pkgutil
 import subprocess
 import sys
 
+import pytest
+
 import jaxvae
 
 
@@ -96,14 +98,12 @@ def test_every_public_class_function_and_method_of_the_library_has_a_docstring()
     assert not missing, missing
 
 
+@pytest.mark.slow
 def test_the_old_vae_call_names_its_replacement_and_parts_still_make_a_vae():
     """`jaxvae.VAE(config, key=key)` built a model up to 0.1.0: it now fails with one line naming
     `jaxvae.build_model`, while a VAE made from its parts, by position or by name, is the built one."""
-    import dataclasses
-
     import jax
     import numpy as np
-    import pytest
 
     config = jaxvae.ModelConfig(data_shape=(8, 8), hidden=(16,))
     key = jax.random.PRNGKey(0)
