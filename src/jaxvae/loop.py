@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import equinox as eqx
 import jax
@@ -36,6 +36,9 @@ from jaxvae.evaluate import mean_bounds
 from jaxvae.keys import DataSeed, Run, run_key
 from jaxvae.model import LatentModel
 from jaxvae.objectives import kl_weight
+
+if TYPE_CHECKING:  # a trainer's states are train's, which imports this module
+    from jaxvae.train import TrainState
 
 
 @dataclasses.dataclass
@@ -67,15 +70,19 @@ class Trainer(Protocol):
     def epoch(self, plan: Plan) -> list[tuple[dict[str, float], bool] | None]:
         """Train each planned member one epoch; per member (its training bounds' means, whether its losses
         and parameters stayed finite), None for a frozen one. Returns once the epoch is done."""
+        ...
 
     def evaluate(self, x: Array, keys: list[Array], active: list[bool]) -> list[dict[str, float] | None]:
         """The ELBO's means over x (n, d) of each active member (`evaluate.mean_elbo` with its key)."""
+        ...
 
     def model(self, i: int) -> LatentModel:
         """Member i's model now."""
+        ...
 
-    def state(self, i: int, epoch: int):
+    def state(self, i: int, epoch: int) -> "TrainState":
         """Member i's `train.TrainState` at `epoch`, on this process's first device, for its checkpoint."""
+        ...
 
 
 def training_examples(data: Dataset, config: TrainConfig) -> np.ndarray:
@@ -170,20 +177,21 @@ def train(
             trained = trainer.epoch(plan)
             throughput = trainer.examples / (time.perf_counter() - began)
             tests = trainer.evaluate(x_test, test_keys, active)
-            for i, m in enumerate(members):
-                if active[i] and not (trained[i][1] and math.isfinite(tests[i]["elbo"])):
-                    diverged(m, plan[i][0])
-                    ended[m.name] = f"diverged in epoch {plan[i][0]}"
-                    active[i] = False
+            for i, (m, step, result, test) in enumerate(zip(members, plan, trained, tests, strict=True)):
+                if step is not None and result is not None and test is not None:  # an active member's
+                    if not (result[1] and math.isfinite(test["elbo"])):
+                        diverged(m, step[0])
+                        ended[m.name] = f"diverged in epoch {step[0]}"
+                        active[i] = False
             valids = _validate(trainer, members, x_valid, valid_keys, active)
             seconds = time.perf_counter() - began
-            for i, m in enumerate(members):
-                if active[i]:
-                    (epoch, beta), valid = plan[i], valids[i]
-                    record = runs.epoch_record(epoch, trained[i][0], tests[i], beta, kl, seconds, throughput, valid)
+            for i, (m, step, result, test) in enumerate(zip(members, plan, trained, tests, strict=True)):
+                if active[i] and step is not None and result is not None and test is not None:
+                    (epoch, beta), valid = step, valids[i]
+                    record = runs.epoch_record(epoch, result[0], test, beta, kl, seconds, throughput, valid)
                     _finish_epoch(m, record, trainer.state(i, epoch), events[i], write)
-            if len(members) == 1 and active[0]:
-                bar.set_postfix(train_elbo=f"{trained[0][0]['elbo']:.2f}", test_elbo=f"{tests[0]['elbo']:.2f}")
+                    if len(members) == 1:
+                        bar.set_postfix(train_elbo=f"{result[0]['elbo']:.2f}", test_elbo=f"{test['elbo']:.2f}")
             bar.update(1)
             if stop[0]:
                 bar.close()  # now, so that the command's message comes after the bar, not glued to it
@@ -198,12 +206,16 @@ def _validate(trainer: Trainer, members: list[Member], x: Array, keys: list[Arra
     if not len(x):
         return [None] * len(members)
     elbos = trainer.evaluate(x, keys, active)
-    bounds = [{"elbo": v["elbo"]} if a else None for v, a in zip(elbos, active, strict=True)]
-    for i, m in enumerate(members):
+    bounds: list[dict[str, float] | None] = []
+    for i, (m, v, a) in enumerate(zip(members, elbos, active, strict=True)):
         objective = build_objective(m.config.train)
         name = objective.bound_key
-        if active[i] and name != "elbo":
-            bounds[i][name] = float(mean_bounds(trainer.model(i), objective, x, keys[i])[name])
+        if not a or v is None:
+            bounds.append(None)
+        elif name == "elbo":
+            bounds.append({"elbo": v["elbo"]})
+        else:
+            bounds.append({"elbo": v["elbo"], name: float(mean_bounds(trainer.model(i), objective, x, keys[i])[name])})
     return bounds
 
 
@@ -220,9 +232,9 @@ def _finish_epoch(member: Member, record: dict, state, events, write: bool) -> N
     """Count the epoch of `record` as done, its best validation bound kept; with `write`, its TensorBoard
     scalars (to `events`, if any) and then its files (`runs.write_epoch` of `state`)."""
     valid = record.get(runs.validation_key(build_objective(member.config.train).bound_key))
-    improved = valid is not None and valid > member.best[0]
-    if improved:
-        member.best = (valid, record["epoch"])
+    improved = False
+    if valid is not None and valid > member.best[0]:
+        member.best, improved = (valid, record["epoch"]), True
     if write and events is not None:  # before the checkpoint: a resumed run purges events from its first epoch on
         board.add_epoch(events, record)
     if write:

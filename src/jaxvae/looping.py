@@ -15,7 +15,7 @@ compute the same values up to the order of float operations.
 
 import functools
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import equinox as eqx
 import jax
@@ -30,12 +30,15 @@ class Loop(Protocol):
 
     def compile(self, program: Callable, jit: Callable = eqx.filter_jit) -> Callable:
         """program(loop, *args) as a function of args, ready to call (`jit`: how to compile it whole)."""
+        ...
 
-    def scan(self, step: Callable, carry, xs, *args):
+    def scan(self, step: Callable, carry, xs, *args) -> tuple[Any, Any]:
         """`lax.scan(lambda c, x: step(c, x, *args), carry, xs)`: (the last carry, the stacked outputs)."""
+        ...
 
-    def map(self, fn: Callable, xs, *args):
+    def map(self, fn: Callable, xs, *args) -> Any:
         """`lax.map(lambda x: fn(x, *args), xs)`: the stacked outputs."""
+        ...
 
 
 class Compiled:

@@ -56,6 +56,7 @@ from jaxvae.runs import (
 )
 from jaxvae.sweep_schedule import steps_together
 from jaxvae.train import (
+    UNOPTIMIZED,
     TrainState,
     check_data,
     epoch_key,
@@ -211,7 +212,7 @@ def initial_states(configs: dict[str, RunConfig]) -> TrainState:
     config = next(iter(configs.values()))
     keys = jnp.stack([run_key(c.train.seed, Run.INIT) for c in configs.values()])
     initial = jax.jit(jax.vmap(functools.partial(initial_state, config, model_file.builder(config.model))))
-    return initial.lower(keys).compile({"xla_backend_optimization_level": 0})(keys)
+    return initial.lower(keys).compile(UNOPTIMIZED)(keys)
 
 
 def fit_sweep(
@@ -241,7 +242,7 @@ def fit_sweep(
             for name, config in configs.items()
         }
         if all(reasons.values()):
-            return reasons
+            return {name: reason for name, reason in reasons.items() if reason}
     hardware = HardwareConfig(**parallel.describe(Mesh(np.asarray(jax.devices()[:1]), (parallel.DATA_AXIS,))))
     configs = {
         name: dataclasses.replace(config, model=model_file.relative_to(config.model, out / name), hardware=hardware)

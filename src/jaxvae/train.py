@@ -9,7 +9,7 @@ import dataclasses
 import functools
 import shutil
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -33,6 +33,8 @@ from jaxvae.model import LatentModel
 from jaxvae.model_file import Builder
 from jaxvae.networks import with_precision
 from jaxvae.objectives import Objective
+
+UNOPTIMIZED: dict[str, Any] = {"xla_backend_optimization_level": 0}  # XLA's options for a program run once
 
 
 class TrainState(NamedTuple):
@@ -59,7 +61,7 @@ def init_state(config: RunConfig, build: Builder | None = None) -> TrainState:
     initial = functools.partial(initial_state, config, build or model_file.builder(config.model))
     key = run_key(config.train.seed, Run.INIT)
     arrays = jax.jit(lambda k: eqx.filter(initial(k), eqx.is_array))
-    arrays = arrays.lower(key).compile({"xla_backend_optimization_level": 0})(key)
+    arrays = arrays.lower(key).compile(UNOPTIMIZED)(key)
     _, rest = eqx.partition(eqx.filter_eval_shape(initial, key), lambda a: isinstance(a, jax.ShapeDtypeStruct))
     return eqx.combine(arrays, rest)  # rest: what is not an array, e.g. a user's activation function
 
@@ -357,8 +359,11 @@ class RunTrainer(loop.Trainer):
         self.run_epoch = _epoch_runner(self.static, config, x_train, mesh, device_budget)
         self.seed, self.objective, self.examples = config.seed, objective, len(x_train)
 
-    def epoch(self, plan):
-        ((epoch, beta),) = plan
+    def epoch(self, plan: loop.Plan) -> list[tuple[dict[str, float], bool] | None]:
+        (step,) = plan
+        if step is None:  # frozen: a run's one member is not, while the loop trains it
+            return [None]
+        epoch, beta = step
         objective = self.objective.with_kl_weight(jnp.asarray(beta, jnp.float32))
         self.params, self.opt_state, train, finite = self.run_epoch(
             self.params, self.opt_state, epoch_key(self.seed, epoch), objective
@@ -366,7 +371,7 @@ class RunTrainer(loop.Trainer):
         train = {k: float(v.addressable_data(0)) for k, v in train.items()}  # waits for the epoch
         return [(train, bool(finite.addressable_data(0)))]
 
-    def evaluate(self, x, keys, active):
+    def evaluate(self, x: Array, keys: list[Array], active: list[bool]) -> list[dict[str, float] | None]:
         return [{k: float(v) for k, v in mean_elbo(self.model(0), x, keys[0]).items()}]
 
     def model(self, i: int) -> LatentModel:
