@@ -44,7 +44,7 @@ def test_idx_errors(tmp_path):
     broken = tmp_path / "broken.gz"
     broken.write_bytes(gzip.compress(b"\x00" * 100)[:20])
     with pytest.raises(InputError, match="gzip"):
-        read_idx(broken)
+        read_idx(str(broken))  # a path as str or Path
 
 
 def test_idx_count_mismatch(tmp_path):

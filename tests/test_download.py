@@ -61,6 +61,16 @@ def server(tmp_path, monkeypatch):
     httpd.server_close()
 
 
+def test_the_known_contents_are_md5_of_the_four_files_and_debian_s_fashion_mnist_has_them():
+    """Against Debian's dataset-fashion-mnist where it is installed (MNIST's are the published ones)."""
+    for name, table in download.CONTENT_MD5.items():
+        assert set(table) == set(data_module.IDX_FILES.values()), name
+        assert all(len(h) == 32 and int(h, 16) >= 0 for h in table.values())
+    if not data_module.FASHION_MNIST_DIR.is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    assert content_md5(data_module.FASHION_MNIST_DIR) == download.CONTENT_MD5["fashion-mnist"]
+
+
 def test_published_checksums_are_sha256_of_the_four_files():
     for name, table in download.CHECKSUMS.items():
         assert set(table) == {stem + ".gz" for stem in data_module.IDX_FILES.values()}, name
@@ -72,7 +82,7 @@ def test_published_checksums_are_sha256_of_the_four_files():
 def test_falls_back_past_a_dropped_connection_and_a_corrupt_mirror(server, tmp_path, monkeypatch, bad):
     base, files, checksums, _ = server
     monkeypatch.setenv(download.MIRRORS_VARIABLE, f"{base}/{bad}/, {base}/corrupt/,{base}/good/")
-    folder = download.fetch("mnist", tmp_path / "cache" / "mnist", checksums=checksums, progress=False)
+    folder = download.fetch("mnist", str(tmp_path / "cache" / "mnist"), checksums=checksums, progress=False)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == files  # nothing else (no .part files)
     for name in files:
         assert [r for r in Mirrors.requests if r.endswith(name)] == [

@@ -133,6 +133,7 @@ def test_fit_records_the_data_it_was_given(tmp_path, capsys):
     them; arrays made in Python are named by no file, and the commands ask for --dataset."""
     from jaxvae.config import ModelConfig, RunConfig, TrainConfig
     from jaxvae.data import Dataset
+    from jaxvae.runs import read_metrics
     from jaxvae.train import fit
 
     rng = np.random.default_rng(1)
@@ -140,6 +141,7 @@ def test_fit_records_the_data_it_was_given(tmp_path, capsys):
     data = load_dataset(tmp_path / "x.npy")
     config = RunConfig(ModelConfig(data_shape=(3, 5), hidden=(8,)), TrainConfig(epochs=1, batch_size=8))
     fit(config, data, str(tmp_path / "run"), progress=False)
+    assert [r["epoch"] for r in read_metrics(str(tmp_path / "run"))] == [1]  # a path as str or Path
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())
     assert recorded["train"]["dataset"] == str(tmp_path.resolve() / "x.npy")
     assert recorded["model"]["data_shape"] == [3, 5]

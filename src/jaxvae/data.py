@@ -300,8 +300,9 @@ def _check_copy(raw: bytes, path: Path, name: str, stem: str) -> None:
     )
 
 
-def read_idx(path: Path) -> np.ndarray:
+def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file (optionally gzipped): magic 0x0000TTNN, NN big-endian int32 sizes, then data."""
+    path = Path(path)
     return _parse_idx(_idx_bytes(path), path)
 
 

@@ -78,13 +78,16 @@ def mirrors(name: str) -> tuple[str, ...]:
     return MIRRORS[name]
 
 
-def fetch(name: str, folder: Path, *, checksums: dict[str, str] | None = None, progress: bool = True) -> Path:
+def fetch(
+    name: str, folder: str | os.PathLike, *, checksums: dict[str, str] | None = None, progress: bool = True
+) -> Path:
     """Make sure `folder` holds every file of dataset `name` with its checksum; returns `folder`.
 
     Files already in `folder` are kept; each missing one is downloaded from the first mirror that
     serves it intact. `checksums` (file name -> SHA-256) replaces the published table.
     """
     checksums = CHECKSUMS[name] if checksums is None else checksums
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for file, sha256 in checksums.items():
         if not (folder / file).is_file():

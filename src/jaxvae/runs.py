@@ -116,9 +116,9 @@ def truncate_metrics(path: Path, epochs: int) -> None:
     checkpoint.write_atomically(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
+def read_metrics(run_dir: str | Path) -> list[dict]:
     """The epoch records of a run, oldest first (empty before the first epoch)."""
-    return _parse_metrics(run_dir / METRICS)
+    return _parse_metrics(Path(run_dir) / METRICS)
 
 
 def best_validation(records: list[dict], bound: str) -> tuple[float, int]:
