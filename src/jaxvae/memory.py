@@ -61,7 +61,7 @@ def values_per_draw(model: ModelConfig) -> int:
     """Floats of the widest array one draw of z passes through: the likelihood's parameters (one per data
     value), or a dense (mlp, gated) hidden layer's output; a conv layer's is counted as the data's."""
     dense = model.hidden if model.architecture != "conv" else ()
-    return max(math.prod(model.data_shape), *dense)
+    return max([math.prod(model.data_shape), *dense])
 
 
 def draws_bytes(model: ModelConfig, draws: int) -> int:
