@@ -2,6 +2,7 @@
 # make test: the whole test suite. Both create .venv and install what they need, at the versions of constraints.txt.
 # make test-fast: the tests not marked slow (pytest -m "not slow"), the loop while changing the code.
 # make tutorial: rebuild docs/tutorial.ipynb from its source docs/tutorial.py and execute it (its outputs are kept).
+# make lint: ruff over everything, and pyright's type checks over src/ ([tool.pyright]).
 # make docs: build the documentation site into site/ (mkdocs build --strict: a broken link or reference fails).
 PYTHON ?= python3
 VENV := .venv
@@ -34,6 +35,7 @@ docs: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/pyright
 
 clean:
 	rm -rf runs site .pytest_cache

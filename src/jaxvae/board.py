@@ -47,6 +47,7 @@ def add_figures(run_dir: Path, paths: list[Path], epoch: int) -> None:
     from PIL import Image
 
     with writer(run_dir) as events:
+        assert events is not None  # an enabled writer's
         for path in paths:
             with Image.open(path) as image:
                 pixels = np.asarray(image.convert("RGB"))

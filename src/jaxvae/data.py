@@ -120,8 +120,8 @@ def _idx_file(folder: Path, stem: str) -> Path | None:
 def _digits() -> Dataset:
     from sklearn.datasets import load_digits
 
-    bunch = load_digits()
-    return _split(bunch.images.astype(np.float32) / 16.0, bunch.target.astype(np.int32))
+    pixels, labels = load_digits(return_X_y=True)  # each image's 8 x 8 pixels, row by row
+    return _split(pixels.reshape(-1, 8, 8).astype(np.float32) / 16.0, labels.astype(np.int32))
 
 
 def _array_file(path: Path) -> Dataset:

@@ -4,7 +4,10 @@ Every function is jitted and works through the data `batch` examples (and K samp
 so memory stays bounded whatever n or K. Per-example functions return shape (n,); `report` gives means.
 """
 
+import functools
 import math
+import operator
+from typing import cast
 
 import equinox as eqx
 import jax
@@ -14,7 +17,7 @@ from jax import Array
 from tqdm.auto import tqdm
 
 from jaxvae import looping
-from jaxvae.distributions import CLOSED_FORM_KL, kl_terms
+from jaxvae.distributions import CLOSED_FORM_KL, FullNormal, Mixture, Normal, kl_terms
 from jaxvae.errors import InputError
 from jaxvae.keys import MOMENTS_SEED, Evaluation
 from jaxvae.looping import Loop, batch_indices
@@ -93,7 +96,7 @@ def mean_layer_kls(vae: LatentModel, x: Array, key: Array, *, samples: int, batc
     return jnp.mean(kls, axis=0)
 
 
-def over_examples(fn, x: Array, batch: int, examples: Array | None = None):
+def over_examples(fn, x: Array | np.ndarray, batch: int, examples: Array | None = None):
     """fn(x[i], i) over the examples of x (n, d), or those of `examples` (m,) (indices into x), `batch` at a
     time in a compiled loop (`lax.map`); outputs keep the leading n (m)."""
     examples = jnp.arange(x.shape[0]) if examples is None else examples
@@ -206,7 +209,8 @@ def _trapezoid_grid(lo: Array, hi: Array, points: int) -> tuple[Array, Array]:
     t = jnp.linspace(0.0, 1.0, points)
     z = jnp.stack(jnp.meshgrid(*(lo[:, None] + (hi - lo)[:, None] * t), indexing="ij"), axis=-1).reshape(-1, k)
     edge = jnp.log(jnp.where((t == 0) | (t == 1), 0.5, 1.0))
-    log_w = sum(jnp.meshgrid(*[edge] * k, indexing="ij")).reshape(-1) + jnp.sum(jnp.log((hi - lo) / (points - 1)))
+    edges = functools.reduce(operator.add, jnp.meshgrid(*[edge] * k, indexing="ij"))  # sum over the dimensions
+    log_w = edges.reshape(-1) + jnp.sum(jnp.log((hi - lo) / (points - 1)))
     return z, log_w
 
 
@@ -292,7 +296,7 @@ def quadrature_change(vae: LatentModel, x: Array, values: Array, *, progress: bo
 
 
 @eqx.filter_jit
-def posterior_moments(vae: LatentModel, x: Array, *, batch: int = 1000) -> tuple[Array, Array]:
+def posterior_moments(vae: LatentModel, x: Array | np.ndarray, *, batch: int = 1000) -> tuple[Array, Array]:
     """Mean and standard deviation of q(z|x), each of shape (n, k): in closed form for the Gaussian
     families, from `moment_draws` draws with a fixed key for a flow (`Distribution.moments`)."""
 
@@ -327,13 +331,13 @@ def kl_per_dimension(vae: LatentModel, x: Array, key: Array, *, batch: int = 10)
     closed_form = CLOSED_FORM_KL.get((type(q), type(p)))
     if closed_form is not None and closed_form(q, p).shape[-1] == vae.latent_dim:
 
-        def per_dim(xb, _):
+        def per_dim(xb, i):
             return closed_form(vae.encode(xb), p)
 
-    elif hasattr(q, "marginal_log_prob"):
+    elif isinstance(q, Normal | FullNormal) and isinstance(p, Normal | Mixture):  # the families with marginals
 
         def per_dim(xb, i):
-            qb = vae.encode(xb)
+            qb = cast(Normal | FullNormal, vae.encode(xb))  # of q's family
             z = qb.sample(jax.random.fold_in(key, i[0]), (KL_DIM_SAMPLES,))
             return jnp.mean(qb.marginal_log_prob(z) - p.marginal_log_prob(z), axis=0)
 
@@ -367,7 +371,7 @@ def iw_key(key: Array) -> Array:
 
 
 def log_likelihoods(
-    vae: LatentModel, x: Array, key: Array, iw_samples: int = 5000, *, progress: bool = False
+    vae: LatentModel, x: Array | np.ndarray, key: Array, iw_samples: int = 5000, *, progress: bool = False
 ) -> dict[str, Array]:
     """Per-example estimates of log p(x) for x (n, d), each (n,), nats: `log_likelihood`, L_K with
     K = iw_samples and the key `report` uses, and `log_likelihood_quadrature` where k <= 2 (`progress`: a bar
@@ -387,7 +391,7 @@ def standard_error(values: Array) -> float | None:
 
 def report(
     vae: LatentModel,
-    x: Array,
+    x: Array | np.ndarray,
     key: Array,
     iw_samples: int = 5000,
     likelihoods: dict | None = None,

@@ -50,7 +50,7 @@ def browser_decoder(vae: LatentModel) -> dict | None:
     decoder = getattr(vae, "decoder", None)
     if not (
         isinstance(decoder, MLP)
-        and getattr(vae.likelihood, "name", None) in BROWSER_LIKELIHOODS
+        and getattr(getattr(vae, "likelihood", None), "name", None) in BROWSER_LIKELIHOODS
         and all(type(layer) is Linear for layer in decoder.layers)
     ):
         return None
@@ -106,7 +106,7 @@ class Explorer:
             "dataset": config.train.dataset,
             "shape": display_shape(tuple(config.model.data_shape)),
             "latent_dim": self.vae.latent_dim,
-            "likelihood": getattr(self.vae.likelihood, "name", None),
+            "likelihood": getattr(getattr(self.vae, "likelihood", None), "name", None),
             "decoder": browser_decoder(self.vae),
             "points": {
                 "n": len(x),

@@ -118,10 +118,13 @@ def check_training(config: RunConfig, members: int = 1, examples: int | None = N
 def check_image_size(config: RunConfig, have: int | None = None) -> None:
     """Raise SettingError where images resized to `config.train.image_size` cannot be trained on, before any is:
     `check_training` of a model of their size on one example, the message naming the size first."""
+    size = config.train.image_size
+    if size is None:
+        return
     try:
         check_training(config, examples=1, have=have)
     except SettingError as e:
-        h, w = config.train.image_size
+        h, w = size
         raise SettingError(f"image_size {h},{w} (images of {h * w:,} pixels): {e}", "image_size", *e.settings) from None
 
 

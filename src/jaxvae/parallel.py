@@ -27,7 +27,7 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     given = [coordinator is not None, num_processes is not None, process_id is not None]
     if not any(given):
         return
-    if not all(given):
+    if coordinator is None or num_processes is None or process_id is None:
         raise InputError("--coordinator, --num-processes and --process-id go together: give all three")
     if num_processes < 1 or not 0 <= process_id < num_processes:
         raise InputError(f"--process-id must be in 0..{num_processes - 1}, got {process_id}")

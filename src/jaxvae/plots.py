@@ -10,6 +10,7 @@ import math
 import threading
 from pathlib import Path
 from statistics import NormalDist
+from typing import TYPE_CHECKING, cast
 
 import jax
 import numpy as np
@@ -18,11 +19,15 @@ from tqdm.auto import tqdm
 from jaxvae.builder import build_objective
 from jaxvae.config import RunConfig
 from jaxvae.data import Dataset
+from jaxvae.deep import DownwardPrior
 from jaxvae.evaluate import decoded_means, posterior_moments, prior_draws
 from jaxvae.keys import Run, run_key
 from jaxvae.model import LatentModel
 from jaxvae.objectives import Elbo, Objective
 from jaxvae.runs import best_validation, validation_key
+
+if TYPE_CHECKING:  # matplotlib is imported on a thread of its own (`import_in_background`)
+    from matplotlib.ticker import MaxNLocator
 
 
 def is_image(shape: tuple[int, ...]) -> bool:
@@ -82,9 +87,10 @@ def _decoded(vae: LatentModel, z: np.ndarray) -> np.ndarray:
 def _decoded_top(vae: LatentModel, z_top: np.ndarray) -> np.ndarray:
     """The mean of p(x|z) for z_L (n, k_L) of the top layer, every layer below at its conditional mean
     E[z_l | z_{l+1}] (z itself for a one-layer model): (n, d)."""
-    if len(vae.sizes) == 1:
+    prior = vae.prior()
+    if not isinstance(prior, DownwardPrior):  # one layer
         return _decoded(vae, z_top)
-    return _decoded(vae, np.asarray(vae.prior().means_below(jax.numpy.asarray(z_top))))
+    return _decoded(vae, np.asarray(prior.means_below(jax.numpy.asarray(z_top))))
 
 
 def _top_coordinates(vae: LatentModel) -> tuple[str, str]:
@@ -219,7 +225,7 @@ def latent_scatter(
     fig = _figure((7.6 if legend else 7, 6), left=0.11, bottom=0.09, right=0.84 if legend else 0.97, top=0.94)
     ax = fig.add_subplot()
     size = 4 if len(mu) <= 1000 else 2  # points across: larger where there are few
-    if legend:  # a colour of its own per class, named in a legend; markers draw 2 times faster than a scatter
+    if classes is not None and legend:  # a colour per class, in a legend; markers draw 2 times faster than a scatter
         for i, c in enumerate(classes):
             name = names[c] if names else str(c)
             ax.plot(mu[y == c, 0], mu[y == c, 1], "o", ms=size, mew=0, color=f"C{i}", label=name)
@@ -299,7 +305,7 @@ def training_curve(metrics: list[dict], path: Path, objective: Objective | None 
     title = "training curve"
     if later := _span_later_epochs(ax, [metrics], curves):
         title += f" (y axis: the range of epochs {later[0][0]['epoch']} to {later[0][-1]['epoch']})"
-    ax.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)  # whole epochs
+    cast("MaxNLocator", ax.xaxis.get_major_locator()).set_params(integer=True, min_n_ticks=1)  # whole epochs
     ax.set(xlabel="epoch", ylabel=f"{'ELBO' if bound == 'elbo' else 'bound'} per example (nats)", title=title)
     ax.legend(loc="best")
     ax.grid(alpha=0.3)

@@ -233,7 +233,7 @@ def evaluation_split(data: Dataset, split: str, binarize: str) -> tuple[np.ndarr
     so that evaluations compare."""
     if split == "all":
         x = np.concatenate([data.x_train, data.x_test])
-        y = None if data.y_train is None else np.concatenate([data.y_train, data.y_test])
+        y = None if data.y_train is None or data.y_test is None else np.concatenate([data.y_train, data.y_test])
     else:
         x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
     return binarized(x, binarize, DataSeed.TEST_BINARIZATION), y

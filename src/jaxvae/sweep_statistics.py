@@ -1,5 +1,7 @@
 """A sweep's members' results summarized per setting: mean and standard deviation over the seeds."""
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -12,7 +14,7 @@ def groups(names: list[str]) -> dict[str, list[str]]:
     return grouped
 
 
-def mean_and_sd(values: list[float]) -> tuple[float, float]:
+def mean_and_sd(values: Sequence[float]) -> tuple[float, float | None]:
     """Mean and sample standard deviation (n - 1) of the members' values; the sd of one value is undefined:
     None."""
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None
@@ -34,7 +36,7 @@ def summarize(results: dict[str, dict], grouped: dict[str, list[str]]) -> dict[s
         names = [n for n in names if n in results]
         if names:
             keys = [k for k, v in results[names[0]].items() if isinstance(v, int | float)]
-            stats = {k: mean_and_sd([results[n][k] for n in names]) for k in keys}
+            stats: dict[str, tuple] = {k: mean_and_sd([results[n][k] for n in names]) for k in keys}
             if "kl_per_dim" in results[names[0]]:
                 stats["kl_per_dim"] = _mean_and_sd_per_dimension([results[n]["kl_per_dim"] for n in names])
             summaries[label] = {

@@ -214,7 +214,11 @@ def stream_epoch(
     sums, finite = [], []
     for start in range(0, len(idx), chunk_batches):
         i, w, k = (a[start : start + chunk_batches] for a in (idx, weights, keys))
-        xs = jax.make_array_from_callback(i.shape + (d,), rows, lambda s, i=i: np.asarray(x[i[s[:2]]], np.float32))
+        xs = jax.make_array_from_callback(
+            i.shape + (d,),
+            rows,
+            lambda s, i=i: np.asarray(x[i[s[:2]]], np.float32),  # pyright: ignore[reportOptionalSubscript]
+        )
         ws = jax.make_array_from_callback(w.shape, rows, lambda s, w=w: w[s])
         params, opt_state, chunk_sums, chunk_finite = chunk(
             params, opt_state, xs, ws, parallel.replicate(k, mesh), objective

@@ -26,7 +26,7 @@ def run(args) -> int:
     if y is not None and config.train.classes and not args.dataset:  # the names of the labels, as trained
         arrays["classes"] = np.asarray(config.train.classes)
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, allow_pickle=False, **arrays)
     try:
         write_atomically(out, buffer.getvalue())
     except OSError as e:

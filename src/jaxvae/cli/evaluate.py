@@ -118,13 +118,14 @@ def _evaluate_sweep(args) -> int:
     from jaxvae.sweep_statistics import summarize
 
     out = Path(args.run_dir)
-    results = {}
+    results, dataset = {}, args.dataset
     for name in sweep.read_members(out):
         if not epoch_checkpoints(out / name):
             print(f"{out / name}: no checkpoint (diverged in, or never finished, epoch 1): skipped", file=sys.stderr)
             continue
         member = argparse.Namespace(**{**vars(args), "run_dir": str(out / name)})
         config, vae, x, _ = run_data(member, args.split, args.checkpoint)
+        dataset = args.dataset or config.train.dataset
         vae = with_precision(vae, PRECISIONS[args.precision])
         key = jax.random.PRNGKey(args.seed)
         results[name] = report(vae, x[: args.n], key, args.iw_samples, progress=not args.quiet)
@@ -132,8 +133,7 @@ def _evaluate_sweep(args) -> int:
         raise InputError(f"no member of the sweep in {out} has a checkpoint to evaluate")
     groups = summarize(results, groups_of(sweep.read_members(out)))
     if args.json:
-        dataset = args.dataset or config.train.dataset
         print(json.dumps({"dataset": dataset, "split": args.split, "members": results, "groups": groups}))
         return 0
-    print(sweep_table(results, groups, out, args.dataset or config.train.dataset, args.split))
+    print(sweep_table(results, groups, out, dataset, args.split))
     return 0

@@ -74,7 +74,7 @@ def image_size(text: str) -> tuple[int, int]:
     try:
         size = tuple(int(v) for v in text.split(","))
     except ValueError:
-        size = ()
+        size = (0,)  # not a size: refused below
     if len(size) not in (1, 2) or min(size) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers H or H,W, got {text!r}")
     return (size[0], size[-1])
