@@ -425,11 +425,16 @@ def test_a_write_that_fails_is_one_line_and_exit_2_in_every_command(folder_run, 
 
 
 @pytest.mark.slow
-def test_a_batch_larger_than_the_data_is_said_once(tmp_path, capsys):
+def test_a_batch_larger_than_the_data_and_a_warm_up_longer_than_training_are_said_once(tmp_path, capsys):
     from jaxvae.cli import main
 
     argv = ["train", "--out", str(tmp_path / "run"), "--epochs", "2", "--hidden", "4", "--batch-size", "5000"]
-    assert main([*argv, "--quiet"]) == 0
+    assert main([*argv, "--kl-warmup-epochs", "4", "--quiet"]) == 0
     out = capsys.readouterr().out
-    note = "note: --batch-size 5000 is more than the 1438 training examples: each epoch is one step on all of them"
-    assert out.count(note) == 1, out  # digits: 1,797 examples, 359 (20%) held out for testing
+    notes = [
+        # digits: 1,797 examples, 359 (20%) held out for testing
+        "note: --batch-size 5000 is more than the 1438 training examples: each epoch is one step on all of them",
+        # the weight rises by 1/4 an epoch from 0 in epoch 1: 1/4 in epoch 2
+        "note: --kl-warmup-epochs 4 outlasts the 2 epochs: the KL weight ends at 0.25 of --beta",
+    ]
+    assert [out.count(note) for note in notes] == [1, 1], out

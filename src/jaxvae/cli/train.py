@@ -191,12 +191,28 @@ def new_run(args) -> tuple:
     memory.check_training(config, 1 if configs is None else len(configs), examples=len(data.x_train))
     if configs is not None:
         sweep.check(configs, data, args.device_memory_budget)
-    if args.batch_size > len(data.x_train):  # on stdout: stderr's one line is for an error that may follow
-        print(
-            f"note: --batch-size {args.batch_size} is more than the {len(data.x_train)} training examples: "
+    for note in _notes(config.train, len(data.x_train)):
+        print(f"note: {note}")  # on stdout: stderr's one line is for an error that may follow
+    return configs, config, data
+
+
+def _notes(schedule: TrainConfig, examples: int) -> list[str]:
+    """What the settings do that the user may not expect, on data of `examples` training examples."""
+    from jaxvae.objectives import kl_weight
+
+    notes = []
+    if schedule.batch_size > examples:
+        notes.append(
+            f"--batch-size {schedule.batch_size} is more than the {examples} training examples: "
             "each epoch is one step on all of them"
         )
-    return configs, config, data
+    if schedule.kl_warmup_epochs >= schedule.epochs:
+        weight = kl_weight(1.0, schedule.kl_warmup_epochs, schedule.epochs)
+        notes.append(
+            f"--kl-warmup-epochs {schedule.kl_warmup_epochs} outlasts the {schedule.epochs} epochs: the KL weight "
+            f"ends at {weight:.2g} of --beta (train --resume --epochs N continues the warm-up)"
+        )
+    return notes
 
 
 def resumed_run(args, out: Path) -> tuple:
