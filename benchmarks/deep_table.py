@@ -19,8 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvae.binarization import Dynamic
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
-from jaxvae.data import binarized, load_dataset
+from jaxvae.data import load_dataset
 from jaxvae.evaluate import ELBO_SAMPLES, active_units, log_likelihood, mean_elbo, mean_layer_kls
 from jaxvae.keys import DataSeed
 from jaxvae.runs import read_metrics
@@ -42,7 +43,7 @@ def main():
     args = p.parse_args()
     hidden = tuple(int(h) for h in args.hidden.split(","))
     data = load_dataset("fashion-mnist")
-    x = jnp.asarray(binarized(data.x_test[: args.test_examples], "dynamic", DataSeed.TEST_BINARIZATION))
+    x = jnp.asarray(Dynamic().held_out(data.x_test[: args.test_examples], DataSeed.TEST_BINARIZATION))
     results = []
     for name, sizes, inference in ROWS:
         layers = sizes if len(sizes) > 1 else ()

@@ -26,8 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvae.binarization import Dynamic
 from jaxvae.config import ModelConfig, RunConfig, TrainConfig
-from jaxvae.data import binarized, load_dataset
+from jaxvae.data import load_dataset
 from jaxvae.evaluate import ELBO_SAMPLES, active_units, log_likelihood, mean_elbo
 from jaxvae.keys import DataSeed
 from jaxvae.runs import read_metrics
@@ -58,7 +59,7 @@ def main():
     p.add_argument("--quiet", action="store_true", help="no progress bar of training")
     args = p.parse_args()
     data = load_dataset("fashion-mnist")
-    x = jnp.asarray(binarized(data.x_test[: args.test_examples], "dynamic", DataSeed.TEST_BINARIZATION))
+    x = jnp.asarray(Dynamic().held_out(data.x_test[: args.test_examples], DataSeed.TEST_BINARIZATION))
     rows = ROWS if args.rows is None else [ROWS[int(i)] for i in args.rows.split(",")]
     results, began = [], time.perf_counter()
     for posterior, prior in rows:

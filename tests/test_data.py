@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import make_idx_folder, write_idx
+from jaxvae.config import TrainConfig
 from jaxvae.data import binarize, load_dataset, read_idx
 from jaxvae.errors import ImageSizesDiffer, InputError
 
@@ -141,14 +142,32 @@ def test_validation_split_is_fixed_disjoint_and_complete():
     assert split_validation(data, 0)[0] is data and len(split_validation(data, 0)[1]) == 0
 
 
-def test_binarization_modes():
-    from jaxvae.data import binarized
+def test_each_binarize_option_binarizes_as_it_says():
+    """threshold: x > 0.5; none: x; static: one Bernoulli(x) draw per pixel, fixed by the seed, for training
+    and held-out sets alike; dynamic: the training array as it is, held-out sets drawn as static's, and a
+    fresh draw at each step. A Bernoulli(p) mean over 20,000 pixels is within 5 standard errors of p."""
+    import jax
+
+    from jaxvae.builder import build_binarization
+
+    def option(name):
+        return build_binarization(TrainConfig(binarize=name))
 
     x = np.array([[0.0, 0.3, 0.5, 0.50001, 1.0]], np.float32)
-    np.testing.assert_array_equal(binarized(x, "threshold", 0), [[0, 0, 0, 1, 1]])
-    np.testing.assert_array_equal(binarized(x, "none", 0), x)
-    np.testing.assert_array_equal(binarized(x, "static", 3), binarized(x, "dynamic", 3))
-    assert binarized(x, "static", 3)[0, 0] == 0 and binarized(x, "static", 3)[0, 4] == 1
+    np.testing.assert_array_equal(option("threshold").training(x, 0), [[0, 0, 0, 1, 1]])
+    np.testing.assert_array_equal(option("none").training(x, 0), x)
+    grey = np.full((200, 100), 0.3, np.float32)
+    static, dynamic = option("static"), option("dynamic")
+    for drawn in (static.training(grey, 3), static.held_out(grey, 3), dynamic.held_out(grey, 3)):
+        assert set(np.unique(drawn)) == {0.0, 1.0} and abs(drawn.mean() - 0.3) < 5 * np.sqrt(0.21 / grey.size)
+    np.testing.assert_array_equal(static.training(grey, 3), dynamic.held_out(grey, 3))
+    assert not np.array_equal(static.training(grey, 3), static.training(grey, 4))
+    np.testing.assert_array_equal(dynamic.training(grey, 3), grey)
+    key = jax.random.PRNGKey(0)
+    (key_1, step_1), (_, step_2) = dynamic.in_step(key, grey), dynamic.in_step(jax.random.PRNGKey(1), grey)
+    assert abs(float(step_1.mean()) - 0.3) < 5 * np.sqrt(0.21 / grey.size) and not np.array_equal(step_1, step_2)
+    assert not np.array_equal(key_1, key) and static.in_step(key, grey)[1] is grey
+    assert (static.seeded, dynamic.seeded, option("none").binary) == (True, False, False)
 
 
 @pytest.mark.parametrize(

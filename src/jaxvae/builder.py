@@ -1,7 +1,7 @@
 """The one place where configuration names become parts: `build_model(config, key)` turns a `ModelConfig`
 into a model (a `model.VAE`, or a `deep` model for several latent layers) of Equinox parts;
-`build_objective`, `build_optimizer` and `precision` turn a `TrainConfig`'s names into an objective, an Optax
-transformation and a dtype.
+`build_objective`, `build_optimizer`, `build_binarization` and `precision` turn a `TrainConfig`'s names into
+an objective, an Optax transformation, a binarization and a dtype.
 
 Adding a part means adding its module (or function) and one line here; nothing else switches on a name.
 """
@@ -15,7 +15,7 @@ import optax
 from jax import Array
 from jax.typing import DTypeLike
 
-from jaxvae import objectives
+from jaxvae import binarization, objectives
 from jaxvae.config import ModelConfig, TrainConfig
 from jaxvae.deep import BottomUpVAE, Conditional, LadderEncoder, TopDownBlock, TopDownVAE
 from jaxvae.likelihoods import BernoulliPixels, ContinuousBernoulliPixels, GaussianPixels
@@ -36,6 +36,12 @@ ACTIVATIONS: dict[str, Activation] = {  # `--activation`: jax.nn's functions (ge
 }
 PRECISIONS: dict[str, DTypeLike] = {"fp32": jnp.float32, "bf16": jnp.bfloat16}  # `--precision`: the products'
 OPTIMIZERS = {"adam": optax.adam, "adam-normgrad": adam_normgrad}  # `--optimizer`: learning rate -> transformation
+BINARIZATIONS = {  # `--binarize`
+    "none": binarization.Unchanged,
+    "static": binarization.Static,
+    "dynamic": binarization.Dynamic,
+    "threshold": binarization.Threshold,
+}
 GRADIENTS = {"reparam": objectives.Reparam, "stl": objectives.STL, "dreg": objectives.DReG}  # `--gradient`
 
 
@@ -56,6 +62,11 @@ def build_objective(config: TrainConfig) -> objectives.Objective:
     """The objective `config` names (`objective`, `gradient`), with its settings, its scalars (beta, free bits,
     CIWAE's beta) as float32 arrays (traced: a KL warm-up or a sweep changes them without compiling again)."""
     return OBJECTIVES[config.objective](config, GRADIENTS[config.gradient]())
+
+
+def build_binarization(config: TrainConfig) -> binarization.Binarization:
+    """How `config.binarize` binarizes the data."""
+    return BINARIZATIONS[config.binarize]()
 
 
 def build_optimizer(config: TrainConfig, lr: Array | float | None = None) -> optax.GradientTransformation:

@@ -350,13 +350,3 @@ def split_validation(data: Dataset, fraction: float) -> tuple[Dataset, np.ndarra
 def binarize(x: np.ndarray, seed: int) -> np.ndarray:
     """One Bernoulli sample of every pixel, with probability its grey value in [0, 1]."""
     return (np.random.default_rng(seed).random(x.shape, dtype=np.float32) < x).astype(np.float32)
-
-
-def binarized(x: np.ndarray, mode: str, seed: int) -> np.ndarray:
-    """`x` under --binarize `mode`, sampled once: `threshold` is x > 0.5; `static` and `dynamic` one
-    Bernoulli sample drawn with `seed` (dynamic resampling of training data happens in the step)."""
-    if mode == "threshold":
-        return (x > 0.5).astype(np.float32)
-    if mode in ("static", "dynamic"):
-        return binarize(x, seed)
-    return x

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvae.builder import ACTIVATIONS
+from jaxvae.builder import ACTIVATIONS, build_binarization
 from jaxvae.errors import InputError
 from jaxvae.evaluate import decoded_means, posterior_moments
 from jaxvae.keys import DataSeed
@@ -92,7 +92,7 @@ class Explorer:
         config = RunConfig.load(run_dir / CONFIG)
         self.vae = load(run_dir)
         data = load_data(config, dataset=dataset, data_dir=data_dir)
-        x_test, y_test = evaluation_split(data, "test", config.train.binarize)
+        x_test, y_test = evaluation_split(data, "test", build_binarization(config.train))
         keep = np.arange(len(x_test))
         if len(keep) > max_points:
             keep = np.sort(np.random.default_rng(DataSeed.EXPLORE_SUBSET).choice(len(keep), max_points, replace=False))

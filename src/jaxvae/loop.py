@@ -28,9 +28,9 @@ from jax import Array
 from tqdm.auto import tqdm
 
 from jaxvae import board, plots, runs
-from jaxvae.builder import build_objective
+from jaxvae.builder import build_binarization, build_objective
 from jaxvae.config import RunConfig, TrainConfig
-from jaxvae.data import Dataset, binarized, split_validation
+from jaxvae.data import Dataset, split_validation
 from jaxvae.distributions import kl_estimator
 from jaxvae.evaluate import mean_bounds
 from jaxvae.keys import DataSeed, Run, run_key
@@ -88,19 +88,19 @@ class Trainer(Protocol):
 def training_examples(data: Dataset, config: TrainConfig) -> np.ndarray:
     """The training array (n, d) after static binarization with the run's seed; dynamic binarization happens
     in the step."""
-    return data.x_train if config.binarize == "dynamic" else binarized(data.x_train, config.binarize, config.seed)
+    return build_binarization(config).training(data.x_train, config.seed)
 
 
 def test_examples(data: Dataset, config: TrainConfig) -> np.ndarray:
     """The test array (n, d), binarized once with its fixed seed (the same in every run)."""
-    return binarized(data.x_test, config.binarize, DataSeed.TEST_BINARIZATION)
+    return build_binarization(config).held_out(data.x_test, DataSeed.TEST_BINARIZATION)
 
 
 def held_out(data: Dataset, config: TrainConfig) -> tuple[Dataset, Array, Array]:
     """(the data without the validation examples, x_test, x_valid): the test and validation sets binarized
     with their fixed seeds, on this process's first device."""
     data, x_valid = split_validation(data, config.validation_fraction)
-    x_valid = binarized(x_valid, config.binarize, DataSeed.VALIDATION_BINARIZATION)
+    x_valid = build_binarization(config).held_out(x_valid, DataSeed.VALIDATION_BINARIZATION)
     local = jax.local_devices()[0]
     return data, jax.device_put(test_examples(data, config), local), jax.device_put(x_valid, local)
 

@@ -10,14 +10,18 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from jaxvae import checkpoint
 from jaxvae.config import CHECKPOINT_CHOICES, RunConfig, TrainConfig
-from jaxvae.data import NAMED_IDX, Dataset, binarized, load_dataset
+from jaxvae.data import NAMED_IDX, Dataset, load_dataset
 from jaxvae.errors import InputError
 from jaxvae.keys import DataSeed
+
+if TYPE_CHECKING:  # a part the caller makes (`builder.build_binarization`); its module imports JAX
+    from jaxvae.binarization import Binarization
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -227,13 +231,13 @@ def load_data(
     return data
 
 
-def evaluation_split(data: Dataset, split: str, binarize: str) -> tuple[np.ndarray, np.ndarray | None]:
+def evaluation_split(data: Dataset, split: str, binarization: "Binarization") -> tuple[np.ndarray, np.ndarray | None]:
     """(x (n, d), labels (n,) or None) of `split`: "test", "train", or "all" (the train examples, then the
-    test ones), binarized by `binarize` as a run's test data are, with the fixed seed DataSeed.TEST_BINARIZATION,
+    test ones), binarized by `binarization` as a run's test data are, with the fixed seed DataSeed.TEST_BINARIZATION,
     so that evaluations compare."""
     if split == "all":
         x = np.concatenate([data.x_train, data.x_test])
         y = None if data.y_train is None or data.y_test is None else np.concatenate([data.y_train, data.y_test])
     else:
         x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
-    return binarized(x, binarize, DataSeed.TEST_BINARIZATION), y
+    return binarization.held_out(x, DataSeed.TEST_BINARIZATION), y

@@ -38,7 +38,7 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from jaxvae import board, checkpoint, loop, looping, memory, model_file, parallel, plots
-from jaxvae.builder import build_objective, build_optimizer
+from jaxvae.builder import build_binarization, build_objective, build_optimizer
 from jaxvae.config import HardwareConfig, RunConfig, TrainConfig
 from jaxvae.data import Dataset
 from jaxvae.errors import Diverged, InputError
@@ -123,7 +123,7 @@ def memory_needed(configs: dict[str, RunConfig], data: Dataset) -> tuple[int, in
 def _per_member_data(configs: dict[str, RunConfig]) -> bool:
     """Whether the members train on different data: static binarization with different seeds."""
     trains = [c.train for c in configs.values()]
-    return trains[0].binarize == "static" and len({t.seed for t in trains}) > 1
+    return build_binarization(trains[0]).seeded and len({t.seed for t in trains}) > 1
 
 
 def check(configs: dict[str, RunConfig], data: Dataset, device_budget: int | None = None) -> None:

@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 from jax.typing import DTypeLike
 
 from jaxvae import board, checkpoint, loop, looping, model_file, parallel, plots, runs
-from jaxvae.builder import build_objective, build_optimizer, precision
+from jaxvae.builder import build_binarization, build_objective, build_optimizer, precision
 from jaxvae.checkpoint import restore
 from jaxvae.config import BERNOULLI_FAMILY, HardwareConfig, RunConfig, TrainConfig
 from jaxvae.data import NAMED_IDX, Dataset
@@ -91,12 +91,10 @@ def make_step(static, optimizer: optax.GradientTransformation, config: TrainConf
     """One training step (gradient, Adam update, apply) on a batch x (B, d) with weights (B,) and the
     objective, whose scalars (the KL weight of a warm-up, a sweep member's setting) are traced. The networks'
     products run in `config.precision`."""
-    dtype = precision(config)
+    dtype, binarization = precision(config), build_binarization(config)
 
     def step(params, opt_state, x, weights, key, objective):
-        if config.binarize == "dynamic":
-            key, bin_key = jax.random.split(key)
-            x = jax.random.bernoulli(bin_key, x).astype(x.dtype)
+        key, x = binarization.in_step(key, x)
         loss_and_grad = jax.value_and_grad(batch_loss, has_aux=True)
         (loss, sums), grads = loss_and_grad(params, static, x, weights, key, objective, dtype)
         updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -240,7 +238,7 @@ def check_data(data: Dataset, config: RunConfig, *, training: bool = True) -> No
             f"the model expects {config.model.data_shape} ({config.model.data_dim} values)"
         )
     bernoulli, binarize = config.model.likelihood in BERNOULLI_FAMILY, config.train.binarize
-    if bernoulli or binarize != "none":
+    if bernoulli or build_binarization(config.train).binary:
         for x in (data.x_train, data.x_test):
             if x.min() < 0 or x.max() > 1:
                 if bernoulli:

@@ -10,6 +10,7 @@ def run_data(args, split: str = "test", checkpoint: str = "latest"):
     """(run config, model, data x of the chosen split ready for the model, labels or None) for a run folder:
     the model of its `checkpoint` ("latest" or "best", see `train.load`), the run's data as trained
     (`runs.load_data`), with --dataset, --data-dir and --binarize where given."""
+    from jaxvae.builder import build_binarization
     from jaxvae.runs import CONFIG, evaluation_split, load_data
     from jaxvae.train import check_data, load
 
@@ -18,5 +19,5 @@ def run_data(args, split: str = "test", checkpoint: str = "latest"):
     data = load_data(config, dataset=args.dataset, data_dir=args.data_dir)
     method = args.binarize or config.train.binarize
     check_data(data, RunConfig(config.model, dataclasses.replace(config.train, binarize=method)), training=False)
-    x, y = evaluation_split(data, split, method)
+    x, y = evaluation_split(data, split, build_binarization(dataclasses.replace(config.train, binarize=method)))
     return config, load(run_dir, checkpoint=checkpoint), x, y
