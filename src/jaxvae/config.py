@@ -14,7 +14,6 @@ from jaxvae.errors import InputError, SettingError
 # The names each setting takes; `builder` makes each into its part.
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "softplus", "sigmoid", "silu")
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
-BERNOULLI_FAMILY = ("bernoulli", "continuous-bernoulli")
 OBJECTIVES = ("elbo", "iwae", "miwae", "ciwae", "piwae")
 GRADIENTS = ("reparam", "stl", "dreg")
 PRECISIONS = ("fp32", "bf16")  # of the networks' products in training (networks.product)

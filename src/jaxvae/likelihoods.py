@@ -13,9 +13,11 @@ from jaxvae.distributions import Bernoulli, ContinuousBernoulli, Normal, PixelDe
 
 
 class PixelLikelihood(eqx.Module):
-    """A likelihood family: the decoder's output (..., d) -> p(x|z) over (..., d)."""
+    """A likelihood family: the decoder's output (..., d) -> p(x|z) over (..., d); `unit_interval`: whether
+    it models values in [0, 1] only."""
 
     name: ClassVar[str]
+    unit_interval: ClassVar[bool] = True
 
     @abc.abstractmethod
     def __call__(self, out: Array) -> PixelDensity: ...
@@ -44,6 +46,7 @@ class GaussianPixels(PixelLikelihood):
     `fixed` keeps it constant (no gradient)."""
 
     name: ClassVar[str] = "gaussian"
+    unit_interval: ClassVar[bool] = False
     log_var: Array
     fixed: bool = eqx.field(static=True)
 

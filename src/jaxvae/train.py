@@ -21,9 +21,9 @@ from jax.sharding import Mesh
 from jax.typing import DTypeLike
 
 from jaxvae import board, checkpoint, loop, looping, model_file, parallel, plots, runs
-from jaxvae.builder import build_binarization, build_objective, build_optimizer, precision
+from jaxvae.builder import build_binarization, build_objective, build_optimizer, likelihood_family, precision
 from jaxvae.checkpoint import restore
-from jaxvae.config import BERNOULLI_FAMILY, HardwareConfig, RunConfig, TrainConfig
+from jaxvae.config import HardwareConfig, RunConfig, TrainConfig
 from jaxvae.data import NAMED_IDX, Dataset
 from jaxvae.errors import Diverged, InputError
 from jaxvae.evaluate import mean_elbo
@@ -237,16 +237,16 @@ def check_data(data: Dataset, config: RunConfig, *, training: bool = True) -> No
             f"data examples have shape {tuple(data.shape)} ({data.x_train.shape[1]} values), "
             f"the model expects {config.model.data_shape} ({config.model.data_dim} values)"
         )
-    bernoulli, binarize = config.model.likelihood in BERNOULLI_FAMILY, config.train.binarize
-    if bernoulli or build_binarization(config.train).binary:
+    bounded, binarize = likelihood_family(config.model).unit_interval, config.train.binarize
+    if bounded or build_binarization(config.train).binary:
         for x in (data.x_train, data.x_test):
             if x.min() < 0 or x.max() > 1:
-                if bernoulli:
+                if bounded:
                     source = "--likelihood" if training else "the run's"
                     what = f"{source} {config.model.likelihood}"
                 else:
                     what = f"binarization (--binarize {binarize})"
-                fix = " or train with --likelihood gaussian" if training and bernoulli else ""
+                fix = " or train with --likelihood gaussian" if training and bounded else ""
                 raise InputError(
                     f"values outside [0, 1] ({x.min():g} to {x.max():g}) cannot be modelled by {what}: "
                     f"rescale the data to [0, 1]{fix}"
