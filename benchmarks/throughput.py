@@ -210,8 +210,8 @@ def bare_matmuls_runner(hidden, latent, batch, n, precision="fp32"):
 
 def eval_runners(hidden, latent, activation, samples, x_host, seed_batch=32, chunk=32):
     """(seed-style loop over batches of a jitted bound, jaxvae's compiled loop over chunks)."""
-    config = RunConfig(ModelConfig(data_shape=(D,), latent_dim=latent, hidden=(hidden,), activation=activation), None)
-    vae = init_state(RunConfig(config.model, TrainConfig())).vae
+    model = ModelConfig(data_shape=(D,), latent_dim=latent, hidden=(hidden,), activation=activation)
+    vae = init_state(RunConfig(model, TrainConfig())).vae
     x = jax.device_put(x_host)
     key = jax.random.PRNGKey(0)
     bound = eqx.filter_jit(lambda vae, xb, k: iwae(vae, xb, key=k, samples=samples))
