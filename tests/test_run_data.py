@@ -1,4 +1,4 @@
-"""A run's data read back as it was trained (`runs.load_data`), by every command that needs it."""
+"""A run's data read back as it was trained (`run_data.load_data`), by every command that needs it."""
 
 import json
 

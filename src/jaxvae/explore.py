@@ -85,7 +85,8 @@ class Explorer:
         data_dir: str | Path | None = None,
     ):
         from jaxvae.config import RunConfig
-        from jaxvae.runs import CONFIG, evaluation_split, load_data
+        from jaxvae.run_data import evaluation_split, load_data
+        from jaxvae.runs import CONFIG
         from jaxvae.train import load
 
         run_dir = Path(run_dir)
@@ -218,7 +219,7 @@ def make_server(
     data_dir: str | Path | None = None,
 ) -> ExploreServer:
     """A server for the run in `run_dir`, bound but not yet serving; port 0 picks a free port. The run's data
-    are read from `dataset` and `data_dir` when given (see `runs.load_data`)."""
+    are read from `dataset` and `data_dir` when given (see `run_data.load_data`)."""
     explorer = Explorer(run_dir, dataset=dataset, data_dir=data_dir)
     try:
         return ExploreServer(explorer, host, port)

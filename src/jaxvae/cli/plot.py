@@ -31,9 +31,10 @@ def run(args) -> int:
 
 def _plot_run(run_dir: Path, dataset: str | None, data_dir: str | None, progress: bool) -> str:
     """Every figure of the run in `run_dir` written again (its data from `dataset` and `data_dir` when given,
-    see `runs.load_data`), with a progress bar; the line that names them."""
+    see `run_data.load_data`), with a progress bar; the line that names them."""
     from jaxvae import plots
-    from jaxvae.runs import CONFIG, FIGURES, load_data, read_metrics
+    from jaxvae.run_data import load_data
+    from jaxvae.runs import CONFIG, FIGURES, read_metrics
     from jaxvae.train import load
 
     config = RunConfig.load(run_dir / CONFIG)

@@ -9,9 +9,10 @@ from jaxvae.config import RunConfig
 def run_data(args, split: str = "test", checkpoint: str = "latest"):
     """(run config, model, data x of the chosen split ready for the model, labels or None) for a run folder:
     the model of its `checkpoint` ("latest" or "best", see `train.load`), the run's data as trained
-    (`runs.load_data`), with --dataset, --data-dir and --binarize where given."""
+    (`run_data.load_data`), with --dataset, --data-dir and --binarize where given."""
     from jaxvae.builder import build_binarization
-    from jaxvae.runs import CONFIG, evaluation_split, load_data
+    from jaxvae.run_data import evaluation_split, load_data
+    from jaxvae.runs import CONFIG
     from jaxvae.train import check_data, load
 
     run_dir = Path(args.run_dir)

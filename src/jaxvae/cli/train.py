@@ -219,7 +219,8 @@ def resumed_run(args, out: Path) -> tuple:
     """The member configs (None unless a sweep), config and data of the run `out` to resume."""
     start_jax()
     from jaxvae import parallel, sweep
-    from jaxvae.runs import CONFIG, load_data
+    from jaxvae.run_data import load_data
+    from jaxvae.runs import CONFIG
     from jaxvae.train import check_data
 
     parallel.initialize(args.coordinator, args.num_processes, args.process_id)
