@@ -57,11 +57,17 @@ class PixelDensity(Protocol):
     """What a likelihood p(x|z) gives over data x (..., d): the pixels' means, draws and the log density."""
 
     @property
-    def mean(self) -> Array: ...
+    def mean(self) -> Array:
+        """E[x], (..., d)."""
+        ...
 
-    def sample(self, key: Array, /) -> Array: ...
+    def sample(self, key: Array, /) -> Array:
+        """A draw of x, (..., d)."""
+        ...
 
-    def log_prob(self, x: Array, /) -> Array: ...
+    def log_prob(self, x: Array, /) -> Array:
+        """log p(x) summed over the pixels: the batch shape (...)."""
+        ...
 
 
 class MonteCarloMoments(Distribution):

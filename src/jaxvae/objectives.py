@@ -289,6 +289,7 @@ class Elbo(Objective):
 
     @property
     def name(self) -> str:
+        """ELBO."""
         return "ELBO"
 
     def __call__(self, vae, x, weights, *, key):
@@ -320,6 +321,7 @@ class Iwae(Objective):
 
     @property
     def name(self) -> str:
+        """L_K with K = `samples`."""
         return f"L_{self.samples}"
 
     def __call__(self, vae, x, weights, *, key):
@@ -343,6 +345,7 @@ class Miwae(Objective):
 
     @property
     def name(self) -> str:
+        """MIWAE(M, K) with M = `groups`, K = `samples`."""
         return f"MIWAE({self.groups}, {self.samples})"
 
     def __call__(self, vae, x, weights, *, key):
@@ -364,6 +367,7 @@ class Piwae(Objective):
 
     @property
     def name(self) -> str:
+        """L_MK, the bound the loss is."""
         return f"L_{self.groups * self.samples}"
 
     def __call__(self, vae, x, weights, *, key):
@@ -385,6 +389,7 @@ class Ciwae(Objective):
 
     @property
     def name(self) -> str:
+        """CIWAE(beta)."""
         return f"CIWAE({float(self.beta):g})"
 
     def __call__(self, vae, x, weights, *, key):
