@@ -2,9 +2,10 @@
 
 The Python API:
 
-- `jaxvae.load(RUN_DIR)`: the trained `VAE` of a run folder written by `jaxvae train`.
+- `jaxvae.load(RUN_DIR)`: the trained model of a run folder written by `jaxvae train`.
 - `jaxvae.build_model(config, key=key)`: the model a `ModelConfig` describes (a `VAE`, or a deep model of
   `jaxvae.deep`); `vae.encode(x)` is q(z|x), `vae.decode(z)` is p(x|z), `vae.prior()` is p(z).
+- `jaxvae.LatentModel`: the protocol every model follows, what objectives, evaluation and figures use.
 - `jaxvae.ModelConfig`, `jaxvae.TrainConfig`, `jaxvae.RunConfig`: every setting of a model and a run.
 - Modules, each one idea: `jaxvae.data` (datasets), `jaxvae.train` (`fit`, `load`), `jaxvae.evaluate`
   (`report`, bounds, quadrature), `jaxvae.objectives`, `jaxvae.distributions`, `jaxvae.networks`,
@@ -20,6 +21,7 @@ import pkgutil
 _NAMES = {  # public name -> the module that defines it
     "load": "jaxvae.train",
     "VAE": "jaxvae.model",
+    "LatentModel": "jaxvae.model",
     "build_model": "jaxvae.builder",
     "ModelConfig": "jaxvae.config",
     "TrainConfig": "jaxvae.config",
