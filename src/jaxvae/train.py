@@ -103,10 +103,8 @@ def make_step(static, optimizer: optax.GradientTransformation, config: TrainConf
     return step
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2))
 def epoch_plan(key: Array, n: int, batch_size: int):
-    """The batches of an epoch: example indices (N, B), weights (N, B) (0 for padding), step keys (N, 2); one
-    compiled program (for a loop on the host; inlined in a compiled one), as is `totals`."""
+    """The batches of an epoch: example indices (N, B), weights (N, B) (0 for padding), step keys (N, 2)."""
     order_key, steps_key = jax.random.split(key)
     idx, weights = batch_indices(jax.random.permutation(order_key, n), min(batch_size, n))
     return idx, weights, jax.random.split(steps_key, idx.shape[0])
@@ -133,7 +131,6 @@ def run_steps(loop: Loop, step, params, opt_state, batches, x, mesh: Mesh | None
     return params, opt_state, *totals(params, sums, finite)
 
 
-@jax.jit
 def totals(params, sums, finite) -> tuple[dict[str, Array], Array]:
     """(the bounds summed over the steps, whether every step's loss and the final parameters are finite), from
     the steps' sums (dicts of (N,)) and finite flags (N,)."""
@@ -207,7 +204,7 @@ def stream_epoch(
     Returns (params, opt_state, mean bounds, all finite) like `make_epoch`.
     """
     n, d = x.shape
-    idx, weights, keys = (np.asarray(a) for a in epoch_plan(key, n, batch_size))
+    idx, weights, keys = (np.asarray(a) for a in _epoch_plan(key, n, batch_size))
     rows = parallel.batch_sharding(mesh, axis=1)
     sums, finite = [], []
     for start in range(0, len(idx), chunk_batches):
@@ -225,6 +222,9 @@ def stream_epoch(
         finite.append(chunk_finite)
     means = jax.tree.map(lambda *s: sum(s) / n, *sums)  # device arrays: no wait for the last chunk
     return params, opt_state, means, jnp.all(jnp.stack(finite))
+
+
+_epoch_plan = jax.jit(epoch_plan, static_argnums=(1, 2))
 
 
 def check_data(data: Dataset, config: RunConfig, *, training: bool = True) -> None:
