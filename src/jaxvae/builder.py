@@ -119,6 +119,12 @@ def network(config: ModelConfig, in_size: int, out_size: int, *, key: Array, dec
     return MLP(in_size, out_size, hidden, ACTIVATIONS[config.activation], key=key)
 
 
+def dense_widths(config: ModelConfig) -> tuple[int, ...]:
+    """The widths of the dense hidden layers that `network` builds: `--hidden` for mlp and gated networks,
+    none for conv, whose `--hidden` are channels."""
+    return () if config.architecture == "conv" else config.hidden
+
+
 def likelihood_family(config: ModelConfig):
     """p(x|z)'s family over pixels (`--likelihood`, with `--gaussian-variance` and `--gaussian-std`)."""
     if config.likelihood == "gaussian":

@@ -41,7 +41,7 @@ class Loop(Protocol):
         ...
 
 
-class Compiled:
+class Compiled(Loop):
     """Every loop inside the one compiled program that holds it."""
 
     def compile(self, program, jit=eqx.filter_jit):
@@ -54,7 +54,7 @@ class Compiled:
         return jax.lax.map(lambda x: fn(x, *args), xs)
 
 
-class OnHost:
+class OnHost(Loop):
     """Every loop on the host, over one compiled body (`jax.jit`, compiled once per body function, static
     arguments and shapes); a scan's carry is donated to the next iteration."""
 
@@ -74,7 +74,11 @@ class OnHost:
         return _stack([body(xs, np.int32(i), dynamic) for i in range(_length(xs))])
 
 
-COMPILED, ON_HOST = Compiled(), OnHost()
+COMPILED = Compiled()
+"""The loop strategy that compiles a program whole, its loops `lax.scan` and `lax.map`."""
+
+ON_HOST = OnHost()
+"""The loop strategy that runs a program on the host, each loop over one compiled body."""
 
 
 def for_model(model) -> Loop:

@@ -60,8 +60,9 @@ def _state_shapes(config: RunConfig):
 def values_per_draw(model: ModelConfig) -> int:
     """Floats of the widest array one draw of z passes through: the likelihood's parameters (one per data
     value), or a dense (mlp, gated) hidden layer's output; a conv layer's is counted as the data's."""
-    dense = model.hidden if model.architecture != "conv" else ()
-    return max([math.prod(model.data_shape), *dense])
+    from jaxvae.builder import dense_widths
+
+    return max([math.prod(model.data_shape), *dense_widths(model)])
 
 
 def draws_bytes(model: ModelConfig, draws: int) -> int:
