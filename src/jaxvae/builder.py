@@ -23,7 +23,7 @@ from jaxvae.model import VAE
 from jaxvae.networks import MLP, Activation, ConvDecoder, ConvEncoder, Features, GatedMLP, he_linear, linear
 from jaxvae.optimizers import adam_normgrad
 from jaxvae.posteriors import IAF, DiagonalGaussian, FullGaussian
-from jaxvae.priors import GaussianMixture, StandardNormal, VampPrior
+from jaxvae.priors import GaussianMixture, PriorNetwork, StandardNormal, VampPrior
 
 ACTIVATIONS: dict[str, Activation] = {  # `--activation`: jax.nn's functions (gelu: its tanh approximation)
     "tanh": jax.nn.tanh,
@@ -83,17 +83,18 @@ def build_model(config: ModelConfig, *, key: Array) -> VAE | BottomUpVAE | TopDo
     """The model `config` describes, its parameters drawn from `key` (2,).
 
     The key's uses: split in two for the encoder and the decoder, fold_in 2 for the posterior family's
-    own parameters (a flow), fold_in 3 for the prior's; a deep model's layers fold_in 4 + l.
+    own parameters (a flow), fold_in 3 for the prior's; a deep model's layers fold_in 4 + l. A conditional
+    model's networks are those of the concatenations [x, c] and [z, c], drawn from the same keys.
     """
     if config.layers:
         return (top_down if config.inference == "top-down" else bottom_up)(config, key=key)
     enc_key, dec_key = jax.random.split(key)
-    d, k = config.data_dim, config.latent_dim
+    d, k, m = config.data_dim, config.latent_dim, config.condition_dim
     posterior = posterior_family(config, k, key=jax.random.fold_in(key, 2))
-    encoder = network(config, d, posterior.size, key=enc_key)
-    decoder = network(config, k, d, key=dec_key, decoder=True)
+    encoder = network(config, d, posterior.size, key=enc_key, condition_dim=m)
+    decoder = network(config, k, d, key=dec_key, decoder=True, condition_dim=m)
     prior = latent_prior(config, k, key=jax.random.fold_in(key, 3))
-    return VAE(encoder, posterior, decoder, likelihood_family(config), prior)
+    return VAE(encoder, posterior, decoder, likelihood_family(config), prior, m)
 
 
 def posterior_family(config: ModelConfig, k: int, *, key: Array):
@@ -106,9 +107,12 @@ def posterior_family(config: ModelConfig, k: int, *, key: Array):
     return DiagonalGaussian(k, config.log_var_range)
 
 
-def network(config: ModelConfig, in_size: int, out_size: int, *, key: Array, decoder: bool = False):
+def network(
+    config: ModelConfig, in_size: int, out_size: int, *, key: Array, decoder: bool = False, condition_dim: int = 0
+):
     """An encoder (x (d,) -> q's parameters) or, with `decoder`, a decoder (z -> the likelihood's parameters)
-    of `config.architecture`; a decoder runs through the hidden widths in reverse."""
+    of `config.architecture`; a decoder runs through the hidden widths in reverse. With `condition_dim` m > 0
+    it takes a condition c (m,) too (an MLP: `MLP`'s `condition`)."""
     hidden = tuple(reversed(config.hidden)) if decoder else config.hidden
     if config.architecture == "conv":
         if decoder:
@@ -116,7 +120,7 @@ def network(config: ModelConfig, in_size: int, out_size: int, *, key: Array, dec
         return ConvEncoder(config.data_shape, out_size, config.hidden, ACTIVATIONS[config.activation], key=key)
     if config.architecture == "gated":
         return GatedMLP(in_size, out_size, hidden, key=key)
-    return MLP(in_size, out_size, hidden, ACTIVATIONS[config.activation], key=key)
+    return MLP(in_size, out_size, hidden, ACTIVATIONS[config.activation], key=key, condition_dim=condition_dim)
 
 
 def dense_widths(config: ModelConfig) -> tuple[int, ...]:
@@ -137,8 +141,12 @@ def likelihood_family(config: ModelConfig):
 
 
 def latent_prior(config: ModelConfig, k: int, *, key: Array):
-    """p(z) over k latents (`--prior`): N(0, I), a Gaussian mixture or the VampPrior."""
+    """p(z) over k latents (`--prior`): N(0, I), a Gaussian mixture, the VampPrior, or p(z | c), a network of
+    the condition of the encoder's widths giving a diagonal Gaussian (Sohn et al. 2015)."""
     prior, components = config.prior_family
+    if prior == "conditional":
+        act = ACTIVATIONS[config.activation]
+        return PriorNetwork(MLP(config.condition_dim, 2 * k, config.hidden, act, key=key))
     if prior == "mixture":
         return GaussianMixture(k, components, key=key)
     if prior == "vamp":

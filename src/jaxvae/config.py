@@ -24,7 +24,8 @@ INFERENCE = ("top-down", "bottom-up")  # the order a deep model's posterior draw
 DECODER_INPUTS = ("bottom", "all")  # a deep model's decoder sees z_1, or every layer (the 2-level HVAE's)
 GAUSSIAN_VARIANCES = ("learned-shared", "learned-pixel", "fixed")
 POSTERIORS = ("diagonal", "full", "iaf:T")  # T: flow steps
-PRIORS = ("normal", "mixture:K", "vamp:K")  # K: mixture components or pseudo-inputs
+PRIORS = ("normal", "mixture:K", "vamp:K", "conditional")  # K: mixture components or pseudo-inputs
+CONDITIONS = ("", "label")  # what a conditional model is conditioned on: nothing, or the data's labels one-hot
 CHECKPOINT_CHOICES = ("latest", "best")  # a run's model: its newest epoch, or its best validation bound
 
 
@@ -89,6 +90,9 @@ class ModelConfig:
     A deep model has `layers` (k_1, ..., k_L), L >= 2, bottom layer first, with latent_dim their sum,
     inferred in the order `inference` (see `deep`), its decoder seeing z_1 or, with `decoder_input` all,
     every layer; `layers` is () for one layer.
+    `condition_dim` m > 0 makes the model conditional, p(x | z, c) p(z | c) with q(z | x, c), for a condition
+    of m values per example (C classes one-hot: m = C); its prior is N(0, I) or, with `conditional`, a
+    network of c (Sohn et al. 2015). Conditional models are one-layer MLPs with a diagonal posterior so far.
     """
 
     data_shape: tuple[int, ...]
@@ -105,6 +109,7 @@ class ModelConfig:
     layers: tuple[int, ...] = ()
     inference: str = "top-down"
     decoder_input: str = "bottom"
+    condition_dim: int = 0
     source: str = ""  # FILE.py:FUNCTION that builds the model, when it is the user's own (FILE absolute)
     source_sha256: str = ""  # of FILE.py when the run was made
     source_relative: str = ""  # the same FILE.py:FUNCTION with FILE relative to the run folder (see RunConfig.load)
@@ -172,6 +177,27 @@ class ModelConfig:
                 "a VampPrior over the top layer needs top-down inference (q(z_L | x) is then Gaussian)",
             )
         _require(self.gaussian_std > 0, f"gaussian_std must be positive, got {self.gaussian_std}", "gaussian_std")
+        _require(
+            self.condition_dim >= 0, f"condition_dim must be at least 0, got {self.condition_dim}", "condition_dim"
+        )
+        _require(
+            self.prior != "conditional" or self.condition_dim > 0,
+            "prior conditional is a network of the condition: it needs a conditional model (--condition label)",
+            "prior",
+        )
+        if self.condition_dim:
+            for setting, supported in (
+                ("layers", not self.layers),
+                ("architecture", self.architecture == "mlp"),
+                ("posterior", self.posterior == "diagonal"),
+                ("prior", self.prior in ("normal", "conditional")),
+                ("source", not self.source),
+            ):
+                _require(
+                    supported,
+                    f"a conditional model does not yet combine with {setting} {getattr(self, setting)!r}",
+                    setting,
+                )
 
     @property
     def posterior_family(self) -> tuple[str, int]:
@@ -226,6 +252,7 @@ class TrainConfig:
     gradient: str = "reparam"
     classes: tuple[str, ...] = ()  # the names of the data's labels 0, 1, ...: an image folder's class subfolders
     precision: str = "fp32"
+    condition: str = ""  # "label": the model is conditioned on each example's label, one-hot (`CONDITIONS`)
 
     def __post_init__(self):
         _require_types(self)
@@ -235,6 +262,7 @@ class TrainConfig:
         _require(self.samples >= 1, f"samples must be at least 1, got {self.samples}", "samples")
         _require(self.gradient in GRADIENTS, f"gradient must be one of {', '.join(GRADIENTS)}", "gradient")
         _require(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}", "precision")
+        _require(self.condition in CONDITIONS, f"condition must be one of {', '.join(CONDITIONS[1:])}", "condition")
         _require(self.groups >= 1, f"groups must be at least 1, got {self.groups}", "groups")
         _require(
             self.groups == 1 or self.objective in ("miwae", "piwae"),

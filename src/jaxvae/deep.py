@@ -207,6 +207,12 @@ class TopDownBlock(eqx.Module):
         return self.posterior_head(jnp.concatenate([features, state], axis=-1))
 
 
+def _unconditional(c: Array | None) -> None:
+    """Raise for a condition: a deep model is of p(x) alone (conditional deep models are not built yet)."""
+    if c is not None:
+        raise NotImplementedError("a deep model takes no condition c yet")
+
+
 def _decode(decoder: Callable[[Array], Array], likelihood: PixelLikelihood, z: Array) -> PixelDensity:
     """p(x | z) for the layers z (..., m) a decoder sees: over (..., d)."""
     return likelihood(map_examples(decoder, z))
@@ -233,12 +239,14 @@ class BottomUpVAE(AmortizedModel):
         """(k_1, ..., k_L), bottom layer first."""
         return self.layer_sizes
 
-    def decode(self, z: Array) -> PixelDensity:
+    def decode(self, z: Array, c: Array | None = None) -> PixelDensity:
         """p(x | z_1), or p(x | z_1, ..., z_m) with m = `decoder_layers`, for z (..., K): over (..., d)."""
+        _unconditional(c)
         return _decode(self.decoder, self.likelihood, z[..., : sum(self.sizes[: self.decoder_layers])])
 
-    def posterior_parameters(self, x: Array) -> Array:
+    def posterior_parameters(self, x: Array, c: Array | None = None) -> Array:
         """The encoder's output for x (..., d), the parameters of q(z_1 | x): (..., posterior.size)."""
+        _unconditional(c)
         return map_examples(self.encoder, x)
 
     def posterior_at(self, params: Array) -> BottomUpPosterior:
@@ -246,8 +254,9 @@ class BottomUpVAE(AmortizedModel):
         the upper layers' q(z_l | z_{l-1}) are the model's own."""
         return BottomUpPosterior(self.sizes, self.posterior(params), self.up)
 
-    def prior(self) -> DownwardPrior:
+    def prior(self, c: Array | None = None) -> DownwardPrior:
         """p(z), a distribution over (K,)."""
+        _unconditional(c)
         return DownwardPrior(self.sizes, self.latent_prior(self), self.down)
 
 
@@ -270,16 +279,19 @@ class TopDownVAE(LatentModel):
         """(k_1, ..., k_L), bottom layer first."""
         return self.layer_sizes
 
-    def decode(self, z: Array) -> PixelDensity:
+    def decode(self, z: Array, c: Array | None = None) -> PixelDensity:
         """p(x | z_1), or p(x | z_1, ..., z_m) with m = `decoder_layers`, for z (..., K): over (..., d)."""
+        _unconditional(c)
         return _decode(self.decoder, self.likelihood, z[..., : sum(self.sizes[: self.decoder_layers])])
 
-    def encode(self, x: Array) -> TopDownPosterior:
+    def encode(self, x: Array, c: Array | None = None) -> TopDownPosterior:
         """q(z | x) for x (..., d): a distribution over (..., K)."""
+        _unconditional(c)
         return TopDownPosterior(self.sizes, map_examples(self.encoder, x), self.top, self.blocks)
 
-    def prior(self) -> DownwardPrior:
+    def prior(self, c: Array | None = None) -> DownwardPrior:
         """p(z), a distribution over (K,)."""
+        _unconditional(c)
         return DownwardPrior(self.sizes, self.latent_prior(self), [block.prior for block in self.blocks])
 
     def top_gaussian(self, x: Array) -> Normal:

@@ -28,22 +28,28 @@ ACTIVE_THRESHOLD = 0.01  # a unit is active when Var_x E[z|x] exceeds this (Burd
 ELBO_SAMPLES = 100  # samples per example of the ELBO in `report`: its Monte Carlo error is then negligible
 
 
-def mean_elbo(vae: LatentModel, x: Array, key: Array, *, samples: int = 1, chunk: int = 1000) -> dict[str, Array]:
-    """Means over the n examples of x (n, d) of the ELBO and its two terms, `chunk` examples at a time;
-    for a deep model also the KL of each layer (`kl_layer_1`, ..., from the bottom; see `layer_kls`)."""
-    return _chunk_means(_elbo_sums, (vae, samples), x, key, chunk)
+def mean_elbo(
+    vae: LatentModel, x: Array, key: Array, *, samples: int = 1, chunk: int = 1000, c: Array | None = None
+) -> dict[str, Array]:
+    """Means over the n examples of x (n, d) (with a conditional model's conditions c (n, m)) of the ELBO and
+    its two terms, `chunk` examples at a time; for a deep model also the KL of each layer (`kl_layer_1`, ...,
+    from the bottom; see `layer_kls`)."""
+    return _chunk_means(_elbo_sums, (vae, samples), (x, c), key, chunk)
 
 
-def mean_bounds(vae: LatentModel, objective: Objective, x: Array, key: Array, *, chunk: int = 1000) -> dict[str, Array]:
-    """Means over the n examples of x (n, d) of the bounds `objective` reports (`elbo`, `iwae_bound`, ...;
-    each at beta 1), `chunk` examples at a time."""
-    return _chunk_means(_bound_sums, (vae, objective), x, key, chunk)
+def mean_bounds(
+    vae: LatentModel, objective: Objective, x: Array, key: Array, *, chunk: int = 1000, c: Array | None = None
+) -> dict[str, Array]:
+    """Means over the n examples of x (n, d) (with a conditional model's conditions c (n, m)) of the bounds
+    `objective` reports (`elbo`, `iwae_bound`, ...; each at beta 1), `chunk` examples at a time."""
+    return _chunk_means(_bound_sums, (vae, objective), (x, c), key, chunk)
 
 
 @eqx.filter_jit
-def _elbo_sums(vae: LatentModel, samples: int, x: Array, w: Array, key: Array) -> dict[str, Array]:
-    """`mean_elbo`'s sums over a chunk x (c, d) weighted by w (c,)."""
-    sums = {name: jnp.sum(w * t) for name, t in elbo(vae, x, key=key, samples=samples)._asdict().items()}
+def _elbo_sums(vae: LatentModel, samples: int, data: tuple, w: Array, key: Array) -> dict[str, Array]:
+    """`mean_elbo`'s sums over a chunk data = (x (b, d), c (b, m) or None) weighted by w (b,)."""
+    x, c = data
+    sums = {name: jnp.sum(w * t) for name, t in elbo(vae, x, key=key, samples=samples, c=c)._asdict().items()}
     if len(vae.sizes) > 1:
         kls = w @ layer_kls(vae, x, jax.random.fold_in(key, 1), samples)
         sums |= {f"kl_layer_{l + 1}": kls[l] for l in range(len(vae.sizes))}
@@ -51,32 +57,34 @@ def _elbo_sums(vae: LatentModel, samples: int, x: Array, w: Array, key: Array) -
 
 
 @eqx.filter_jit
-def _bound_sums(vae: LatentModel, objective: Objective, x: Array, w: Array, key: Array) -> dict[str, Array]:
-    """`mean_bounds`'s sums over a chunk x (c, d) weighted by w (c,)."""
-    return {name: jnp.sum(w * b) for name, b in objective(vae, x, w, key=key)[1].items()}
+def _bound_sums(vae: LatentModel, objective: Objective, data: tuple, w: Array, key: Array) -> dict[str, Array]:
+    """`mean_bounds`'s sums over a chunk data = (x (b, d), c (b, m) or None) weighted by w (b,)."""
+    x, c = data
+    return {name: jnp.sum(w * b) for name, b in objective(vae, x, w, key=key, c=c)[1].items()}
 
 
-def _chunk_means(sums, args: tuple, x: Array, key: Array, chunk: int) -> dict[str, Array]:
-    """Means over the n examples of x (n, d) of the values that `sums(*args, x_chunk, weights, chunk_key)`
-    sums over a chunk (a dict of scalars; padding has weight 0), `chunk` examples at a time, each chunk's key
-    one of `key`'s splits, looped as the model's (args[0]) loops are (`looping.for_model`)."""
-    n = x.shape[0]
+def _chunk_means(sums, args: tuple, data: tuple, key: Array, chunk: int) -> dict[str, Array]:
+    """Means over the n examples of data = (x (n, d), c (n, m) or None) of the values that
+    `sums(*args, data_chunk, weights, chunk_key)` sums over a chunk (a dict of scalars; padding has weight 0),
+    `chunk` examples at a time, each chunk's key one of `key`'s splits, looped as the model's (args[0]) loops
+    are (`looping.for_model`)."""
+    n = data[0].shape[0]
     idx, weights = batch_indices(jnp.arange(n), min(chunk, n))
     keys = jax.random.split(key, idx.shape[0])
-    return _means(looping.for_model(args[0]), sums, args, x, idx, weights, keys)
+    return _means(looping.for_model(args[0]), sums, args, data, idx, weights, keys)
 
 
 @looping.program
-def _means(loop, sums, args, x, idx, weights, keys):
+def _means(loop, sums, args, data, idx, weights, keys):
     """`_chunk_means` as a program for a loop strategy."""
-    totals = loop.map(_chunk_sums, (idx, weights, keys), sums, args, x)
-    return {name: jnp.sum(t) / x.shape[0] for name, t in totals.items()}
+    totals = loop.map(_chunk_sums, (idx, weights, keys), sums, args, data)
+    return {name: jnp.sum(t) / data[0].shape[0] for name, t in totals.items()}
 
 
-def _chunk_sums(chunk, sums, args, x):
-    """The sums of one chunk = (indices, weights, key) of x."""
+def _chunk_sums(chunk, sums, args, data):
+    """The sums of one chunk = (indices, weights, key) of data = (x, c or None)."""
     i, w, k = chunk
-    return sums(*args, x[i], w, k)
+    return sums(*args, jax.tree.map(lambda a: a[i], data), w, k)
 
 
 def layer_kls(vae: LatentModel, x: Array, key: Array, samples: int = 1) -> Array:
@@ -313,9 +321,30 @@ def prior_draws(vae: LatentModel, key: Array, n: int) -> Array:
 
 
 @eqx.filter_jit
-def decoded_means(vae: LatentModel, z: Array, *, batch: int = 1000) -> Array:
-    """The mean of p(x|z) for every row of z (n, k): shape (n, d)."""
-    return over_examples(lambda zb, _: vae.decode(zb).mean, z, batch)
+def conditional_prior_draws(vae: LatentModel, key: Array, c: Array) -> Array:
+    """One draw z ~ p(z | c_i) for every row of c (n, m) of a conditional model (its prior Gaussian): (n, k)."""
+    prior = vae.prior(c)
+    if not isinstance(prior, Normal):
+        raise TypeError(f"a conditional model's prior is Gaussian, not {type(prior).__name__}")
+    shape = (c.shape[0], vae.latent_dim)
+    return Normal(jnp.broadcast_to(prior.mean, shape), jnp.broadcast_to(prior.log_var, shape)).sample(key)
+
+
+def class_samples(vae: LatentModel, labels: Array, key: Array) -> tuple[Array, Array]:
+    """For a model conditioned on labels one-hot (C = `condition_dim` classes) and labels (n,): z_i ~ p(z | y_i)
+    and the mean of p(x | z_i, y_i), shapes (n, k) and (n, d)."""
+    c = jax.nn.one_hot(labels, vae.condition_dim)
+    z = conditional_prior_draws(vae, key, c)
+    return z, decoded_means(vae, z, c=c)
+
+
+@eqx.filter_jit
+def decoded_means(vae: LatentModel, z: Array, *, batch: int = 1000, c: Array | None = None) -> Array:
+    """The mean of p(x|z) (or p(x|z, c)) for every row of z (n, k) (with its condition, a row of c (n, m)):
+    shape (n, d)."""
+    if c is None:
+        return over_examples(lambda zb, _: vae.decode(zb).mean, z, batch)
+    return over_examples(lambda zb, i: vae.decode(zb, c[i]).mean, z, batch)
 
 
 KL_DIM_SAMPLES = 100  # draws per example of the Monte Carlo KL per dimension

@@ -162,15 +162,17 @@ def _check_traces(vae: LatentModel, config: ModelConfig) -> None:
 def _check_sizes(vae: VAE, config: ModelConfig) -> None:
     """InputError naming the network whose output does not fit: the encoder must map one example (d,) to the
     posterior's parameters (posterior.size,), the decoder one z (k,) to the likelihood's, one per data value
-    (d,). Found by tracing alone (`eqx.filter_eval_shape`): nothing is computed."""
+    (d,); a conditional model's networks take the condition (m,) too. Found by tracing alone
+    (`eqx.filter_eval_shape`): nothing is computed."""
     size = getattr(vae.posterior, "size", None)  # a user's own posterior family may not state it
     parts = (
         ("encoder", vae.encoder, config.data_dim, size, f"the {config.posterior} posterior needs"),
         ("decoder", vae.decoder, config.latent_dim, config.data_dim, f"the {config.likelihood} likelihood needs"),
     )
+    condition = (jax.ShapeDtypeStruct((config.condition_dim,), jnp.float32),) if config.condition_dim else ()
     for name, network, in_size, needed, needs in parts:
         try:
-            out = eqx.filter_eval_shape(network, jax.ShapeDtypeStruct((in_size,), jnp.float32))
+            out = eqx.filter_eval_shape(network, jax.ShapeDtypeStruct((in_size,), jnp.float32), *condition)
         except Exception as e:
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
             raise InputError(

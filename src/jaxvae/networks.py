@@ -83,10 +83,15 @@ def with_precision(model, dtype: DTypeLike):
     return jax.tree.map(lambda m: dataclasses.replace(m, dtype=dtype) if is_layer(m) else m, model, is_leaf=is_layer)
 
 
-def map_examples(fn: Callable, x: Array):
-    """Apply a one-example function `fn` to x of shape (..., d), keeping the leading axes."""
+def map_examples(fn: Callable, x: Array, c: Array | None = None):
+    """Apply a one-example function `fn` to x of shape (..., d), keeping the leading axes; with a condition
+    c (..., m), broadcast to x's leading axes (c (n, m) serves z (S, n, k)), `fn(x_i, c_i)`."""
     batch_shape = x.shape[:-1]
-    out = jax.vmap(fn)(x.reshape(-1, x.shape[-1]))
+    if c is None:
+        out = jax.vmap(fn)(x.reshape(-1, x.shape[-1]))
+    else:
+        c = jnp.broadcast_to(c, batch_shape + c.shape[-1:]).reshape(-1, c.shape[-1])
+        out = jax.vmap(fn)(x.reshape(-1, x.shape[-1]), c)
     return jax.tree.map(lambda a: a.reshape(batch_shape + a.shape[1:]), out)
 
 
@@ -95,21 +100,47 @@ class MLP(eqx.Module):
 
     Maps a vector of shape (in_size,) to (out_size,); `hidden` lists the hidden widths; `activation` is a
     function of arrays applied elementwise (`jax.nn.tanh`).
+
+    With `condition_dim` m > 0 it maps (x, c), c of shape (m,), adding `condition @ c` to the first layer's
+    pre-activation: W_x x + W_c c + b. Its parameters are those of the layer of the concatenation [x, c]
+    (drawn from the same key, its weight's columns split), but written apart: under a `jax.vmap` over
+    conditions (every class for one x) the product W_x x does not depend on c and is computed once.
     """
 
     layers: list[Linear]
+    condition: Array | None  # W_c (first width, m), or None without a condition
     activation: Activation = eqx.field(static=True)
 
-    def __init__(self, in_size: int, out_size: int, hidden: Sequence[int], activation: Activation, *, key: Array):
-        sizes = [in_size, *hidden, out_size]
+    def __init__(
+        self,
+        in_size: int,
+        out_size: int,
+        hidden: Sequence[int],
+        activation: Activation,
+        *,
+        key: Array,
+        condition_dim: int = 0,
+    ):
+        sizes = [in_size + condition_dim, *hidden, out_size]
         keys = jax.random.split(key, len(sizes) - 1)
         self.layers = [linear(a, b, key=k) for a, b, k in zip(sizes[:-1], sizes[1:], keys, strict=True)]
+        self.condition = None
+        if condition_dim:
+            first = self.layers[0]
+            self.condition = first.weight[:, in_size:]
+            self.layers[0] = Linear(first.weight[:, :in_size], first.bias)
         self.activation = activation
 
-    def __call__(self, x: Array) -> Array:
-        for layer in self.layers[:-1]:
-            x = self.activation(layer(x))
-        return self.layers[-1](x)
+    def __call__(self, x: Array, c: Array | None = None) -> Array:
+        if (c is None) != (self.condition is None):
+            raise TypeError("a conditional network needs its condition c, an unconditional one takes none")
+        layer, *rest = self.layers
+        h = layer(x)
+        if c is not None and self.condition is not None:
+            h = h + product(_matmul, layer.dtype, self.condition, c)
+        for layer in rest:
+            h = layer(self.activation(h))
+        return h
 
 
 def he_linear(in_size: int, out_size: int, *, key: Array) -> Linear:

@@ -1,13 +1,14 @@
 """Variational bounds on log p(x), per example, in nats (higher is better), and the objectives that train on them.
 
 The bound functions (`elbo`, `iwae`, `miwae`, `ciwae`) take a batch x of shape (n, d) and return values of
-shape (n,). An objective is an Equinox module: `objective(vae, x, weights, key=key)` returns the loss to
-minimize (a scalar: the weighted mean over the batch of minus its bound, padding having weight 0) and the
-per-example bounds it reports, a dict of (n,) arrays that always holds the true (beta = 1) `elbo`. Its
-scalar settings (beta, free bits) are array fields, traced: a KL warm-up or a sweep changes them without
-compiling again. Each objective knows the bound it trains: the key it reports it under (`bound_key`, what
-is validated for early stopping) and its `name` as the literature writes it (ELBO, L_5, MIWAE(2, 5)).
-`builder.build_objective` makes one from a run's configuration.
+shape (n,); for a conditional model, with its condition c (n, m), bounds on log p(x | c). An objective is an
+Equinox module: `objective(vae, x, weights, key=key, c=c)` returns the loss to minimize (a scalar: the
+weighted mean over the batch of minus its bound, padding having weight 0) and the per-example bounds it
+reports, a dict of (n,) arrays that always holds the true (beta = 1) `elbo`. Its scalar settings (beta, free
+bits) are array fields, traced: a KL warm-up or a sweep changes them without compiling again. Each objective
+knows the bound it trains: the key it reports it under (`bound_key`, what is validated for early stopping) and
+its `name` as the literature writes it (ELBO, L_5, MIWAE(2, 5)). `builder.build_objective` makes one from a
+run's configuration.
 
 Gradient estimators (`Reparam`, `STL`, `DReG`) change the gradient: every reported bound, and the loss of
 the importance-weighted objectives, is the standard estimator's on the same draws (the ELBO's loss with STL
@@ -44,27 +45,36 @@ class ElboTerms(NamedTuple):
     kl: Array
 
 
-def elbo(vae: LatentModel, x: Array, *, key: Array, samples: int = 1, params: Array | None = None) -> ElboTerms:
-    """ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z)).
+def elbo(
+    vae: LatentModel,
+    x: Array,
+    *,
+    key: Array,
+    samples: int = 1,
+    params: Array | None = None,
+    c: Array | None = None,
+) -> ElboTerms:
+    """ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z)), or with a condition c (n, m) ELBO(x | c) =
+    E_q[log p(x|z, c)] - KL(q(z|x, c) || p(z|c)).
 
     The expectation is the mean over `samples` reparameterized draws z ~ q(z|x) (for the seed's
     q, z = mu + sigma * eps); the KL is in closed form where the pair (q, p) has one, otherwise the
     Monte Carlo estimate log q(z) - log p(z) at the same draws (`distributions.kl_terms`).
     q is the encoder's, or the model's `posterior_at(params)` for `params` (n, posterior.size) when given.
     """
-    reconstruction, kl_parts = _reconstruction_and_kl(vae, x, key=key, samples=samples, params=params)
+    reconstruction, kl_parts = _reconstruction_and_kl(vae, x, key=key, samples=samples, params=params, c=c)
     kl = jnp.sum(kl_parts, axis=-1)
     return ElboTerms(reconstruction - kl, reconstruction, kl)
 
 
 def _reconstruction_and_kl(
-    vae: LatentModel, x: Array, *, key: Array, samples: int, params: Array | None = None
+    vae: LatentModel, x: Array, *, key: Array, samples: int, params: Array | None = None, c: Array | None = None
 ) -> tuple[Array, Array]:
-    """The S-sample estimate of E_q[log p(x|z)], shape (n,), and the KL as `kl_terms` splits it, (n, terms)."""
-    q = posterior(vae, x, params)
+    """The S-sample estimate of E_q[log p(x|z, c)], shape (n,), and the KL as `kl_terms` splits it, (n, terms)."""
+    q = posterior(vae, x, params, c)
     z, log_q = q.sample_and_log_prob(key, (samples,))  # (S, n, k), (S, n)
-    reconstruction = jnp.mean(vae.decode(z).log_prob(x), axis=0)
-    return reconstruction, kl_terms(q, vae.prior(), z, log_q)
+    reconstruction = jnp.mean(vae.decode(z, c).log_prob(x), axis=0)
+    return reconstruction, kl_terms(q, vae.prior(c), z, log_q)
 
 
 def weighted_mean(values: Array, weights: Array) -> Array:
@@ -94,12 +104,14 @@ def elbo_loss(
     samples: int = 1,
     beta: Array | float = 1.0,
     free_bits: Array | float = 0.0,
+    c: Array | None = None,
 ) -> tuple[Array, ElboTerms]:
     """The training loss -(mean_n E_q[log p(x|z)] - beta * free_bits_kl) and the true (beta = 1) ELBO terms.
 
-    x (n, d) with weights (n,); the loss is a scalar, the terms have shape (n,). `beta` may be traced.
+    x (n, d) with weights (n,) and the condition c (n, m) or None; the loss is a scalar, the terms have shape
+    (n,). `beta` may be traced.
     """
-    reconstruction, kl_parts = _reconstruction_and_kl(vae, x, key=key, samples=samples)
+    reconstruction, kl_parts = _reconstruction_and_kl(vae, x, key=key, samples=samples, c=c)
     kl_cost = free_bits_kl(kl_parts, weights, free_bits, vae.sizes if len(vae.sizes) > 1 else vae.latent_dim)
     loss = beta * kl_cost - weighted_mean(reconstruction, weights)
     kl = jnp.sum(kl_parts, axis=-1)
@@ -115,33 +127,35 @@ def kl_weight(beta: float, warmup_epochs: int, epoch: int) -> float:
 
 
 def log_importance_weights(
-    vae: LatentModel, x: Array, *, key: Array, samples: int, params: Array | None = None
+    vae: LatentModel, x: Array, *, key: Array, samples: int, params: Array | None = None, c: Array | None = None
 ) -> Array:
-    """log p(x|z_k) + log p(z_k) - log q(z_k|x) for z_k ~ q(z|x), shape (samples, n); q is the encoder's,
-    or the model's `posterior_at(params)` for `params` (n, posterior.size) when given."""
-    q = posterior(vae, x, params)
+    """log p(x|z_k, c) + log p(z_k|c) - log q(z_k|x, c) for z_k ~ q(z|x, c), shape (samples, n), c (n, m) or
+    None; q is the encoder's, or the model's `posterior_at(params)` for `params` (n, posterior.size) when given."""
+    q = posterior(vae, x, params, c)
     z, log_q = q.sample_and_log_prob(key, (samples,))
-    return vae.decode(z).log_prob(x) + vae.prior().log_prob(z) - log_q
+    return vae.decode(z, c).log_prob(x) + vae.prior(c).log_prob(z) - log_q
 
 
-def iwae(vae: LatentModel, x: Array, *, key: Array, samples: int) -> Array:
-    """Importance-weighted bound L_K(x) = logsumexp_k log w_k - log K, shape (n,).
+def iwae(vae: LatentModel, x: Array, *, key: Array, samples: int, c: Array | None = None) -> Array:
+    """Importance-weighted bound L_K(x) = logsumexp_k log w_k - log K, shape (n,) (of log p(x | c) with c).
 
     L_1 is the ELBO in expectation; L_K rises towards log p(x) as K grows.
     """
-    return log_mean_exp(log_importance_weights(vae, x, key=key, samples=samples))
+    return log_mean_exp(log_importance_weights(vae, x, key=key, samples=samples, c=c))
 
 
-def miwae(vae: LatentModel, x: Array, *, key: Array, groups: int, samples: int) -> Array:
+def miwae(vae: LatentModel, x: Array, *, key: Array, groups: int, samples: int, c: Array | None = None) -> Array:
     """MIWAE(M, K) = (1/M) sum_m L_K over M groups of K draws (Rainforth et al. 2018), shape (n,); draw
     m * K + k of `log_importance_weights(samples=M * K)` is draw k of group m."""
-    return group_bound(log_importance_weights(vae, x, key=key, samples=groups * samples), groups)
+    return group_bound(log_importance_weights(vae, x, key=key, samples=groups * samples, c=c), groups)
 
 
-def ciwae(vae: LatentModel, x: Array, *, key: Array, samples: int, beta: Array | float) -> Array:
+def ciwae(
+    vae: LatentModel, x: Array, *, key: Array, samples: int, beta: Array | float, c: Array | None = None
+) -> Array:
     """CIWAE(beta) = beta * ELBO + (1 - beta) * L_K on the same K draws (Rainforth et al. 2018), shape (n,);
     the ELBO is mean_k log w_k."""
-    return ciwae_bound(log_importance_weights(vae, x, key=key, samples=samples), beta)
+    return ciwae_bound(log_importance_weights(vae, x, key=key, samples=samples, c=c), beta)
 
 
 def ciwae_bound(log_w: Array, beta: Array | float) -> Array:
@@ -229,17 +243,20 @@ class DReG(Gradient):
         return groups * weights**2
 
 
-def log_weights(vae: LatentModel, x: Array, *, key: Array, samples: int, gradient: Gradient) -> LogWeights:
-    """The `LogWeights` of `samples` draws per example of x (n, d), for `gradient`'s encoder copy.
+def log_weights(
+    vae: LatentModel, x: Array, *, key: Array, samples: int, gradient: Gradient, c: Array | None = None
+) -> LogWeights:
+    """The `LogWeights` of `samples` draws per example of x (n, d) (and its condition c (n, m), if any), for
+    `gradient`'s encoder copy.
 
     Under `jax.jit` the copies share their forward computation (a stopped gradient is the identity there)."""
-    q = vae.encode(x)
+    q = vae.encode(x, c)
     z, log_q = q.sample_and_log_prob(key, (samples,))
-    log_p = vae.decode(z).log_prob(x) + vae.prior().log_prob(z)
+    log_p = vae.decode(z, c).log_prob(x) + vae.prior(c).log_prob(z)
     fixed = jax.lax.stop_gradient(z)
-    model = vae.decode(fixed).log_prob(x) + vae.prior().log_prob(fixed) - jax.lax.stop_gradient(log_q)
+    model = vae.decode(fixed, c).log_prob(x) + vae.prior(c).log_prob(fixed) - jax.lax.stop_gradient(log_q)
     frozen = stopped(vae)
-    inference = frozen.decode(z).log_prob(x) + frozen.prior().log_prob(z) - gradient.encoder_log_q(q, z, log_q)
+    inference = frozen.decode(z, c).log_prob(x) + frozen.prior(c).log_prob(z) - gradient.encoder_log_q(q, z, log_q)
     return LogWeights(log_p - log_q, model, inference)
 
 
@@ -255,9 +272,10 @@ def surrogate(w: LogWeights, gradient: Gradient, groups: int, model_groups: int 
 
 
 class Objective(eqx.Module):
-    """A training objective: `objective(vae, x, weights, key=key)` -> (loss, bounds) for x (n, d) with
-    weights (n,): the loss a scalar, the bounds a dict of per-example values (n,) in nats, `elbo` among them
-    and `bound_key`, the bound it trains (at beta = 1), whose `name` is as the literature writes it."""
+    """A training objective: `objective(vae, x, weights, key=key, c=c)` -> (loss, bounds) for x (n, d) with weights
+    (n,) and a conditional model's condition c (n, m) (None without one): the loss a scalar, the bounds a dict
+    of per-example values (n,) in nats, `elbo` among them and `bound_key`, the bound it trains (at beta = 1),
+    whose `name` is as the literature writes it."""
 
     bound_key: ClassVar[str]
 
@@ -267,7 +285,9 @@ class Objective(eqx.Module):
         """The trained bound as the literature writes it: ELBO, L_5 (K = 5), MIWAE(2, 5), CIWAE(0.5)."""
 
     @abc.abstractmethod
-    def __call__(self, vae: LatentModel, x: Array, weights: Array, *, key: Array) -> tuple[Array, dict[str, Array]]: ...
+    def __call__(
+        self, vae: LatentModel, x: Array, weights: Array, *, key: Array, c: Array | None = None
+    ) -> tuple[Array, dict[str, Array]]: ...
 
     def with_kl_weight(self, beta: Array | float) -> "Objective":
         """This objective with its KL weighted by `beta` (an epoch of warm-up); unchanged where it has no KL weight."""
@@ -292,16 +312,16 @@ class Elbo(Objective):
         """ELBO."""
         return "ELBO"
 
-    def __call__(self, vae, x, weights, *, key):
+    def __call__(self, vae, x, weights, *, key, c=None):
         if isinstance(self.gradient, Reparam):
             loss, terms = elbo_loss(
-                vae, x, weights, key=key, samples=self.samples, beta=self.beta, free_bits=self.free_bits
+                vae, x, weights, key=key, samples=self.samples, beta=self.beta, free_bits=self.free_bits, c=c
             )
             return loss, {"elbo": terms.elbo}
-        q = vae.encode(x)
+        q = vae.encode(x, c)
         z, log_q = q.sample_and_log_prob(key, (self.samples,))
-        reconstruction = jnp.mean(vae.decode(z).log_prob(x), axis=0)
-        prior = vae.prior()
+        reconstruction = jnp.mean(vae.decode(z, c).log_prob(x), axis=0)
+        prior = vae.prior(c)
         kl = jnp.mean(self.gradient.encoder_log_q(q, z, log_q) - prior.log_prob(z), axis=0)
         loss = weighted_mean(self.beta * kl - reconstruction, weights)
         reported_kl = jnp.sum(jax.lax.stop_gradient(kl_terms(q, prior, z, log_q)), axis=-1)
@@ -324,12 +344,12 @@ class Iwae(Objective):
         """L_K with K = `samples`."""
         return f"L_{self.samples}"
 
-    def __call__(self, vae, x, weights, *, key):
+    def __call__(self, vae, x, weights, *, key, c=None):
         if isinstance(self.gradient, Reparam):  # the bound itself: no copies to differentiate
-            log_w = log_importance_weights(vae, x, key=key, samples=self.samples)
+            log_w = log_importance_weights(vae, x, key=key, samples=self.samples, c=c)
             bound = log_mean_exp(log_w)
             return -jnp.sum(weights * bound) / jnp.sum(weights), {"elbo": jnp.mean(log_w, 0), "iwae_bound": bound}
-        w = log_weights(vae, x, key=key, samples=self.samples, gradient=self.gradient)
+        w = log_weights(vae, x, key=key, samples=self.samples, gradient=self.gradient, c=c)
         loss = -weighted_mean(surrogate(w, self.gradient, 1), weights)
         return loss, _reported(w.value, iwae_bound=log_mean_exp(w.value))
 
@@ -348,8 +368,8 @@ class Miwae(Objective):
         """MIWAE(M, K) with M = `groups`, K = `samples`."""
         return f"MIWAE({self.groups}, {self.samples})"
 
-    def __call__(self, vae, x, weights, *, key):
-        w = log_weights(vae, x, key=key, samples=self.groups * self.samples, gradient=self.gradient)
+    def __call__(self, vae, x, weights, *, key, c=None):
+        w = log_weights(vae, x, key=key, samples=self.groups * self.samples, gradient=self.gradient, c=c)
         bound = surrogate(w, self.gradient, self.groups)
         return -weighted_mean(bound, weights), _reported(
             w.value, miwae_bound=group_bound(w.value, self.groups), iwae_bound=log_mean_exp(w.value)
@@ -370,8 +390,8 @@ class Piwae(Objective):
         """L_MK, the bound the loss is."""
         return f"L_{self.groups * self.samples}"
 
-    def __call__(self, vae, x, weights, *, key):
-        w = log_weights(vae, x, key=key, samples=self.groups * self.samples, gradient=self.gradient)
+    def __call__(self, vae, x, weights, *, key, c=None):
+        w = log_weights(vae, x, key=key, samples=self.groups * self.samples, gradient=self.gradient, c=c)
         bound = surrogate(w, self.gradient, self.groups, model_groups=1)
         return -weighted_mean(bound, weights), _reported(
             w.value, iwae_bound=log_mean_exp(w.value), miwae_bound=group_bound(w.value, self.groups)
@@ -392,8 +412,8 @@ class Ciwae(Objective):
         """CIWAE(beta)."""
         return f"CIWAE({float(self.beta):g})"
 
-    def __call__(self, vae, x, weights, *, key):
-        w = log_weights(vae, x, key=key, samples=self.samples, gradient=self.gradient)
+    def __call__(self, vae, x, weights, *, key, c=None):
+        w = log_weights(vae, x, key=key, samples=self.samples, gradient=self.gradient, c=c)
         elbo_part = surrogate(w, self.gradient, self.samples)  # the ELBO: the bound of K groups of one draw
         bound = self.beta * elbo_part + (1 - self.beta) * surrogate(w, self.gradient, 1)
         return -weighted_mean(bound, weights), _reported(

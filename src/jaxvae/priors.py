@@ -1,9 +1,12 @@
 """Priors p(z): each is called with its VAE and returns a distribution over z in R^k.
 
-A prior takes the model because the VampPrior is built from its encoder; the others ignore it.
+A prior takes the model because the VampPrior is built from its encoder; the others ignore it. A prior is
+also called with the condition c (n, m) of a conditional model: N(0, I) ignores it, a `PriorNetwork`
+(Sohn et al. 2015's p(z | c)) maps it to a Gaussian per example; the mixtures take none.
 """
 
 import abc
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import equinox as eqx
@@ -21,7 +24,12 @@ class Prior(eqx.Module):
     """p(z) of a model: called with the model, a distribution over its top latent layer."""
 
     @abc.abstractmethod
-    def __call__(self, model: "LatentModel") -> Distribution: ...
+    def __call__(self, model: "LatentModel", c: Array | None = None) -> Distribution: ...
+
+
+def _unconditional(prior: Prior, c: Array | None) -> None:
+    if c is not None:
+        raise TypeError(f"{type(prior).__name__} is a prior p(z): it takes no condition")
 
 
 class StandardNormal(Prior):
@@ -29,8 +37,22 @@ class StandardNormal(Prior):
 
     latent_dim: int = eqx.field(static=True)
 
-    def __call__(self, model=None) -> Normal:
+    def __call__(self, model=None, c: Array | None = None) -> Normal:
         return Normal(jnp.zeros(self.latent_dim), jnp.zeros(self.latent_dim))
+
+
+class PriorNetwork(Prior):
+    """A learned conditional prior p(z | c) = N(mu(c), diag sigma^2(c)) (Sohn et al. 2015's prior network):
+    `network` maps one condition c (m,) to (mu, log sigma^2), each (k,); called with c (n, m), a Normal
+    over (n, k). Its KL with a diagonal q(z | x, c) is in closed form."""
+
+    network: Callable[[Array], Array]
+
+    def __call__(self, model=None, c: Array | None = None) -> Normal:
+        if c is None:
+            raise TypeError("a prior network p(z | c) needs the condition c")
+        mean, log_var = jnp.split(jax.vmap(self.network)(c), 2, axis=-1)
+        return Normal(mean, log_var)
 
 
 class GaussianMixture(Prior):
@@ -46,7 +68,8 @@ class GaussianMixture(Prior):
         self.means = jax.random.normal(key, (components, latent_dim))
         self.log_vars = jnp.zeros((components, latent_dim))
 
-    def __call__(self, model=None) -> Mixture:
+    def __call__(self, model=None, c: Array | None = None) -> Mixture:
+        _unconditional(self, c)
         return Mixture(self.logits, Normal(self.means, self.log_vars))
 
 
@@ -61,6 +84,7 @@ class VampPrior(Prior):
     def __init__(self, data_dim: int, components: int, *, key: Array):
         self.pseudo_inputs = 0.05 + 0.01 * jax.random.normal(key, (components, data_dim))
 
-    def __call__(self, model: "LatentModel") -> Mixture:
+    def __call__(self, model: "LatentModel", c: Array | None = None) -> Mixture:
+        _unconditional(self, c)
         components = model.top_gaussian(self.pseudo_inputs)
         return Mixture(jnp.zeros(self.pseudo_inputs.shape[0]), components)
