@@ -34,7 +34,7 @@ from jaxvae.data import Dataset, split_validation
 from jaxvae.distributions import kl_estimator
 from jaxvae.evaluate import mean_bounds
 from jaxvae.keys import DataSeed, Run, run_key
-from jaxvae.model import LatentModel
+from jaxvae.model import LatentModel, split_condition
 from jaxvae.objectives import kl_weight
 
 if TYPE_CHECKING:  # a trainer's states are train's, which imports this module
@@ -105,9 +105,15 @@ def held_out(data: Dataset, config: TrainConfig) -> tuple[Dataset, Array, Array]
     return data, jax.device_put(test_examples(data, config), local), jax.device_put(x_valid, local)
 
 
-def kl_estimator_of(vae: LatentModel, x: Array) -> str:
-    """How the ELBO of `vae` computes its KL for data like x (n, d): 'closed form' or 'monte carlo'."""
-    return kl_estimator(*eqx.filter_eval_shape(lambda v, x: (v.encode(x), v.prior()), vae, x[:1])).name
+def kl_estimator_of(vae: LatentModel, rows: Array) -> str:
+    """How the ELBO of `vae` computes its KL for data like rows (n, d) (a conditional model's [x, c]):
+    'closed form' or 'monte carlo'."""
+
+    def pair(v, rows):
+        x, c = split_condition(v, rows)
+        return v.encode(x, c), v.prior(c)
+
+    return kl_estimator(*eqx.filter_eval_shape(pair, vae, rows[:1])).name
 
 
 @contextlib.contextmanager
@@ -215,7 +221,9 @@ def _validate(trainer: Trainer, members: list[Member], x: Array, keys: list[Arra
         elif name == "elbo":
             bounds.append({"elbo": v["elbo"]})
         else:
-            bounds.append({"elbo": v["elbo"], name: float(mean_bounds(trainer.model(i), objective, x, keys[i])[name])})
+            vae = trainer.model(i)
+            xi, c = split_condition(vae, x)
+            bounds.append({"elbo": v["elbo"], name: float(mean_bounds(vae, objective, xi, keys[i], c=c)[name])})
     return bounds
 
 

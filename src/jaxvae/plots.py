@@ -20,7 +20,7 @@ from jaxvae.builder import build_objective
 from jaxvae.config import RunConfig
 from jaxvae.data import Dataset
 from jaxvae.deep import DownwardPrior
-from jaxvae.evaluate import decoded_means, posterior_moments, prior_draws
+from jaxvae.evaluate import class_samples, decoded_means, posterior_moments, prior_draws
 from jaxvae.keys import Run, run_key
 from jaxvae.model import LatentModel
 from jaxvae.objectives import Elbo, Objective
@@ -183,6 +183,19 @@ def samples(vae: LatentModel, shape, path: Path, *, key: jax.Array, n: int = 64)
     return _save_grid(grid, "samples: mean of p(x|z), z ~ p(z)", path)
 
 
+def sample_grid(x: np.ndarray, shape, title: str, path: Path) -> Path:
+    """A PNG of the images x (n, d) in a near-square grid below `title`."""
+    return _save_grid(image_grid(x, shape, cols=int(np.ceil(np.sqrt(len(x))))), title, path)
+
+
+def class_grid(vae: LatentModel, shape, path: Path, *, key: jax.Array, per_class: int = 8) -> Path:
+    """A model conditioned on labels: row y holds the means of p(x | z, y) for `per_class` draws z ~ p(z | y)."""
+    labels = np.repeat(np.arange(vae.condition_dim), per_class)
+    _, x = class_samples(vae, jax.numpy.asarray(labels), key)
+    grid = image_grid(np.asarray(x), shape, cols=per_class)
+    return _save_grid(grid, "class samples: row y, mean of p(x|z, y), z ~ p(z|y)", path)
+
+
 def manifold(vae: LatentModel, shape, path: Path, n: int | None = None) -> Path:
     """Kingma and Welling's 2-D manifold: the mean of p(x|z) on an n x n grid of z whose coordinates are the
     5% to 95% quantiles of N(0, 1), z1 left to right and z2 bottom to top; ticks label about six tiles'
@@ -340,8 +353,15 @@ def write_figures(
     figures = []  # each draws one figure and returns its path
     if metrics:
         figures.append(lambda: training_curve(metrics, folder / "training_curve.png", build_objective(config.train)))
-    figures.append(lambda: latent_scatter(vae, data.x_test, data.y_test, folder / "latent_scatter.png", data.classes))
-    if is_image(data.shape):
+    if vae.condition_dim:  # so far a conditional model's figures are its curves and its classes' samples
+        if is_image(data.shape):
+            key = run_key(config.train.seed, Run.SAMPLES_FIGURE)
+            figures.append(lambda: class_grid(vae, data.shape, folder / "class_samples.png", key=key))
+    else:
+        figures.append(
+            lambda: latent_scatter(vae, data.x_test, data.y_test, folder / "latent_scatter.png", data.classes)
+        )
+    if is_image(data.shape) and not vae.condition_dim:
         key = run_key(config.train.seed, Run.SAMPLES_FIGURE)
         figures.append(lambda: reconstructions(vae, data.x_test, data.shape, folder / "reconstructions.png"))
         figures.append(lambda: samples(vae, data.shape, folder / "samples.png", key=key))

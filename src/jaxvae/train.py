@@ -29,7 +29,7 @@ from jaxvae.errors import Diverged, InputError
 from jaxvae.evaluate import mean_elbo
 from jaxvae.keys import Run, run_key
 from jaxvae.looping import Loop, batch_indices
-from jaxvae.model import LatentModel
+from jaxvae.model import LatentModel, split_condition
 from jaxvae.model_file import Builder
 from jaxvae.networks import with_precision
 from jaxvae.objectives import Objective
@@ -82,8 +82,10 @@ def batch_loss(
     params, static, x: Array, weights: Array, key: Array, objective: Objective, dtype: DTypeLike = jnp.float32
 ):
     """The objective's loss to minimize and the weighted sums over the batch of its per-example bounds, the
-    networks' products in `dtype`."""
-    loss, bounds = objective(with_precision(eqx.combine(params, static), dtype), x, weights, key=key)
+    networks' products in `dtype`; x (B, d), or a conditional model's rows [x, c] (`split_condition`)."""
+    vae = with_precision(eqx.combine(params, static), dtype)
+    x, c = split_condition(vae, x)
+    loss, bounds = objective(vae, x, weights, key=key, c=c)
     return loss, {name: jnp.sum(weights * bound) for name, bound in bounds.items()}
 
 
@@ -94,7 +96,7 @@ def make_step(static, optimizer: optax.GradientTransformation, config: TrainConf
     dtype, binarization = precision(config), build_binarization(config)
 
     def step(params, opt_state, x, weights, key, objective):
-        key, x = binarization.in_step(key, x)
+        key, x = binarization.in_step(key, x)  # dynamic: exact on a one-hot condition (no draw < 0, every < 1)
         loss_and_grad = jax.value_and_grad(batch_loss, has_aux=True)
         (loss, sums), grads = loss_and_grad(params, static, x, weights, key, objective, dtype)
         updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -251,7 +253,35 @@ def check_data(data: Dataset, config: RunConfig, *, training: bool = True) -> No
                     f"values outside [0, 1] ({x.min():g} to {x.max():g}) cannot be modelled by {what}: "
                     f"rescale the data to [0, 1]{fix}"
                 )
+    check_condition(data, config)
     model_file.check(config.model)
+
+
+def check_condition(data: Dataset, config: RunConfig) -> None:
+    """Raise InputError where a run conditioned on labels (`--condition label`) has data without labels, or
+    labels outside its C = `condition_dim` classes."""
+    if not config.train.condition:
+        return
+    if data.y_train is None or data.y_test is None:
+        raise InputError(f"--condition label needs labelled data: {data.source or 'the data'} have no labels")
+    classes = config.model.condition_dim
+    for y in (data.y_train, data.y_test):
+        if len(y) and (y.min() < 0 or y.max() >= classes):
+            raise InputError(
+                f"labels {y.min()} to {y.max()} are outside the run's {classes} classes 0 to {classes - 1}"
+            )
+
+
+def condition_rows(data: Dataset, config: RunConfig) -> Dataset:
+    """The data a run trains and is evaluated on: for a run conditioned on labels, each example's row
+    [x, one-hot label] (n, d + C) (`model.split_condition` splits it), so that the validation split,
+    binarization (exact on 0 and 1) and batching carry the condition with its example; else `data`."""
+    if not config.train.condition or data.y_train is None or data.y_test is None:
+        return data
+    one_hot = np.eye(config.model.condition_dim, dtype=np.float32)
+    x_train = np.concatenate([np.asarray(data.x_train, np.float32), one_hot[data.y_train]], axis=1)
+    x_test = np.concatenate([np.asarray(data.x_test, np.float32), one_hot[data.y_test]], axis=1)
+    return dataclasses.replace(data, x_train=x_train, x_test=x_test, shape=(x_train.shape[1],))
 
 
 def _recording_data(config: RunConfig, data: Dataset) -> RunConfig:
@@ -314,7 +344,7 @@ def fit(
             except OSError as e:
                 raise InputError(f"cannot write the run folder {run_dir}: {e.strerror}") from None
         state = resume_state(config, run_dir, build) if resume else init_state(config, build)
-        training, x_test, x_valid = loop.held_out(data, config.train)
+        training, x_test, x_valid = loop.held_out(condition_rows(data, config), config.train)
         x_train = loop.training_examples(training, config.train)
         trainer = RunTrainer(state, config.train, objective, x_train, mesh, device_budget)
         member = loop.Member.resumed("run", config, run_dir, int(state.epoch))
@@ -374,7 +404,9 @@ class RunTrainer(loop.Trainer):
         return [(train, bool(finite.addressable_data(0)))]
 
     def evaluate(self, x: Array, keys: list[Array], active: list[bool]) -> list[dict[str, float] | None]:
-        return [{k: float(v) for k, v in mean_elbo(self.model(0), x, keys[0]).items()}]
+        vae = self.model(0)
+        x, c = split_condition(vae, x)
+        return [{k: float(v) for k, v in mean_elbo(vae, x, keys[0], c=c).items()}]
 
     def model(self, i: int) -> LatentModel:
         return eqx.combine(parallel.local_copy(self.params), self.static)

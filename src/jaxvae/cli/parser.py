@@ -150,7 +150,13 @@ def build_parser() -> Parser:
     p.add_argument(
         "--prior",
         default="normal",
-        help=f"p(z): {', '.join(PRIORS)} (K Gaussians, or the VampPrior with K pseudo-inputs)",
+        help=f"p(z): {', '.join(PRIORS)} (K Gaussians, or the VampPrior with K pseudo-inputs; conditional: "
+        "p(z|c), a network of the condition, with --condition)",
+    )
+    p.add_argument(
+        "--condition",
+        choices=("label",),
+        help="train a conditional VAE p(x|z,y) p(z|y), q(z|x,y) on the data's labels y (one-hot)",
     )
     p.add_argument(
         "--log-var-range",
@@ -311,6 +317,11 @@ def build_parser() -> Parser:
     p.add_argument("-n", type=int, default=64, help="number of samples")
     p.add_argument("-o", "--out", required=True, help="PNG file to write")
     p.add_argument("--seed", type=int, default=0, help="the seed of the prior samples")
+    p.add_argument(
+        "--label",
+        type=int,
+        help="a run trained with --condition label: draw from p(x|y) for this class; also writes OUT.npz (x, z)",
+    )
 
     p = commands.add_parser("plot", help="regenerate every figure of a run under RUN_DIR/figures, or of a sweep")
     p.add_argument(

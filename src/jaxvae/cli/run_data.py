@@ -4,6 +4,7 @@ import dataclasses
 from pathlib import Path
 
 from jaxvae.config import RunConfig
+from jaxvae.errors import InputError
 
 
 def run_data(args, split: str = "test", checkpoint: str = "latest"):
@@ -17,8 +18,18 @@ def run_data(args, split: str = "test", checkpoint: str = "latest"):
 
     run_dir = Path(args.run_dir)
     config = RunConfig.load(run_dir / CONFIG)
+    refuse_conditional(config, args.command)
     data = load_data(config, dataset=args.dataset, data_dir=args.data_dir)
     method = args.binarize or config.train.binarize
     check_data(data, RunConfig(config.model, dataclasses.replace(config.train, binarize=method)), training=False)
     x, y = evaluation_split(data, split, build_binarization(dataclasses.replace(config.train, binarize=method)))
     return config, load(run_dir, checkpoint=checkpoint), x, y
+
+
+def refuse_conditional(config: RunConfig, command: str) -> None:
+    """Refuse a conditional run (trained with --condition label) in a command that does not take one yet."""
+    if config.model.condition_dim:
+        raise InputError(
+            f"jaxvae {command} does not yet take a conditional run (trained with --condition label): "
+            "jaxvae sample --label Y draws from it"
+        )

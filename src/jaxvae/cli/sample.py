@@ -1,8 +1,11 @@
-"""`jaxvae sample`: prior samples of a run, decoded into an image grid."""
+"""`jaxvae sample`: prior samples of a run, decoded into an image grid; of a conditional run, samples of one
+class (`--label`), the grid and their arrays."""
 
 import os
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 from jaxvae.cli.startup import start_jax
 from jaxvae.config import RunConfig
@@ -23,6 +26,7 @@ def run(args) -> int:
     import jax
 
     from jaxvae import memory, plots
+    from jaxvae.evaluate import class_samples
     from jaxvae.runs import CONFIG
     from jaxvae.train import load
 
@@ -33,17 +37,50 @@ def run(args) -> int:
         raise InputError(f"-n must be at least 1, got {args.n}")
     memory.check_draws("-n", args.n, args.n, config.model)
     out = _png(args.out)
+    classes = config.model.condition_dim if config.train.condition == "label" else 0
+    if args.label is not None and not classes:
+        raise InputError(f"--label draws from a run trained with --condition label: {args.run_dir} was not")
+    if classes and args.label is None:
+        raise InputError(f"{args.run_dir} is conditioned on labels: pass --label Y, Y from 0 to {classes - 1}")
+    if classes and not 0 <= args.label < classes:
+        raise InputError(f"--label {args.label} is not one of the run's classes 0 to {classes - 1}")
     vae = load(args.run_dir)
-    try:  # drawn beside `out`, then renamed into place: never half-written
-        fd, drawing = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".png")
+    key = jax.random.PRNGKey(args.seed)
+    if classes:
+        z, x = class_samples(vae, jax.numpy.full(args.n, args.label), key)
+        arrays = out.with_suffix(".npz")
+        _write_beside(arrays, ".npz", lambda path: _save_arrays(path, x, z, config.model.data_shape))
+        title = f"class {_class_name(config, args.label)}: mean of p(x|z, y), z ~ p(z|y)"
+        _write_beside(out, ".png", lambda path: plots.sample_grid(np.asarray(x), config.model.data_shape, title, path))
+        print(f"{args.n} samples of class {args.label}, the mean of p(x|z, y): {out}, {arrays} (x, z)")
+        return 0
+    _write_beside(out, ".png", lambda path: plots.samples(vae, config.model.data_shape, path, key=key, n=args.n))
+    print(f"{args.n} samples from the prior, decoded to the mean of p(x|z): {out}")
+    return 0
+
+
+def _write_beside(out: Path, suffix: str, write) -> None:
+    """`write(path)` to a file beside `out`, then renamed to `out`: never half-written."""
+    try:
+        fd, drawing = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=suffix)
         os.close(fd)
         try:
-            plots.samples(vae, config.model.data_shape, Path(drawing), key=jax.random.PRNGKey(args.seed), n=args.n)
+            write(Path(drawing))
             os.chmod(drawing, 0o644)
             os.replace(drawing, out)
         finally:
             Path(drawing).unlink(missing_ok=True)
     except OSError as e:
         raise InputError(f"cannot write {out}: {e.strerror}") from None
-    print(f"{args.n} samples from the prior, decoded to the mean of p(x|z): {out}")
-    return 0
+
+
+def _save_arrays(path: Path, x, z, shape) -> None:
+    """x (N, *shape), the samples' means, and z (N, k) to the .npz file `path`."""
+    with open(path, "wb") as f:
+        np.savez(f, x=np.asarray(x).reshape(-1, *shape), z=np.asarray(z))
+
+
+def _class_name(config: RunConfig, label: int) -> str:
+    """Label `label`, with its name where the data name their classes."""
+    names = config.train.classes
+    return f"{label} ({names[label]})" if label < len(names) else str(label)

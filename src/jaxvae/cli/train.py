@@ -45,13 +45,15 @@ def _schedule(args) -> TrainConfig:
         kl_warmup_epochs=args.kl_warmup_epochs,
         free_bits=args.free_bits,
         tensorboard=args.tensorboard,
+        condition=args.condition or "",
     )
 
 
-def model_config(args, data_shape: tuple[int, ...]) -> ModelConfig:
-    """The model of the `train` options for data of shape `data_shape` (H, W) or (d,), its networks from
-    --model's file where one is given."""
+def model_config(args, data_shape: tuple[int, ...], classes: int = 0) -> ModelConfig:
+    """The model of the `train` options for data of shape `data_shape` (H, W) or (d,) (with --condition label,
+    of `classes` classes), its networks from --model's file where one is given."""
     model = ModelConfig(
+        condition_dim=classes if args.condition else 0,
         data_shape=data_shape,
         latent_dim=sum(args.latent_dim),
         layers=args.latent_dim if len(args.latent_dim) > 1 else (),
@@ -165,6 +167,7 @@ def new_run(args) -> tuple:
 
     schedule = _schedule(args)
     _check_applies(args, schedule.dataset)
+    _check_condition(args)
     if args.image_size is not None and (schedule.dataset in NAMED or not is_image_folder(schedule.dataset)):
         raise InputError(f"--image-size resizes the images of a folder: {schedule.dataset} is not one")
     if args.image_size is not None:  # before any image is resized to it
@@ -182,7 +185,9 @@ def new_run(args) -> tuple:
     from jaxvae.train import check_data
 
     parallel.initialize(args.coordinator, args.num_processes, args.process_id)
-    model = model_config(args, tuple(data.shape))
+    if args.condition and (data.y_train is None or data.y_test is None):
+        raise InputError(f"--condition label needs labelled data: {schedule.dataset} has no labels")
+    model = model_config(args, tuple(data.shape), _classes(data))
     config = RunConfig(model, dataclasses.replace(schedule, classes=data.classes, dataset=data.source))
     check_data(data, config)
     configs = None
@@ -277,6 +282,35 @@ def _check_applies(args, dataset: str) -> None:
     for name, (applies, message) in needs.items():
         if name in given and not applies and not (args.model and name != "data_dir"):
             raise InputError(message)
+
+
+def _check_condition(args) -> None:
+    """Refuse what --condition label does not combine with yet, and --prior conditional without it."""
+    if args.prior == "conditional" and not args.condition:
+        raise InputError("--prior conditional is p(z|y), a network of the label: it needs --condition label")
+    if not args.condition:
+        return
+    unsupported = {
+        "--latent-dim K1,K2": len(args.latent_dim) > 1,
+        f"--architecture {args.architecture}": args.architecture != "mlp",
+        f"--posterior {args.posterior}": args.posterior != "diagonal",
+        f"--prior {args.prior}": args.prior not in ("normal", "conditional"),
+        "--model": bool(args.model),
+        "--seeds": args.seeds != 1,
+        "--sweep": bool(args.sweep),
+    }
+    for option, given in unsupported.items():
+        if given:
+            raise InputError(f"--condition label does not yet combine with {option}")
+
+
+def _classes(data) -> int:
+    """The number of classes C of labelled data: its named classes, else the largest label + 1."""
+    if data.classes:
+        return len(data.classes)
+    if data.y_train is None or data.y_test is None:
+        return 0
+    return int(max(data.y_train.max(initial=0), data.y_test.max(initial=0))) + 1
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
