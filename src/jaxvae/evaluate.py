@@ -125,10 +125,12 @@ def log_likelihood(
     params: Array | None = None,
     progress: bool = False,
     loop: Loop | None = None,
+    c: Array | None = None,
 ) -> Array:
     """Importance-weighted bound L_K(x) = logsumexp_k log w_k - log K with K = `samples`, shape (n,), nats.
 
     The proposal is the encoder's q(z|x), or the model's `posterior_at(params)` (n, posterior.size) when given.
+    For a conditional model and its conditions c (n, m), the bound on log p(x | c), q(z | x, c) the proposal.
 
     The K weights w_k = p(x, z_k) / q(z_k|x) are drawn `chunk` at a time and folded into a running
     logsumexp, `batch` examples at a time: memory grows with batch * chunk * d, not with K or n.
@@ -140,26 +142,29 @@ def log_likelihood(
     valid = _chunk_mask(samples, chunk)
 
     def one_batch(x, i):
-        return _batch_log_likelihood(loop, vae, x, key, i, valid, params)
+        return _batch_log_likelihood(loop, vae, x, key, i, valid, params, c)
 
     return in_blocks(one_batch, x, batch, progress, f"L_K, K = {samples}") - math.log(samples)
 
 
 @looping.program
-def _batch_log_likelihood(loop: Loop, vae: LatentModel, x: Array, key: Array, i: Array, valid: Array, params) -> Array:
+def _batch_log_likelihood(
+    loop: Loop, vae: LatentModel, x: Array, key: Array, i: Array, valid: Array, params, c
+) -> Array:
     """logsumexp of the log weights of the examples x[i] (b,), shape (b,): `valid` (chunks, chunk) as
-    `_chunk_mask` gives it; params the posterior parameters of every example of x, or None."""
+    `_chunk_mask` gives it; params the posterior parameters of every example of x, c their conditions, or None."""
     start = jnp.full(i.shape, -jnp.inf, x.dtype)
-    batch = (x[i], _example_keys(key, i), _batch_params(params, i))
+    batch = (x[i], _example_keys(key, i), _batch_params(params, i), _batch_params(c, i))
     total, _ = loop.scan(_add_chunk, start, jnp.arange(valid.shape[0]), vae, valid, batch)
     return total
 
 
 def _add_chunk(total: Array, j: Array, vae: LatentModel, valid: Array, batch: tuple) -> tuple[Array, None]:
-    """The running logsumexp `total` (b,) of a batch = (x (b, d), keys (b, 2), params or None) with its chunk j."""
+    """The running logsumexp `total` (b,) of a batch = (x (b, d), keys (b, 2), params or None, conditions or
+    None) with its chunk j."""
 
-    def chunk_log_sum(xi, example_key, pi):
-        return _chunk_log_sum(vae, xi, example_key, j, valid[j], pi)
+    def chunk_log_sum(xi, example_key, pi, ci):
+        return _chunk_log_sum(vae, xi, example_key, j, valid[j], pi, ci)
 
     return jnp.logaddexp(total, jax.vmap(chunk_log_sum)(*batch)), None
 
@@ -190,16 +195,19 @@ def _chunk_mask(samples: int, chunk: int) -> Array:
     return (jnp.arange(n_chunks * chunk) < samples).reshape(n_chunks, chunk)
 
 
-def _chunk_log_sum(vae: LatentModel, xi: Array, example_key: Array, j: Array, valid: Array, pi: Array | None) -> Array:
+def _chunk_log_sum(
+    vae: LatentModel, xi: Array, example_key: Array, j: Array, valid: Array, pi: Array | None, ci: Array | None
+) -> Array:
     """logsumexp of the log weights of chunk j of example xi (d,), its draws from fold_in(example_key, j);
-    `valid` (chunk,) masks the draws past K in the last chunk; pi the example's posterior parameters or None."""
+    `valid` (chunk,) masks the draws past K in the last chunk; pi the example's posterior parameters, ci its
+    condition (1, m), each or None."""
     chunk_key = jax.random.fold_in(example_key, j)
-    log_w = log_importance_weights(vae, xi[None], key=chunk_key, samples=valid.shape[0], params=pi)
+    log_w = log_importance_weights(vae, xi[None], key=chunk_key, samples=valid.shape[0], params=pi, c=ci)
     return jax.nn.logsumexp(jnp.where(valid, log_w[:, 0], -jnp.inf))
 
 
 def _batch_params(params: Array | None, i: Array) -> Array | None:
-    """The posterior parameters of the examples i (batch,), each as a batch of one, or None."""
+    """The posterior parameters (or conditions) of the examples i (batch,), each as a batch of one, or None."""
     return None if params is None else params[i][:, None]
 
 

@@ -37,26 +37,35 @@ def run(args) -> int:
         raise InputError(f"-n must be at least 1, got {args.n}")
     memory.check_draws("-n", args.n, args.n, config.model)
     out = _png(args.out)
-    classes = config.model.condition_dim if config.train.condition == "label" else 0
-    if args.label is not None and not classes:
-        raise InputError(f"--label draws from a run trained with --condition label: {args.run_dir} was not")
-    if classes and args.label is None:
-        raise InputError(f"{args.run_dir} is conditioned on labels: pass --label Y, Y from 0 to {classes - 1}")
-    if classes and not 0 <= args.label < classes:
-        raise InputError(f"--label {args.label} is not one of the run's classes 0 to {classes - 1}")
+    label = _label(args, config)
     vae = load(args.run_dir)
     key = jax.random.PRNGKey(args.seed)
-    if classes:
-        z, x = class_samples(vae, jax.numpy.full(args.n, args.label), key)
+    if label is not None:
+        z, x = class_samples(vae, jax.numpy.full(args.n, label), key)
         arrays = out.with_suffix(".npz")
         _write_beside(arrays, ".npz", lambda path: _save_arrays(path, x, z, config.model.data_shape))
-        title = f"class {_class_name(config, args.label)}: mean of p(x|z, y), z ~ p(z|y)"
+        title = f"class {_class_name(config, label)}: mean of p(x|z, y), z ~ p(z|y)"
         _write_beside(out, ".png", lambda path: plots.sample_grid(np.asarray(x), config.model.data_shape, title, path))
-        print(f"{args.n} samples of class {args.label}, the mean of p(x|z, y): {out}, {arrays} (x, z)")
+        print(f"{args.n} samples of class {label}, the mean of p(x|z, y): {out}, {arrays} (x, z)")
         return 0
     _write_beside(out, ".png", lambda path: plots.samples(vae, config.model.data_shape, path, key=key, n=args.n))
     print(f"{args.n} samples from the prior, decoded to the mean of p(x|z): {out}")
     return 0
+
+
+def _label(args, config: RunConfig) -> int | None:
+    """--label, checked against the run's classes; None for a run not conditioned on labels."""
+    classes = config.model.condition_dim if config.train.condition == "label" else 0
+    label: int | None = args.label
+    if label is None:
+        if classes:
+            raise InputError(f"{args.run_dir} is conditioned on labels: pass --label Y, Y from 0 to {classes - 1}")
+        return None
+    if not classes:
+        raise InputError(f"--label draws from a run trained with --condition label: {args.run_dir} was not")
+    if not 0 <= label < classes:
+        raise InputError(f"--label {label} is not one of the run's classes 0 to {classes - 1}")
+    return label
 
 
 def _write_beside(out: Path, suffix: str, write) -> None:
