@@ -353,7 +353,8 @@ def write_figures(
     figures = []  # each draws one figure and returns its path
     if metrics:
         figures.append(lambda: training_curve(metrics, folder / "training_curve.png", build_objective(config.train)))
-    if vae.condition_dim:  # so far a conditional model's figures are its curves and its classes' samples
+    conditional = config.model.condition_dim > 0
+    if conditional:  # so far a conditional model's figures are its curves and its classes' samples
         if is_image(data.shape):
             key = run_key(config.train.seed, Run.SAMPLES_FIGURE)
             figures.append(lambda: class_grid(vae, data.shape, folder / "class_samples.png", key=key))
@@ -361,7 +362,7 @@ def write_figures(
         figures.append(
             lambda: latent_scatter(vae, data.x_test, data.y_test, folder / "latent_scatter.png", data.classes)
         )
-    if is_image(data.shape) and not vae.condition_dim:
+    if is_image(data.shape) and not conditional:
         key = run_key(config.train.seed, Run.SAMPLES_FIGURE)
         figures.append(lambda: reconstructions(vae, data.x_test, data.shape, folder / "reconstructions.png"))
         figures.append(lambda: samples(vae, data.shape, folder / "samples.png", key=key))
