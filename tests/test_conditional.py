@@ -14,7 +14,7 @@ from scipy.stats import multivariate_normal
 from jaxvae import build_model
 from jaxvae.config import ModelConfig
 from jaxvae.distributions import Normal, kl_terms
-from jaxvae.evaluate import log_likelihood, mean_elbo
+from jaxvae.evaluate import log_likelihood, log_likelihood_quadrature, mean_elbo
 from jaxvae.likelihoods import GaussianPixels
 from jaxvae.model import VAE
 from jaxvae.networks import MLP, Linear
@@ -105,6 +105,15 @@ def test_l_k_with_a_poor_posterior_converges_to_log_p_x_given_c(conditional_prio
     assert np.all(np.abs(np.asarray(got) - expected) < tolerance), (got, expected, tolerance)
     direct = iwae(vae, x, key=jax.random.PRNGKey(7), samples=samples, c=c)  # the objectives' L_K, same bound
     assert np.all(np.abs(np.asarray(direct) - expected) < tolerance)
+
+
+@pytest.mark.parametrize("conditional_prior", [False, True])
+def test_the_quadrature_of_log_p_x_given_c_is_scipy_s(conditional_prior):
+    """The trapezoid rule over z (k = 2) of p(x | z, c) p(z | c), with a poor q (it only places the fine
+    grid), against scipy's log p(x | c): within 1e-3 nats."""
+    vae, (x, c) = linear_gaussian(conditional_prior, shift=0.5), examples()
+    expected = exact_log_px(np.asarray(x), np.asarray(c), conditional_prior)
+    np.testing.assert_allclose(log_likelihood_quadrature(vae, x, c=c), expected, atol=1e-3)
 
 
 def test_the_prior_network_kl_matches_monte_carlo():

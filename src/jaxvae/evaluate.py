@@ -243,8 +243,11 @@ def log_likelihood_quadrature(
     span: float = 6.0,
     batch: int = 8,
     progress: bool = False,
+    c: Array | None = None,
 ) -> Array:
-    """log p(x) = log int p(x|z) p(z) dz by the trapezoid rule, for latent dimension 1 or 2: shape (n,), nats.
+    """log p(x) = log int p(x|z) p(z) dz by the trapezoid rule, for latent dimension 1 or 2: shape (n,), nats;
+    for a conditional model and its conditions c (n, m), log p(x | c) = log int p(x|z, c) p(z|c) dz, the
+    coarse grid then per example, on the box of its p(z | c).
 
     Uses only `vae.decode(z).log_prob(x)` and the prior, so it holds for every likelihood. Two passes:
     a coarse grid of `coarse` points per dimension on the box of the prior's component means +- 6
@@ -260,6 +263,12 @@ def log_likelihood_quadrature(
     """
     if vae.latent_dim > 2:
         raise InputError(f"quadrature needs latent dimension 1 or 2, the model has {vae.latent_dim}")
+    if c is not None:
+
+        def conditional_block(x, i):
+            return _conditional_quadrature_block(vae, x, c, i, points, coarse, span, batch)
+
+        return in_blocks(conditional_block, x, batch * QUADRATURE_BLOCK, progress, "quadrature")
     grid = _coarse_grid(vae, coarse)
 
     def block(x, i):
@@ -299,6 +308,30 @@ def _quadrature_block(vae: LatentModel, x: Array, i: Array, grid: tuple, points:
         return jax.vmap(fine)(xb, lo, hi)
 
     return over_examples(one_batch, x, batch, i)
+
+
+@eqx.filter_jit
+def _conditional_quadrature_block(
+    vae: LatentModel, x: Array, c: Array, i: Array, points: int, coarse: int, span: float, batch: int
+) -> Array:
+    """`log_likelihood_quadrature` of the examples x[i] given their conditions c[i], `batch` at a time: the
+    coarse grid of each on the box of its p(z | c), then its fine grid as `_quadrature_block`'s: shape i.shape."""
+
+    def one_example(xi, ci):
+        ci = ci[None]
+        prior = vae.prior(ci)
+        lo0, hi0 = prior.box(QUADRATURE_BOUND)
+        z0, _ = _trapezoid_grid(lo0, hi0, coarse)
+        log_f0 = vae.decode(z0, ci).log_prob(xi) + prior.log_prob(z0)  # (coarse^k,)
+        seen = (log_f0 > jnp.max(log_f0) - QUADRATURE_DROP)[:, None]
+        step0 = (hi0 - lo0) / (coarse - 1)
+        mean, std = (m[0] for m in vae.encode(xi[None], ci).moments(jax.random.PRNGKey(MOMENTS_SEED)))
+        lo = jnp.minimum(jnp.min(jnp.where(seen, z0, jnp.inf), axis=0) - step0, mean - span * std)
+        hi = jnp.maximum(jnp.max(jnp.where(seen, z0, -jnp.inf), axis=0) + step0, mean + span * std)
+        z, log_w = _trapezoid_grid(lo, hi, points)
+        return jax.nn.logsumexp(vae.decode(z, ci).log_prob(xi) + prior.log_prob(z) + log_w)
+
+    return over_examples(lambda xb, ib: jax.vmap(one_example)(xb, c[ib]), x, batch, i)
 
 
 QUADRATURE_CHECKED = 100  # examples whose quadrature `report` computes again on grids twice as fine
