@@ -345,12 +345,15 @@ def quadrature_change(vae: LatentModel, x: Array, values: Array, *, progress: bo
 
 
 @eqx.filter_jit
-def posterior_moments(vae: LatentModel, x: Array | np.ndarray, *, batch: int = 1000) -> tuple[Array, Array]:
-    """Mean and standard deviation of q(z|x), each of shape (n, k): in closed form for the Gaussian
-    families, from `moment_draws` draws with a fixed key for a flow (`Distribution.moments`)."""
+def posterior_moments(
+    vae: LatentModel, x: Array | np.ndarray, *, batch: int = 1000, c: Array | None = None
+) -> tuple[Array, Array]:
+    """Mean and standard deviation of q(z|x) (q(z|x, c) with the conditions c (n, m)), each of shape (n, k): in
+    closed form for the Gaussian families, from `moment_draws` draws with a fixed key for a flow
+    (`Distribution.moments`)."""
 
-    def moments(xb, _):
-        return vae.encode(xb).moments(jax.random.PRNGKey(MOMENTS_SEED))
+    def moments(xb, i):
+        return vae.encode(xb, None if c is None else c[i]).moments(jax.random.PRNGKey(MOMENTS_SEED))
 
     return over_examples(moments, x, batch)
 

@@ -183,6 +183,20 @@ def samples(vae: LatentModel, shape, path: Path, *, key: jax.Array, n: int = 64)
     return _save_grid(grid, "samples: mean of p(x|z), z ~ p(z)", path)
 
 
+def class_by_style(vae: LatentModel, x: np.ndarray, y: np.ndarray, shape, path: Path, n: int = 8) -> Path:
+    """Kingma et al. 2014's figure for a model conditioned on labels: the top row the first n images x_j of x
+    (labels y), below it row y the mean of p(x | z_j, y), z_j = E[z | x_j, y_j] the style of x_j, under
+    every class y."""
+    x, y = np.asarray(x[:n], np.float32), np.asarray(y[:n])
+    classes = vae.condition_dim
+    eye = np.eye(classes, dtype=np.float32)
+    styles = np.asarray(posterior_moments(vae, x, c=jax.numpy.asarray(eye[y]))[0])
+    z = np.tile(styles, (classes, 1))  # row-major: class 0's n styles, then class 1's, ...
+    decoded = decoded_means(vae, jax.numpy.asarray(z), c=jax.numpy.asarray(np.repeat(eye, len(x), axis=0)))
+    grid = image_grid(np.concatenate([x, np.asarray(decoded)]), shape, cols=len(x))
+    return _save_grid(grid, "class by style: test images (top), their z decoded under each class", path)
+
+
 def sample_grid(x: np.ndarray, shape, title: str, path: Path) -> Path:
     """A PNG of the images x (n, d) in a near-square grid below `title`."""
     return _save_grid(image_grid(x, shape, cols=int(np.ceil(np.sqrt(len(x))))), title, path)
@@ -358,6 +372,9 @@ def write_figures(
         if is_image(data.shape):
             key = run_key(config.train.seed, Run.SAMPLES_FIGURE)
             figures.append(lambda: class_grid(vae, data.shape, folder / "class_samples.png", key=key))
+            if data.y_test is not None and len(data.x_test):
+                x, y = data.x_test, data.y_test
+                figures.append(lambda: class_by_style(vae, x, y, data.shape, folder / "class_by_style.png"))
     else:
         figures.append(
             lambda: latent_scatter(vae, data.x_test, data.y_test, folder / "latent_scatter.png", data.classes)
