@@ -274,7 +274,7 @@ def test_a_condition_on_data_without_labels_is_refused(tmp_path, capsys):
 @pytest.mark.slow
 def test_labels_outside_the_run_and_unconditional_runs_are_refused(conditional_run, tmp_path, capsys):
     """--label outside the classes, without --label on a conditional run, --label on an unconditional run,
-    and the commands that do not take a conditional run yet: one line, exit 2, nothing written."""
+    and what does not take a conditional run yet: one line, exit 2, nothing written."""
     from jaxvae.cli import main
 
     plain = tmp_path / "plain"
@@ -285,12 +285,27 @@ def test_labels_outside_the_run_and_unconditional_runs_are_refused(conditional_r
         (["sample", str(conditional_run), "--label", "-1", "-o", str(out)], "not one of the run's classes 0 to 9"),
         (["sample", str(conditional_run), "-o", str(out)], "pass --label Y"),
         (["sample", str(plain), "--label", "1", "-o", str(out)], "trained with --condition label"),
-        (["evaluate", str(conditional_run)], "does not yet take a conditional run"),
-        (["encode", str(conditional_run), "-o", str(tmp_path / "e.npz")], "does not yet take a conditional run"),
+        (["evaluate", str(conditional_run), "--gaps"], "do not yet take a conditional run"),
         (["explore", str(conditional_run)], "does not yet take a conditional run"),
     ]
     for argv, message in cases:
         code, err = run_main(argv, capsys)
         assert code == 2 and message in err, (argv, err)
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert not any(tmp_path.glob("s.*")) and not (tmp_path / "e.npz").exists()
+    assert not any(tmp_path.glob("s.*"))
+
+
+@pytest.mark.slow
+def test_evaluate_and_encode_read_a_conditional_run(conditional_run, tmp_path, capsys):
+    """`evaluate --json` of log p(x | y): ELBO <= L_K, and L_K within 0.05 nats of the quadrature (k = 2:
+    log p(x | y) up to the grid's error); `encode` writes q(z | x, y)'s moments."""
+    from jaxvae.cli import main
+
+    assert main(["evaluate", str(conditional_run), "--json", "--iw-samples", "500", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["condition"] == "label" and result["elbo"] <= result["log_likelihood"]
+    assert abs(result["log_likelihood"] - result["log_likelihood_quadrature"]) < 0.05
+    out = tmp_path / "codes.npz"
+    assert main(["encode", str(conditional_run), "-o", str(out)]) == 0
+    with np.load(out) as codes:
+        assert codes["mean"].shape == codes["std"].shape == (len(codes["y"]), 2)

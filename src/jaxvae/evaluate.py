@@ -51,7 +51,7 @@ def _elbo_sums(vae: LatentModel, samples: int, data: tuple, w: Array, key: Array
     x, c = data
     sums = {name: jnp.sum(w * t) for name, t in elbo(vae, x, key=key, samples=samples, c=c)._asdict().items()}
     if len(vae.sizes) > 1:
-        kls = w @ layer_kls(vae, x, jax.random.fold_in(key, 1), samples)
+        kls = w @ layer_kls(vae, x, jax.random.fold_in(key, 1), samples, c)
         sums |= {f"kl_layer_{l + 1}": kls[l] for l in range(len(vae.sizes))}
     return sums
 
@@ -87,20 +87,27 @@ def _chunk_sums(chunk, sums, args, data):
     return sums(*args, jax.tree.map(lambda a: a[i], data), w, k)
 
 
-def layer_kls(vae: LatentModel, x: Array, key: Array, samples: int = 1) -> Array:
-    """The KL of each latent layer for x (n, d), shape (n, L), nats: a one-layer model's whole KL; a deep
-    model's per layer as `Layered.kl_layers` defines it (closed form given the draws where it can be),
-    averaged over `samples` draws z ~ q(z|x)."""
-    q, p = vae.encode(x), vae.prior()
+def layer_kls(vae: LatentModel, x: Array, key: Array, samples: int = 1, c: Array | None = None) -> Array:
+    """The KL of each latent layer for x (n, d) (and their conditions c (n, m), if any), shape (n, L), nats: a
+    one-layer model's whole KL; a deep model's per layer as `Layered.kl_layers` defines it (closed form given
+    the draws where it can be), averaged over `samples` draws z ~ q(z|x)."""
+    q, p = vae.encode(x, c), vae.prior(c)
     z, log_q = q.sample_and_log_prob(key, (samples,))
     terms = kl_terms(q, p, z, log_q)
     return terms if len(vae.sizes) > 1 else jnp.sum(terms, axis=-1, keepdims=True)
 
 
 @eqx.filter_jit
-def mean_layer_kls(vae: LatentModel, x: Array, key: Array, *, samples: int, batch: int = 100) -> Array:
-    """The mean over the examples of x (n, d) of `layer_kls`, shape (L,), `batch` examples at a time."""
-    kls = over_examples(lambda xb, i: layer_kls(vae, xb, jax.random.fold_in(key, i[0]), samples), x, batch)
+def mean_layer_kls(
+    vae: LatentModel, x: Array, key: Array, *, samples: int, batch: int = 100, c: Array | None = None
+) -> Array:
+    """The mean over the examples of x (n, d) (conditions c (n, m), if any) of `layer_kls`, shape (L,), `batch`
+    examples at a time."""
+
+    def kls_of(xb, i):
+        return layer_kls(vae, xb, jax.random.fold_in(key, i[0]), samples, None if c is None else c[i])
+
+    kls = over_examples(kls_of, x, batch)
     return jnp.mean(kls, axis=0)
 
 
@@ -337,10 +344,14 @@ def _conditional_quadrature_block(
 QUADRATURE_CHECKED = 100  # examples whose quadrature `report` computes again on grids twice as fine
 
 
-def quadrature_change(vae: LatentModel, x: Array, values: Array, *, progress: bool = False) -> float:
-    """The largest change over the examples x (n, d), in nats, of their quadrature `values` (n,) (at the
-    default grids) when both grids have twice the points per dimension: how far from converged they are."""
-    finer = log_likelihood_quadrature(vae, jnp.asarray(x, jnp.float32), points=128, coarse=128, progress=progress)
+def quadrature_change(
+    vae: LatentModel, x: Array, values: Array, *, progress: bool = False, c: Array | None = None
+) -> float:
+    """The largest change over the examples x (n, d) (conditions c (n, m), if any), in nats, of their quadrature
+    `values` (n,) (at the default grids) when both grids have twice the points per dimension: how far from
+    converged they are."""
+    x = jnp.asarray(x, jnp.float32)
+    finer = log_likelihood_quadrature(vae, x, points=128, coarse=128, progress=progress, c=c)
     return float(jnp.max(jnp.abs(finer - values)))
 
 
@@ -395,38 +406,46 @@ KL_DIM_SAMPLES = 100  # draws per example of the Monte Carlo KL per dimension
 
 
 @eqx.filter_jit
-def kl_per_dimension(vae: LatentModel, x: Array, key: Array, *, batch: int = 10) -> Array:
+def kl_per_dimension(vae: LatentModel, x: Array, key: Array, *, batch: int = 10, c: Array | None = None) -> Array:
     """Mean over examples of KL(q(z_j|x) || p(z_j)) between the marginals of each latent dimension j,
     shape (k,), nats. In closed form where the KL separates over dimensions (diagonal q, N(0, I));
     otherwise the Monte Carlo mean of log q(z_j|x) - log p(z_j) over 100 draws z ~ q per example,
-    which needs the marginal densities (Gaussian posteriors; not a flow: NaN there)."""
-    q, p = vae.encode(x[:1]), vae.prior()
+    which needs the marginal densities (Gaussian posteriors; not a flow: NaN there). With conditions c (n, m),
+    of q(z_j|x, c) and p(z_j|c)."""
+
+    def condition(i):
+        return None if c is None else c[i]
+
+    q, p = vae.encode(x[:1], condition(jnp.arange(1))), vae.prior(condition(jnp.arange(1)))
     closed_form = CLOSED_FORM_KL.get((type(q), type(p)))
     if closed_form is not None and closed_form(q, p).shape[-1] == vae.latent_dim:
 
         def per_dim(xb, i):
-            return closed_form(vae.encode(xb), p)
+            return closed_form(vae.encode(xb, condition(i)), vae.prior(condition(i)))
 
     elif isinstance(q, Normal | FullNormal) and isinstance(p, Normal | Mixture):  # the families with marginals
 
         def per_dim(xb, i):
-            qb = cast(Normal | FullNormal, vae.encode(xb))  # of q's family
+            qb = cast(Normal | FullNormal, vae.encode(xb, condition(i)))  # of q's family
+            pb = cast(Normal | Mixture, vae.prior(condition(i)))
             z = qb.sample(jax.random.fold_in(key, i[0]), (KL_DIM_SAMPLES,))
-            return jnp.mean(qb.marginal_log_prob(z) - p.marginal_log_prob(z), axis=0)
+            return jnp.mean(qb.marginal_log_prob(z) - pb.marginal_log_prob(z), axis=0)
 
     else:
         return jnp.full(vae.latent_dim, jnp.nan)
     return jnp.mean(over_examples(per_dim, x, batch), axis=0)
 
 
-def active_units(vae: LatentModel, x: Array, *, threshold: float = ACTIVE_THRESHOLD) -> list[int]:
+def active_units(
+    vae: LatentModel, x: Array, *, threshold: float = ACTIVE_THRESHOLD, c: Array | None = None
+) -> list[int]:
     """Number of latent dimensions of each layer (bottom first) whose posterior mean varies over the data:
-    Var_x E[z_j|x] > threshold (Burda et al. 2015).
+    Var_x E[z_j|x] > threshold (Burda et al. 2015); with conditions c (n, m), of E[z_j|x, c].
 
     Where E[z|x] is a Monte Carlo mean of M draws (a flow, a deep model), its noise adds E_x[Var(z_j|x)] / M
     to the variance over x; that is subtracted, so the count is unbiased."""
-    mean, std = posterior_moments(vae, x)
-    draws = type(eqx.filter_eval_shape(vae.encode, x[:1])).moment_draws
+    mean, std = posterior_moments(vae, x, c=c)
+    draws = type(eqx.filter_eval_shape(vae.encode, x[:1], None if c is None else c[:1])).moment_draws
     noise = jnp.mean(std**2, axis=0) / draws if draws else 0.0
     active = jnp.var(mean, axis=0) - noise > threshold
     edges = [sum(vae.sizes[:i]) for i in range(len(vae.sizes) + 1)]
@@ -444,15 +463,21 @@ def iw_key(key: Array) -> Array:
 
 
 def log_likelihoods(
-    vae: LatentModel, x: Array | np.ndarray, key: Array, iw_samples: int = 5000, *, progress: bool = False
+    vae: LatentModel,
+    x: Array | np.ndarray,
+    key: Array,
+    iw_samples: int = 5000,
+    *,
+    progress: bool = False,
+    c: Array | None = None,
 ) -> dict[str, Array]:
-    """Per-example estimates of log p(x) for x (n, d), each (n,), nats: `log_likelihood`, L_K with
-    K = iw_samples and the key `report` uses, and `log_likelihood_quadrature` where k <= 2 (`progress`: a bar
-    on stderr for each)."""
+    """Per-example estimates of log p(x) (log p(x | c) with conditions c (n, m)) for x (n, d), each (n,), nats:
+    `log_likelihood`, L_K with K = iw_samples and the key `report` uses, and `log_likelihood_quadrature` where
+    k <= 2 (`progress`: a bar on stderr for each)."""
     x = jnp.asarray(x, jnp.float32)
-    out = {"log_likelihood": log_likelihood(vae, x, iw_key(key), samples=iw_samples, progress=progress)}
+    out = {"log_likelihood": log_likelihood(vae, x, iw_key(key), samples=iw_samples, progress=progress, c=c)}
     if vae.latent_dim <= 2:
-        out["log_likelihood_quadrature"] = log_likelihood_quadrature(vae, x, progress=progress)
+        out["log_likelihood_quadrature"] = log_likelihood_quadrature(vae, x, progress=progress, c=c)
     return out
 
 
@@ -470,8 +495,10 @@ def report(
     likelihoods: dict | None = None,
     *,
     progress: bool = False,
+    c: Array | None = None,
 ) -> dict:
-    """Every evaluation figure for x (n, d), as means over examples in nats (JSON-ready Python values).
+    """Every evaluation figure for x (n, d), as means over examples in nats (JSON-ready Python values); for a
+    conditional model and the conditions c (n, m), of log p(x | c) and q(z | x, c).
 
     Keys: elbo, reconstruction, kl (ELBO with 100 samples), log_likelihood (L_K, K = iw_samples),
     log_likelihood_se (its standard error over the examples, sd / sqrt(n); None for one example),
@@ -486,10 +513,10 @@ def report(
     x = jnp.asarray(x, jnp.float32)
     elbo_key = jax.random.fold_in(key, Evaluation.ELBO)
     kl_key = jax.random.fold_in(key, Evaluation.KL_PER_DIMENSION)
-    terms = mean_elbo(vae, x, elbo_key, samples=ELBO_SAMPLES, chunk=100)
-    likelihoods = likelihoods or log_likelihoods(vae, x, key, iw_samples, progress=progress)
+    terms = mean_elbo(vae, x, elbo_key, samples=ELBO_SAMPLES, chunk=100, c=c)
+    likelihoods = likelihoods or log_likelihoods(vae, x, key, iw_samples, progress=progress, c=c)
     log_px = jnp.mean(likelihoods["log_likelihood"])
-    units = active_units(vae, x)
+    units = active_units(vae, x, c=c)
     out = {
         "elbo": float(terms["elbo"]),
         "reconstruction": float(terms["reconstruction"]),
@@ -502,11 +529,12 @@ def report(
         checked = min(len(quadrature), QUADRATURE_CHECKED)
         out["log_likelihood_quadrature"] = float(jnp.mean(quadrature))
         out["quadrature_checked"] = checked
-        out["quadrature_change"] = quadrature_change(vae, x[:checked], quadrature[:checked], progress=progress)
+        check = None if c is None else c[:checked]
+        out["quadrature_change"] = quadrature_change(vae, x[:checked], quadrature[:checked], progress=progress, c=check)
     out |= {
         "bits_per_dim": float(bits_per_dimension(log_px, x.shape[1])),
-        "kl_per_dim": [None if math.isnan(v) else v for v in map(float, kl_per_dimension(vae, x, kl_key))],
-        "kl_per_layer": [float(v) for v in mean_layer_kls(vae, x, kl_key, samples=ELBO_SAMPLES)],
+        "kl_per_dim": [None if math.isnan(v) else v for v in map(float, kl_per_dimension(vae, x, kl_key, c=c))],
+        "kl_per_layer": [float(v) for v in mean_layer_kls(vae, x, kl_key, samples=ELBO_SAMPLES, c=c)],
         "active_units": sum(units),
         "active_units_per_layer": units,
         "n": int(x.shape[0]),

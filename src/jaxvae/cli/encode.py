@@ -1,9 +1,10 @@
-"""`jaxvae encode`: the posterior means and standard deviations of a run's data, to a .npz file."""
+"""`jaxvae encode`: the posterior means and standard deviations of a run's data, to a .npz file (of q(z|x, y)
+for a run conditioned on labels)."""
 
 import io
 from pathlib import Path
 
-from jaxvae.cli.run_data import run_data
+from jaxvae.cli.run_data import conditions, run_data
 from jaxvae.cli.startup import start_jax
 from jaxvae.errors import InputError
 
@@ -21,7 +22,7 @@ def run(args) -> int:
     if not out.parent.is_dir():
         raise InputError(f"no such folder: {out.parent}")
     config, vae, x, y = run_data(args, args.split)
-    mean, std = (np.asarray(a) for a in posterior_moments(vae, x))
+    mean, std = (np.asarray(a) for a in posterior_moments(vae, x, c=conditions(config, y)))
     arrays = {"mean": mean, "std": std} | ({} if y is None else {"y": y})
     if y is not None and config.train.classes and not args.dataset:  # the names of the labels, as trained
         arrays["classes"] = np.asarray(config.train.classes)

@@ -4,7 +4,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from jaxvae.cli.run_data import run_data
+from jaxvae.cli.run_data import conditions, run_data
 from jaxvae.cli.startup import start_jax
 from jaxvae.cli.tables import run_table, sweep_table
 from jaxvae.errors import InputError
@@ -45,14 +45,18 @@ def run(args) -> int:
             "--gaps fits q* for one-layer and bottom-up models; a top-down model's q(z|x) has no per-example "
             "parameters of its own (train with --inference bottom-up)"
         )
-    x = x[: args.n]
+    if config.model.condition_dim and (args.gaps or args.gradient_snr):
+        raise InputError("--gaps and --gradient-snr do not yet take a conditional run (trained with --condition label)")
+    x, c = x[: args.n], conditions(config, None if y is None else y[: args.n])
     if args.gradient_snr:
         batch = len(x[: config.train.batch_size])
         memory.check_draws("--gradient-snr", max(args.gradient_snr), batch * max(args.gradient_snr), config.model)
     key = jax.random.PRNGKey(args.seed)
     progress = not args.quiet
-    likelihoods = log_likelihoods(vae, x, key, args.iw_samples, progress=progress)  # for the report and the gaps
-    result = report(vae, x, key, args.iw_samples, likelihoods, progress=progress)
+    likelihoods = log_likelihoods(vae, x, key, args.iw_samples, progress=progress, c=c)  # the report's, the gaps'
+    result = report(vae, x, key, args.iw_samples, likelihoods, progress=progress, c=c)
+    if c is not None:
+        result["condition"] = config.train.condition
     if args.gaps:
         result |= _gaps(args, vae, x, None if y is None else y[: args.n], key, likelihoods)
     if args.gradient_snr:

@@ -18,7 +18,6 @@ def run_data(args, split: str = "test", checkpoint: str = "latest"):
 
     run_dir = Path(args.run_dir)
     config = RunConfig.load(run_dir / CONFIG)
-    refuse_conditional(config, args.command)
     data = load_data(config, dataset=args.dataset, data_dir=args.data_dir)
     method = args.binarize or config.train.binarize
     check_data(data, RunConfig(config.model, dataclasses.replace(config.train, binarize=method)), training=False)
@@ -26,10 +25,20 @@ def run_data(args, split: str = "test", checkpoint: str = "latest"):
     return config, load(run_dir, checkpoint=checkpoint), x, y
 
 
+def conditions(config: RunConfig, y):
+    """The conditions c (n, C) of a run's examples with labels y (n,) (from `run_data`, which checked them): the
+    labels one-hot for a run trained with --condition label, else None."""
+    if not config.model.condition_dim or y is None:
+        return None
+    import jax
+
+    return jax.nn.one_hot(y, config.model.condition_dim)
+
+
 def refuse_conditional(config: RunConfig, command: str) -> None:
     """Refuse a conditional run (trained with --condition label) in a command that does not take one yet."""
     if config.model.condition_dim:
         raise InputError(
             f"jaxvae {command} does not yet take a conditional run (trained with --condition label): "
-            "jaxvae sample --label Y draws from it"
+            "jaxvae sample --label Y draws from it, evaluate and encode read it"
         )

@@ -15,6 +15,8 @@ def run_table(result: dict, run_dir, dataset: str, split: str) -> str:
     if "log_likelihood_quadrature" in result:
         rows.append(("log-likelihood, quadrature on a grid", result["log_likelihood_quadrature"]))
     lines = [f"{run_dir}: {dataset}, {split} split, {result['n']} examples; means per example in nats"]
+    if result.get("condition") == "label":
+        lines.append("  given each example's label y: log p(x|y), q(z|x, y), p(x|z, y), p(z|y)")
     lines += [f"  {name:<52} {value:10.2f}" for name, value in rows]
     if "quadrature_change" in result:
         lines.append(_quadrature_check(result["quadrature_change"], result["quadrature_checked"]))
