@@ -298,13 +298,19 @@ def test_labels_outside_the_run_and_unconditional_runs_are_refused(conditional_r
 @pytest.mark.slow
 def test_evaluate_and_encode_read_a_conditional_run(conditional_run, tmp_path, capsys):
     """`evaluate --json` of log p(x | y): ELBO <= L_K, and L_K within 0.05 nats of the quadrature (k = 2:
-    log p(x | y) up to the grid's error); `encode` writes q(z | x, y)'s moments."""
+    log p(x | y) up to the grid's error), each also per class; `encode` writes q(z | x, y)'s moments."""
     from jaxvae.cli import main
 
     assert main(["evaluate", str(conditional_run), "--json", "--iw-samples", "500", "--quiet"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["condition"] == "label" and result["elbo"] <= result["log_likelihood"]
     assert abs(result["log_likelihood"] - result["log_likelihood_quadrature"]) < 0.05
+    from jaxvae.data import load_dataset
+
+    counts = np.bincount(load_dataset("digits", progress=False).y_test, minlength=10)
+    for name in ("log_likelihood", "log_likelihood_quadrature"):  # the classes' means make up the mean
+        per_class = result[f"{name}_per_class"]
+        assert len(per_class) == 10 and np.dot(counts, per_class) / counts.sum() == pytest.approx(result[name])
     out = tmp_path / "codes.npz"
     assert main(["encode", str(conditional_run), "-o", str(out)]) == 0
     with np.load(out) as codes:

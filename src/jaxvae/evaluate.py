@@ -481,6 +481,13 @@ def log_likelihoods(
     return out
 
 
+def class_means(values: Array | np.ndarray, labels: np.ndarray, classes: int) -> list[float | None]:
+    """The mean of per-example values (n,) over the examples of each class 0..classes-1 of labels (n,); None
+    for a class without examples."""
+    values, labels = np.asarray(values, np.float64), np.asarray(labels)
+    return [float(values[labels == y].mean()) if np.any(labels == y) else None for y in range(classes)]
+
+
 def standard_error(values: Array) -> float | None:
     """The standard error of the mean of values (n,): sd (with n - 1) / sqrt(n); None when n is 1."""
     n = values.shape[0]

@@ -19,7 +19,7 @@ def run(args) -> int:
 
     from jaxvae import memory, sweep
     from jaxvae.builder import PRECISIONS
-    from jaxvae.evaluate import log_likelihood, log_likelihoods, report
+    from jaxvae.evaluate import class_means, log_likelihood, log_likelihoods, report
     from jaxvae.model import AmortizedModel
     from jaxvae.networks import with_precision
 
@@ -55,8 +55,12 @@ def run(args) -> int:
     progress = not args.quiet
     likelihoods = log_likelihoods(vae, x, key, args.iw_samples, progress=progress, c=c)  # the report's, the gaps'
     result = report(vae, x, key, args.iw_samples, likelihoods, progress=progress, c=c)
-    if c is not None:
+    if c is not None and y is not None:
         result["condition"] = config.train.condition
+        classes = config.model.condition_dim
+        result |= {
+            f"{name}_per_class": class_means(values, y[: args.n], classes) for name, values in likelihoods.items()
+        }
     if args.gaps:
         result |= _gaps(args, vae, x, None if y is None else y[: args.n], key, likelihoods)
     if args.gradient_snr:

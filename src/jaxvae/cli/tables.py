@@ -20,6 +20,10 @@ def run_table(result: dict, run_dir, dataset: str, split: str) -> str:
     lines += [f"  {name:<52} {value:10.2f}" for name, value in rows]
     if "quadrature_change" in result:
         lines.append(_quadrature_check(result["quadrature_change"], result["quadrature_checked"]))
+    for name, what in (("log_likelihood", "L_K"), ("log_likelihood_quadrature", "quadrature")):
+        if f"{name}_per_class" in result:
+            means = ", ".join("-" if v is None else f"{v:.2f}" for v in result[f"{name}_per_class"])
+            lines.append(f"  {what} per class y = 0, 1, ...: {means}")
     if "gaps_log_px" in result:
         samples = result["gaps_elbo_samples"]
         lines.append(
