@@ -368,7 +368,7 @@ def write_figures(
     if metrics:
         figures.append(lambda: training_curve(metrics, folder / "training_curve.png", build_objective(config.train)))
     conditional = config.model.condition_dim > 0
-    if conditional:  # so far a conditional model's figures are its curves and its classes' samples
+    if conditional:  # so far a conditional model's figures are its curves, its classes' samples and styles
         if is_image(data.shape):
             key = run_key(config.train.seed, Run.SAMPLES_FIGURE)
             figures.append(lambda: class_grid(vae, data.shape, folder / "class_samples.png", key=key))
