@@ -128,3 +128,14 @@ def _hypothesis_profile():
 
 
 _hypothesis_profile()
+
+
+def run_main(argv, capsys):
+    """The command line in this process (cheap): (exit code, stderr)."""
+    from jaxvae.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import content_md5, make_idx_folder
+from conftest import content_md5, make_idx_folder, run_main
 
 
 def jaxvae(*args, cwd=None):
@@ -75,17 +75,6 @@ def test_bad_input_exits_2_with_one_line_and_no_run_folder(tmp_path):
         assert result.returncode == 2, (extra, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
         assert not out.exists()
-
-
-def run_main(argv, capsys):
-    """The command line in this process (cheap): (exit code, stderr)."""
-    from jaxvae.cli import main
-
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
 
 
 BAD_OPTIONS = [

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
+from conftest import run_main
 from jaxvae import build_model
 from jaxvae.config import ModelConfig
 from jaxvae.distributions import Normal, kl_terms
@@ -157,16 +158,6 @@ def test_a_conditional_network_is_the_network_of_the_concatenation():
     np.testing.assert_allclose(split(x[0], c[0]), joined(jnp.concatenate([x[0], c[0]])), rtol=1e-5, atol=1e-6)
     with pytest.raises(TypeError, match="needs its condition"):
         split(x[0])
-
-
-def run_main(argv, capsys):
-    from jaxvae.cli import main
-
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
