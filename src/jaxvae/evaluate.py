@@ -418,16 +418,20 @@ def kl_per_dimension(vae: LatentModel, x: Array, key: Array, *, batch: int = 10,
 
     q, p = vae.encode(x[:1], condition(jnp.arange(1))), vae.prior(condition(jnp.arange(1)))
     closed_form = CLOSED_FORM_KL.get((type(q), type(p)))
+
+    def prior(i):  # p(z) once for an unconditional model, p(z | c) of the batch's conditions else
+        return p if c is None else vae.prior(c[i])
+
     if closed_form is not None and closed_form(q, p).shape[-1] == vae.latent_dim:
 
         def per_dim(xb, i):
-            return closed_form(vae.encode(xb, condition(i)), vae.prior(condition(i)))
+            return closed_form(vae.encode(xb, condition(i)), prior(i))
 
     elif isinstance(q, Normal | FullNormal) and isinstance(p, Normal | Mixture):  # the families with marginals
 
         def per_dim(xb, i):
             qb = cast(Normal | FullNormal, vae.encode(xb, condition(i)))  # of q's family
-            pb = cast(Normal | Mixture, vae.prior(condition(i)))
+            pb = cast(Normal | Mixture, prior(i))
             z = qb.sample(jax.random.fold_in(key, i[0]), (KL_DIM_SAMPLES,))
             return jnp.mean(qb.marginal_log_prob(z) - pb.marginal_log_prob(z), axis=0)
 
