@@ -179,8 +179,7 @@ def reconstructions(vae: LatentModel, x: np.ndarray, shape, path: Path, n: int =
 def samples(vae: LatentModel, shape, path: Path, *, key: jax.Array, n: int = 64) -> Path:
     """Means of p(x|z) for z drawn from the model's prior p(z)."""
     z = prior_draws(vae, key, n)
-    grid = image_grid(_decoded(vae, np.asarray(z)), shape, cols=int(np.ceil(np.sqrt(n))))
-    return _save_grid(grid, "samples: mean of p(x|z), z ~ p(z)", path)
+    return sample_grid(_decoded(vae, np.asarray(z)), shape, "samples: mean of p(x|z), z ~ p(z)", path)
 
 
 def class_by_style(vae: LatentModel, x: np.ndarray, y: np.ndarray, shape, path: Path, n: int = 8) -> Path:
