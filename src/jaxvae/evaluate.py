@@ -17,7 +17,7 @@ from jax import Array
 from tqdm.auto import tqdm
 
 from jaxvae import looping
-from jaxvae.distributions import CLOSED_FORM_KL, FullNormal, Mixture, Normal, kl_terms
+from jaxvae.distributions import CLOSED_FORM_KL, Distribution, FullNormal, Mixture, Normal, kl_terms
 from jaxvae.errors import InputError
 from jaxvae.keys import MOMENTS_SEED, Evaluation
 from jaxvae.looping import Loop, batch_indices
@@ -291,28 +291,33 @@ QUADRATURE_BLOCK = 16  # batches of the quadrature per program: the coarse grid'
 def _coarse_grid(vae: LatentModel, coarse: int) -> tuple:
     """The quadrature's coarse grid: (z0 (coarse^k, k), its step (k,), p(x|z) at z0, log p(z0))."""
     prior = vae.prior()
+    z0, step0 = _coarse_points(prior, coarse)
+    return z0, step0, vae.decode(z0), prior.log_prob(z0)
+
+
+def _coarse_points(prior: Distribution, coarse: int) -> tuple[Array, Array]:
+    """The quadrature's coarse grid on the box of the prior (of one condition, if any) +- QUADRATURE_BOUND
+    standard deviations: its points z0 (coarse^k, k) and its step (k,)."""
     lo0, hi0 = prior.box(QUADRATURE_BOUND)
     z0, _ = _trapezoid_grid(lo0, hi0, coarse)
-    return z0, (hi0 - lo0) / (coarse - 1), vae.decode(z0), prior.log_prob(z0)
+    return z0, (hi0 - lo0) / (coarse - 1)
 
 
 @eqx.filter_jit
 def _quadrature_block(vae: LatentModel, x: Array, i: Array, grid: tuple, points: int, span: float, batch: int) -> Array:
-    """`log_likelihood_quadrature` of the examples x[i], `batch` at a time: shape i.shape."""
+    """`log_likelihood_quadrature` of the examples x[i] on the shared coarse `grid`, `batch` at a time: shape
+    i.shape."""
     prior = vae.prior()
     z0, step0, likelihood0, log_prior0 = grid
 
-    def fine(xi, lo, hi):
-        z, log_w = _trapezoid_grid(lo, hi, points)
-        return jax.nn.logsumexp(vae.decode(z).log_prob(xi) + prior.log_prob(z) + log_w)
-
     def one_batch(xb, _):
         log_f0 = likelihood0.log_prob(xb[:, None, :]) + log_prior0  # (b, coarse^k)
-        seen = (log_f0 > jnp.max(log_f0, axis=1, keepdims=True) - QUADRATURE_DROP)[..., None]
         mean, std = vae.encode(xb).moments(jax.random.PRNGKey(MOMENTS_SEED))
-        lo = jnp.minimum(jnp.min(jnp.where(seen, z0, jnp.inf), axis=1) - step0, mean - span * std)
-        hi = jnp.maximum(jnp.max(jnp.where(seen, z0, -jnp.inf), axis=1) + step0, mean + span * std)
-        return jax.vmap(fine)(xb, lo, hi)
+
+        def one_example(xi, log_fi, q):
+            return _fine_quadrature(vae, prior, xi, None, (z0, step0, log_fi), q, points, span)
+
+        return jax.vmap(one_example)(xb, log_f0, (mean, std))
 
     return over_examples(one_batch, x, batch, i)
 
@@ -321,24 +326,41 @@ def _quadrature_block(vae: LatentModel, x: Array, i: Array, grid: tuple, points:
 def _conditional_quadrature_block(
     vae: LatentModel, x: Array, c: Array, i: Array, points: int, coarse: int, span: float, batch: int
 ) -> Array:
-    """`log_likelihood_quadrature` of the examples x[i] given their conditions c[i], `batch` at a time: the
-    coarse grid of each on the box of its p(z | c), then its fine grid as `_quadrature_block`'s: shape i.shape."""
+    """`log_likelihood_quadrature` of the examples x[i] given their conditions c[i], `batch` at a time, the coarse
+    grid of each on the box of its p(z | c): shape i.shape."""
 
     def one_example(xi, ci):
         ci = ci[None]
         prior = vae.prior(ci)
-        lo0, hi0 = prior.box(QUADRATURE_BOUND)
-        z0, _ = _trapezoid_grid(lo0, hi0, coarse)
+        z0, step0 = _coarse_points(prior, coarse)
         log_f0 = vae.decode(z0, ci).log_prob(xi) + prior.log_prob(z0)  # (coarse^k,)
-        seen = (log_f0 > jnp.max(log_f0) - QUADRATURE_DROP)[:, None]
-        step0 = (hi0 - lo0) / (coarse - 1)
-        mean, std = (m[0] for m in vae.encode(xi[None], ci).moments(jax.random.PRNGKey(MOMENTS_SEED)))
-        lo = jnp.minimum(jnp.min(jnp.where(seen, z0, jnp.inf), axis=0) - step0, mean - span * std)
-        hi = jnp.maximum(jnp.max(jnp.where(seen, z0, -jnp.inf), axis=0) + step0, mean + span * std)
-        z, log_w = _trapezoid_grid(lo, hi, points)
-        return jax.nn.logsumexp(vae.decode(z, ci).log_prob(xi) + prior.log_prob(z) + log_w)
+        q = tuple(m[0] for m in vae.encode(xi[None], ci).moments(jax.random.PRNGKey(MOMENTS_SEED)))
+        return _fine_quadrature(vae, prior, xi, ci, (z0, step0, log_f0), q, points, span)
 
     return over_examples(lambda xb, ib: jax.vmap(one_example)(xb, c[ib]), x, batch, i)
+
+
+def _fine_quadrature(
+    vae: LatentModel,
+    prior: Distribution,
+    xi: Array,
+    ci: Array | None,
+    coarse: tuple,
+    q: tuple,
+    points: int,
+    span: float,
+) -> Array:
+    """The quadrature's second pass for one example xi (d,) (its condition ci (1, m), or None): log of the
+    trapezoid rule of p(xi | z, ci) p(z | ci) on a grid of `points` per dimension over the box of the points of
+    the coarse grid (z0 (g, k), its step (k,), the log integrand there (g,)) within QUADRATURE_DROP of the largest
+    value, widened by one coarse step, and by `span` standard deviations of q = (mean, std) (each (k,))."""
+    z0, step0, log_f0 = coarse
+    mean, std = q
+    seen = (log_f0 > jnp.max(log_f0) - QUADRATURE_DROP)[:, None]
+    lo = jnp.minimum(jnp.min(jnp.where(seen, z0, jnp.inf), axis=0) - step0, mean - span * std)
+    hi = jnp.maximum(jnp.max(jnp.where(seen, z0, -jnp.inf), axis=0) + step0, mean + span * std)
+    z, log_w = _trapezoid_grid(lo, hi, points)
+    return jax.nn.logsumexp(vae.decode(z, ci).log_prob(xi) + prior.log_prob(z) + log_w)
 
 
 QUADRATURE_CHECKED = 100  # examples whose quadrature `report` computes again on grids twice as fine
