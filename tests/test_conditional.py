@@ -276,7 +276,6 @@ def test_labels_outside_the_run_and_unconditional_runs_are_refused(conditional_r
         (["sample", str(conditional_run), "--label", "-1", "-o", str(out)], "not one of the run's classes 0 to 9"),
         (["sample", str(conditional_run), "-o", str(out)], "pass --label Y"),
         (["sample", str(plain), "--label", "1", "-o", str(out)], "trained with --condition label"),
-        (["evaluate", str(conditional_run), "--gaps"], "do not yet take a conditional run"),
         (["explore", str(conditional_run)], "does not yet take a conditional run"),
     ]
     for argv, message in cases:

@@ -7,6 +7,9 @@ q is the encoder's q(z|x); q* is the best member of the model's own posterior fa
 found by maximizing the example's ELBO over its own posterior parameters (the vector the encoder
 outputs: mean and (co)variance for the Gaussian families; mean, log-variance and context h for the
 IAF, whose MADE steps stay shared and fixed), starting from the encoder's output. All values in nats.
+
+For a conditional model and the examples' conditions c, every term is conditioned on c: log p(x | c),
+ELBO(q(z | x, c)) and the best q*(z) of the family for the pair (x, c).
 """
 
 import math
@@ -47,8 +50,10 @@ def fit_posteriors(
     plateaus: int = FIT_PLATEAUS,
     batch: int = 100,
     progress: bool = False,
+    c: Array | None = None,
 ) -> tuple[Array, Array]:
-    """q* for each example of x (n, d): its posterior parameters (n, posterior.size) and the Adam steps taken (n,).
+    """q* for each example of x (n, d) (given its condition, a row of c (n, m), if any): its posterior parameters
+    (n, posterior.size) and the Adam steps taken (n,).
 
     Each example's parameters start at the encoder's output and follow Adam on its own `samples`-draw
     reparameterized ELBO, with step size `lr`. Stopping rule, per example: after every `window` steps the
@@ -61,22 +66,25 @@ def fit_posteriors(
     one program the host calls per batch (`progress`: a bar on stderr with the time left).
     """
     settings = (lr, samples, window, tolerance, max_steps, check_samples, plateaus)
-    return in_blocks(lambda x, i: _fit_batch(vae, x, i, key, settings), x, batch, progress, "gaps: fitting q*")
+    return in_blocks(lambda x, i: _fit_batch(vae, x, c, i, key, settings), x, batch, progress, "gaps: fitting q*")
 
 
 @eqx.filter_jit
-def _fit_batch(vae: AmortizedModel, x: Array, i: Array, key: Array, settings: tuple) -> tuple[Array, Array]:
-    """`fit_posteriors` of the examples x[i] with its settings (lr, samples, window, tolerance, max_steps,
-    check_samples, plateaus)."""
+def _fit_batch(
+    vae: AmortizedModel, x: Array, c: Array | None, i: Array, key: Array, settings: tuple
+) -> tuple[Array, Array]:
+    """`fit_posteriors` of the examples x[i] (their conditions c[i], or c None) with its settings (lr, samples,
+    window, tolerance, max_steps, check_samples, plateaus)."""
     lr, samples, window, tolerance, max_steps, check_samples, plateaus = settings
     optimizer = optax.adam(1.0)  # unit step size: each window scales the updates by its own
     windows = max(1, max_steps // window)
 
-    def fit_one(xi, params, example_key):
+    def fit_one(xi, ci, params, example_key):
         check_key, example_key = jax.random.split(example_key)
+        ci = _one(ci)
 
         def bound(p):  # at the same draws every time: successive values differ by the change of q, not by noise
-            return elbo(vae, xi[None], key=check_key, samples=check_samples, params=p[None]).elbo[0]
+            return elbo(vae, xi[None], key=check_key, samples=check_samples, params=p[None], c=ci).elbo[0]
 
         def one_window(carry):
             p, state, best, w, plateaus = carry
@@ -84,9 +92,9 @@ def _fit_batch(vae: AmortizedModel, x: Array, i: Array, key: Array, settings: tu
 
             def step(carry, step_key):
                 p, state = carry
-                grad = jax.grad(lambda p: -elbo(vae, xi[None], key=step_key, samples=samples, params=p[None]).elbo[0])(
-                    p
-                )
+                grad = jax.grad(
+                    lambda p: -elbo(vae, xi[None], key=step_key, samples=samples, params=p[None], c=ci).elbo[0]
+                )(p)
                 updates, state = optimizer.update(grad, state)
                 return (p + step_size * updates, state), None
 
@@ -101,8 +109,18 @@ def _fit_batch(vae: AmortizedModel, x: Array, i: Array, key: Array, settings: tu
         p, _, _, w, _ = jax.lax.while_loop(running, one_window, init)
         return p, w * window
 
-    xb, keys = x[i], jax.vmap(lambda j: jax.random.fold_in(key, j))(i)
-    return jax.vmap(fit_one)(xb, vae.posterior_parameters(xb), keys)
+    xb, cb, keys = x[i], _rows(c, i), jax.vmap(lambda j: jax.random.fold_in(key, j))(i)
+    return jax.vmap(fit_one)(xb, cb, vae.posterior_parameters(xb, cb), keys)
+
+
+def _rows(c: Array | None, i: Array) -> Array | None:
+    """The conditions c[i] of the examples i, or None for a model without one."""
+    return None if c is None else c[i]
+
+
+def _one(ci: Array | None) -> Array | None:
+    """One example's condition ci (m,) as a batch of one (1, m), or None."""
+    return None if ci is None else ci[None]
 
 
 def paired_elbos(
@@ -114,16 +132,17 @@ def paired_elbos(
     samples: int = GAP_SAMPLES,
     batch: int = 10,
     progress: bool = False,
+    c: Array | None = None,
 ):
-    """ELBO(q) and ELBO(q*) per example from the same `samples` draws of the base noise (common random
-    numbers, which shrink the Monte Carlo error of their difference): q the encoder's, q* the family
-    at `params` (n, P). Example i draws with fold_in(key, i). Returns a dict of (n,) arrays, nats: elbo,
-    elbo_optimized, amortization_gap and the standard error of each Monte Carlo mean, `_se`
-    (sd of the draws / sqrt(samples)). `batch` examples at a time, PAIRED_BLOCK batches per program the host
-    calls (`progress`: a bar on stderr with the time left)."""
+    """ELBO(q) and ELBO(q*) per example of x (n, d) (given the conditions c (n, m), if any) from the same
+    `samples` draws of the base noise (common random numbers, which shrink the Monte Carlo error of their
+    difference): q the encoder's, q* the family at `params` (n, P). Example i draws with fold_in(key, i).
+    Returns a dict of (n,) arrays, nats: elbo, elbo_optimized, amortization_gap and the standard error of each
+    Monte Carlo mean, `_se` (sd of the draws / sqrt(samples)). `batch` examples at a time, PAIRED_BLOCK batches
+    per program the host calls (`progress`: a bar on stderr with the time left)."""
 
     def block(x, i):
-        return _paired_elbos_block(vae, x, params, key, i, samples, batch)
+        return _paired_elbos_block(vae, x, c, params, key, i, samples, batch)
 
     mean, se = in_blocks(block, x, batch * PAIRED_BLOCK, progress, "gaps: ELBO(q) and ELBO(q*)")
     names = ("elbo", "elbo_optimized", "amortization_gap")
@@ -134,18 +153,27 @@ PAIRED_BLOCK = 10  # batches of `paired_elbos` per program
 
 
 @eqx.filter_jit
-def _paired_elbos_block(vae: AmortizedModel, x: Array, params: Array, key: Array, i: Array, samples: int, batch: int):
-    """`paired_elbos`'s means and standard errors (each (m, 3): q, q*, q* - q) of the examples x[i] (m,)."""
+def _paired_elbos_block(
+    vae: AmortizedModel, x: Array, c: Array | None, params: Array, key: Array, i: Array, samples: int, batch: int
+):
+    """`paired_elbos`'s means and standard errors (each (b, 3): q, q*, q* - q) of the examples x[i] (b,), given
+    their conditions c[i] (or c None)."""
 
-    def one_example(xi, pair, example_key):
+    def one_example(xi, ci, pair, example_key):
         keys = jax.random.split(example_key, samples)  # the same draws for q and q*
-        draws = jax.vmap(lambda k: jnp.stack([elbo(vae, xi[None], key=k, params=p[None]).elbo[0] for p in pair]))(keys)
+        ci = _one(ci)
+
+        def draw(k):
+            return jnp.stack([elbo(vae, xi[None], key=k, params=p[None], c=ci).elbo[0] for p in pair])
+
+        draws = jax.vmap(draw)(keys)
         draws = jnp.concatenate([draws, draws[:, 1:] - draws[:, :1]], axis=1)  # q, q*, q* - q
         return jnp.mean(draws, axis=0), jnp.std(draws, axis=0, ddof=1) / math.sqrt(samples)
 
     def one_batch(xb, i):
-        pairs = jnp.stack([vae.posterior_parameters(xb), params[i]], axis=1)  # (b, 2, P)
-        return jax.vmap(one_example)(xb, pairs, jax.vmap(lambda j: jax.random.fold_in(key, j))(i))
+        cb = _rows(c, i)
+        pairs = jnp.stack([vae.posterior_parameters(xb, cb), params[i]], axis=1)  # (b, 2, P)
+        return jax.vmap(one_example)(xb, cb, pairs, jax.vmap(lambda j: jax.random.fold_in(key, j))(i))
 
     return over_examples(one_batch, x, batch, i)
 
@@ -158,8 +186,10 @@ def inference_gaps(
     iw_samples: int = 5000,
     likelihoods: dict | None = None,
     progress: bool = False,
+    c: Array | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per-example arrays (n,), nats, for x (n, d): `elbo` (q), `elbo_optimized` (q*), `amortization_gap`,
+    """Per-example arrays (n,), nats, for x (n, d) (and their conditions c (n, m) of a conditional model, each
+    value then of x given c): `elbo` (q), `elbo_optimized` (q*), `amortization_gap`,
     each with its Monte Carlo `_se` (1000 common draws, `paired_elbos`); `log_likelihood` and
     `log_likelihood_optimized`, L_K with K = iw_samples and q or q* as the proposal; `log_likelihood_quadrature`
     for latent dimension <= 2; `log_px`, the reference for log p(x): the quadrature where there is one,
@@ -171,11 +201,11 @@ def inference_gaps(
     """
     x = jnp.asarray(x, jnp.float32)
     fit_key, elbo_key = jax.random.split(jax.random.fold_in(key, Evaluation.GAPS))
-    params, steps = fit_posteriors(vae, x, fit_key, progress=progress)
-    out = paired_elbos(vae, x, params, elbo_key, progress=progress)
-    out |= likelihoods or log_likelihoods(vae, x, key, iw_samples, progress=progress)
+    params, steps = fit_posteriors(vae, x, fit_key, progress=progress, c=c)
+    out = paired_elbos(vae, x, params, elbo_key, progress=progress, c=c)
+    out |= likelihoods or log_likelihoods(vae, x, key, iw_samples, progress=progress, c=c)
     out["log_likelihood_optimized"] = log_likelihood(
-        vae, x, iw_key(key), samples=iw_samples, params=params, progress=progress
+        vae, x, iw_key(key), samples=iw_samples, params=params, progress=progress, c=c
     )
     if "log_likelihood_quadrature" in out:
         out["log_px"] = out["log_likelihood_quadrature"]

@@ -5,6 +5,10 @@ on one fixed batch, summarized over the encoder's components and over the decode
 Under IWAE's standard gradient the encoder's SNR falls like 1/sqrt(K) as K grows while the decoder's rises
 like sqrt(K); Tucker et al. (2018) report DReG's encoder SNR rising with K. A component without signal reads
 about sqrt(2 / (pi R)) from R draws (0.08 for R = 100).
+
+For a conditional model the batch's conditions c go with it into every draw; the encoder's components are
+then those of q(z | x, c) (its condition's weights among them), and a prior network p(z | c) is on the
+decoder's side, with the rest of the generative model.
 """
 
 import math
@@ -25,20 +29,21 @@ REPETITIONS = 100  # draws of the gradient per estimate
 BATCHES = 10  # the repetitions are split into this many batches; their spread gives the Monte Carlo error
 
 
-def inference_mask(vae: LatentModel, x: Array):
+def inference_mask(vae: LatentModel, x: Array, c: Array | None = None):
     """For each float array of `vae` (as `eqx.filter(vae, eqx.is_inexact_array)` lays them out), True where
-    q(z|x) depends on it: the derivative of a random projection of the arrays of `vae.encode(x)` is not zero
-    there. The others (decoder, likelihood, prior; a VampPrior's pseudo-inputs) are the decoder's side."""
-    return jax.tree.map(bool, _depends(vae, x))
+    q(z|x) (q(z|x, c) with the conditions c (n, m)) depends on it: the derivative of a random projection of the
+    arrays of `vae.encode(x, c)` is not zero there. The others (decoder, likelihood, prior; a VampPrior's
+    pseudo-inputs, a prior network) are the decoder's side."""
+    return jax.tree.map(bool, _depends(vae, x, c))
 
 
 @eqx.filter_jit
-def _depends(vae: LatentModel, x: Array):
-    """Whether each float array of `vae` has a nonzero derivative of a random projection of q(z|x)'s arrays."""
+def _depends(vae: LatentModel, x: Array, c: Array | None):
+    """Whether each float array of `vae` has a nonzero derivative of a random projection of q(z|x, c)'s arrays."""
     params, static = eqx.partition(vae, eqx.is_inexact_array)
 
     def projection(p):
-        arrays = jax.tree.leaves(eqx.filter(eqx.combine(p, static).encode(x), eqx.is_inexact_array))
+        arrays = jax.tree.leaves(eqx.filter(eqx.combine(p, static).encode(x, c), eqx.is_inexact_array))
         keys = jax.random.split(jax.random.PRNGKey(0), len(arrays))
         return sum(jnp.vdot(jax.random.normal(k, a.shape), a) for k, a in zip(keys, arrays, strict=True))
 
@@ -53,8 +58,10 @@ def gradient_snr(
     *,
     repetitions: int = REPETITIONS,
     bar: tqdm | None = None,
+    c: Array | None = None,
 ) -> dict:
-    """SNR of `objective`'s gradient on the batch x (n, d), from `repetitions` draws (a multiple of BATCHES).
+    """SNR of `objective`'s gradient on the batch x (n, d) (with its conditions c (n, m), if any), from
+    `repetitions` draws (a multiple of BATCHES).
 
     Returns, for `encoder` and `decoder` (see `inference_mask`): the mean over components of SNR_i, and
     with the suffixes `_median` its median, `_se` and `_median_se` their Monte Carlo standard errors (the
@@ -64,9 +71,9 @@ def gradient_snr(
     """
     params, static = eqx.partition(vae, eqx.is_inexact_array)
     flat, unravel = ravel_pytree(params)
-    mask = jax.tree.map(lambda m, p: jnp.full(p.shape, m), inference_mask(vae, x), params)
+    mask = jax.tree.map(lambda m, p: jnp.full(p.shape, m), inference_mask(vae, x, c), params)
     encoder = np.asarray(ravel_pytree(mask)[0])
-    shift, sums, squares = _moments(flat, unravel, static, x, key, objective, repetitions, bar)
+    shift, sums, squares = _moments(flat, unravel, static, x, c, key, objective, repetitions, bar)
     batch_snr = _snr(shift, sums, squares, repetitions // BATCHES)  # (BATCHES, P)
     snr = _snr(shift, sums.sum(0), squares.sum(0), repetitions)  # (P,)
     out = {}
@@ -80,14 +87,15 @@ def gradient_snr(
     return out
 
 
-def _moments(flat, unravel, static, x, key, objective, repetitions, bar):
-    """(g_0 (P,), the sums of g - g_0 and of its square over each batch of draws (BATCHES, P)), float64: g_0, a
+def _moments(flat, unravel, static, x, c, key, objective, repetitions, bar):
+    """(g_0 (P,), the sums of g - g_0 and of its square over each batch of draws (BATCHES, P)) of the gradient on
+    the batch x and its conditions c (or None), float64: g_0, a
     draw with another key, shifts the sums so that a small variance is not lost to rounding. One program per
     batch of draws, `bar` (or None) advanced after each."""
     weights = jnp.ones(x.shape[0])
 
     def grad(k):
-        return jax.grad(lambda f: objective(eqx.combine(unravel(f), static), x, weights, key=k)[0])(flat)
+        return jax.grad(lambda f: objective(eqx.combine(unravel(f), static), x, weights, key=k, c=c)[0])(flat)
 
     @jax.jit
     def batch(shift, batch_keys):
@@ -125,12 +133,14 @@ def snr_table(
     *,
     repetitions: int = REPETITIONS,
     progress: bool = False,
+    c: Array | None = None,
 ) -> dict:
-    """`gradient_snr` of IWAE with K draws for every K of `ks` and every gradient estimator, the same draws
-    for each: estimator name -> K -> the summary. `progress`: a bar on stderr with the time left."""
+    """`gradient_snr` of IWAE with K draws for every K of `ks` and every gradient estimator on the batch x
+    (n, d) (its conditions c (n, m), if any), the same draws for each: estimator name -> K -> the summary.
+    `progress`: a bar on stderr with the time left."""
     total = len(GRADIENTS) * len(ks) * BATCHES
     with tqdm(total=total, desc="gradient SNR", unit="batch", disable=not progress, leave=False) as bar:
         return {
-            name: {k: gradient_snr(vae, x, key, Iwae(k, gradient()), repetitions=repetitions, bar=bar) for k in ks}
+            name: {k: gradient_snr(vae, x, key, Iwae(k, gradient()), repetitions=repetitions, bar=bar, c=c) for k in ks}
             for name, gradient in GRADIENTS.items()
         }

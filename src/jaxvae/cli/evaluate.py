@@ -45,8 +45,6 @@ def run(args) -> int:
             "--gaps fits q* for one-layer and bottom-up models; a top-down model's q(z|x) has no per-example "
             "parameters of its own (train with --inference bottom-up)"
         )
-    if config.model.condition_dim and (args.gaps or args.gradient_snr):
-        raise InputError("--gaps and --gradient-snr do not yet take a conditional run (trained with --condition label)")
     x, c = x[: args.n], conditions(config, None if y is None else y[: args.n])
     if args.gradient_snr:
         batch = len(x[: config.train.batch_size])
@@ -62,9 +60,10 @@ def run(args) -> int:
             f"{name}_per_class": class_means(values, y[: args.n], classes) for name, values in likelihoods.items()
         }
     if args.gaps:
-        result |= _gaps(args, vae, x, None if y is None else y[: args.n], key, likelihoods)
+        result |= _gaps(args, vae, x, c, None if y is None else y[: args.n], key, likelihoods)
     if args.gradient_snr:
-        result |= _gradient_snr(args, vae, x[: config.train.batch_size], key)
+        batch = config.train.batch_size
+        result |= _gradient_snr(args, vae, x[:batch], None if c is None else c[:batch], key)
     if args.json:
         data = {"dataset": args.dataset or config.train.dataset, "split": args.split, "checkpoint": args.checkpoint}
         print(json.dumps(data | result))
@@ -73,16 +72,16 @@ def run(args) -> int:
     return 0
 
 
-def _gaps(args, vae, x, y, key, likelihoods: dict) -> dict:
-    """The inference gaps of x with the report's `key` and `likelihoods`: their means for the report,
-    RUN/figures/gaps.png, and --per-example's file."""
+def _gaps(args, vae, x, c, y, key, likelihoods: dict) -> dict:
+    """The inference gaps of x (given its conditions c, or None) with the report's `key` and `likelihoods`: their
+    means for the report, RUN/figures/gaps.png, and --per-example's file (with the labels y, if any)."""
     import numpy as np
 
     from jaxvae import gaps, plots
     from jaxvae.runs import FIGURES, epochs_done
 
     per_example = gaps.inference_gaps(
-        vae, x, key, iw_samples=args.iw_samples, likelihoods=likelihoods, progress=not args.quiet
+        vae, x, key, iw_samples=args.iw_samples, likelihoods=likelihoods, progress=not args.quiet, c=c
     )
     summary = gaps.summary(per_example, vae.latent_dim)
     run_dir = Path(args.run_dir)
@@ -94,12 +93,13 @@ def _gaps(args, vae, x, y, key, likelihoods: dict) -> dict:
     return summary
 
 
-def _gradient_snr(args, vae, x, key) -> dict:
-    """The SNR table of `snr.snr_table` on the batch x (JSON keys: K as text) and RUN/figures/gradient_snr.png."""
+def _gradient_snr(args, vae, x, c, key) -> dict:
+    """The SNR table of `snr.snr_table` on the batch x and its conditions c (or None) (JSON keys: K as text) and
+    RUN/figures/gradient_snr.png."""
     from jaxvae import plots, snr
     from jaxvae.runs import FIGURES
 
-    table = snr.snr_table(vae, x, key, args.gradient_snr, progress=not args.quiet)
+    table = snr.snr_table(vae, x, key, args.gradient_snr, progress=not args.quiet, c=c)
     figures = Path(args.run_dir) / FIGURES
     figures.mkdir(exist_ok=True)
     figure = plots.gradient_snr(table, figures / "gradient_snr.png", snr.REPETITIONS, len(x))
