@@ -2,7 +2,8 @@
 
 The references: the page's pixels are compared with JAX's `vae.decode(z).mean` and `vae.encode(x)` of
 the same run (rounded to 8 bits as the page draws them), and the browser's decoder with JAX's on
-every likelihood and activation; routes outside the fixed set must answer 4xx and leak nothing.
+every likelihood and activation; routes outside the fixed set must answer 4xx and leak nothing. A run
+conditioned on the labels is decoded under the chosen class y, against `vae.decode(z, one_hot(y))`.
 """
 
 import http.client
@@ -54,9 +55,10 @@ def run_dir(tmp_path_factory) -> Path:
     return root / "run"
 
 
-def untrained_run(path: Path, edit=None, **model) -> Path:
-    """A run folder holding a freshly initialized digits model, optionally changed by `edit(vae)`."""
-    config = RunConfig(ModelConfig(data_shape=(8, 8), **model), TrainConfig())
+def untrained_run(path: Path, edit=None, condition: str = "", **model) -> Path:
+    """A run folder holding a freshly initialized digits model, optionally changed by `edit(vae)`; with
+    `condition` "label", conditioned on the labels (pass condition_dim=10)."""
+    config = RunConfig(ModelConfig(data_shape=(8, 8), **model), TrainConfig(condition=condition))
     state = init_state(config)
     if edit is not None:
         state = state._replace(vae=edit(state.vae))
@@ -426,3 +428,96 @@ def test_an_image_folder_s_class_names_reach_the_page(tmp_path, run_dir):
     points = json.loads(explore.Explorer(tmp_path / "run").model_json)["points"]
     assert points["classes"] == ["ant", "bee"] and set(points["label"]) <= {0, 1}
     assert json.loads(explore.Explorer(run_dir).model_json)["points"]["classes"] is None
+
+
+# --- a run conditioned on the labels: the class selector -------------------------------------------------
+
+
+def one_hot(labels) -> jax.Array:
+    return jax.nn.one_hot(jnp.asarray(labels), 10)
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory) -> Path:
+    """A digits model conditioned on the labels, with a prior network, freshly initialized."""
+    path = tmp_path_factory.mktemp("explore-conditional") / "run"
+    return untrained_run(path, condition="label", condition_dim=10, prior="conditional", hidden=(16,))
+
+
+@pytest.mark.slow
+def test_a_conditional_run_serves_its_classes_and_decodes_under_the_class_asked(conditional_run, server):
+    """model.json: the means of q(z | x, y) of the test digits under their labels, and p(z | y) of each class;
+    /decode?z=..&y=Y: vae.decode(z, one_hot(Y)).mean; a y missing, outside the classes or given to an
+    unconditional run: 400 with one line."""
+    vae = load(conditional_run)
+    data = load_dataset("digits")
+    with serving(conditional_run) as conditional:
+        model = json.loads(request(conditional, "/model.json")[1])
+        q = vae.encode(jnp.asarray(data.x_test), one_hot(data.y_test))
+        np.testing.assert_allclose(model["points"]["mean"], q.mean, rtol=1e-5, atol=1e-6)
+        prior = vae.prior(jnp.eye(10))
+        assert model["condition"]["classes"] == 10
+        np.testing.assert_allclose(model["condition"]["prior"]["mean"], prior.mean, rtol=1e-6)
+        np.testing.assert_allclose(model["condition"]["prior"]["std"], prior.std, rtol=1e-6)
+        means = []
+        for y in (3, 7):
+            status, body = request(conditional, f"/decode?z=0.5,-1.25&y={y}")
+            assert status == 200
+            means.append(json.loads(body)["mean"])
+            expected = vae.decode(jnp.array([[0.5, -1.25]]), one_hot([y])).mean[0]
+            np.testing.assert_allclose(means[-1], expected, rtol=1e-5, atol=1e-6)
+        assert np.abs(np.subtract(*means)).max() > 1e-3  # the class changes the image
+        for query in ["z=0.5,1", "z=0.5,1&y=10", "z=0.5,1&y=-1", "z=0.5,1&y=a", "z=0.5,1&y=1&y=2", "z=0.5,1&y="]:
+            status, body = request(conditional, f"/decode?{query}")
+            assert status == 400 and len(body.splitlines()) == 1, (query, status, body)
+    status, body = request(server, "/decode?z=0.5,1&y=1")
+    assert status == 400 and b"not conditional" in body
+    assert json.loads(request(server, "/model.json")[1])["condition"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("in_browser", [True, False], ids=["decoder-in-page", "decoder-on-server"])
+def test_the_class_selector_decodes_under_the_chosen_class(browser, conditional_run, monkeypatch, in_browser):
+    """Choosing class 7 then 2 in the page: the decoded image is vae.decode(z, one_hot(y)).mean, the caption names
+    y; a clicked example is reconstructed under its own label."""
+    if not in_browser:
+        monkeypatch.setattr(explore, "browser_decoder", lambda vae: None)
+    vae = load(conditional_run)
+    data = load_dataset("digits")
+    with serving(conditional_run) as server, open_page(browser, server.url) as (page, problems):
+        assert page.evaluate("jaxvaeExplore.model.decoder !== null") == in_browser
+        assert page.locator("#class option").count() == 10
+        assert page.evaluate("jaxvaeExplore.state.label") == int(data.y_test[0])
+        z = [0.8, -0.4]
+        page.evaluate("z => jaxvaeExplore.show(z)", z)
+        for y in (7, 2):
+            page.select_option("#class", str(y))
+            page.evaluate("jaxvaeExplore.idle()")
+            assert page.evaluate("jaxvaeExplore.state.label") == y
+            expected = pixels(vae.decode(jnp.array([z]), one_hot([y])).mean[0]).reshape(8, 8)
+            assert np.abs(canvas_pixels(page, "#decoded") - expected).max() <= 1, y
+            assert page.locator("#decoded-caption").inner_text().endswith(f", y = {y}")
+        i = 5
+        page.mouse.click(*page.evaluate(f"(p => [p.x, p.y])(jaxvaeExplore.pointOnScreen({i}))"))
+        page.wait_for_selector("#selected[data-example]", timeout=30_000)
+        i = int(page.locator("#selected").get_attribute("data-example"))  # the point under the click
+        q = vae.encode(jnp.asarray(data.x_test[i : i + 1]), one_hot(data.y_test[i : i + 1]))
+        recon = pixels(vae.decode(q.mean, one_hot(data.y_test[i : i + 1])).mean[0]).reshape(8, 8)
+        assert np.abs(canvas_pixels(page, "#reconstruction") - recon).max() <= 1
+        assert problems == []
+
+
+@pytest.mark.slow
+def test_page_decoder_with_a_condition_matches_jax(page, conditional_run):
+    """The page's JavaScript MLP, its first layer given column y of the condition weights, against
+    `vae.decode(z, one_hot(y)).mean` by JAX, for every class."""
+    vae = load(conditional_run)
+    spec = explore.browser_decoder(vae)
+    assert spec["condition_dim"] == 10
+    z = 3 * np.random.default_rng(1).normal(size=(10, 2))
+    got = page.evaluate(
+        "([spec, zs]) => zs.map((z, y) => Array.from(jaxvaeExplore.browserDecoder(spec, 'bernoulli')(z, y)))",
+        [spec, z.tolist()],
+    )
+    expected = vae.decode(jnp.asarray(z, jnp.float32), one_hot(np.arange(10))).mean
+    np.testing.assert_allclose(np.array(got), expected, rtol=1e-4, atol=1e-5)

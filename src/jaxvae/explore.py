@@ -7,6 +7,12 @@ memory from the run once at start-up, and `/decode?z=z1,...,zk` computes the mea
 examples), their labels (and the labels' names, for an image folder) and pixels, and, when the decoder
 is an MLP the page can run, its weights: the page then decodes in JavaScript with no round trip, and
 otherwise calls `/decode`.
+
+A run conditioned on the labels (`--condition label`) gets a class selector: the page decodes z under the
+chosen class y, the mean of p(x | z, y) (`/decode?z=z1,...,zk&y=Y`; in the page, the decoder's first layer
+adds its condition weights' column y), and draws p(z | y) of that class, mean +- 1 and 2 standard deviations,
+over the scatter. The scatter's points are then the means of q(z | x, y) of the examples under their own
+labels, and a clicked example is reconstructed under its own label.
 """
 
 import base64
@@ -19,10 +25,12 @@ from importlib.resources import files
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxvae.builder import ACTIVATIONS, build_binarization
+from jaxvae.distributions import Normal
 from jaxvae.errors import InputError
 from jaxvae.evaluate import decoded_means, posterior_moments
 from jaxvae.keys import DataSeed
@@ -45,7 +53,9 @@ def browser_decoder(vae: LatentModel) -> dict | None:
     activation it knows (one of `builder.ACTIVATIONS`, by its option's name).
 
     Each layer is {"in", "out", "weight": (out, in) row-major, "bias": (out,)}, both base64 float32;
-    the activation follows every layer but the last, whose output parameterizes `likelihood`.
+    the activation follows every layer but the last, whose output parameterizes `likelihood`. A conditional
+    decoder's condition weights W_c (first width, m), added as W_c c to the first layer, are "condition"
+    (row-major, base64 float32), with "condition_dim" m; both None without a condition.
     """
     decoder = getattr(vae, "decoder", None)
     if not (
@@ -62,7 +72,23 @@ def browser_decoder(vae: LatentModel) -> dict | None:
         weight = np.asarray(layer.weight)
         bias = np.zeros(weight.shape[0]) if layer.bias is None else np.asarray(layer.bias)
         layers.append({"in": weight.shape[1], "out": weight.shape[0], "weight": _f32(weight), "bias": _f32(bias)})
-    return {"activation": activation, "layers": layers}
+    condition = None if decoder.condition is None else np.asarray(decoder.condition)
+    return {
+        "activation": activation,
+        "layers": layers,
+        "condition": None if condition is None else _f32(condition),
+        "condition_dim": None if condition is None else condition.shape[1],
+    }
+
+
+def class_priors(vae: LatentModel, classes: int) -> dict | None:
+    """p(z | y) of every class y of a model conditioned on labels one-hot: {"mean", "std"}, each (classes, k)
+    lists; None where the prior is not Gaussian."""
+    prior = vae.prior(jnp.eye(classes))
+    if not isinstance(prior, Normal):
+        return None
+    shape = (classes, vae.latent_dim)
+    return {"mean": np.broadcast_to(prior.mean, shape).tolist(), "std": np.broadcast_to(prior.std, shape).tolist()}
 
 
 def display_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -75,7 +101,8 @@ def display_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 
 class Explorer:
-    """A run made ready to serve: the model, a compiled decoder and the page's `/model.json` bytes."""
+    """A run made ready to serve: the model, a compiled decoder and the page's `/model.json` bytes; `classes`,
+    the number of classes of a run conditioned on the labels (0 for a model of p(x))."""
 
     def __init__(
         self,
@@ -91,6 +118,12 @@ class Explorer:
 
         run_dir = Path(run_dir)
         config = RunConfig.load(run_dir / CONFIG)
+        if config.model.condition_dim and config.train.condition != "label":
+            raise InputError(
+                f"jaxvae explore chooses the condition among the classes: it does not take a run trained with "
+                f"--condition {config.train.condition}"
+            )
+        self.classes = config.model.condition_dim
         self.vae = load(run_dir)
         data = load_data(config, dataset=dataset, data_dir=data_dir)
         x_test, y_test = evaluation_split(data, "test", build_binarization(config.train))
@@ -98,10 +131,14 @@ class Explorer:
         if len(keep) > max_points:
             keep = np.sort(np.random.default_rng(DataSeed.EXPLORE_SUBSET).choice(len(keep), max_points, replace=False))
         x = x_test[keep]
-        mean, std = posterior_moments(self.vae, x)
-        self.decode(np.zeros(self.vae.latent_dim))  # compile now, not on the first request
         labels = None if y_test is None else y_test[keep].tolist()
+        if self.classes and labels is None:
+            raise InputError("a run conditioned on the labels is explored on labelled data: these have none")
+        c = jax.nn.one_hot(np.asarray(labels), self.classes) if self.classes else None
+        mean, std = posterior_moments(self.vae, x, c=c)
+        self.decode(np.zeros(self.vae.latent_dim), 0 if self.classes else None)  # compile now, not on a request
         pixels = np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
+        condition = {"classes": self.classes, "prior": class_priors(self.vae, self.classes)} if self.classes else None
         payload = {
             "run": run_dir.resolve().name,
             "dataset": config.train.dataset,
@@ -109,6 +146,7 @@ class Explorer:
             "latent_dim": self.vae.latent_dim,
             "likelihood": getattr(getattr(self.vae, "likelihood", None), "name", None),
             "decoder": browser_decoder(self.vae),
+            "condition": condition,
             "points": {
                 "n": len(x),
                 "mean": np.asarray(mean).tolist(),
@@ -120,16 +158,42 @@ class Explorer:
         }
         self.model_json = json.dumps(payload).encode()
 
-    def decode(self, z: np.ndarray) -> np.ndarray:
-        """The mean of p(x|z) for one latent point z (k,), as float32 (d,)."""
-        return np.asarray(decoded_means(self.vae, jnp.asarray(z, jnp.float32)[None]))[0]
+    def decode(self, z: np.ndarray, label: int | None = None) -> np.ndarray:
+        """The mean of p(x|z) for one latent point z (k,), or of p(x | z, y) under the class `label` of a
+        conditional run, as float32 (d,)."""
+        c = None if label is None else jax.nn.one_hot(jnp.array([label]), self.classes)
+        return np.asarray(decoded_means(self.vae, jnp.asarray(z, jnp.float32)[None], c=c))[0]
 
-    def parse_z(self, query: str) -> np.ndarray:
-        """z from a query string `z=z1,...,zk` (k finite numbers); anything else is an InputError."""
+    def parse_query(self, query: str) -> tuple[np.ndarray, int | None]:
+        """(z, label) from a query string `z=z1,...,zk` (k finite numbers), with `&y=Y` (a class 0 to C - 1)
+        for a conditional run and without for the others (label None); anything else is an InputError."""
         try:
-            values = parse_qs(query, keep_blank_values=True, strict_parsing=True, max_num_fields=4).get("z", [])
+            fields = parse_qs(query, keep_blank_values=True, strict_parsing=True, max_num_fields=4)
         except ValueError:
             raise InputError("malformed query string") from None
+        if set(fields) - {"z", "y"}:
+            raise InputError("the query takes z=z1,...,zk" + (" and y=Y" if self.classes else ""))
+        return self._parse_z(fields.get("z", [])), self._parse_label(fields.get("y"))
+
+    def _parse_label(self, values: list[str] | None) -> int | None:
+        """The class of a conditional run's query from its `y` values (one integer 0 to C - 1), None for the
+        others (which take no y)."""
+        if not self.classes:
+            if values is not None:
+                raise InputError("this run is not conditional: give z only")
+            return None
+        if values is None or len(values) != 1:
+            raise InputError("give the class once, as y=Y")
+        try:
+            label = int(values[0])
+        except ValueError:
+            label = -1
+        if not 0 <= label < self.classes:
+            raise InputError(f"y must be a class 0 to {self.classes - 1}")
+        return label
+
+    def _parse_z(self, values: list[str]) -> np.ndarray:
+        """z from the query's `z` values: one list of k finite numbers."""
         if len(values) != 1:
             raise InputError("give the latent point once, as z=z1,...,zk")
         try:
@@ -159,10 +223,10 @@ class Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, self.server.explorer.model_json, "application/json")
         elif url.path == "/decode":
             try:
-                z = self.server.explorer.parse_z(url.query)
+                z, label = self.server.explorer.parse_query(url.query)
             except InputError as e:
                 return self._send(HTTPStatus.BAD_REQUEST, f"{e}\n".encode(), "text/plain; charset=utf-8")
-            mean = self.server.explorer.decode(z)
+            mean = self.server.explorer.decode(z, label)
             self._send(HTTPStatus.OK, json.dumps({"mean": mean.tolist()}).encode(), "application/json")
         else:
             self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")

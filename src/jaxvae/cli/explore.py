@@ -1,17 +1,10 @@
 """`jaxvae explore`: serve the page that decodes the latent point under the pointer."""
 
-from pathlib import Path
-
 from jaxvae.cli.startup import start_jax
 
 
 def run(args) -> int:
     start_jax()
-    from jaxvae.cli.run_data import refuse_conditional
-    from jaxvae.config import RunConfig
-    from jaxvae.runs import CONFIG
-
-    refuse_conditional(RunConfig.load(Path(args.run_dir) / CONFIG), "explore")
     from jaxvae.explore import make_server
 
     server = make_server(args.run_dir, args.host, args.port, dataset=args.dataset, data_dir=args.data_dir)

@@ -1,5 +1,7 @@
 // jaxvae explore: the test set's posterior means as a scatter; the mean of p(x|z) at the latent point
 // under the pointer. The decoder runs here when /model.json carries its weights, else on the server.
+// A run conditioned on the labels decodes under the class chosen in the selector, p(x|z, y), and draws
+// that class's prior p(z|y) over the scatter.
 "use strict";
 
 const TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -34,18 +36,20 @@ function base64Bytes(text) {
 
 const float32s = (text) => new Float32Array(base64Bytes(text).buffer);
 
-// z (k numbers) -> mean of p(x|z) (d numbers), by the exported MLP: weight (out, in) row-major.
+// (z (k numbers), class y or null) -> mean of p(x|z) or p(x|z, y) (d numbers), by the exported MLP: weight
+// (out, in) row-major; a conditional decoder's first layer adds column y of its condition weights (out, m).
 function browserDecoder(spec, likelihood) {
   const layers = spec.layers.map((l) => ({ n: l.in, m: l.out, w: float32s(l.weight), b: float32s(l.bias) }));
+  const condition = spec.condition ? float32s(spec.condition) : null;
   const act = ACTIVATIONS[spec.activation];
   const mean = MEANS[likelihood];
-  return (z) => {
+  return (z, y = null) => {
     let h = Float64Array.from(z);
     layers.forEach((layer, index) => {
       const f = index < layers.length - 1 ? act : mean;
       const out = new Float64Array(layer.m);
       for (let o = 0; o < layer.m; o++) {
-        let s = layer.b[o];
+        let s = layer.b[o] + (index === 0 && condition ? condition[o * spec.condition_dim + y] : 0);
         const row = o * layer.n;
         for (let j = 0; j < layer.n; j++) s += layer.w[row + j] * h[j];
         out[o] = f(s);
@@ -56,8 +60,8 @@ function browserDecoder(spec, likelihood) {
   };
 }
 
-async function serverDecode(z) {
-  const response = await fetch("decode?z=" + Array.from(z).join(","));
+async function serverDecode(z, y = null) {
+  const response = await fetch("decode?z=" + Array.from(z).join(",") + (y === null ? "" : `&y=${y}`));
   if (!response.ok) throw new Error(`decode: ${response.status} ${await response.text()}`);
   return (await response.json()).mean;
 }
@@ -96,12 +100,19 @@ async function main() {
   const pts = model.points;
   const pixels = base64Bytes(pts.pixels);
   const decodeNow = model.decoder ? browserDecoder(model.decoder, model.likelihood) : null;
-  const decode = decodeNow ? async (z) => decodeNow(z) : serverDecode;
+  const decode = decodeNow ? async (z, y) => decodeNow(z, y) : serverDecode;
+  const condition = model.condition; // null for a model of p(x)
 
-  const state = { z: Float64Array.from(pts.mean[0]), dims: [0, k > 1 ? 1 : null], selected: null };
+  // label: the class the pointer's z is decoded under (a conditional run), the first example's at the start
+  const state = {
+    z: Float64Array.from(pts.mean[0]),
+    dims: [0, k > 1 ? 1 : null],
+    selected: null,
+    label: condition ? pts.label[0] : null,
+  };
   const where = model.decoder ? "decoded in this browser" : "decoded by the server";
   $("info").textContent = `${model.run}: ${model.dataset}, latent dimension ${k}, ${model.likelihood} decoder, ` +
-    `${pts.n} test examples; ${where}`;
+    `${pts.n} test examples; ${where}` + (condition ? "; conditioned on the label: choose the class" : "");
 
   // The latent coordinate of example i along the vertical axis: a fixed jitter when k = 1.
   const yValue = (i) => (state.dims[1] === null ? ((i * 0.618034) % 1) * 2 - 1 : pts.mean[i][state.dims[1]]);
@@ -184,12 +195,34 @@ async function main() {
     ctx.globalAlpha = 1;
   }
 
-  // The scatter, the selected example's posterior ellipse (mean +- std) and a crosshair at z.
+  // The chosen class's prior p(z|y) (a conditional run's, where Gaussian): dashed ellipses at 1 and 2 sd.
+  function drawPrior(ctx) {
+    if (!condition || !condition.prior) return;
+    const [dx, dy] = state.dims;
+    const mean = condition.prior.mean[state.label];
+    const std = condition.prior.std[state.label];
+    const [cx, cy] = toPx(mean[dx], dy === null ? 0 : mean[dy]);
+    ctx.strokeStyle = TAB10[state.label % 10];
+    ctx.lineWidth = 1.5;
+    ctx.setLineDash([5, 4]);
+    for (const sds of [1, 2]) {
+      const rx = toPx(mean[dx] + sds * std[dx], 0)[0] - cx;
+      const ry = dy === null ? 0 : toPx(0, mean[dy] - sds * std[dy])[1] - cy;
+      ctx.beginPath();
+      ctx.ellipse(cx, cy, Math.max(rx, 0.5), Math.max(ry, 0.5), 0, 0, 2 * Math.PI);
+      ctx.stroke();
+    }
+    ctx.setLineDash([]);
+  }
+
+  // The scatter, the chosen class's prior, the selected example's posterior ellipse (mean +- std) and a
+  // crosshair at z.
   function drawOverlay() {
     const ctx = scatter.getContext("2d");
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.drawImage(background, 0, 0);
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    drawPrior(ctx);
     const i = state.selected;
     if (i !== null) {
       const [dx, dy] = state.dims;
@@ -234,8 +267,11 @@ async function main() {
         do {
           queued = false;
           const z = Array.from(state.z);
-          drawImage($("decoded"), await decode(z), shape);
-          $("decoded-caption").textContent = `mean of p(x|z) at z = (${z.map((v) => v.toFixed(2)).join(", ")})`;
+          const y = state.label;
+          drawImage($("decoded"), await decode(z, y), shape);
+          const given = y === null ? "" : `, y = ${labelName(y)}`;
+          $("decoded-caption").textContent =
+            `mean of p(x|z${y === null ? "" : ", y"}) at z = (${z.map((v) => v.toFixed(2)).join(", ")})${given}`;
         } while (queued);
       } finally {
         drawing = null;
@@ -292,7 +328,7 @@ async function main() {
     const label = pts.label ? `, label ${labelName(pts.label[i])}` : "";
     $("selection-info").textContent =
       `test example ${i}${label}: posterior mean (${fmt(pts.mean[i])}), std (${fmt(pts.std[i])})`;
-    const [recon] = await Promise.all([decode(pts.mean[i]), update()]);
+    const [recon] = await Promise.all([decode(pts.mean[i], condition ? pts.label[i] : null), update()]);
     if (state.selected !== i) return; // a later click won
     drawImage($("reconstruction"), recon, shape);
     $("selected").dataset.example = i;
@@ -323,6 +359,17 @@ async function main() {
       item.textContent = labelName(label);
       $("legend").append(item);
     }
+  }
+
+  if (condition) {
+    const choice = $("class");
+    for (let y = 0; y < condition.classes; y++) choice.add(new Option(labelName(y), y));
+    choice.value = state.label;
+    choice.addEventListener("change", () => {
+      state.label = Number(choice.value);
+      update();
+    });
+    $("class-select").hidden = false;
   }
 
   drawBackground();
