@@ -236,8 +236,6 @@ BAD_COMBINATIONS = [
     (["--condition", "label", "--posterior", "iaf:2"], "does not yet combine with --posterior iaf:2"),
     (["--condition", "label", "--prior", "mixture:3"], "does not yet combine with --prior mixture:3"),
     (["--condition", "label", "--prior", "vamp:3"], "does not yet combine with --prior vamp:3"),
-    (["--condition", "label", "--seeds", "2"], "does not yet combine with --seeds"),
-    (["--condition", "label", "--sweep", "beta=1,2"], "does not yet combine with --sweep"),
     (["--condition", "label", "--model", "m.py:build"], "does not yet combine with --model"),
     (["--prior", "conditional"], "needs --condition label"),
     (["--condition", "digits"], "invalid choice"),

@@ -25,7 +25,7 @@ DECODER_INPUTS = ("bottom", "all")  # a deep model's decoder sees z_1, or every 
 GAUSSIAN_VARIANCES = ("learned-shared", "learned-pixel", "fixed")
 POSTERIORS = ("diagonal", "full", "iaf:T")  # T: flow steps
 PRIORS = ("normal", "mixture:K", "vamp:K", "conditional")  # K: mixture components or pseudo-inputs
-CONDITIONS = ("", "label")  # what a conditional model is conditioned on: nothing, or the data's labels one-hot
+CONDITIONS = ("", "label", "array")  # a model's condition: nothing, the data's labels one-hot, or their arrays c
 CHECKPOINT_CHOICES = ("latest", "best")  # a run's model: its newest epoch, or its best validation bound
 
 
@@ -252,7 +252,7 @@ class TrainConfig:
     gradient: str = "reparam"
     classes: tuple[str, ...] = ()  # the names of the data's labels 0, 1, ...: an image folder's class subfolders
     precision: str = "fp32"
-    condition: str = ""  # "label": the model is conditioned on each example's label, one-hot (`CONDITIONS`)
+    condition: str = ""  # "label": on each example's label, one-hot; "array": on its array c (`CONDITIONS`)
 
     def __post_init__(self):
         _require_types(self)

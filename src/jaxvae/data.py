@@ -35,7 +35,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 class Dataset:
     """Train and test examples of shape (n, d), labels of shape (n,) or None, `shape` of one example;
     `classes`, when the labels have names (an image folder's class subfolders), the name of label i;
-    `source`, what `load_dataset` read: a dataset's name or an absolute path ("" for arrays made otherwise)."""
+    `source`, what `load_dataset` read: a dataset's name or an absolute path ("" for arrays made otherwise);
+    `c_train`, `c_test`: each example's condition flattened, (n, m) float32, or None (an .npz's `c`)."""
 
     x_train: np.ndarray
     y_train: np.ndarray | None
@@ -44,6 +45,8 @@ class Dataset:
     shape: tuple[int, ...]
     classes: tuple[str, ...] = ()
     source: str = ""
+    c_train: np.ndarray | None = None
+    c_test: np.ndarray | None = None
 
 
 def load_dataset(
@@ -125,21 +128,65 @@ def _digits() -> Dataset:
 
 
 def _array_file(path: Path) -> Dataset:
+    """An .npy file of examples x, or an .npz file of `x` (split by `_split`) or of `x_train` and `x_test` (its
+    own split), each with optional labels `y` (`y_train`, `y_test`) and conditions `c` (`c_train`, `c_test`)."""
     try:
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                if "x" not in archive:
-                    raise InputError(f"{path} has no array named 'x' (found: {', '.join(archive.files) or 'none'})")
-                x = archive["x"]
-                y = archive["y"] if "y" in archive else None
+        if path.suffix == ".npy":
+            arrays = {"x": np.load(path, allow_pickle=False)}
         else:
-            x, y = np.load(path, allow_pickle=False), None
-    except InputError:
-        raise
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = {name: archive[name] for name in archive.files}
     except Exception as e:
         raise InputError(f"cannot read {path}: {e}") from None
-    x = _as_unit_float(x, path)
-    return _split(x, None if y is None else _labels(y, len(x), path))
+    if "x" in arrays:
+        x = _as_unit_float(arrays["x"], path)
+        y, c = arrays.get("y"), arrays.get("c")
+        return _split(
+            x, None if y is None else _labels(y, len(x), path), c=None if c is None else _conditions(c, len(x), path)
+        )
+    if "x_train" not in arrays or "x_test" not in arrays:
+        found = ", ".join(arrays) or "none"
+        raise InputError(f"{path} has neither an array 'x' nor 'x_train' and 'x_test' (found: {found})")
+    parts = {}
+    for part in ("train", "test"):
+        x = _as_unit_float(arrays[f"x_{part}"], f"{path} x_{part}")
+        y, c = arrays.get(f"y_{part}"), arrays.get(f"c_{part}")
+        parts[part] = (x, None if y is None else _labels(y, len(x), f"{path} y_{part}"), c)
+    (x_train, y_train, c_train), (x_test, y_test, c_test) = parts["train"], parts["test"]
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise InputError(f"{path}: x_train's examples have shape {x_train.shape[1:]}, x_test's {x_test.shape[1:]}")
+    if (y_train is None) != (y_test is None) or (c_train is None) != (c_test is None):
+        raise InputError(
+            f"{path}: labels or conditions for one split only: give y_train with y_test, c_train with c_test"
+        )
+    if c_train is not None:
+        c_train, c_test = (
+            _conditions(c_train, len(x_train), f"{path} c_train"),
+            _conditions(c_test, len(x_test), f"{path} c_test"),
+        )
+        if c_train.shape[1] != c_test.shape[1]:
+            raise InputError(f"{path}: c_train has {c_train.shape[1]} values per example, c_test {c_test.shape[1]}")
+    flat = (x.reshape(len(x), -1) for x in (x_train, x_test))
+    return Dataset(next(flat), y_train, next(flat), y_test, x_train.shape[1:], c_train=c_train, c_test=c_test)
+
+
+def _conditions(c: np.ndarray, n: int, source) -> np.ndarray:
+    """Conditions of shape (n, ...), real and finite, as float32 rows (n, m)."""
+    if not (isinstance(c, np.ndarray) and c.ndim >= 2):
+        raise InputError(
+            f"{source}: conditions 'c' must be an array of shape (examples, ...) of rank >= 2 (a (n, 1) array for one "
+            f"value per example), got {_describe(c)}"
+        )
+    if not (np.issubdtype(c.dtype, np.floating) or np.issubdtype(c.dtype, np.integer) or c.dtype == bool):
+        raise InputError(f"{source}: conditions must be real numbers, got {c.dtype}")
+    if len(c) != n:
+        raise InputError(f"{source}: {n} examples but {len(c)} conditions")
+    if c[0].size == 0:
+        raise InputError(f"{source}: conditions of shape {c.shape} hold no values")
+    rows = c.reshape(n, -1).astype(np.float32)
+    if not np.all(np.isfinite(rows)):
+        raise InputError(f"{source}: conditions contain NaN or infinite values")
+    return rows
 
 
 def _labels(y: np.ndarray, n: int, source) -> np.ndarray:
@@ -182,17 +229,17 @@ def _aligned_float32(shape: tuple[int, ...]) -> np.ndarray:
     return raw[start : start + size].view(np.float32).reshape(shape)
 
 
-def _split(x: np.ndarray, y: np.ndarray | None, classes: tuple[str, ...] = ()) -> Dataset:
-    """A fixed, seeded split: TEST_FRACTION of the examples (at least one) held out for testing."""
+def _split(x: np.ndarray, y: np.ndarray | None, classes: tuple[str, ...] = (), c: np.ndarray | None = None) -> Dataset:
+    """A fixed, seeded split: TEST_FRACTION of the examples (at least one) held out for testing; labels y (n,) and
+    conditions c (n, m) with their examples."""
     if len(x) < 2:
         raise InputError(f"need at least 2 examples to split into train and test, got {len(x)}")
     order = np.random.default_rng(DataSeed.SPLIT).permutation(len(x))
     n_test = max(1, int(round(TEST_FRACTION * len(x))))
     test, train = order[:n_test], order[n_test:]
     flat = x.reshape(len(x), -1)
-    return Dataset(
-        flat[train], None if y is None else y[train], flat[test], None if y is None else y[test], x.shape[1:], classes
-    )
+    y_train, y_test, c_train, c_test = (None if a is None else a[rows] for a in (y, c) for rows in (train, test))
+    return Dataset(flat[train], y_train, flat[test], y_test, x.shape[1:], classes, c_train=c_train, c_test=c_test)
 
 
 def _idx_folder(folder: Path, name: str | None = None) -> Dataset:
@@ -343,8 +390,8 @@ def split_validation(data: Dataset, fraction: float) -> tuple[Dataset, np.ndarra
         raise InputError(f"--validation-fraction {fraction} leaves no training examples out of {n}")
     order = np.random.default_rng(DataSeed.VALIDATION_SPLIT).permutation(n)
     valid, train = order[:n_valid], np.sort(order[n_valid:])
-    y_train = None if data.y_train is None else data.y_train[train]
-    return dataclasses.replace(data, x_train=data.x_train[train], y_train=y_train), data.x_train[valid]
+    y_train, c_train = (None if a is None else a[train] for a in (data.y_train, data.c_train))
+    return dataclasses.replace(data, x_train=data.x_train[train], y_train=y_train, c_train=c_train), data.x_train[valid]
 
 
 def binarize(x: np.ndarray, seed: int) -> np.ndarray:

@@ -367,8 +367,8 @@ def write_figures(
     if metrics:
         figures.append(lambda: training_curve(metrics, folder / "training_curve.png", build_objective(config.train)))
     conditional = config.model.condition_dim > 0
-    if conditional:  # so far a conditional model's figures are its curves, its classes' samples and styles
-        if is_image(data.shape):
+    if conditional:  # so far its curves, and of a model conditioned on labels its classes' samples and styles
+        if is_image(data.shape) and config.train.condition == "label":
             key = run_key(config.train.seed, Run.SAMPLES_FIGURE)
             figures.append(lambda: class_grid(vae, data.shape, folder / "class_samples.png", key=key))
             if data.y_test is not None and len(data.x_test):

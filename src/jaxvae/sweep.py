@@ -44,7 +44,7 @@ from jaxvae.data import Dataset
 from jaxvae.errors import Diverged, InputError
 from jaxvae.evaluate import mean_elbo
 from jaxvae.keys import Run, run_key
-from jaxvae.model import LatentModel
+from jaxvae.model import LatentModel, split_condition
 from jaxvae.runs import (
     CHECKPOINTS,
     CONFIG,
@@ -59,6 +59,7 @@ from jaxvae.train import (
     UNOPTIMIZED,
     TrainState,
     check_data,
+    condition_rows,
     epoch_key,
     epoch_program,
     initial_state,
@@ -110,11 +111,12 @@ def _describe(name: str, config: RunConfig) -> dict:
 
 
 def memory_needed(configs: dict[str, RunConfig], data: Dataset) -> tuple[int, int]:
-    """(bytes every sweep needs, bytes each member adds) on the device: the data, stored once (once per member
-    when static binarization differs between seeds), and per member its training state twice (the state, and
-    the gradients and updates of a step)."""
-    state = state_bytes(next(iter(configs.values())))
-    train, test = (4 * x.size for x in (data.x_train, data.x_test))
+    """(bytes every sweep needs, bytes each member adds) on the device: the data (each example with its condition,
+    if any), stored once (once per member when static binarization differs between seeds), and per member its
+    training state twice (the state, and the gradients and updates of a step)."""
+    first = next(iter(configs.values()))
+    state, m = state_bytes(first), first.model.condition_dim
+    train, test = (4 * len(x) * (x.shape[1] + m) for x in (data.x_train, data.x_test))
     if _per_member_data(configs):
         return test, 2 * state + train  # the validation examples are part of x_train's count
     return test + train, 2 * state
@@ -265,7 +267,7 @@ def fit_sweep(
         else:
             state = initial_states(configs)
         first = next(iter(configs.values()))
-        training, x_test, x_valid = loop.held_out(data, first.train)
+        training, x_test, x_valid = loop.held_out(condition_rows(data, first), first.train)
         epochs = (trainer or schedule(configs))(state, list(configs.values()), training_sets(configs, training))
         members = [
             loop.Member.resumed(name, config, out / name, int(done))
@@ -316,6 +318,12 @@ def _epoch_inputs(configs: list[TrainConfig], objectives: list, plan: loop.Plan)
     return keys, weighted
 
 
+def _mean_elbo(vae: LatentModel, rows: Array, key: Array) -> dict[str, Array]:
+    """`evaluate.mean_elbo` of held-out rows (n, d), a conditional model's [x, c] (`model.split_condition`)."""
+    x, c = split_condition(vae, rows)
+    return mean_elbo(vae, x, key, c=c)
+
+
 def _floats(means: dict, finite) -> tuple[dict[str, float], bool]:
     return {k: float(v) for k, v in means.items()}, bool(finite)
 
@@ -342,7 +350,7 @@ class StepMajor(loop.Trainer):
         self.x, data_axis = (xs[0], None) if shared else (jnp.stack(xs), 0)
         tc = self.configs[0]
         self.epochs = {axis: make_sweep_epoch(self.static, tc, data_axis, axis) for axis in (None, 0)}
-        vmapped = jax.vmap(lambda p, k, x: mean_elbo(eqx.combine(p, self.static), x, k), in_axes=(0, 0, None))
+        vmapped = jax.vmap(lambda p, k, x: _mean_elbo(eqx.combine(p, self.static), x, k), in_axes=(0, 0, None))
         self.mean_elbos = jax.jit(vmapped)
         self.host = None  # a host copy of (params, opt_state), made once per epoch for the checkpoints
 
@@ -406,7 +414,7 @@ class MemberMajor(loop.Trainer):
         return [None if r is None else _floats(*r) for r in jax.device_get(results)]
 
     def evaluate(self, x, keys, active):
-        means = [mean_elbo(self.model(i), x, keys[i]) if a else None for i, a in enumerate(active)]
+        means = [_mean_elbo(self.model(i), x, keys[i]) if a else None for i, a in enumerate(active)]
         return [None if m is None else {k: float(v) for k, v in m.items()} for m in jax.device_get(means)]
 
     def model(self, i: int) -> LatentModel:

@@ -257,30 +257,54 @@ def check_data(data: Dataset, config: RunConfig, *, training: bool = True) -> No
     model_file.check(config.model)
 
 
+def require_condition(data: Dataset, condition: str) -> None:
+    """Raise InputError where the data lack what a run conditions on: labels (`condition` "label") or
+    conditions c ("array": an .npz's `c`, or `c_train` and `c_test`)."""
+    where = data.source or "the data"
+    if condition == "label" and (data.y_train is None or data.y_test is None):
+        raise InputError(f"--condition label needs labelled data: {where} have no labels")
+    if condition == "array" and (data.c_train is None or data.c_test is None):
+        raise InputError(f"--condition array needs conditions: {where} have none (an .npz's array 'c')")
+
+
 def check_condition(data: Dataset, config: RunConfig) -> None:
-    """Raise InputError where a run conditioned on labels (`--condition label`) has data without labels, or
-    labels outside its C = `condition_dim` classes."""
-    if not config.train.condition:
+    """Raise InputError where a conditional run's data lack its condition: labels outside its C = `condition_dim`
+    classes (`--condition label`), or conditions of another size than its m = `condition_dim` values, or
+    binarized with the data (`--condition array`)."""
+    condition, size = config.train.condition, config.model.condition_dim
+    if not condition:
         return
-    if data.y_train is None or data.y_test is None:
-        raise InputError(f"--condition label needs labelled data: {data.source or 'the data'} have no labels")
-    classes = config.model.condition_dim
-    for y in (data.y_train, data.y_test):
-        if len(y) and (y.min() < 0 or y.max() >= classes):
+    require_condition(data, condition)
+    if condition == "array" and data.c_train is not None:
+        if data.c_train.shape[1] != size:
             raise InputError(
-                f"labels {y.min()} to {y.max()} are outside the run's {classes} classes 0 to {classes - 1}"
+                f"the data's conditions have {data.c_train.shape[1]} values per example, the run's model takes {size}"
             )
+        if build_binarization(config.train).binary:
+            raise InputError(
+                f"--binarize {config.train.binarize} would binarize the conditions with the data: "
+                "--condition array takes --binarize none"
+            )
+    for y in (data.y_train, data.y_test) if condition == "label" else ():
+        if y is not None and len(y) and (y.min() < 0 or y.max() >= size):
+            raise InputError(f"labels {y.min()} to {y.max()} are outside the run's {size} classes 0 to {size - 1}")
 
 
 def condition_rows(data: Dataset, config: RunConfig) -> Dataset:
-    """The data a run trains and is evaluated on: for a run conditioned on labels, each example's row
-    [x, one-hot label] (n, d + C) (`model.split_condition` splits it), so that the validation split,
-    binarization (exact on 0 and 1) and batching carry the condition with its example; else `data`."""
-    if not config.train.condition or data.y_train is None or data.y_test is None:
+    """The data a run trains and is evaluated on: for a conditional run, each example's row [x, c] (n, d + m)
+    (`model.split_condition` splits it), c the one-hot label (`--condition label`) or the example's condition
+    array flattened (`--condition array`), so that the validation split, binarization (exact on a one-hot
+    label; refused with an array condition) and batching carry the condition with its example; else `data`."""
+    condition = config.train.condition
+    if condition == "label" and data.y_train is not None and data.y_test is not None:
+        one_hot = np.eye(config.model.condition_dim, dtype=np.float32)
+        c_train, c_test = one_hot[data.y_train], one_hot[data.y_test]
+    elif condition == "array" and data.c_train is not None and data.c_test is not None:
+        c_train, c_test = data.c_train, data.c_test
+    else:
         return data
-    one_hot = np.eye(config.model.condition_dim, dtype=np.float32)
-    x_train = np.concatenate([np.asarray(data.x_train, np.float32), one_hot[data.y_train]], axis=1)
-    x_test = np.concatenate([np.asarray(data.x_test, np.float32), one_hot[data.y_test]], axis=1)
+    x_train = np.concatenate([np.asarray(data.x_train, np.float32), c_train], axis=1)
+    x_test = np.concatenate([np.asarray(data.x_test, np.float32), c_test], axis=1)
     return dataclasses.replace(data, x_train=x_train, x_test=x_test, shape=(x_train.shape[1],))
 
 

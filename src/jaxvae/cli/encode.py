@@ -4,7 +4,7 @@ for a run conditioned on labels)."""
 import io
 from pathlib import Path
 
-from jaxvae.cli.run_data import conditions, run_data
+from jaxvae.cli.run_data import run_data
 from jaxvae.cli.startup import start_jax
 from jaxvae.errors import InputError
 
@@ -21,8 +21,8 @@ def run(args) -> int:
         raise InputError(f"-o must name a .npz file, got {args.out}")
     if not out.parent.is_dir():
         raise InputError(f"no such folder: {out.parent}")
-    config, vae, x, y = run_data(args, args.split)
-    mean, std = (np.asarray(a) for a in posterior_moments(vae, x, c=conditions(config, y)))
+    config, vae, x, y, c = run_data(args, args.split)
+    mean, std = (np.asarray(a) for a in posterior_moments(vae, x, c=c))
     arrays = {"mean": mean, "std": std} | ({} if y is None else {"y": y})
     if y is not None and config.train.classes and not args.dataset:  # the names of the labels, as trained
         arrays["classes"] = np.asarray(config.train.classes)

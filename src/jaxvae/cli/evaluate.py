@@ -4,7 +4,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from jaxvae.cli.run_data import conditions, run_data
+from jaxvae.cli.run_data import run_data
 from jaxvae.cli.startup import start_jax
 from jaxvae.cli.tables import run_table, sweep_table
 from jaxvae.errors import InputError
@@ -38,14 +38,14 @@ def run(args) -> int:
         if args.gaps or args.gradient_snr:
             raise InputError("--gaps and --gradient-snr evaluate one run, not a sweep: pass a member's folder")
         return _evaluate_sweep(args)
-    config, vae, x, y = run_data(args, args.split, args.checkpoint)
+    config, vae, x, y, c = run_data(args, args.split, args.checkpoint)
     vae = with_precision(vae, PRECISIONS[args.precision])
     if args.gaps and not isinstance(vae, AmortizedModel):
         raise InputError(
             "--gaps fits q* for one-layer and bottom-up models; a top-down model's q(z|x) has no per-example "
             "parameters of its own (train with --inference bottom-up)"
         )
-    x, c = x[: args.n], conditions(config, None if y is None else y[: args.n])
+    x, c = x[: args.n], None if c is None else c[: args.n]
     if args.gradient_snr:
         batch = len(x[: config.train.batch_size])
         memory.check_draws("--gradient-snr", max(args.gradient_snr), batch * max(args.gradient_snr), config.model)
@@ -53,8 +53,9 @@ def run(args) -> int:
     progress = not args.quiet
     likelihoods = log_likelihoods(vae, x, key, args.iw_samples, progress=progress, c=c)  # the report's, the gaps'
     result = report(vae, x, key, args.iw_samples, likelihoods, progress=progress, c=c)
-    if c is not None and y is not None:
+    if c is not None:
         result["condition"] = config.train.condition
+    if config.train.condition == "label" and y is not None:
         classes = config.model.condition_dim
         result |= {
             f"{name}_per_class": class_means(values, y[: args.n], classes) for name, values in likelihoods.items()
@@ -132,11 +133,12 @@ def _evaluate_sweep(args) -> int:
             print(f"{out / name}: no checkpoint (diverged in, or never finished, epoch 1): skipped", file=sys.stderr)
             continue
         member = argparse.Namespace(**{**vars(args), "run_dir": str(out / name)})
-        config, vae, x, _ = run_data(member, args.split, args.checkpoint)
+        config, vae, x, _, c = run_data(member, args.split, args.checkpoint)
         dataset = args.dataset or config.train.dataset
         vae = with_precision(vae, PRECISIONS[args.precision])
         key = jax.random.PRNGKey(args.seed)
-        results[name] = report(vae, x[: args.n], key, args.iw_samples, progress=not args.quiet)
+        c = None if c is None else c[: args.n]
+        results[name] = report(vae, x[: args.n], key, args.iw_samples, progress=not args.quiet, c=c)
     if not results:
         raise InputError(f"no member of the sweep in {out} has a checkpoint to evaluate")
     groups = summarize(results, groups_of(sweep.read_members(out)))

@@ -8,6 +8,7 @@ from jaxvae.config import (
     ARCHITECTURES,
     BINARIZE,
     CHECKPOINT_CHOICES,
+    CONDITIONS,
     DECODER_INPUTS,
     GAUSSIAN_VARIANCES,
     GRADIENTS,
@@ -155,8 +156,9 @@ def build_parser() -> Parser:
     )
     p.add_argument(
         "--condition",
-        choices=("label",),
-        help="train a conditional VAE p(x|z,y) p(z|y), q(z|x,y) on the data's labels y (one-hot)",
+        choices=CONDITIONS[1:],
+        help="train a conditional VAE p(x|z,c) p(z|c), q(z|x,c): c the data's labels one-hot (label), or each "
+        "example's array c of an .npz (array: its 'c', or 'c_train' and 'c_test')",
     )
     p.add_argument(
         "--log-var-range",

@@ -2,15 +2,22 @@
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jaxvae.config import RunConfig
 from jaxvae.errors import InputError
 
+if TYPE_CHECKING:  # for the annotations: the functions import what they use
+    import numpy as np
+
+    from jaxvae.data import Dataset
+
 
 def run_data(args, split: str = "test", checkpoint: str = "latest"):
-    """(run config, model, data x of the chosen split ready for the model, labels or None) for a run folder:
-    the model of its `checkpoint` ("latest" or "best", see `train.load`), the run's data as trained
-    (`run_data.load_data`), with --dataset, --data-dir and --binarize where given."""
+    """(run config, model, data x of the chosen split ready for the model, labels or None, conditions or None)
+    for a run folder: the model of its `checkpoint` ("latest" or "best", see `train.load`), the run's data as
+    trained (`run_data.load_data`), with --dataset, --data-dir and --binarize where given; the conditions
+    c (n, m) of a conditional run's examples (`conditions`)."""
     from jaxvae.builder import build_binarization
     from jaxvae.run_data import evaluation_split, load_data
     from jaxvae.runs import CONFIG
@@ -22,23 +29,28 @@ def run_data(args, split: str = "test", checkpoint: str = "latest"):
     method = args.binarize or config.train.binarize
     check_data(data, RunConfig(config.model, dataclasses.replace(config.train, binarize=method)), training=False)
     x, y = evaluation_split(data, split, build_binarization(dataclasses.replace(config.train, binarize=method)))
-    return config, load(run_dir, checkpoint=checkpoint), x, y
+    return config, load(run_dir, checkpoint=checkpoint), x, y, conditions(config, data, split, y)
 
 
-def conditions(config: RunConfig, y):
-    """The conditions c (n, C) of a run's examples with labels y (n,) (from `run_data`, which checked them): the
-    labels one-hot for a run trained with --condition label, else None."""
-    if not config.model.condition_dim or y is None:
-        return None
-    import jax
+def conditions(config: RunConfig, data: "Dataset", split: str, y: "np.ndarray | None") -> "np.ndarray | None":
+    """The conditions c (n, m) of the examples of `split` ("test", "train" or "all", as `evaluation_split`), whose
+    labels are y (n,) (checked by `run_data`): the labels one-hot for a run trained with --condition label, the
+    data's condition arrays for --condition array; None for a model of p(x)."""
+    import numpy as np
 
-    return jax.nn.one_hot(y, config.model.condition_dim)
+    if config.train.condition == "label" and y is not None:
+        return np.eye(config.model.condition_dim, dtype=np.float32)[y]
+    if config.train.condition == "array" and data.c_train is not None and data.c_test is not None:
+        parts = {"train": (data.c_train,), "test": (data.c_test,), "all": (data.c_train, data.c_test)}[split]
+        return np.concatenate(parts)
+    return None
 
 
 def refuse_conditional(config: RunConfig, command: str) -> None:
-    """Refuse a conditional run (trained with --condition label) in a command that does not take one yet."""
+    """Refuse a conditional run (trained with --condition) in a command that does not take one yet."""
     if config.model.condition_dim:
+        draws = "jaxvae sample --label Y draws from it, " if config.train.condition == "label" else ""
         raise InputError(
-            f"jaxvae {command} does not yet take a conditional run (trained with --condition label): "
-            "jaxvae sample --label Y draws from it, evaluate and encode read it"
+            f"jaxvae {command} does not yet take a conditional run (trained with --condition "
+            f"{config.train.condition}): {draws}evaluate and encode read it"
         )

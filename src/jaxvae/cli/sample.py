@@ -55,6 +55,10 @@ def run(args) -> int:
 
 def _label(args, config: RunConfig) -> int | None:
     """--label, checked against the run's classes; None for a run not conditioned on labels."""
+    if config.train.condition == "array":
+        raise InputError(
+            f"{args.run_dir} is conditioned on arrays (--condition array): jaxvae sample does not yet draw from it"
+        )
     classes = config.model.condition_dim if config.train.condition == "label" else 0
     label: int | None = args.label
     if label is None:

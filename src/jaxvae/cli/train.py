@@ -49,11 +49,12 @@ def _schedule(args) -> TrainConfig:
     )
 
 
-def model_config(args, data_shape: tuple[int, ...], classes: int = 0) -> ModelConfig:
-    """The model of the `train` options for data of shape `data_shape` (H, W) or (d,) (with --condition label,
-    of `classes` classes), its networks from --model's file where one is given."""
+def model_config(args, data_shape: tuple[int, ...], condition_dim: int = 0) -> ModelConfig:
+    """The model of the `train` options for data of shape `data_shape` (H, W) or (d,) (with --condition, its
+    condition's `condition_dim` values: the classes, or an array condition's size), its networks from --model's
+    file where one is given."""
     model = ModelConfig(
-        condition_dim=classes if args.condition else 0,
+        condition_dim=condition_dim if args.condition else 0,
         data_shape=data_shape,
         latent_dim=sum(args.latent_dim),
         layers=args.latent_dim if len(args.latent_dim) > 1 else (),
@@ -182,12 +183,12 @@ def new_run(args) -> tuple:
     except ImageSizesDiffer as e:
         raise InputError(f"{e}: pass --image-size H,W to resize them") from None
     from jaxvae import memory, parallel, sweep
-    from jaxvae.train import check_data
+    from jaxvae.train import check_data, require_condition
 
     parallel.initialize(args.coordinator, args.num_processes, args.process_id)
-    if args.condition and (data.y_train is None or data.y_test is None):
-        raise InputError(f"--condition label needs labelled data: {schedule.dataset} has no labels")
-    model = model_config(args, tuple(data.shape), _classes(data))
+    require_condition(data, schedule.condition)
+    condition_dim = data.c_train.shape[1] if args.condition == "array" and data.c_train is not None else _classes(data)
+    model = model_config(args, tuple(data.shape), condition_dim)
     config = RunConfig(model, dataclasses.replace(schedule, classes=data.classes, dataset=data.source))
     check_data(data, config)
     configs = None
@@ -296,12 +297,10 @@ def _check_condition(args) -> None:
         f"--posterior {args.posterior}": args.posterior != "diagonal",
         f"--prior {args.prior}": args.prior not in ("normal", "conditional"),
         "--model": bool(args.model),
-        "--seeds": args.seeds != 1,
-        "--sweep": bool(args.sweep),
     }
     for option, given in unsupported.items():
         if given:
-            raise InputError(f"--condition label does not yet combine with {option}")
+            raise InputError(f"--condition {args.condition} does not yet combine with {option}")
 
 
 def _classes(data) -> int:
