@@ -31,6 +31,7 @@
 
 import argparse
 import csv
+import functools
 import gzip
 import os
 import re
@@ -282,26 +283,14 @@ def main():
 
     mnist = load_dataset("mnist", data_dir=args.data_dir, progress=False)
     train, test = mnist.x_train, mnist.x_test
-    rows = versus_peer(
-        NUMPYRO,
-        lambda: run_numpyro(args.numpyro_python, args.peer_src, args.data_dir, args.numpyro_epochs),
-        59_904,
-        args.numpyro_epochs,
-        train,
-        test,
-    )
-    rows += versus_peer(
-        PYRO,
-        lambda: run_pyro(args.pyro_python, args.peer_src, args.data_dir, args.pyro_epochs),
-        60_000,
-        args.pyro_epochs,
-        train,
-        test,
-    )
+    peers = [(NUMPYRO, run_numpyro, args.numpyro_python, 59_904, args.numpyro_epochs)]
+    peers += [(PYRO, run_pyro, args.pyro_python, 60_000, args.pyro_epochs)]
     print("\n| implementation | ex/s, best epoch | ex/CPU-s | epoch 1, s | test -ELBO (nats) | jaxvae / peer (CPU) |")
     print("| --- | --- | --- | --- | --- | --- |")
-    for name, rates, first, score, ratio in rows:
-        print(f"| {name} | {rates[0]:,.0f} | {rates[1]:,.0f} | {first:.1f} | {score:.2f} | {ratio} |")
+    for task, run, python, examples, epochs in peers:
+        run_peer = functools.partial(run, python, args.peer_src, args.data_dir, epochs)
+        for name, rates, first, score, ratio in versus_peer(task, run_peer, examples, epochs, train, test):
+            print(f"| {name} | {rates[0]:,.0f} | {rates[1]:,.0f} | {first:.1f} | {score:.2f} | {ratio} |", flush=True)
 
 
 if __name__ == "__main__":
