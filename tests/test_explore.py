@@ -521,3 +521,21 @@ def test_page_decoder_with_a_condition_matches_jax(page, conditional_run):
     )
     expected = vae.decode(jnp.asarray(z, jnp.float32), one_hot(np.arange(10))).mean
     np.testing.assert_allclose(np.array(got), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_run_conditioned_on_arrays_is_refused_with_one_line(tmp_path, capsys):
+    """The selector chooses among classes: `explore` of a --condition array run exits 2 with one line."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "xc.npz", x=rng.random((20, 3)).astype(np.float32), c=rng.random((20, 2)).astype(np.float32))
+    config = RunConfig(
+        ModelConfig(data_shape=(3,), hidden=(4,), condition_dim=2),
+        TrainConfig(dataset=str(tmp_path / "xc.npz"), condition="array"),
+    )
+    run = tmp_path / "run"
+    run.mkdir()
+    config.save(run / CONFIG)
+    checkpoint.save(run / CHECKPOINTS / "epoch-00001.eqx", init_state(config))
+    assert main(["explore", str(run), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "does not take a run trained with --condition array" in err and len(err.strip().splitlines()) == 1, err
