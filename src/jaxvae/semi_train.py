@@ -1,0 +1,148 @@
+"""Training M2 (`semisupervised`) from Python: a few labelled examples and many unlabelled ones, every step a
+fixed ratio of both (`labels.step_plan`), the epoch one compiled loop over the steps (`looping`), the
+optimizer, binarization and gradient estimator of a `TrainConfig` as `train` builds them. No run folder and no
+checkpoints: `fit` returns the model and the epochs' figures.
+
+Random numbers: the labelled subset is drawn by the label seed; epoch e's step plan by a NumPy generator
+seeded with (seed, e); its steps' keys (draws of z, dynamic binarization) fold e into the run's epoch key.
+"""
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import Array
+
+from jaxvae import looping
+from jaxvae.builder import build_binarization, build_model, build_objective, build_optimizer, network, precision
+from jaxvae.config import ModelConfig, TrainConfig
+from jaxvae.errors import Diverged
+from jaxvae.keys import DataSeed, Run, run_key
+from jaxvae.labels import labelled_batch_size, labelled_subset, step_plan
+from jaxvae.networks import with_precision
+from jaxvae.semisupervised import M2, SemiSupervisedVAE, classification_errors, predict
+
+PLAN_SEED = 1  # the NumPy generator of epoch e's step plan is seeded with (train seed, PLAN_SEED, e)
+
+
+def build_semisupervised(config: ModelConfig, classes: int, *, key: Array) -> SemiSupervisedVAE:
+    """M2's parts from `config`: the conditional model `build_model` makes of it with `condition_dim` C =
+    `classes`, and a classifier x (d,) -> C logits, the network `builder.network` makes of the encoder's
+    architecture, activation and widths. The key's halves draw the two."""
+    vae_key, classifier_key = jax.random.split(key)
+    vae = build_model(dataclasses.replace(config, condition_dim=classes), key=vae_key)
+    return SemiSupervisedVAE(vae, network(config, config.data_dim, classes, key=classifier_key))
+
+
+def make_epoch(static, optimizer: optax.GradientTransformation, config: TrainConfig) -> Callable:
+    """The compiled epoch: epoch(params, opt_state, x_l (n_l, d), y_l (n_l,), x_u (n_u, d), plan (a
+    `labels.StepPlan`), key, objective (an `M2`)) -> (params, opt_state, the steps' summed figures, all finite),
+    params and opt_state donated; each step draws its dynamic binarization of both batches, then takes an
+    optimizer step on the objective's loss."""
+    dtype, binarization = precision(config), build_binarization(config)
+
+    def loss(params, x_l, y_l, x_u, w_u, key, objective):
+        model = with_precision(eqx.combine(params, static), dtype)
+        return objective(model, x_l, y_l, x_u, w_u, key=key)
+
+    def step(carry, batch, x_l, y_l, x_u, objective):
+        params, opt_state = carry
+        unlabelled, w_u, labelled, key = batch
+        key, xl = binarization.in_step(key, x_l[labelled])
+        key, xu = binarization.in_step(key, x_u[unlabelled])
+        (value, sums), grads = jax.value_and_grad(loss, has_aux=True)(
+            params, xl, y_l[labelled], xu, w_u, key, objective
+        )
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), ({"loss": value, **sums}, jnp.isfinite(value))
+
+    def epoch(loop, params, opt_state, x_l, y_l, x_u, plan, key, objective):
+        batches = (*plan, jax.random.split(key, plan.unlabelled.shape[0]))
+        (params, opt_state), (sums, finite) = loop.scan(step, (params, opt_state), batches, x_l, y_l, x_u, objective)
+        return params, opt_state, jax.tree.map(jnp.sum, sums), jnp.all(finite)
+
+    jit = functools.partial(jax.jit, donate_argnums=(0, 1))
+    return looping.for_model(static).compile(epoch, jit)
+
+
+def classify(model: SemiSupervisedVAE, x: np.ndarray, chunk: int = 2000) -> np.ndarray:
+    """argmax_y q(y | x) of x (n, d), in chunks of `chunk` examples: (n,) int labels."""
+    compiled = eqx.filter_jit(predict)
+    return np.concatenate([np.asarray(compiled(model, jnp.asarray(x[i : i + chunk]))) for i in range(0, len(x), chunk)])
+
+
+def fit(
+    model: SemiSupervisedVAE,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    config: TrainConfig,
+    *,
+    labels: int,
+    label_seed: int | None = None,
+    alpha: float | None = None,
+    labelled_batch: int | None = None,
+    test: tuple[np.ndarray, np.ndarray] | None = None,
+    report: Callable[[dict], None] | None = None,
+) -> tuple[SemiSupervisedVAE, list[dict]]:
+    """Train M2 `model` for `config.epochs` epochs on x_train (n, d) in [0, 1] of which `labels` keep
+    their labels y_train (n,) (`labels.labelled_subset`, drawn by `label_seed`, default `config.seed`).
+
+    Each step sees B_u = `config.batch_size` unlabelled and B_l labelled examples (default
+    `labels.labelled_batch_size`); the per-class bound is `config`'s objective and gradient estimator, the
+    classification term's weight the paper's `alpha` (default 0.1 N). With `test` = (x (m, d), y (m,)),
+    every epoch reports the test set's classification error (x binarized once with its fixed seed).
+    Returns the model and a dict per epoch: `epoch`, `seconds`, `loss`, the mean `labelled_bound`,
+    `unlabelled_bound` and `log_q_y` per example, `labelled_accuracy` and, with `test`, `test_error`;
+    `report` is called with each.
+    """
+    classes = model.classes
+    kept, rest = labelled_subset(y_train, labels, classes, config.seed if label_seed is None else label_seed)
+    binarization = build_binarization(config)
+    x = binarization.training(np.asarray(x_train, np.float32), config.seed)
+    x_l, y_l, x_u = jnp.asarray(x[kept]), jnp.asarray(y_train[kept], jnp.int32), jnp.asarray(x[rest])
+    n_l, n_u = len(kept), len(rest)
+    batch_u = min(config.batch_size, n_u)
+    batch_l = labelled_batch or labelled_batch_size(batch_u, n_l, n_u)
+    inner = build_objective(config)
+    objective = M2.with_paper_alpha(inner, n_l, n_u) if alpha is None else M2(inner, jnp.float32(alpha), n_l, n_u)
+    optimizer = build_optimizer(config)
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    opt_state = optimizer.init(params)
+    epoch = make_epoch(static, optimizer, config)
+    x_test = (
+        None if test is None else binarization.held_out(np.asarray(test[0], np.float32), DataSeed.TEST_BINARIZATION)
+    )
+    history = []
+    for e in range(1, config.epochs + 1):
+        start = time.perf_counter()
+        plan = step_plan(np.random.default_rng((config.seed, PLAN_SEED, e)), n_l, n_u, batch_u, batch_l)
+        key = jax.random.fold_in(run_key(config.seed, Run.EPOCH), e)
+        params, opt_state, sums, finite = epoch(params, opt_state, x_l, y_l, x_u, plan, key, objective)
+        steps = plan.unlabelled.shape[0]
+        draws = steps * batch_l
+        record = {
+            "epoch": e,
+            "loss": float(sums["loss"]) / steps,
+            "labelled_bound": float(sums["labelled_bound"]) / draws,
+            "log_q_y": float(sums["log_q_y"]) / draws,
+            "labelled_accuracy": float(sums["correct"]) / draws,
+            "unlabelled_bound": float(sums["unlabelled_bound"]) / n_u,
+        }
+        if not bool(finite):
+            raise Diverged(f"non-finite loss in epoch {e}: training stopped (try a smaller lr)")
+        record["seconds"] = time.perf_counter() - start
+        if test is not None:
+            trained = eqx.combine(params, static)
+            record["test_error"] = classification_errors(test[1], classify(trained, x_test), classes)[
+                "classification_error"
+            ]
+        history.append(record)
+        if report is not None:
+            report(record)
+    return eqx.combine(params, static), history
