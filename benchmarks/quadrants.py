@@ -167,18 +167,25 @@ def setting(args, quadrants: int, images, log) -> dict:
     (x_train, c_train), (x_test, c_test) = (split_pixels(a, quadrants) for a in images)
     data = out / f"q{quadrants}.npz"
     if not data.is_file():
-        np.savez(data, x_train=x_train, c_train=c_train, x_test=x_test, c_test=c_test)
+        with open(out / "partial.npz", "wb") as f:
+            np.savez(f, x_train=x_train, c_train=c_train, x_test=x_test, c_test=c_test)
+        (out / "partial.npz").rename(data)
     n_iw = min(args.iw_examples, len(x_test))
     result = {"quadrants": quadrants, "seeds": seeds, "iw_examples": n_iw, "iw_samples": args.iw_samples}
-    start = time.perf_counter()
-    nets, trained = train_baselines(seeds, *training_and_validation(x_train, c_train), args.epochs, log)
-    nll = eqx.filter_vmap(lambda net: baseline_nll(net, jnp.asarray(x_test), jnp.asarray(c_test)))
-    per_example = np.asarray(nll(nets))
+    baseline_file = out / f"baseline-q{quadrants}.json"
+    if not baseline_file.is_file():
+        start = time.perf_counter()
+        nets, trained = train_baselines(seeds, *training_and_validation(x_train, c_train), args.epochs, log)
+        nll = eqx.filter_vmap(lambda net: baseline_nll(net, jnp.asarray(x_test), jnp.asarray(c_test)))
+        baseline = {"nll_per_example": np.asarray(nll(nets)).tolist(), "epochs": trained.tolist()}
+        baseline_file.write_text(json.dumps(baseline | {"seconds": time.perf_counter() - start}) + "\n")
+    baseline = json.loads(baseline_file.read_text())
+    per_example = np.asarray(baseline["nll_per_example"])
     result["baseline"] = {
         "nll": per_example.mean(1).tolist(),
         "nll_iw_examples": per_example[:, :n_iw].mean(1).tolist(),
-        "epochs": trained.tolist(),
-        "seconds": time.perf_counter() - start,
+        "epochs": baseline["epochs"],
+        "seconds": baseline["seconds"],
     }
     run = out / f"cvae-q{quadrants}"
     command = cvae_command(data, run, seeds, args.epochs)
@@ -204,17 +211,22 @@ def mean_sd(values: list[float]) -> str:
 
 
 def table(results: dict[int, dict]) -> str:
-    """The markdown table of the results of each number of quadrants, Pyro's rows beside them."""
+    """The markdown table of the results of each number of quadrants, Pyro's rows beside them; -L_K of the first
+    N test images, N and K in each cell."""
     shown = sorted(results)
-    first = results[shown[0]]
-    n, k = first["iw_examples"], first["iw_samples"]
+
+    def subset(q: int, values: list[float], k: str = "") -> str:
+        return f"{mean_sd(values)} (N = {results[q]['iw_examples']}{k})"
+
     rows = {
         "NN baseline (jaxvae), test set": {q: mean_sd(r["baseline"]["nll"]) for q, r in results.items()},
-        f"NN baseline (jaxvae), first {n} test images": {
-            q: mean_sd(r["baseline"]["nll_iw_examples"]) for q, r in results.items()
+        "NN baseline (jaxvae), first N test images": {
+            q: subset(q, r["baseline"]["nll_iw_examples"]) for q, r in results.items()
         },
         "CVAE -ELBO, 10 draws (jaxvae), test set": {q: mean_sd(r["cvae"]["neg_elbo"]) for q, r in results.items()},
-        f"CVAE -L_{k} (jaxvae), first {n} test images": {q: mean_sd(r["cvae"]["neg_lk"]) for q, r in results.items()},
+        "CVAE -L_K (jaxvae), first N test images": {
+            q: subset(q, r["cvae"]["neg_lk"], f", K = {r['iw_samples']}") for q, r in results.items()
+        },
         **{name: {q: f"{v[q]:.1f}" for q in shown} for name, v in PYRO.items()},
     }
     head = "| -log p(x_missing \\| x_visible), nats | " + " | ".join(f"{q} quadrant{'s' * (q > 1)}" for q in shown)
