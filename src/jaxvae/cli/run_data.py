@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jaxvae.config import RunConfig
-from jaxvae.errors import InputError
 
 if TYPE_CHECKING:  # for the annotations: the functions import what they use
     import numpy as np
@@ -44,13 +43,3 @@ def conditions(config: RunConfig, data: "Dataset", split: str, y: "np.ndarray | 
         parts = {"train": (data.c_train,), "test": (data.c_test,), "all": (data.c_train, data.c_test)}[split]
         return np.concatenate(parts)
     return None
-
-
-def refuse_conditional(config: RunConfig, command: str) -> None:
-    """Refuse a conditional run (trained with --condition) in a command that does not take one yet."""
-    if config.model.condition_dim:
-        draws = "jaxvae sample --label Y draws from it, " if config.train.condition == "label" else ""
-        raise InputError(
-            f"jaxvae {command} does not yet take a conditional run (trained with --condition "
-            f"{config.train.condition}): {draws}evaluate and encode read it"
-        )
