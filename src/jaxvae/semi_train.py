@@ -71,10 +71,12 @@ def make_epoch(static, optimizer: optax.GradientTransformation, config: TrainCon
     return looping.for_model(static).compile(epoch, jit)
 
 
+_predict = eqx.filter_jit(predict)
+
+
 def classify(model: SemiSupervisedVAE, x: np.ndarray, chunk: int = 2000) -> np.ndarray:
     """argmax_y q(y | x) of x (n, d), in chunks of `chunk` examples: (n,) int labels."""
-    compiled = eqx.filter_jit(predict)
-    return np.concatenate([np.asarray(compiled(model, jnp.asarray(x[i : i + chunk]))) for i in range(0, len(x), chunk)])
+    return np.concatenate([np.asarray(_predict(model, jnp.asarray(x[i : i + chunk]))) for i in range(0, len(x), chunk)])
 
 
 def fit(
