@@ -229,14 +229,7 @@ def test_a_conditional_run_records_its_condition_and_resumes(conditional_run, ca
 
 
 BAD_COMBINATIONS = [
-    (["--condition", "label", "--latent-dim", "2,2"], "does not yet combine with --latent-dim K1,K2"),
-    (["--condition", "label", "--architecture", "conv"], "does not yet combine with --architecture conv"),
-    (["--condition", "label", "--architecture", "gated"], "does not yet combine with --architecture gated"),
-    (["--condition", "label", "--posterior", "full"], "does not yet combine with --posterior full"),
-    (["--condition", "label", "--posterior", "iaf:2"], "does not yet combine with --posterior iaf:2"),
-    (["--condition", "label", "--prior", "mixture:3"], "does not yet combine with --prior mixture:3"),
-    (["--condition", "label", "--prior", "vamp:3"], "does not yet combine with --prior vamp:3"),
-    (["--condition", "label", "--model", "m.py:build"], "does not yet combine with --model"),
+    (["--condition", "array", "--prior", "mixture:3"], "one per class: it needs --condition label"),
     (["--prior", "conditional"], "needs --condition label"),
     (["--condition", "digits"], "invalid choice"),
 ]

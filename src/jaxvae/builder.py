@@ -84,7 +84,8 @@ def build_model(config: ModelConfig, *, key: Array) -> VAE | BottomUpVAE | TopDo
 
     The key's uses: split in two for the encoder and the decoder, fold_in 2 for the posterior family's
     own parameters (a flow), fold_in 3 for the prior's; a deep model's layers fold_in 4 + l. A conditional
-    model's networks are those of the concatenations [x, c] and [z, c], drawn from the same keys.
+    model's networks are those of the concatenations [x, c] and [z, c] (every layer's, in a deep model), drawn
+    from the same keys.
     """
     if config.layers:
         return (top_down if config.inference == "top-down" else bottom_up)(config, key=key)
@@ -112,15 +113,17 @@ def network(
 ):
     """An encoder (x (d,) -> q's parameters) or, with `decoder`, a decoder (z -> the likelihood's parameters)
     of `config.architecture`; a decoder runs through the hidden widths in reverse. With `condition_dim` m > 0
-    it takes a condition c (m,) too (an MLP: `MLP`'s `condition`)."""
+    it takes a condition c (m,) too, at its first dense layer (a conv network's linear layer), whose parameters
+    are those of the layer of the concatenation [input, c]."""
     hidden = tuple(reversed(config.hidden)) if decoder else config.hidden
+    m, act = condition_dim, ACTIVATIONS[config.activation]
     if config.architecture == "conv":
         if decoder:
-            return ConvDecoder(in_size, config.data_shape, config.hidden, ACTIVATIONS[config.activation], key=key)
-        return ConvEncoder(config.data_shape, out_size, config.hidden, ACTIVATIONS[config.activation], key=key)
+            return ConvDecoder(in_size, config.data_shape, config.hidden, act, key=key, condition_dim=m)
+        return ConvEncoder(config.data_shape, out_size, config.hidden, act, key=key, condition_dim=m)
     if config.architecture == "gated":
-        return GatedMLP(in_size, out_size, hidden, key=key)
-    return MLP(in_size, out_size, hidden, ACTIVATIONS[config.activation], key=key, condition_dim=condition_dim)
+        return GatedMLP(in_size, out_size, hidden, key=key, condition_dim=m)
+    return MLP(in_size, out_size, hidden, act, key=key, condition_dim=m)
 
 
 def dense_widths(config: ModelConfig) -> tuple[int, ...]:
@@ -142,15 +145,17 @@ def likelihood_family(config: ModelConfig):
 
 def latent_prior(config: ModelConfig, k: int, *, key: Array):
     """p(z) over k latents (`--prior`): N(0, I), a Gaussian mixture, the VampPrior, or p(z | c), a network of
-    the condition of the encoder's widths giving a diagonal Gaussian (Sohn et al. 2015)."""
+    the condition of the encoder's widths giving a diagonal Gaussian (Sohn et al. 2015). A conditional model's
+    mixture and VampPrior are one per class (the condition a label one-hot)."""
     prior, components = config.prior_family
+    m = config.condition_dim
     if prior == "conditional":
         act = ACTIVATIONS[config.activation]
-        return PriorNetwork(MLP(config.condition_dim, 2 * k, config.hidden, act, key=key))
+        return PriorNetwork(MLP(m, 2 * k, config.hidden, act, key=key))
     if prior == "mixture":
-        return GaussianMixture(k, components, key=key)
+        return GaussianMixture(k, components, key=key, classes=m)
     if prior == "vamp":
-        return VampPrior(config.data_dim, components, key=key)
+        return VampPrior(config.data_dim, components, key=key, classes=m)
     return StandardNormal(k)
 
 
@@ -158,44 +163,46 @@ def bottom_up(config: ModelConfig, *, key: Array) -> BottomUpVAE:
     """Burda et al.'s deep model: x -> z_1 -> ... -> z_L, and back down, each arrow a network of
     `--hidden` widths (`--architecture` mlp or gated) giving a diagonal Gaussian."""
     enc_key, dec_key = jax.random.split(key)
-    sizes, d = config.layers, config.data_dim
+    sizes, d, m = config.layers, config.data_dim, config.condition_dim
     posterior = DiagonalGaussian(sizes[0], config.log_var_range)
     up, down = [], []
     for l, (below, above) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         up_key, down_key = jax.random.split(jax.random.fold_in(key, 4 + l))
         up.append(gaussian_layer(config, below, above, key=up_key))
         down.append(gaussian_layer(config, above, below, key=down_key, decoder=True))
-    encoder = network(config, d, posterior.size, key=enc_key)
+    encoder = network(config, d, posterior.size, key=enc_key, condition_dim=m)
     seen = decoder_layers(config)
-    decoder = network(config, sum(sizes[:seen]), d, key=dec_key, decoder=True)
+    decoder = network(config, sum(sizes[:seen]), d, key=dec_key, decoder=True, condition_dim=m)
     prior = latent_prior(config, sizes[-1], key=jax.random.fold_in(key, 3))
-    return BottomUpVAE(encoder, posterior, up, down, decoder, likelihood_family(config), prior, sizes, seen)
+    parts = (encoder, posterior, up, down, decoder, likelihood_family(config), prior)
+    return BottomUpVAE(*parts, sizes, seen, m)
 
 
 def top_down(config: ModelConfig, *, key: Array) -> TopDownVAE:
     """The Ladder VAE / HVAE form: features d_l of width h (the last `--hidden` width) bottom-up, each from
     a network of the other `--hidden` widths; for l < L a state t_l of z_{l+1} (the same networks), and
-    linear heads for q(z_L | d_L), p(z_l | t_l) and q(z_l | [d_l, t_l])."""
+    linear heads for q(z_L | d_L), p(z_l | t_l) and q(z_l | [d_l, t_l]). A conditional model's c enters the
+    first trunk (x, c) and every state (z_{l+1}, c)."""
     enc_key, dec_key = jax.random.split(key)
-    sizes, d, h = config.layers, config.data_dim, config.hidden[-1]
+    sizes, d, h, m = config.layers, config.data_dim, config.hidden[-1], config.condition_dim
     trunks, blocks = [], []
     for l, k in enumerate(sizes):
         trunk_key, state_key, prior_key, posterior_key = jax.random.split(jax.random.fold_in(key, 4 + l), 4)
-        trunks.append(features(config, d if l == 0 else h, h, key=trunk_key))
+        trunks.append(features(config, d if l == 0 else h, h, key=trunk_key, condition_dim=m if l == 0 else 0))
         if l < len(sizes) - 1:
             blocks.append(
                 TopDownBlock(
-                    features(config, sizes[l + 1], h, key=state_key),
+                    features(config, sizes[l + 1], h, key=state_key, condition_dim=m),
                     gaussian_head(config, h, k, key=prior_key),
                     gaussian_head(config, 2 * h, k, key=posterior_key),
                 )
             )
     top = gaussian_head(config, h, sizes[-1], key=jax.random.fold_in(enc_key, 1))
     seen = decoder_layers(config)
-    decoder = network(config, sum(sizes[:seen]), d, key=dec_key, decoder=True)
+    decoder = network(config, sum(sizes[:seen]), d, key=dec_key, decoder=True, condition_dim=m)
     prior = latent_prior(config, sizes[-1], key=jax.random.fold_in(key, 3))
     parts = (LadderEncoder(trunks), top, blocks, decoder, likelihood_family(config), prior)
-    return TopDownVAE(*parts, sizes, seen)
+    return TopDownVAE(*parts, sizes, seen, m)
 
 
 def decoder_layers(config: ModelConfig) -> int:
@@ -204,10 +211,10 @@ def decoder_layers(config: ModelConfig) -> int:
 
 
 def gaussian_layer(config: ModelConfig, in_size: int, k: int, *, key: Array, decoder: bool = False) -> Conditional:
-    """A diagonal Gaussian over k latents from a network of `config`'s widths of an (in_size,) input."""
-    return Conditional(
-        network(config, in_size, 2 * k, key=key, decoder=decoder), DiagonalGaussian(k, config.log_var_range)
-    )
+    """A diagonal Gaussian over k latents from a network of `config`'s widths of an (in_size,) input (and of
+    the condition, for a conditional model)."""
+    net = network(config, in_size, 2 * k, key=key, decoder=decoder, condition_dim=config.condition_dim)
+    return Conditional(net, DiagonalGaussian(k, config.log_var_range))
 
 
 def gaussian_head(config: ModelConfig, in_size: int, k: int, *, key: Array) -> Conditional:
@@ -216,9 +223,10 @@ def gaussian_head(config: ModelConfig, in_size: int, k: int, *, key: Array) -> C
     return Conditional(layer, DiagonalGaussian(k, config.log_var_range))
 
 
-def features(config: ModelConfig, in_size: int, out_size: int, *, key: Array):
+def features(config: ModelConfig, in_size: int, out_size: int, *, key: Array, condition_dim: int = 0):
     """(in_size,) -> features (out_size,): the other `--hidden` widths, then a gated layer (gated) or a
-    linear layer and the activation (mlp)."""
+    linear layer and the activation (mlp); with `condition_dim` m > 0, of (in_size,) and c (m,)."""
+    m, hidden = condition_dim, config.hidden[:-1]
     if config.architecture == "gated":
-        return GatedMLP(in_size, out_size, config.hidden[:-1], key=key, gated_out=True)
-    return Features(MLP(in_size, out_size, config.hidden[:-1], ACTIVATIONS[config.activation], key=key))
+        return GatedMLP(in_size, out_size, hidden, key=key, gated_out=True, condition_dim=m)
+    return Features(MLP(in_size, out_size, hidden, ACTIVATIONS[config.activation], key=key, condition_dim=m))

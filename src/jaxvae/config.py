@@ -92,7 +92,7 @@ class ModelConfig:
     every layer; `layers` is () for one layer.
     `condition_dim` m > 0 makes the model conditional, p(x | z, c) p(z | c) with q(z | x, c), for a condition
     of m values per example (C classes one-hot: m = C); its prior is N(0, I) or, with `conditional`, a
-    network of c (Sohn et al. 2015). Conditional models are one-layer MLPs with a diagonal posterior so far.
+    network of c (Sohn et al. 2015), or a mixture or VampPrior per class (c a label one-hot).
     """
 
     data_shape: tuple[int, ...]
@@ -185,19 +185,6 @@ class ModelConfig:
             "prior conditional is a network of the condition: it needs a conditional model (--condition label)",
             "prior",
         )
-        if self.condition_dim:
-            for setting, supported in (
-                ("layers", not self.layers),
-                ("architecture", self.architecture == "mlp"),
-                ("posterior", self.posterior == "diagonal"),
-                ("prior", self.prior in ("normal", "conditional")),
-                ("source", not self.source),
-            ):
-                _require(
-                    supported,
-                    f"a conditional model does not yet combine with {setting} {getattr(self, setting)!r}",
-                    setting,
-                )
 
     @property
     def posterior_family(self) -> tuple[str, int]:

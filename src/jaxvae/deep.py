@@ -12,6 +12,11 @@ each conditional a diagonal Gaussian from a network of the layer above. Two infe
 
 log w = log p(x | z_1) + sum_l [log p(z_l | z_{l+1}) - log q(z_l | ...)], and each layer's KL is
 reported on its own (`Layered.kl_layers`).
+
+A conditional deep model (`conditions` m > 0) takes the condition c (n, m) in every layer's networks: the
+encoder's first layer, each conditional p(z_l | z_{l+1}, c) and q(z_l | z_{l-1}, c) (bottom-up) or each
+top-down state t_l(z_{l+1}, c) (top-down, whose features d_l see c through d_1), the top prior p(z_L | c)
+where it is a network or per class, and the decoder. The distributions over z hold c for their networks.
 """
 
 import functools
@@ -42,14 +47,15 @@ from jaxvae.priors import Prior
 
 
 class Conditional(eqx.Module):
-    """A diagonal Gaussian over one layer from a network of what it is conditioned on: h (..., m) -> a
-    Normal over (..., k). `network` maps one h (m,) to the family's 2k parameters."""
+    """A diagonal Gaussian over one layer from a network of what it is conditioned on: h (..., h_size) and
+    a model's condition c (n, m) or None -> a Normal over (..., k). `network` maps one h (h_size,) (and one c
+    (m,)) to the family's 2k parameters."""
 
-    network: Callable[[Array], Array]
+    network: Callable[..., Array]
     family: DiagonalGaussian
 
-    def __call__(self, h: Array) -> Normal:
-        return self.family(map_examples(self.network, h))
+    def __call__(self, h: Array, c: Array | None = None) -> Normal:
+        return self.family(map_examples(self.network, h, c))
 
 
 def _total(terms: list[Array]) -> Array:
@@ -63,48 +69,59 @@ def _top_kl(q: Distribution, p: Distribution, z: Array, log_q: Array) -> Array:
 
 
 class DownwardPrior(Layered):
-    """p(z) = p(z_L) prod_{l<L} p(z_l | z_{l+1}): `top` over (k_L,); `down[l]`, for layer l + 1 (0-based l),
-    maps z_{l+2} (..., k_{l+2}) to p(z_{l+1} | z_{l+2}). Ancestral draws, from the top."""
+    """p(z | c) = p(z_L | c) prod_{l<L} p(z_l | z_{l+1}, c): `top` over (k_L,) (or (n, k_L)); `down[l]`, for
+    layer l + 1 (0-based l), maps z_{l+2} (..., k_{l+2}) and the `condition` c (n, m) or None to
+    p(z_{l+1} | z_{l+2}, c). Ancestral draws, from the top; with a condition, `shape` draws per example
+    (*shape, n, K)."""
 
     top: Distribution
     down: list
+    condition: Array | None = None
+
+    def _top_draws(self, key: Array, shape: tuple[int, ...]) -> Array:
+        """`shape` draws of z_L, one per example of the condition (n, m) where p(z_L) is not of c (N(0, I))."""
+        draws = self.top.sample(key, shape)
+        if self.condition is not None and draws.ndim == len(shape) + 1:
+            draws = self.top.sample(key, (*shape, *self.condition.shape[:-1]))
+        return draws
 
     def sample(self, key: Array, shape: tuple[int, ...] = ()) -> Array:
         keys = jax.random.split(key, len(self.sizes))
-        layers = [self.top.sample(keys[-1], shape)]
+        layers = [self._top_draws(keys[-1], shape)]
         for conditional, k in zip(reversed(self.down), reversed(keys[:-1]), strict=True):
-            layers.insert(0, conditional(layers[0]).sample(k))
+            layers.insert(0, conditional(layers[0], self.condition).sample(k))
         return jnp.concatenate(layers, axis=-1)
 
     def means_below(self, top: Array) -> Array:
         """z (..., K) from the top layer's z_L (..., k_L), each layer below at its conditional mean
-        E[z_l | z_{l+1}], from the top down."""
+        E[z_l | z_{l+1}, c], from the top down."""
         layers = [top]
         for conditional in reversed(self.down):
-            layers.insert(0, conditional(layers[0]).mean)
+            layers.insert(0, conditional(layers[0], self.condition).mean)
         return jnp.concatenate(layers, axis=-1)
 
     def log_prob(self, z: Array) -> Array:
         layers = self.layers(z)
         total = self.top.log_prob(layers[-1])
         for l, conditional in enumerate(self.down):
-            total = total + conditional(layers[l + 1]).log_prob(layers[l])
+            total = total + conditional(layers[l + 1], self.condition).log_prob(layers[l])
         return total
 
 
 class BottomUpPosterior(Layered):
-    """q(z | x) = q(z_1 | x) prod_{l>1} q(z_l | z_{l-1}): `first` is q(z_1 | x) (batch shape (n,)), `up[l]`
-    maps z_{l+1} to q(z_{l+2} | z_{l+1}) (0-based l)."""
+    """q(z | x, c) = q(z_1 | x, c) prod_{l>1} q(z_l | z_{l-1}, c): `first` is q(z_1 | x, c) (batch shape (n,)),
+    `up[l]` maps z_{l+1} and the `condition` c (n, m) or None to q(z_{l+2} | z_{l+1}, c) (0-based l)."""
 
     first: Distribution
     up: list
+    condition: Array | None = None
 
     def sample_and_log_prob(self, key: Array, shape: tuple[int, ...] = ()) -> tuple[Array, Array]:
         keys = jax.random.split(key, len(self.sizes))
         z, log_q = self.first.sample_and_log_prob(keys[0], shape)
         layers = [z]
         for conditional, k in zip(self.up, keys[1:], strict=True):
-            z, log_q_l = conditional(layers[-1]).sample_and_log_prob(k)
+            z, log_q_l = conditional(layers[-1], self.condition).sample_and_log_prob(k)
             layers.append(z)
             log_q = log_q + log_q_l
         return jnp.concatenate(layers, axis=-1), log_q
@@ -113,7 +130,7 @@ class BottomUpPosterior(Layered):
         return self.sample_and_log_prob(key, shape)[0]
 
     def _conditionals(self, layers: list[Array]) -> list[Distribution]:
-        return [self.first] + [up(z) for up, z in zip(self.up, layers[:-1], strict=True)]
+        return [self.first] + [up(z, self.condition) for up, z in zip(self.up, layers[:-1], strict=True)]
 
     def log_prob(self, z: Array) -> Array:
         layers = self.layers(z)
@@ -126,7 +143,7 @@ class BottomUpPosterior(Layered):
         layers = self.layers(z)
         qs = self._conditionals(layers)
         terms = [
-            q.log_prob(zl) - down(above).log_prob(zl)
+            q.log_prob(zl) - down(above, p.condition).log_prob(zl)
             for q, down, zl, above in zip(qs[:-1], p.down, layers[:-1], layers[1:], strict=True)
         ]
         terms.append(_top_kl(qs[-1], p.top, layers[-1], qs[-1].log_prob(layers[-1])))
@@ -139,17 +156,21 @@ class BottomUpPosterior(Layered):
 class TopDownPosterior(Layered):
     """q(z | x) = q(z_L | d_L) prod_{l<L} q(z_l | d_l, t_l(z_{l+1})): `features` the d_l, each (n, h) for a
     batch of n examples; `top` maps d_L to q(z_L | x); `blocks[l]` (a `TopDownBlock`) gives layer l + 1's
-    state, prior and posterior (0-based l)."""
+    state, prior and posterior (0-based l), the state of z_{l+1} and the `condition` c (n, m) or None."""
 
     features: tuple
     top: Conditional
     blocks: list
+    condition: Array | None = None
 
     def _posteriors(self, layer: Callable[[int, Normal], Array]) -> tuple[list[Normal], list[Array]]:
         """From the top: each layer's q and its z_l = layer(l, q); both lists bottom layer first."""
         qs, layers = [], []
         for l in reversed(range(len(self.sizes))):
-            q = self.blocks[l].posterior(self.features[l], layers[-1]) if layers else self.top(self.features[l])
+            if layers:
+                q = self.blocks[l].posterior(self.features[l], layers[-1], self.condition)
+            else:
+                q = self.top(self.features[l])
             qs.append(q)
             layers.append(layer(l, q))
         return qs[::-1], layers[::-1]
@@ -179,7 +200,8 @@ class TopDownPosterior(Layered):
         """Layer l < L: KL(q(z_l | x, z_{l+1}) || p(z_l | z_{l+1})) in closed form at the draw z_{l+1}; the
         top layer: KL(q(z_L | x) || p(z_L)), in closed form where the pair has one."""
         qs, layers = self._at(z)
-        terms = [kl_normal(q, down(above)) for q, down, above in zip(qs[:-1], p.down, layers[1:], strict=True)]
+        pairs = zip(qs[:-1], p.down, layers[1:], strict=True)
+        terms = [kl_normal(q, down(above, p.condition)) for q, down, above in pairs]
         terms.append(_top_kl(qs[-1], p.top, layers[-1], qs[-1].log_prob(layers[-1])))
         return jnp.stack(jnp.broadcast_arrays(*terms), axis=-1)
 
@@ -189,40 +211,35 @@ class TopDownPosterior(Layered):
 
 
 class TopDownBlock(eqx.Module):
-    """One layer l < L of a top-down model: `state` maps z_{l+1} (k_{l+1},) to t_l (h,), shared by
-    p(z_l | z_{l+1}) = `prior_head`(t_l) and q(z_l | x, z_{l+1}) = `posterior_head`([d_l, t_l])."""
+    """One layer l < L of a top-down model: `state` maps z_{l+1} (k_{l+1},) (and a conditional model's c (m,))
+    to t_l (h,), shared by p(z_l | z_{l+1}) = `prior_head`(t_l) and q(z_l | x, z_{l+1}) =
+    `posterior_head`([d_l, t_l])."""
 
-    state: Callable[[Array], Array]
+    state: Callable[..., Array]
     prior_head: Conditional
     posterior_head: Conditional
 
-    def prior(self, above: Array) -> Normal:
-        """p(z_l | z_{l+1}) for z_{l+1} (..., k_{l+1})."""
-        return self.prior_head(map_examples(self.state, above))
+    def prior(self, above: Array, c: Array | None = None) -> Normal:
+        """p(z_l | z_{l+1}, c) for z_{l+1} (..., k_{l+1}) and c (n, m) or None."""
+        return self.prior_head(map_examples(self.state, above, c))
 
-    def posterior(self, features: Array, above: Array) -> Normal:
-        """q(z_l | x, z_{l+1}) for features d_l (n, h) and z_{l+1} (..., n, k_{l+1})."""
-        state = map_examples(self.state, above)
+    def posterior(self, features: Array, above: Array, c: Array | None = None) -> Normal:
+        """q(z_l | x, z_{l+1}, c) for features d_l (n, h), z_{l+1} (..., n, k_{l+1}) and c (n, m) or None."""
+        state = map_examples(self.state, above, c)
         features = jnp.broadcast_to(features, state.shape[:-1] + features.shape[-1:])
         return self.posterior_head(jnp.concatenate([features, state], axis=-1))
 
 
-def _unconditional(c: Array | None) -> None:
-    """Raise for a condition: a deep model is of p(x) alone (conditional deep models are not built yet)."""
-    if c is not None:
-        raise NotImplementedError("a deep model takes no condition c yet")
-
-
-def _decode(decoder: Callable[[Array], Array], likelihood: PixelLikelihood, z: Array) -> PixelDensity:
-    """p(x | z) for the layers z (..., m) a decoder sees: over (..., d)."""
-    return likelihood(map_examples(decoder, z))
+def _decode(decoder: Callable[..., Array], likelihood: PixelLikelihood, z: Array, c: Array | None) -> PixelDensity:
+    """p(x | z, c) for the layers z (..., j) a decoder sees and c (n, m) or None: over (..., d)."""
+    return likelihood(map_examples(decoder, z, c))
 
 
 class BottomUpVAE(AmortizedModel):
     """A deep VAE inferred bottom-up: `encoder` x (d,) -> `posterior`'s parameters for q(z_1 | x); `up[l]`
     gives q(z_{l+2} | z_{l+1}) and `down[l]` p(z_{l+1} | z_{l+2}) (0-based l, each a `Conditional`);
     `decoder` z_1 (k_1,) (or the bottom `decoder_layers` layers) -> the likelihood's parameters;
-    `latent_prior` p(z_L)."""
+    `latent_prior` p(z_L). With `conditions` m > 0 every network takes the example's c (m,) too."""
 
     encoder: Callable[[Array], Array]
     posterior: DiagonalGaussian
@@ -233,37 +250,42 @@ class BottomUpVAE(AmortizedModel):
     latent_prior: Prior
     layer_sizes: tuple[int, ...] = eqx.field(static=True)
     decoder_layers: int = eqx.field(static=True, default=1)
+    conditions: int = eqx.field(static=True, default=0)
 
     @property
     def sizes(self) -> tuple[int, ...]:
         """(k_1, ..., k_L), bottom layer first."""
         return self.layer_sizes
 
+    @property
+    def condition_dim(self) -> int:
+        """m, the size of the condition per example (0: none)."""
+        return self.conditions
+
     def decode(self, z: Array, c: Array | None = None) -> PixelDensity:
-        """p(x | z_1), or p(x | z_1, ..., z_m) with m = `decoder_layers`, for z (..., K): over (..., d)."""
-        _unconditional(c)
-        return _decode(self.decoder, self.likelihood, z[..., : sum(self.sizes[: self.decoder_layers])])
+        """p(x | z_1, c), or p(x | z_1, ..., z_j, c) with j = `decoder_layers`, for z (..., K): over (..., d)."""
+        return _decode(self.decoder, self.likelihood, z[..., : sum(self.sizes[: self.decoder_layers])], c)
 
     def posterior_parameters(self, x: Array, c: Array | None = None) -> Array:
-        """The encoder's output for x (..., d), the parameters of q(z_1 | x): (..., posterior.size)."""
-        _unconditional(c)
-        return map_examples(self.encoder, x)
+        """The encoder's output for x (..., d) and c (n, m) or None, the parameters of q(z_1 | x, c):
+        (..., posterior.size)."""
+        return map_examples(self.encoder, x, c)
 
-    def posterior_at(self, params: Array) -> BottomUpPosterior:
-        """q(z | x) from per-example parameters of q(z_1 | x) (..., posterior.size), what the encoder outputs;
-        the upper layers' q(z_l | z_{l-1}) are the model's own."""
-        return BottomUpPosterior(self.sizes, self.posterior(params), self.up)
+    def posterior_at(self, params: Array, c: Array | None = None) -> BottomUpPosterior:
+        """q(z | x, c) from per-example parameters of q(z_1 | x, c) (..., posterior.size), what the encoder
+        outputs; the upper layers' q(z_l | z_{l-1}, c) are the model's own, of c (n, m) or None."""
+        return BottomUpPosterior(self.sizes, self.posterior(params), self.up, c)
 
     def prior(self, c: Array | None = None) -> DownwardPrior:
-        """p(z), a distribution over (K,)."""
-        _unconditional(c)
-        return DownwardPrior(self.sizes, self.latent_prior(self), self.down)
+        """p(z | c), a distribution over (K,), or per example over (n, K) for c (n, m)."""
+        return DownwardPrior(self.sizes, self.latent_prior(self, c), self.down, c)
 
 
 class TopDownVAE(LatentModel):
     """A deep VAE inferred top-down: `encoder` x (d,) -> the features (d_1, ..., d_L); `top` d_L -> q(z_L | x);
     `blocks[l]` layer l + 1's state, prior and posterior (0-based l); `decoder` z_1 (k_1,) (or the bottom
-    `decoder_layers` layers) -> the likelihood's parameters; `latent_prior` p(z_L)."""
+    `decoder_layers` layers) -> the likelihood's parameters; `latent_prior` p(z_L). With `conditions` m > 0
+    the encoder's first trunk, the states and the decoder take the example's c (m,) too."""
 
     encoder: Callable[[Array], tuple[Array, ...]]
     top: Conditional
@@ -273,40 +295,45 @@ class TopDownVAE(LatentModel):
     latent_prior: Prior
     layer_sizes: tuple[int, ...] = eqx.field(static=True)
     decoder_layers: int = eqx.field(static=True, default=1)
+    conditions: int = eqx.field(static=True, default=0)
 
     @property
     def sizes(self) -> tuple[int, ...]:
         """(k_1, ..., k_L), bottom layer first."""
         return self.layer_sizes
 
+    @property
+    def condition_dim(self) -> int:
+        """m, the size of the condition per example (0: none)."""
+        return self.conditions
+
     def decode(self, z: Array, c: Array | None = None) -> PixelDensity:
-        """p(x | z_1), or p(x | z_1, ..., z_m) with m = `decoder_layers`, for z (..., K): over (..., d)."""
-        _unconditional(c)
-        return _decode(self.decoder, self.likelihood, z[..., : sum(self.sizes[: self.decoder_layers])])
+        """p(x | z_1, c), or p(x | z_1, ..., z_j, c) with j = `decoder_layers`, for z (..., K): over (..., d)."""
+        return _decode(self.decoder, self.likelihood, z[..., : sum(self.sizes[: self.decoder_layers])], c)
 
     def encode(self, x: Array, c: Array | None = None) -> TopDownPosterior:
-        """q(z | x) for x (..., d): a distribution over (..., K)."""
-        _unconditional(c)
-        return TopDownPosterior(self.sizes, map_examples(self.encoder, x), self.top, self.blocks)
+        """q(z | x, c) for x (..., d) and c (n, m) or None: a distribution over (..., K)."""
+        return TopDownPosterior(self.sizes, map_examples(self.encoder, x, c), self.top, self.blocks, c)
 
     def prior(self, c: Array | None = None) -> DownwardPrior:
-        """p(z), a distribution over (K,)."""
-        _unconditional(c)
-        return DownwardPrior(self.sizes, self.latent_prior(self), [block.prior for block in self.blocks])
+        """p(z | c), a distribution over (K,), or per example over (n, K) for c (n, m)."""
+        downs = [block.prior for block in self.blocks]
+        return DownwardPrior(self.sizes, self.latent_prior(self, c), downs, c)
 
-    def top_gaussian(self, x: Array) -> Normal:
-        """q(z_L | x) for x (..., d), what a VampPrior over the top layer mixes."""
-        return self.top(map_examples(self.encoder, x)[-1])
+    def top_gaussian(self, x: Array, c: Array | None = None) -> Normal:
+        """q(z_L | x, c) for x (..., d) and c (n, m) or None, what a VampPrior over the top layer mixes."""
+        return self.top(map_examples(self.encoder, x, c)[-1])
 
 
 class LadderEncoder(eqx.Module):
-    """The deterministic bottom-up pass: x (d,) -> (d_1, ..., d_L), d_1 = trunks[0](x), d_l = trunks[l-1](d_{l-1})."""
+    """The deterministic bottom-up pass: x (d,) -> (d_1, ..., d_L), d_1 = trunks[0](x), d_l = trunks[l-1](d_{l-1});
+    with a condition c (m,), d_1 = trunks[0](x, c)."""
 
     trunks: list
 
-    def __call__(self, x: Array) -> tuple:
-        features = []
-        for trunk in self.trunks:
-            x = trunk(x)
-            features.append(x)
+    def __call__(self, x: Array, c: Array | None = None) -> tuple:
+        first, *rest = self.trunks
+        features = [first(x) if c is None else first(x, c)]
+        for trunk in rest:
+            features.append(trunk(features[-1]))
         return tuple(features)

@@ -231,8 +231,9 @@ class FullNormal(Distribution):
 
 
 class Mixture(Distribution):
-    """sum_c w_c p_c(z) with weights softmax(logits) (C,) and components: a distribution whose last
-    batch axis has size C (e.g. a Normal with mean (C, k)). Its own batch shape is the components' less C."""
+    """sum_c w_c p_c(z) with weights softmax(logits) (C,) (or (n, C), a mixture per example) and components: a
+    distribution whose last batch axis has size C (e.g. a Normal with mean (C, k)). Its own batch shape is the
+    components' less C."""
 
     logits: Array
     components: "Normal | FullNormal"
@@ -244,7 +245,7 @@ class Mixture(Distribution):
     def marginal_log_prob(self, z: Array) -> Array:
         """log p(z_j) of each dimension: the mixture of the components' marginals (the last axis kept)."""
         per_component = self.components.marginal_log_prob(z[..., None, :])  # (..., C, k)
-        return jax.nn.logsumexp(jax.nn.log_softmax(self.logits)[:, None] + per_component, axis=-2)
+        return jax.nn.logsumexp(jax.nn.log_softmax(self.logits)[..., None] + per_component, axis=-2)
 
     def sample(self, key: Array, shape: tuple[int, ...] = ()) -> Array:
         """A component c ~ w, then z ~ p_c (reparameterized within the component, not through c)."""
@@ -256,7 +257,7 @@ class Mixture(Distribution):
     def moments(self, key: Array | None = None) -> tuple[Array, Array]:
         """E[z] = sum_c w_c m_c, Var[z] = sum_c w_c (s_c^2 + m_c^2) - E[z]^2, per dimension."""
         m, s = self.components.moments(key)
-        w = jax.nn.softmax(self.logits)[:, None]
+        w = jax.nn.softmax(self.logits)[..., None]
         mean = jnp.sum(w * m, axis=-2)
         return mean, jnp.sqrt(jnp.maximum(jnp.sum(w * (s**2 + m**2), axis=-2) - mean**2, 0.0))
 

@@ -8,8 +8,8 @@ part needs them `top_gaussian(x)` (what a VampPrior mixes); an `AmortizedModel` 
 parameters (`posterior_parameters`, `posterior_at`), what the amortization gaps fit.
 
 A conditional model (`condition_dim` m > 0) is p(x | z, c) p(z | c) with q(z | x, c), for a condition c of
-shape (n, m) per example (a class label one-hot): `encode(x, c)`, `decode(z, c)`, `prior(c)`. Without one
-(c None, m = 0) the model is p(x), as before.
+shape (n, m) per example (a class label one-hot): `encode(x, c)`, `decode(z, c)`, `prior(c)`,
+`top_gaussian(x, c)`, `posterior_at(params, c)`. Without one (c None, m = 0) the model is p(x), as before.
 """
 
 import abc
@@ -57,8 +57,9 @@ class LatentModel(eqx.Module):
     def prior(self, c: Array | None = None) -> Distribution:
         """p(z | c), a distribution over (K,), or with a prior network over (n, K) for c (n, m)."""
 
-    def top_gaussian(self, x: Array) -> Normal | FullNormal:
-        """A Gaussian q(z_L | x) over the top layer for x (..., d), what a VampPrior over it mixes."""
+    def top_gaussian(self, x: Array, c: Array | None = None) -> Normal | FullNormal:
+        """A Gaussian q(z_L | x, c) over the top layer for x (..., d) and c (n, m) or None, what a VampPrior over
+        it mixes."""
         raise NotImplementedError(f"{type(self).__name__} has no Gaussian q(z_L | x) for a VampPrior to mix")
 
 
@@ -71,12 +72,13 @@ class AmortizedModel(LatentModel):
         """The parameters of q(z|x, c) of each x (..., d): (..., P), what the encoder outputs."""
 
     @abc.abstractmethod
-    def posterior_at(self, params: Array) -> Distribution:
-        """q(z|x) at per-example parameters (..., P)."""
+    def posterior_at(self, params: Array, c: Array | None = None) -> Distribution:
+        """q(z|x, c) at per-example parameters (..., P); c (n, m) for the parts of q that are not amortized
+        (a deep bottom-up model's upper layers), or None."""
 
     def encode(self, x: Array, c: Array | None = None) -> Distribution:
         """q(z|x, c) for x of shape (..., d): a distribution over (..., K)."""
-        return self.posterior_at(self.posterior_parameters(x, c))
+        return self.posterior_at(self.posterior_parameters(x, c), c)
 
 
 def posterior(model: LatentModel, x: Array, params: Array | None = None, c: Array | None = None) -> Distribution:
@@ -85,7 +87,7 @@ def posterior(model: LatentModel, x: Array, params: Array | None = None, c: Arra
         return model.encode(x, c)
     if not isinstance(model, AmortizedModel):
         raise TypeError(f"{type(model).__name__} has no per-example posterior parameters")
-    return model.posterior_at(params)
+    return model.posterior_at(params, c)
 
 
 def split_condition(model: LatentModel, rows: Array) -> tuple[Array, Array | None]:
@@ -140,14 +142,15 @@ class VAE(AmortizedModel):
         """The encoder's output for x (..., d) and c (n, m) or None: (..., posterior.size)."""
         return map_examples(self.encoder, x, c)
 
-    def posterior_at(self, params: Array) -> Distribution:
-        """q(z|x) from per-example posterior parameters (..., posterior.size), what the encoder outputs."""
+    def posterior_at(self, params: Array, c: Array | None = None) -> Distribution:
+        """q(z|x) from per-example posterior parameters (..., posterior.size), what the encoder outputs (which
+        saw c: the family maps them alone)."""
         return self.posterior(params)
 
     def decode(self, z: Array, c: Array | None = None) -> PixelDensity:
         """p(x|z, c) for z of shape (..., k) and c (n, m) or None: a distribution over (..., d)."""
         return self.likelihood(map_examples(self.decoder, z, c))
 
-    def top_gaussian(self, x: Array) -> Normal | FullNormal:
-        """The Gaussian part of q(z|x) for x (..., d) (the flow's base for IAF), what a VampPrior mixes."""
-        return self.posterior.gaussian(map_examples(self.encoder, x))
+    def top_gaussian(self, x: Array, c: Array | None = None) -> Normal | FullNormal:
+        """The Gaussian part of q(z|x, c) for x (..., d) (the flow's base for IAF), what a VampPrior mixes."""
+        return self.posterior.gaussian(map_examples(self.encoder, x, c))

@@ -5,6 +5,9 @@ The run records the function as `source` ("FILE.py:FUNCTION", the file's absolut
 and the file's SHA-256, so that every later command rebuilds the same model; a missing or changed file
 is an InputError. A function defined outside a file (a notebook cell) is recorded as "python:NAME": such a
 run loads only with the function given again (`jaxvae.load(run, build=FUNCTION)`).
+
+For a conditional run (`config.condition_dim` m > 0) the function returns a model of that `condition_dim`,
+whose networks take each example's condition c (m,) as a second argument (`encoder(x, c)`, `decoder(z, c)`).
 """
 
 import dataclasses
@@ -126,6 +129,11 @@ def build(config: ModelConfig, key: Array, build: Builder | None = None) -> Late
         raise InputError(f"the model function must return a jaxvae model (e.g. a VAE), got {type(vae).__name__}")
     if vae.latent_dim != config.latent_dim:
         raise InputError(f"the model has latent dimension {vae.latent_dim}, the config {config.latent_dim}")
+    if vae.condition_dim != config.condition_dim:
+        raise InputError(
+            f"the model takes a condition of size {vae.condition_dim}, the run's is of size {config.condition_dim} "
+            "(0: none)"
+        )
     if isinstance(vae, VAE):
         _check_sizes(vae, config)
     else:
@@ -141,16 +149,17 @@ def check(config: ModelConfig) -> None:
 
 
 def _check_traces(vae: LatentModel, config: ModelConfig) -> None:
-    """InputError where a model's q(z|x), p(z) and p(x|z) do not compose on one example (d,): a deep model's
-    networks checked together, by tracing alone."""
+    """InputError where a model's q(z|x, c), p(z | c) and p(x|z, c) do not compose on one example (d,) (and
+    its condition (m,)): a deep model's networks checked together, by tracing alone."""
     x = jax.ShapeDtypeStruct((1, config.data_dim), jnp.float32)
+    c = jax.ShapeDtypeStruct((1, config.condition_dim), jnp.float32) if config.condition_dim else None
 
-    def log_weight(model, x):
-        z, log_q = model.encode(x).sample_and_log_prob(jax.random.PRNGKey(0))
-        return model.decode(z).log_prob(x) + model.prior().log_prob(z) - log_q
+    def log_weight(model, x, c):
+        z, log_q = model.encode(x, c).sample_and_log_prob(jax.random.PRNGKey(0))
+        return model.decode(z, c).log_prob(x) + model.prior(c).log_prob(z) - log_q
 
     try:
-        out = eqx.filter_eval_shape(log_weight, vae, x)
+        out = eqx.filter_eval_shape(log_weight, vae, x, c)
     except Exception as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
         message = f"the model fails on an example of size {config.data_dim}: {type(e).__name__}: {first_line}"

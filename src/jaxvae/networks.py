@@ -73,6 +73,24 @@ class Conv(eqx.Module):
         return eqx.tree_at(lambda c: c.weight, self.conv, weight)(x)
 
 
+def split_condition(layer: Linear, in_size: int) -> tuple[Linear, Array | None]:
+    """A layer of the concatenation [x, c] (in_size + m inputs) as the layer of x and W_c (out, m), its weight's
+    columns split; (layer, None) when it has no more than in_size inputs (no condition)."""
+    if layer.weight.shape[1] == in_size:
+        return layer, None
+    return Linear(layer.weight[:, :in_size], layer.bias, layer.dtype), layer.weight[:, in_size:]
+
+
+def conditioned(layer: Linear, condition: Array | None, x: Array, c: Array | None) -> Array:
+    """layer(x) + W_c c, the layer of [x, c] written apart (`condition` W_c (out, m), or None without one)."""
+    if (c is None) != (condition is None):
+        raise TypeError("a conditional network needs its condition c, an unconditional one takes none")
+    h = layer(x)
+    if c is None or condition is None:
+        return h
+    return h + product(_matmul, layer.dtype, condition, c)
+
+
 def with_precision(model, dtype: DTypeLike):
     """`model` with every `Linear` and `Conv` layer's product in `dtype` (jnp.float32 or jnp.bfloat16); a
     user's own modules (e.g. of `eqx.nn.Linear`) compute as they are."""
@@ -124,20 +142,12 @@ class MLP(eqx.Module):
         sizes = [in_size + condition_dim, *hidden, out_size]
         keys = jax.random.split(key, len(sizes) - 1)
         self.layers = [linear(a, b, key=k) for a, b, k in zip(sizes[:-1], sizes[1:], keys, strict=True)]
-        self.condition = None
-        if condition_dim:
-            first = self.layers[0]
-            self.condition = first.weight[:, in_size:]
-            self.layers[0] = Linear(first.weight[:, :in_size], first.bias)
+        self.layers[0], self.condition = split_condition(self.layers[0], in_size)
         self.activation = activation
 
     def __call__(self, x: Array, c: Array | None = None) -> Array:
-        if (c is None) != (self.condition is None):
-            raise TypeError("a conditional network needs its condition c, an unconditional one takes none")
         layer, *rest = self.layers
-        h = layer(x)
-        if c is not None and self.condition is not None:
-            h = h + product(_matmul, layer.dtype, self.condition, c)
+        h = conditioned(layer, self.condition, x, c)
         for layer in rest:
             h = layer(self.activation(h))
         return h
@@ -154,17 +164,21 @@ def he_linear(in_size: int, out_size: int, *, key: Array) -> Linear:
 class GatedDense(eqx.Module):
     """h(x) * sigmoid(g(x)) with two linear layers h and g (Dauphin et al. 2017): (in_size,) -> (out_size,).
 
-    As `GatedDense` in the VampPrior and Exemplar VAE code (`utils/nn.py`): no activation on h."""
+    As `GatedDense` in the VampPrior and Exemplar VAE code (`utils/nn.py`): no activation on h. With
+    `condition_dim` m > 0 it maps (x, c), c (m,), h and g each the layer of [x, c] written apart (see `MLP`)."""
 
     h: Linear
     g: Linear
+    h_condition: Array | None = None  # W_c (out_size, m) of h, or None without a condition
+    g_condition: Array | None = None  # and of g
 
-    def __init__(self, in_size: int, out_size: int, *, key: Array):
+    def __init__(self, in_size: int, out_size: int, *, key: Array, condition_dim: int = 0):
         h_key, g_key = jax.random.split(key)
-        self.h, self.g = he_linear(in_size, out_size, key=h_key), he_linear(in_size, out_size, key=g_key)
+        self.h, self.h_condition = split_condition(he_linear(in_size + condition_dim, out_size, key=h_key), in_size)
+        self.g, self.g_condition = split_condition(he_linear(in_size + condition_dim, out_size, key=g_key), in_size)
 
-    def __call__(self, x: Array) -> Array:
-        return self.h(x) * jax.nn.sigmoid(self.g(x))
+    def __call__(self, x: Array, c: Array | None = None) -> Array:
+        return conditioned(self.h, self.h_condition, x, c) * jax.nn.sigmoid(conditioned(self.g, self.g_condition, x, c))
 
 
 class GatedConv(eqx.Module):
@@ -192,30 +206,49 @@ class GatedMLP(eqx.Module):
     """Gated dense layers of the `hidden` widths, then a linear layer: (in_size,) -> (out_size,).
 
     The encoder and decoder of the VampPrior and Exemplar VAE code, He-initialized as theirs
-    (`BaseModel.he_initializer`). With `gated_out`, the last layer is gated too (features, not parameters)."""
+    (`BaseModel.he_initializer`). With `gated_out`, the last layer is gated too (features, not parameters).
+    With `condition_dim` m > 0 it maps (x, c), c (m,), into the first gated layer (see `GatedDense`)."""
 
     layers: list[GatedDense]
     head: Linear | None
 
-    def __init__(self, in_size: int, out_size: int, hidden: Sequence[int], *, key: Array, gated_out: bool = False):
+    def __init__(
+        self,
+        in_size: int,
+        out_size: int,
+        hidden: Sequence[int],
+        *,
+        key: Array,
+        gated_out: bool = False,
+        condition_dim: int = 0,
+    ):
         sizes = [in_size, *hidden] + ([out_size] if gated_out else [])
+        if condition_dim and len(sizes) < 2:
+            raise ValueError("a conditional gated network takes c at its first gated layer: it needs one")
         keys = jax.random.split(key, len(sizes))
-        self.layers = [GatedDense(a, b, key=k) for a, b, k in zip(sizes[:-1], sizes[1:], keys[:-1], strict=True)]
+        conditions = [condition_dim] + [0] * (len(sizes) - 2)
+        self.layers = [
+            GatedDense(a, b, key=k, condition_dim=m)
+            for a, b, k, m in zip(sizes[:-1], sizes[1:], keys[:-1], conditions, strict=True)
+        ]
         self.head = None if gated_out else he_linear(sizes[-1], out_size, key=keys[-1])
 
-    def __call__(self, x: Array) -> Array:
-        for layer in self.layers:
+    def __call__(self, x: Array, c: Array | None = None) -> Array:
+        first, *rest = self.layers
+        x = first(x, c)
+        for layer in rest:
             x = layer(x)
         return x if self.head is None else self.head(x)
 
 
 class Features(eqx.Module):
-    """A network followed by its activation: (in_size,) -> features (out_size,), e.g. a deep model's d_l."""
+    """A network followed by its activation: (in_size,) -> features (out_size,), e.g. a deep model's d_l; a
+    conditional network's (x, c) likewise."""
 
     network: MLP
 
-    def __call__(self, x: Array) -> Array:
-        return self.network.activation(self.network(x))
+    def __call__(self, x: Array, c: Array | None = None) -> Array:
+        return self.network.activation(self.network(x, c))
 
 
 def image_shape(shape: Sequence[int]) -> tuple[int, int, int]:
@@ -232,15 +265,25 @@ class ConvEncoder(eqx.Module):
     """3x3 convolutions with stride 2 (each halves height and width), then a linear layer.
 
     Maps a flat image of shape (H * W * C,) to (out_size,); `channels` lists the convolutions' widths.
+    With `condition_dim` m > 0 it maps (x, c), c (m,) entering at the linear layer: the layer of [features, c]
+    written apart (see `MLP`).
     """
 
     convs: list[Conv]
     head: Linear
+    condition: Array | None  # W_c (out_size, m) of the linear layer, or None without a condition
     shape: tuple[int, int, int] = eqx.field(static=True)
     activation: Activation = eqx.field(static=True)
 
     def __init__(
-        self, shape: Sequence[int], out_size: int, channels: Sequence[int], activation: Activation, *, key: Array
+        self,
+        shape: Sequence[int],
+        out_size: int,
+        channels: Sequence[int],
+        activation: Activation,
+        *,
+        key: Array,
+        condition_dim: int = 0,
     ):
         h, w, c = self.shape = image_shape(shape)
         keys = jax.random.split(key, len(channels) + 1)
@@ -251,32 +294,42 @@ class ConvEncoder(eqx.Module):
         ]
         for _ in channels:
             h, w = halved(h, w)
-        self.head = linear(widths[-1] * h * w, out_size, key=keys[-1])
+        features = widths[-1] * h * w
+        self.head, self.condition = split_condition(linear(features + condition_dim, out_size, key=keys[-1]), features)
         self.activation = activation
 
-    def __call__(self, x: Array) -> Array:
-        h, w, c = self.shape
-        y = x.reshape(h, w, c).transpose(2, 0, 1)  # channels first, as Conv2d wants
+    def __call__(self, x: Array, c: Array | None = None) -> Array:
+        h, w, channels = self.shape
+        y = x.reshape(h, w, channels).transpose(2, 0, 1)  # channels first, as Conv2d wants
         for conv in self.convs:
             y = self.activation(conv(y))
-        return self.head(y.reshape(-1))
+        return conditioned(self.head, self.condition, y.reshape(-1), c)
 
 
 class ConvDecoder(eqx.Module):
     """The mirror of `ConvEncoder`: a linear layer, then 3x3 transposed convolutions with stride 2.
 
     Maps (in_size,) to a flat image of shape (H * W * C,) (logits or means: no final activation);
-    `channels` lists the widths in the encoder's order, so the decoder runs through them reversed.
+    `channels` lists the widths in the encoder's order, so the decoder runs through them reversed. With
+    `condition_dim` m > 0 it maps (z, c), c (m,) entering at the linear layer, as `MLP`'s first.
     """
 
     head: Linear
+    condition: Array | None  # W_c of the linear layer, or None without a condition
     deconvs: list[Conv]
     shape: tuple[int, int, int] = eqx.field(static=True)
     start: tuple[int, int, int] = eqx.field(static=True)  # (C, H, W) after the linear layer
     activation: Activation = eqx.field(static=True)
 
     def __init__(
-        self, in_size: int, shape: Sequence[int], channels: Sequence[int], activation: Activation, *, key: Array
+        self,
+        in_size: int,
+        shape: Sequence[int],
+        channels: Sequence[int],
+        activation: Activation,
+        *,
+        key: Array,
+        condition_dim: int = 0,
     ):
         h, w, c = self.shape = image_shape(shape)
         sizes = [(h, w)]  # sizes[i]: height and width after i halvings
@@ -285,7 +338,8 @@ class ConvDecoder(eqx.Module):
         widths = [c, *channels]
         keys = jax.random.split(key, len(channels) + 1)
         self.start = (widths[-1], *sizes[-1])
-        self.head = linear(in_size, widths[-1] * sizes[-1][0] * sizes[-1][1], key=keys[0])
+        stem = linear(in_size + condition_dim, widths[-1] * sizes[-1][0] * sizes[-1][1], key=keys[0])
+        self.head, self.condition = split_condition(stem, in_size)
         self.deconvs = []
         for i in reversed(range(len(channels))):  # from level i + 1 up to level i
             (h_out, w_out), (h_in, w_in) = sizes[i], sizes[i + 1]
@@ -296,8 +350,8 @@ class ConvDecoder(eqx.Module):
             self.deconvs.append(Conv(deconv))
         self.activation = activation
 
-    def __call__(self, z: Array) -> Array:
-        y = self.head(z).reshape(self.start)
+    def __call__(self, z: Array, c: Array | None = None) -> Array:
+        y = conditioned(self.head, self.condition, z, c).reshape(self.start)
         for deconv in self.deconvs:
             y = deconv(self.activation(y))
         return y.transpose(1, 2, 0).reshape(-1)

@@ -286,21 +286,15 @@ def _check_applies(args, dataset: str) -> None:
 
 
 def _check_condition(args) -> None:
-    """Refuse what --condition label does not combine with yet, and --prior conditional without it."""
+    """Refuse --prior conditional without a condition, and a mixture or VampPrior of a condition that is not a
+    label (a conditional model's is one per class)."""
     if args.prior == "conditional" and not args.condition:
         raise InputError("--prior conditional is p(z|y), a network of the label: it needs --condition label")
-    if not args.condition:
-        return
-    unsupported = {
-        "--latent-dim K1,K2": len(args.latent_dim) > 1,
-        f"--architecture {args.architecture}": args.architecture != "mlp",
-        f"--posterior {args.posterior}": args.posterior != "diagonal",
-        f"--prior {args.prior}": args.prior not in ("normal", "conditional"),
-        "--model": bool(args.model),
-    }
-    for option, given in unsupported.items():
-        if given:
-            raise InputError(f"--condition {args.condition} does not yet combine with {option}")
+    if args.condition not in (None, "", "label") and args.prior.partition(":")[0] in ("mixture", "vamp"):
+        raise InputError(
+            f"--prior {args.prior} of a conditional model is one per class: it needs --condition label, "
+            f"not --condition {args.condition}"
+        )
 
 
 def _classes(data) -> int:
