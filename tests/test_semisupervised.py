@@ -1,7 +1,8 @@
 """Semi-supervised M2: its bounds against sums over the classes done by hand with scipy on a linear-Gaussian
-model whose every term is known in closed form, its loss against J^alpha written out, its gradient against
-finite differences, the labelled subset and step plan against their definitions, the class sum against a loop,
-the scores against scikit-learn, and a two-class toy learned from two labels."""
+model whose every term is known in closed form and against log p(x) by quadrature, its loss against J^alpha
+written out, its gradient against finite differences, the labelled subset and step plan against their
+definitions, the class sum against loops, the scores against scikit-learn, and a two-class toy learned from two
+labels."""
 
 import equinox as eqx
 import jax
@@ -9,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.special import logsumexp
-from scipy.stats import multivariate_normal
+from scipy.stats import multivariate_normal, norm
 from sklearn.metrics import confusion_matrix, recall_score
 
 from jaxvae.config import ModelConfig, TrainConfig
@@ -19,7 +20,7 @@ from jaxvae.labels import labelled_batch_size, labelled_subset, step_plan
 from jaxvae.likelihoods import GaussianPixels
 from jaxvae.model import VAE
 from jaxvae.networks import MLP, Linear
-from jaxvae.objectives import DReG, Elbo, Iwae, elbo, iwae
+from jaxvae.objectives import Ciwae, DReG, Elbo, Iwae, Miwae, ciwae, elbo, iwae, miwae
 from jaxvae.posteriors import DiagonalGaussian
 from jaxvae.priors import StandardNormal
 from jaxvae.semi_train import build_semisupervised, fit
@@ -163,6 +164,28 @@ def small_model(seed: int = 0) -> SemiSupervisedVAE:
 
 
 @pytest.mark.slow
+def test_summed_out_bounds_against_quadrature_of_a_nonlinear_model():
+    """log p(x) = logsumexp_y [log p(y) + log of the integral of p(x | z, y) N(z; 0, I)] on a 141 x 141 grid of
+    z in [-7, 7]^2, the Bernoulli density of the decoder's logits written in NumPy: the combined L_5000 within
+    0.02 nats of it (measured: 0.006 at most), U(x) with the untrained classifier well below (0.25 to 0.57)."""
+    model = small_model()
+    x = (jax.random.uniform(jax.random.PRNGKey(1), (4, 6)) > 0.5).astype(jnp.float32)
+    grid = np.linspace(-7, 7, 141)
+    z = np.stack(np.meshgrid(grid, grid, indexing="ij"), -1).reshape(-1, 2)
+    log_prior = norm.logpdf(z).sum(axis=1)
+    per_class = []
+    for y in range(3):
+        c = jnp.broadcast_to(jax.nn.one_hot(y, 3), (len(z), 3))
+        logits = np.asarray(jax.vmap(model.vae.decoder)(jnp.asarray(z, jnp.float32), c), np.float64)  # (G, 6)
+        log_lik = np.asarray(x, np.float64) @ logits.T - np.logaddexp(0, logits).sum(axis=1)  # (n, G)
+        per_class.append(logsumexp(log_lik + log_prior, axis=1) + 2 * np.log(grid[1] - grid[0]))
+    log_px = logsumexp(np.stack(per_class, axis=1) - np.log(3), axis=1)
+    bounds = evidence_bounds(model, x, key=jax.random.PRNGKey(0), samples=5000)
+    np.testing.assert_allclose(np.asarray(bounds["iwae_bound"]), log_px, atol=0.02)
+    assert np.all(np.asarray(bounds["unlabelled_bound"]) < log_px - 0.1)
+
+
+@pytest.mark.slow
 def test_m2_gradient_matches_finite_differences():
     """The step loss's gradient (the ELBO per class with fixed noise, the classification term, U's weights and
     entropy), along a random direction of the classifier's parameters and one of all parameters, against
@@ -198,8 +221,10 @@ def test_m2_gradient_matches_finite_differences():
         (Elbo(samples=2), lambda vae, x, k, c: elbo(vae, x, key=k, samples=2, c=c).elbo),
         (Iwae(4), lambda vae, x, k, c: iwae(vae, x, key=k, samples=4, c=c)),
         (Iwae(4, DReG()), lambda vae, x, k, c: iwae(vae, x, key=k, samples=4, c=c)),
+        (Miwae(2, 3), lambda vae, x, k, c: miwae(vae, x, key=k, groups=2, samples=3, c=c)),
+        (Ciwae(0.3, 4), lambda vae, x, k, c: ciwae(vae, x, key=k, samples=4, beta=0.3, c=c)),
     ],
-    ids=["elbo", "iwae", "iwae-dreg"],
+    ids=["elbo", "iwae", "iwae-dreg", "miwae", "ciwae"],
 )
 def test_class_bounds_in_one_computation_equal_a_loop_over_classes_and_examples(inner, reference):
     """`class_bounds` (vmapped over classes and examples) against the bound functions of `objectives` called for
