@@ -132,13 +132,9 @@ def train_baselines(seeds: list[int], train: tuple, valid: tuple, epochs: int, l
     return eqx.combine(best, static), trained
 
 
-def cvae_command(data: Path, run: Path, seeds: list[int], epochs: int) -> list[str]:
-    """The `jaxvae train` command of the CVAE members (resuming `run` when it exists)."""
-    jaxvae = [sys.executable, "-m", "jaxvae", "train", "--quiet"]
-    if (run / "sweep.json").is_file():
-        return [*jaxvae, "--out", str(run), "--resume", "--epochs", str(epochs)]
+def cvae_options(data: Path, run: Path, seeds: list[int], epochs: int) -> list[str]:
+    """The options of `jaxvae train` that train the CVAE members into `run`."""
     return [
-        *jaxvae,
         *("--dataset", str(data), "--condition", "array", "--prior", "conditional"),
         *("--latent-dim", str(LATENT), "--hidden", ",".join(map(str, HIDDEN)), "--activation", "relu"),
         *("--likelihood", "bernoulli", "--binarize", "none", "--batch-size", str(BATCH), "--lr", str(LR)),
@@ -188,14 +184,16 @@ def setting(args, quadrants: int, images, log) -> dict:
         "seconds": baseline["seconds"],
     }
     run = out / f"cvae-q{quadrants}"
-    command = cvae_command(data, run, seeds, args.epochs)
+    options = cvae_options(data, run, seeds, args.epochs)
+    resume = ["--out", str(run), "--resume", "--epochs", str(args.epochs)] if (run / "sweep.json").is_file() else []
+    command = [sys.executable, "-m", "jaxvae", "train", "--quiet", *(resume or options)]
     log("$ " + " ".join(command))
     start = time.perf_counter()
     subprocess.run(command, check=True)
     members = [run / f"seed-{s}" for s in seeds]
     scores = [score_cvae(m, x_test, c_test, n_iw, args.iw_samples) for m in members]
     result["cvae"] = {
-        "command": " ".join(["jaxvae", *command[3:]]),
+        "command": " ".join(["jaxvae", "train", *options]),
         "neg_elbo": [s["neg_elbo"] for s in scores],
         "neg_lk": [s["neg_lk"] for s in scores],
         "epochs": [len((m / "metrics.jsonl").read_text().splitlines()) for m in members],
