@@ -399,12 +399,10 @@ def prior_draws(vae: LatentModel, key: Array, n: int) -> Array:
 
 @eqx.filter_jit
 def conditional_prior_draws(vae: LatentModel, key: Array, c: Array) -> Array:
-    """One draw z ~ p(z | c_i) for every row of c (n, m) of a conditional model (its prior Gaussian): (n, k)."""
+    """One draw z ~ p(z | c_i) for every row of c (n, m) of a conditional model: (n, k)."""
     prior = vae.prior(c)
-    if not isinstance(prior, Normal):
-        raise TypeError(f"a conditional model's prior is Gaussian, not {type(prior).__name__}")
-    shape = (c.shape[0], vae.latent_dim)
-    return Normal(jnp.broadcast_to(prior.mean, shape), jnp.broadcast_to(prior.log_var, shape)).sample(key)
+    z = prior.sample(key)  # (n, k) where p(z | c) is per example (a prior network, per class, a deep model)
+    return z if z.ndim == 2 else prior.sample(key, (c.shape[0],))  # N(0, I): (k,), so n draws
 
 
 def class_samples(vae: LatentModel, labels: Array, key: Array) -> tuple[Array, Array]:
