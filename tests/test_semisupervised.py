@@ -23,7 +23,7 @@ from jaxvae.networks import MLP, Linear
 from jaxvae.objectives import Ciwae, DReG, Elbo, Iwae, Miwae, ciwae, elbo, iwae, miwae
 from jaxvae.posteriors import DiagonalGaussian
 from jaxvae.priors import StandardNormal
-from jaxvae.semi_train import build_semisupervised, fit
+from jaxvae.semi_train import M2Trainer, build_semisupervised, fit
 from jaxvae.semisupervised import (
     M2,
     SemiSupervisedVAE,
@@ -318,3 +318,22 @@ def test_two_digits_are_learned_from_one_label_each():
     labelled, _ = labelled_subset(y, 2, 2, seed=0)
     nearest = np.argmin(np.sum((x_test[:, None] - x[labelled][None]) ** 2, axis=-1), axis=1)
     assert error < 0.1 and error < np.mean(y[labelled][nearest] != y_test), (error, history[-1])
+
+
+@pytest.mark.slow
+def test_a_resumed_trainer_continues_the_same_stream():
+    """Two epochs straight, and one epoch then a new trainer from its model and optimizer state: the same
+    parameters bit for bit (each epoch's plan and keys come from the seed and the epoch alone)."""
+    data = load_dataset("digits")
+    x, y = data.x_train[:300], data.y_train[:300]
+    config = TrainConfig(binarize="dynamic", batch_size=32, seed=3)
+    model = build_semisupervised(ModelConfig(data_shape=(64,), hidden=(8,)), 10, key=jax.random.PRNGKey(3))
+    straight = M2Trainer(model, x, y, config, labels=20)
+    straight.epoch(1)
+    straight.epoch(2)
+    first = M2Trainer(model, x, y, config, labels=20)
+    first.epoch(1)
+    resumed = M2Trainer(first.model(), x, y, config, labels=20, opt_state=first.opt_state)
+    resumed.epoch(2)
+    for a, b in zip(jax.tree.leaves(straight.params), jax.tree.leaves(resumed.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -79,6 +79,76 @@ def classify(model: SemiSupervisedVAE, x: np.ndarray, chunk: int = 2000) -> np.n
     return np.concatenate([np.asarray(_predict(model, jnp.asarray(x[i : i + chunk]))) for i in range(0, len(x), chunk)])
 
 
+class M2Trainer:
+    """M2's training on one data set, made once: the labelled subset, the step sizes, the objective, the
+    optimizer and the compiled epoch; `epoch(e)` trains epoch e from the state it holds (`params`, `opt_state`).
+
+    x_train (n, d) in [0, 1], of which `labels` keep their labels y_train (n,) (`labels.labelled_subset`, drawn
+    by `label_seed`, default `config.seed`). Each step sees B_u = `config.batch_size` unlabelled and B_l
+    labelled examples (default `labels.labelled_batch_size`); the per-class bound is `config`'s objective and
+    gradient estimator, the classification term's weight the paper's `alpha` (default 0.1 N). `opt_state`: the
+    optimizer's state to continue from (a resumed run's), else a fresh one. The trainer trains copies: `model`
+    and `opt_state` stay as they are."""
+
+    def __init__(
+        self,
+        model: SemiSupervisedVAE,
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        config: TrainConfig,
+        *,
+        labels: int,
+        label_seed: int | None = None,
+        alpha: float | None = None,
+        labelled_batch: int | None = None,
+        opt_state: optax.OptState | None = None,
+    ):
+        seed = config.seed if label_seed is None else label_seed
+        kept, rest = labelled_subset(y_train, labels, model.classes, seed)
+        x = build_binarization(config).training(np.asarray(x_train, np.float32), config.seed)
+        self.x_l, self.y_l, self.x_u = jnp.asarray(x[kept]), jnp.asarray(y_train[kept], jnp.int32), jnp.asarray(x[rest])
+        n_l, n_u = len(kept), len(rest)
+        self.batch_u = min(config.batch_size, n_u)
+        self.batch_l = labelled_batch or labelled_batch_size(self.batch_u, n_l, n_u)
+        inner = build_objective(config)
+        self.objective = (
+            M2.with_paper_alpha(inner, n_l, n_u) if alpha is None else M2(inner, jnp.float32(alpha), n_l, n_u)
+        )
+        optimizer = build_optimizer(config)
+        params, self.static = eqx.partition(model, eqx.is_inexact_array)
+        opt_state = optimizer.init(params) if opt_state is None else opt_state
+        self.params, self.opt_state = jax.tree.map(jnp.copy, (params, opt_state))  # the epochs donate theirs
+        self.run_epoch = make_epoch(self.static, optimizer, config)
+        self.seed = config.seed
+
+    def epoch(self, e: int) -> dict[str, float]:
+        """Train epoch e (1-based), its step plan and keys derived from the seed and e (a resumed run continues
+        the same stream). Returns the means of the epoch: `loss` per step; `labelled_bound`, `log_q_y` and
+        `labelled_accuracy` per labelled draw; `unlabelled_bound` per unlabelled example. Raises `Diverged`
+        on a non-finite loss."""
+        n_l, n_u = self.objective.labelled, self.objective.unlabelled
+        plan = step_plan(np.random.default_rng((self.seed, PLAN_SEED, e)), n_l, n_u, self.batch_u, self.batch_l)
+        key = jax.random.fold_in(run_key(self.seed, Run.EPOCH), e)
+        self.params, self.opt_state, sums, finite = self.run_epoch(
+            self.params, self.opt_state, self.x_l, self.y_l, self.x_u, plan, key, self.objective
+        )
+        if not bool(finite):
+            raise Diverged(f"non-finite loss in epoch {e}: training stopped (try a smaller lr)")
+        steps = plan.unlabelled.shape[0]
+        draws = steps * self.batch_l
+        return {
+            "loss": float(sums["loss"]) / steps,
+            "labelled_bound": float(sums["labelled_bound"]) / draws,
+            "log_q_y": float(sums["log_q_y"]) / draws,
+            "labelled_accuracy": float(sums["correct"]) / draws,
+            "unlabelled_bound": float(sums["unlabelled_bound"]) / n_u,
+        }
+
+    def model(self) -> SemiSupervisedVAE:
+        """The model now."""
+        return eqx.combine(self.params, self.static)
+
+
 def fit(
     model: SemiSupervisedVAE,
     x_train: np.ndarray,
@@ -92,59 +162,33 @@ def fit(
     test: tuple[np.ndarray, np.ndarray] | None = None,
     report: Callable[[dict], None] | None = None,
 ) -> tuple[SemiSupervisedVAE, list[dict]]:
-    """Train M2 `model` for `config.epochs` epochs on x_train (n, d) in [0, 1] of which `labels` keep
-    their labels y_train (n,) (`labels.labelled_subset`, drawn by `label_seed`, default `config.seed`).
-
-    Each step sees B_u = `config.batch_size` unlabelled and B_l labelled examples (default
-    `labels.labelled_batch_size`); the per-class bound is `config`'s objective and gradient estimator, the
-    classification term's weight the paper's `alpha` (default 0.1 N). With `test` = (x (m, d), y (m,)),
-    every epoch reports the test set's classification error (x binarized once with its fixed seed).
-    Returns the model and a dict per epoch: `epoch`, `seconds`, `loss`, the mean `labelled_bound`,
-    `unlabelled_bound` and `log_q_y` per example, `labelled_accuracy` and, with `test`, `test_error`;
-    `report` is called with each.
-    """
-    classes = model.classes
-    kept, rest = labelled_subset(y_train, labels, classes, config.seed if label_seed is None else label_seed)
+    """Train M2 `model` for `config.epochs` epochs (`M2Trainer`, whose arguments these are). With `test` =
+    (x (m, d), y (m,)), every epoch reports the test set's classification error (x binarized once with its
+    fixed seed). Returns the model and a dict per epoch: `epoch`, `M2Trainer.epoch`'s means, `seconds` and,
+    with `test`, `test_error`; `report` is called with each."""
+    trainer = M2Trainer(
+        model,
+        x_train,
+        y_train,
+        config,
+        labels=labels,
+        label_seed=label_seed,
+        alpha=alpha,
+        labelled_batch=labelled_batch,
+    )
     binarization = build_binarization(config)
-    x = binarization.training(np.asarray(x_train, np.float32), config.seed)
-    x_l, y_l, x_u = jnp.asarray(x[kept]), jnp.asarray(y_train[kept], jnp.int32), jnp.asarray(x[rest])
-    n_l, n_u = len(kept), len(rest)
-    batch_u = min(config.batch_size, n_u)
-    batch_l = labelled_batch or labelled_batch_size(batch_u, n_l, n_u)
-    inner = build_objective(config)
-    objective = M2.with_paper_alpha(inner, n_l, n_u) if alpha is None else M2(inner, jnp.float32(alpha), n_l, n_u)
-    optimizer = build_optimizer(config)
-    params, static = eqx.partition(model, eqx.is_inexact_array)
-    opt_state = optimizer.init(params)
-    epoch = make_epoch(static, optimizer, config)
     x_test = (
         None if test is None else binarization.held_out(np.asarray(test[0], np.float32), DataSeed.TEST_BINARIZATION)
     )
     history = []
     for e in range(1, config.epochs + 1):
         start = time.perf_counter()
-        plan = step_plan(np.random.default_rng((config.seed, PLAN_SEED, e)), n_l, n_u, batch_u, batch_l)
-        key = jax.random.fold_in(run_key(config.seed, Run.EPOCH), e)
-        params, opt_state, sums, finite = epoch(params, opt_state, x_l, y_l, x_u, plan, key, objective)
-        steps = plan.unlabelled.shape[0]
-        draws = steps * batch_l
-        record = {
-            "epoch": e,
-            "loss": float(sums["loss"]) / steps,
-            "labelled_bound": float(sums["labelled_bound"]) / draws,
-            "log_q_y": float(sums["log_q_y"]) / draws,
-            "labelled_accuracy": float(sums["correct"]) / draws,
-            "unlabelled_bound": float(sums["unlabelled_bound"]) / n_u,
-        }
-        if not bool(finite):
-            raise Diverged(f"non-finite loss in epoch {e}: training stopped (try a smaller lr)")
-        record["seconds"] = time.perf_counter() - start
-        if test is not None:
-            trained = eqx.combine(params, static)
-            record["test_error"] = classification_errors(test[1], classify(trained, x_test), classes)[
-                "classification_error"
-            ]
+        means = trainer.epoch(e)
+        record = {"epoch": e, **means, "seconds": time.perf_counter() - start}
+        if test is not None and x_test is not None:
+            predicted = classify(trainer.model(), x_test)
+            record["test_error"] = classification_errors(test[1], predicted, model.classes)["classification_error"]
         history.append(record)
         if report is not None:
             report(record)
-    return eqx.combine(params, static), history
+    return trainer.model(), history
