@@ -17,8 +17,9 @@ from jaxvae.errors import InputError
 
 def labelled_subset(y: np.ndarray, labels: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(labelled, unlabelled): sorted indices into y (n,) of `labels` examples, labels / classes of each class
-    0 .. classes - 1, drawn by `seed`, and of every other example. InputError where `labels` is not a positive
-    multiple of `classes` or a class has fewer than labels / classes examples."""
+    0 .. classes - 1, drawn by `seed`, and of every other example (among them any whose label is outside the
+    classes, e.g. -1 for unknown). InputError where `labels` is not a positive multiple of `classes` or a class
+    has fewer than labels / classes examples."""
     if labels <= 0 or labels % classes:
         raise InputError(f"--labels must be a positive multiple of the {classes} classes, got {labels}")
     per_class, rng = labels // classes, np.random.default_rng(seed)
