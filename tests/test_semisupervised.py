@@ -85,7 +85,7 @@ def test_unlabelled_bound_is_the_sum_over_classes_done_by_hand():
     KL(q(y | x) || p(y | x)) > 0."""
     model = enumerable(CLASSIFIER_WEIGHT, CLASSIFIER_BIAS)
     x = jnp.asarray(X, jnp.float32)
-    bounds = class_bounds(Iwae(1), model, x, key=jax.random.PRNGKey(0))
+    bounds = eqx.filter_jit(class_bounds)(Iwae(1), model, x, key=jax.random.PRNGKey(0))
     u = unlabelled_bound(model.log_q_y(x), bounds)
 
     joint = log_p_x_given_y(X) - np.log(C)  # log p(x, y)
@@ -108,11 +108,11 @@ def test_unlabelled_bound_is_log_p_x_when_q_y_is_the_exact_p_y_given_x():
     model = enumerable(*exact_classifier())
     x = jnp.asarray(X, jnp.float32)
     log_px = logsumexp(log_p_x_given_y(X) - np.log(C), axis=1)
-    u = unlabelled_bound(model.log_q_y(x), class_bounds(Iwae(1), model, x, key=jax.random.PRNGKey(1)))
+    u = unlabelled_bound(model.log_q_y(x), eqx.filter_jit(class_bounds)(Iwae(1), model, x, key=jax.random.PRNGKey(1)))
     np.testing.assert_allclose(np.asarray(u), log_px, atol=2e-4)
 
     samples = 4000
-    bounds = evidence_bounds(model, x, key=jax.random.PRNGKey(2), samples=samples)
+    bounds = eqx.filter_jit(evidence_bounds)(model, x, key=jax.random.PRNGKey(2), samples=samples)
     np.testing.assert_allclose(np.asarray(bounds["iwae_bound"]), log_px, atol=2e-4)
     # sd of log p(x | z, y) over z ~ p(z | x, y), by NumPy draws: the ELBO's reconstruction term's noise
     precision = 1 + float(np.sum(W**2)) / SIGMA**2
@@ -133,7 +133,7 @@ def test_m2_loss_is_the_papers_objective_per_example():
     objective = M2.with_paper_alpha(Iwae(1), n_l, n_u)
     x_l, y_l, x_u = X[:2], np.array([2, 0]), X[1:]
     w_u = np.array([1.0, 1.0, 1.0, 0.0])  # the last one padding
-    loss, sums = objective(
+    loss, sums = eqx.filter_jit(objective)(
         model,
         jnp.asarray(x_l, jnp.float32),
         jnp.asarray(y_l),
@@ -157,10 +157,9 @@ def test_m2_loss_is_the_papers_objective_per_example():
     np.testing.assert_allclose(float(sums["labelled_bound"]), np.sum(joint_l), rtol=1e-5)
 
 
-def small_model(seed: int = 0) -> SemiSupervisedVAE:
+def small_model() -> SemiSupervisedVAE:
     """A nonlinear M2 of 6-value data, 2 latents, 3 classes."""
-    config = ModelConfig(data_shape=(6,), latent_dim=2, hidden=(5,))
-    return build_semisupervised(config, 3, key=jax.random.PRNGKey(seed))
+    return build_semisupervised(ModelConfig(data_shape=(6,), latent_dim=2, hidden=(5,)), 3, key=jax.random.PRNGKey(0))
 
 
 @pytest.mark.slow
@@ -215,30 +214,52 @@ def test_m2_gradient_matches_finite_differences():
             np.testing.assert_allclose(float(analytic), float(numeric), rtol=1e-6)
 
 
+SMALL = ModelConfig(data_shape=(6,), latent_dim=2, hidden=(5,))
+DEEP = ModelConfig(data_shape=(6,), latent_dim=3, hidden=(5,), layers=(2, 1))
+GATED_VAMP = ModelConfig(data_shape=(6,), latent_dim=2, hidden=(5,), architecture="gated", prior="vamp:3")
+
+
 @pytest.mark.parametrize(
-    ("inner", "reference"),
+    ("inner", "reference", "config"),
     [
-        (Elbo(samples=2), lambda vae, x, k, c: elbo(vae, x, key=k, samples=2, c=c).elbo),
-        (Iwae(4), lambda vae, x, k, c: iwae(vae, x, key=k, samples=4, c=c)),
-        (Iwae(4, DReG()), lambda vae, x, k, c: iwae(vae, x, key=k, samples=4, c=c)),
-        (Miwae(2, 3), lambda vae, x, k, c: miwae(vae, x, key=k, groups=2, samples=3, c=c)),
-        (Ciwae(0.3, 4), lambda vae, x, k, c: ciwae(vae, x, key=k, samples=4, beta=0.3, c=c)),
+        (Elbo(samples=2), lambda vae, x, k, c: elbo(vae, x, key=k, samples=2, c=c).elbo, SMALL),
+        (Iwae(4, DReG()), lambda vae, x, k, c: iwae(vae, x, key=k, samples=4, c=c), SMALL),
+        pytest.param(Iwae(4), lambda vae, x, k, c: iwae(vae, x, key=k, samples=4, c=c), SMALL, marks=pytest.mark.slow),
+        pytest.param(
+            Miwae(2, 3),
+            lambda vae, x, k, c: miwae(vae, x, key=k, groups=2, samples=3, c=c),
+            SMALL,
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            Ciwae(0.3, 4),
+            lambda vae, x, k, c: ciwae(vae, x, key=k, samples=4, beta=0.3, c=c),
+            SMALL,
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            Elbo(samples=2), lambda vae, x, k, c: elbo(vae, x, key=k, samples=2, c=c).elbo, DEEP, marks=pytest.mark.slow
+        ),
+        pytest.param(
+            Iwae(4), lambda vae, x, k, c: iwae(vae, x, key=k, samples=4, c=c), GATED_VAMP, marks=pytest.mark.slow
+        ),
     ],
-    ids=["elbo", "iwae", "iwae-dreg", "miwae", "ciwae"],
+    ids=["elbo", "iwae-dreg", "iwae", "miwae", "ciwae", "elbo-deep", "iwae-gated-vamp"],
 )
-def test_class_bounds_in_one_computation_equal_a_loop_over_classes_and_examples(inner, reference):
+def test_class_bounds_in_one_computation_equal_a_loop_over_classes_and_examples(inner, reference, config):
     """`class_bounds` (vmapped over classes and examples) against the bound functions of `objectives` called for
     each class and example in Python loops, with the keys class_bounds documents: class y's key split over the
-    examples."""
-    model = small_model()
+    examples; for the one-layer model, a deep one, and gated networks with a per-class VampPrior."""
+    model = build_semisupervised(config, 3, key=jax.random.PRNGKey(0))
     x = jax.random.uniform(jax.random.PRNGKey(1), (4, 6))
     key = jax.random.PRNGKey(2)
-    got = np.asarray(class_bounds(inner, model, x, key=key))
+    got = np.asarray(eqx.filter_jit(class_bounds)(inner, model, x, key=key))
+    one_example = eqx.filter_jit(reference)
     expected = np.empty((4, 3))
     for y, class_key in enumerate(jax.random.split(key, 3)):
         c = jax.nn.one_hot(jnp.array([y]), 3)
         for i, k in enumerate(jax.random.split(class_key, 4)):
-            expected[i, y] = float(reference(model.vae, x[i : i + 1], k, c)[0]) - np.log(3)
+            expected[i, y] = float(one_example(model.vae, x[i : i + 1], k, c)[0]) - np.log(3)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
