@@ -138,7 +138,8 @@ def quadrant_rows(images: np.ndarray, task: Task) -> np.ndarray:
 
 
 def jaxvae_trainer(task: Task, train_images: np.ndarray) -> Trainer:
-    """jaxvae's conditional VAE at the task's sizes, with a prior network, Bernoulli on grey pixels."""
+    """jaxvae's conditional VAE at the task's sizes, with a prior network, Bernoulli on grey pixels, trained on
+    rows [x, c] (what `train.condition_rows` makes of an .npz's `x` and `c` for `--condition array`)."""
     rows = quadrant_rows(train_images, task)
     model = ModelConfig(
         data_shape=(rows.shape[1] - 196,),
