@@ -240,6 +240,10 @@ class TrainConfig:
     classes: tuple[str, ...] = ()  # the names of the data's labels 0, 1, ...: an image folder's class subfolders
     precision: str = "fp32"
     condition: str = ""  # "label": on each example's label, one-hot; "array": on its array c (`CONDITIONS`)
+    labels: int = 0  # > 0: train M2 (`semisupervised`) on this many labels, labels / C of each class; 0: off
+    label_seed: int | None = None  # the seed that draws the labelled examples; None: `seed`
+    alpha: float | None = None  # M2's weight of the classification term; None: the paper's 0.1 N
+    labelled_batch: int = 0  # labelled examples per M2 step; 0: the data's ratio (`labels.labelled_batch_size`)
 
     def __post_init__(self):
         _require_types(self)
@@ -300,6 +304,7 @@ class TrainConfig:
             "validation_fraction",
         )
         _require(self.beta >= 0, f"beta must be at least 0, got {self.beta}", "beta")
+        self._require_labels()
         _require(
             self.kl_warmup_epochs >= 0,
             f"kl_warmup_epochs must be at least 0, got {self.kl_warmup_epochs}",
@@ -314,6 +319,62 @@ class TrainConfig:
             "free_bits",
             "objective",
         )
+
+    def _require_labels(self) -> None:
+        """Check M2's settings: `labels` at least 0; the others only with labels, the condition and the KL
+        warm-up without (M2 conditions on the labels itself, each epoch at the KL weight `beta`)."""
+        _require(self.labels >= 0, f"labels must be at least 0, got {self.labels}", "labels")
+        label_seed, alpha = self.label_seed, self.alpha
+        _require(
+            label_seed is None or (_is_int(label_seed) and 0 <= label_seed < 2**32),
+            f"label_seed must be an integer from 0 to 2**32 - 1, got {label_seed!r}",
+            "label_seed",
+        )
+        _require(
+            alpha is None or (isinstance(alpha, int | float) and 0 <= alpha < math.inf),
+            f"alpha must be a number at least 0, got {alpha!r}",
+            "alpha",
+        )
+        _require(
+            self.labelled_batch >= 0,
+            f"labelled_batch must be at least 0, got {self.labelled_batch}",
+            "labelled_batch",
+        )
+        if not self.labels:
+            for name in ("label_seed", "alpha"):
+                _require(getattr(self, name) is None, f"{name} is a setting of M2: use it with labels", name, "labels")
+            _require(
+                self.labelled_batch == 0,
+                "labelled_batch is a setting of M2: use it with labels",
+                "labelled_batch",
+                "labels",
+            )
+            return
+        _require(
+            not self.condition,
+            f"labels trains M2, which conditions on the labels itself: not with condition {self.condition}",
+            "labels",
+            "condition",
+        )
+        _require(
+            self.kl_warmup_epochs == 0,
+            "kl_warmup_epochs is not yet a setting of M2 (labels): it trains every epoch at beta",
+            "kl_warmup_epochs",
+            "labels",
+            "beta",
+        )
+        _require(
+            self.early_stopping == 0 or self.objective == "elbo",
+            "early_stopping of M2 (labels) watches the validation U(x) with the ELBO per class: use objective elbo",
+            "early_stopping",
+            "objective",
+            "labels",
+        )
+
+    @property
+    def m2_label_seed(self) -> int:
+        """The seed that draws M2's labelled examples: `label_seed`, or where it is None `seed`."""
+        return self.seed if self.label_seed is None else self.label_seed
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from jaxvae.evaluate import mean_bounds
 from jaxvae.keys import DataSeed, Run, run_key
 from jaxvae.model import LatentModel, split_condition
 from jaxvae.objectives import kl_weight
+from jaxvae.semisupervised import SemiSupervisedVAE
 
 if TYPE_CHECKING:  # a trainer's states are train's, which imports this module
     from jaxvae.train import TrainState
@@ -73,11 +74,12 @@ class Trainer(Protocol):
         ...
 
     def evaluate(self, x: Array, keys: list[Array], active: list[bool]) -> list[dict[str, float] | None]:
-        """The ELBO's means over x (n, d) of each active member (`evaluate.mean_elbo` with its key)."""
+        """The ELBO's means over x (n, d) of each active member (`evaluate.mean_elbo` with its key); M2's
+        (`train.m2_scores`) of U(x) and its terms, and the `classification_error`."""
         ...
 
-    def model(self, i: int) -> LatentModel:
-        """Member i's model now."""
+    def model(self, i: int) -> LatentModel | SemiSupervisedVAE:
+        """Member i's model now: a VAE, or M2's parts."""
         ...
 
     def state(self, i: int, epoch: int) -> "TrainState":
@@ -105,9 +107,10 @@ def held_out(data: Dataset, config: TrainConfig) -> tuple[Dataset, Array, Array]
     return data, jax.device_put(test_examples(data, config), local), jax.device_put(x_valid, local)
 
 
-def kl_estimator_of(vae: LatentModel, rows: Array) -> str:
-    """How the ELBO of `vae` computes its KL for data like rows (n, d) (a conditional model's [x, c]):
-    'closed form' or 'monte carlo'."""
+def kl_estimator_of(model: LatentModel | SemiSupervisedVAE, rows: Array) -> str:
+    """How the ELBO of `model` (of M2, its conditional VAE's) computes its KL for data like rows (n, d) (a
+    conditional model's [x, c]): 'closed form' or 'monte carlo'."""
+    vae = model.vae if isinstance(model, SemiSupervisedVAE) else model
 
     def pair(v, rows):
         x, c = split_condition(v, rows)
@@ -195,6 +198,8 @@ def train(
                 if active[i] and step is not None and result is not None and test is not None:
                     (epoch, beta), valid = step, valids[i]
                     record = runs.epoch_record(epoch, result[0], test, beta, kl, seconds, throughput, valid)
+                    if "classification_error" in test:  # M2's
+                        record["test_classification_error"] = test["classification_error"]
                     _finish_epoch(m, record, trainer.state(i, epoch), events[i], write)
                     if len(members) == 1:
                         bar.set_postfix(train_elbo=f"{result[0]['elbo']:.2f}", test_elbo=f"{test['elbo']:.2f}")
@@ -208,7 +213,8 @@ def train(
 def _validate(trainer: Trainer, members: list[Member], x: Array, keys: list[Array], active: list[bool]):
     """Each active member's validation bounds on x (n, d), nats: `elbo` (`Trainer.evaluate`), and where its
     objective trains another bound, that one too (`evaluate.mean_bounds`, its name as the objective reports
-    it); None for the others, and for every member without a validation set."""
+    it), and M2's `classification_error` (M2 validates U(x) alone); None for the others, and for every member
+    without a validation set."""
     if not len(x):
         return [None] * len(members)
     elbos = trainer.evaluate(x, keys, active)
@@ -218,10 +224,9 @@ def _validate(trainer: Trainer, members: list[Member], x: Array, keys: list[Arra
         name = objective.bound_key
         if not a or v is None:
             bounds.append(None)
-        elif name == "elbo":
-            bounds.append({"elbo": v["elbo"]})
+        elif name == "elbo" or isinstance(vae := trainer.model(i), SemiSupervisedVAE):
+            bounds.append({k: v[k] for k in ("elbo", "classification_error") if k in v})
         else:
-            vae = trainer.model(i)
             xi, c = split_condition(vae, x)
             bounds.append({"elbo": v["elbo"], name: float(mean_bounds(vae, objective, xi, keys[i], c=c)[name])})
     return bounds

@@ -16,15 +16,17 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxvae.builder import build_objective
+from jaxvae.builder import build_binarization, build_objective
 from jaxvae.config import RunConfig
 from jaxvae.data import Dataset
 from jaxvae.deep import DownwardPrior
 from jaxvae.evaluate import class_samples, decoded_means, posterior_moments, prior_draws
-from jaxvae.keys import Run, run_key
+from jaxvae.keys import DataSeed, Run, run_key
 from jaxvae.model import LatentModel
 from jaxvae.objectives import Elbo, Objective
 from jaxvae.runs import best_validation, validation_key
+from jaxvae.semi_train import classify
+from jaxvae.semisupervised import SemiSupervisedVAE, classification_errors
 
 if TYPE_CHECKING:  # matplotlib is imported on a thread of its own (`import_in_background`)
     from matplotlib.ticker import MaxNLocator
@@ -355,19 +357,65 @@ def training_curves(metrics: dict[str, list[dict]], path: Path) -> Path:
     return _save(fig, path)
 
 
+def confusion(counts: np.ndarray, path: Path, names: tuple[str, ...] = ()) -> Path:
+    """The confusion matrix counts (C, C), row the true class, column the predicted one, each row shaded by its
+    fractions and each cell labelled with its count; the title gives the error. `names`: the classes' names."""
+    classes = counts.shape[0]
+    totals = np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig = _figure((6, 5.4), left=0.14, bottom=0.12, right=0.96, top=0.92)
+    ax = fig.add_subplot()
+    ax.imshow(counts / totals, cmap="Blues", vmin=0, vmax=1)
+    if classes <= 20:
+        for (i, j), count in np.ndenumerate(counts):
+            if count:
+                colour = "white" if count / totals[i, 0] > 0.5 else "black"
+                ax.text(j, i, str(count), ha="center", va="center", fontsize="small", color=colour)
+    labels = list(names) if len(names) == classes else [str(c) for c in range(classes)]
+    ticks = range(classes)
+    ax.set_xticks(ticks, labels, rotation=90 if max(map(len, labels)) > 2 else 0)
+    ax.set_yticks(ticks, labels)
+    error = 1 - np.trace(counts) / max(counts.sum(), 1)
+    ax.set(xlabel="predicted class, argmax q(y|x)", ylabel="true class", title=f"test confusion: error {error:.2%}")
+    return _save(fig, path)
+
+
+def m2_figures(model: SemiSupervisedVAE, data: Dataset, config: RunConfig, folder: Path) -> list:
+    """The figures of M2 (a run with labels), each a function that draws one: the test confusion matrix (the
+    test set binarized as in training's evaluation) and, for images, its class samples and class by style."""
+    figures = []
+    if data.y_test is not None and len(data.x_test):
+        x, y = build_binarization(config.train).held_out(data.x_test, DataSeed.TEST_BINARIZATION), data.y_test
+        counts = np.asarray(classification_errors(y, classify(model, x), model.classes)["confusion"])
+        figures.append(lambda: confusion(counts, folder / "confusion.png", data.classes))
+        if is_image(data.shape):
+            figures.append(lambda: class_by_style(model.vae, data.x_test, y, data.shape, folder / "class_by_style.png"))
+    if is_image(data.shape):
+        key = run_key(config.train.seed, Run.SAMPLES_FIGURE)
+        figures.append(lambda: class_grid(model.vae, data.shape, folder / "class_samples.png", key=key))
+    return figures
+
+
 def write_figures(
-    vae: LatentModel, data: Dataset, config: RunConfig, folder: Path, metrics: list[dict], *, progress: bool = False
+    vae: LatentModel | SemiSupervisedVAE,
+    data: Dataset,
+    config: RunConfig,
+    folder: Path,
+    metrics: list[dict],
+    *,
+    progress: bool = False,
 ) -> list[Path]:
-    """Every figure of a run into `folder`; image figures only for image-shaped data. gaps.png, which
-    `jaxvae evaluate --gaps` draws, is drawn again from its gaps.npz when it shows the model of the last
-    epoch of `metrics`, and removed (with gaps.npz) when it shows an older one. With `progress`, a bar
-    over the figures (tqdm, with the time left) on stderr."""
+    """Every figure of a run (of M2's parts `vae`, `m2_figures`) into `folder`; image figures only for
+    image-shaped data. gaps.png, which `jaxvae evaluate --gaps` draws, is drawn again from its gaps.npz when
+    it shows the model of the last epoch of `metrics`, and removed (with gaps.npz) when it shows an older one.
+    With `progress`, a bar over the figures (tqdm, with the time left) on stderr."""
     folder.mkdir(parents=True, exist_ok=True)
     figures = []  # each draws one figure and returns its path
     if metrics:
         figures.append(lambda: training_curve(metrics, folder / "training_curve.png", build_objective(config.train)))
     conditional = config.model.condition_dim > 0
-    if conditional:  # so far its curves, and of a model conditioned on labels its classes' samples and styles
+    if isinstance(vae, SemiSupervisedVAE):
+        figures += m2_figures(vae, data, config, folder)
+    elif conditional:  # so far its curves, and of a model conditioned on labels its classes' samples and styles
         if is_image(data.shape) and config.train.condition == "label":
             key = run_key(config.train.seed, Run.SAMPLES_FIGURE)
             figures.append(lambda: class_grid(vae, data.shape, folder / "class_samples.png", key=key))
@@ -378,14 +426,14 @@ def write_figures(
         figures.append(
             lambda: latent_scatter(vae, data.x_test, data.y_test, folder / "latent_scatter.png", data.classes)
         )
-    if is_image(data.shape) and not conditional:
-        key = run_key(config.train.seed, Run.SAMPLES_FIGURE)
-        figures.append(lambda: reconstructions(vae, data.x_test, data.shape, folder / "reconstructions.png"))
-        figures.append(lambda: samples(vae, data.shape, folder / "samples.png", key=key))
-        if len(data.x_test) >= 2:
-            figures.append(lambda: interpolations(vae, data.x_test, data.shape, folder / "interpolations.png"))
-        if vae.sizes[-1] == 2:
-            figures.append(lambda: manifold(vae, data.shape, folder / "latent_manifold.png"))
+        if is_image(data.shape):
+            key = run_key(config.train.seed, Run.SAMPLES_FIGURE)
+            figures.append(lambda: reconstructions(vae, data.x_test, data.shape, folder / "reconstructions.png"))
+            figures.append(lambda: samples(vae, data.shape, folder / "samples.png", key=key))
+            if len(data.x_test) >= 2:
+                figures.append(lambda: interpolations(vae, data.x_test, data.shape, folder / "interpolations.png"))
+            if vae.sizes[-1] == 2:
+                figures.append(lambda: manifold(vae, data.shape, folder / "latent_manifold.png"))
     bar = tqdm(figures, desc=f"figures of {folder.parent.name}", unit="figure", disable=not progress, leave=False)
     written = [draw() for draw in bar]
     gaps = _gaps_again(folder, metrics[-1]["epoch"] if metrics else 0)

@@ -20,25 +20,28 @@ from jax import Array
 from jax.sharding import Mesh
 from jax.typing import DTypeLike
 
-from jaxvae import board, checkpoint, loop, looping, model_file, parallel, plots, runs
+from jaxvae import board, checkpoint, loop, looping, model_file, parallel, plots, runs, semi_train
 from jaxvae.builder import build_binarization, build_objective, build_optimizer, likelihood_family, precision
 from jaxvae.checkpoint import restore
 from jaxvae.config import HardwareConfig, RunConfig, TrainConfig
-from jaxvae.data import NAMED_IDX, Dataset
+from jaxvae.data import NAMED_IDX, Dataset, split_validation
 from jaxvae.errors import Diverged, InputError
 from jaxvae.evaluate import mean_elbo
 from jaxvae.keys import Run, run_key
+from jaxvae.labels import labelled_subset
 from jaxvae.looping import Loop, batch_indices
 from jaxvae.model import LatentModel, split_condition
 from jaxvae.model_file import Builder
 from jaxvae.networks import with_precision
-from jaxvae.objectives import Objective
+from jaxvae.objectives import Objective, elbo
+from jaxvae.semisupervised import SemiSupervisedVAE, unlabelled_bound
 
 UNOPTIMIZED: dict[str, Any] = {"xla_backend_optimization_level": 0}  # XLA's options for a program run once
 
 
 class TrainState(NamedTuple):
-    """Everything a run needs to continue: the model, Adam's moments and the epochs done."""
+    """Everything a run needs to continue: the model, Adam's moments and the epochs done. A run with labels
+    holds M2's parts (a `SemiSupervisedVAE`) as its model."""
 
     vae: LatentModel
     opt_state: optax.OptState
@@ -46,9 +49,14 @@ class TrainState(NamedTuple):
 
 
 def initial_state(config: RunConfig, build: Builder, key: Array) -> TrainState:
-    """The state at epoch 0 from `key` (2,), the model built by `build`: what `init_state` compiles, `sweep` vmaps."""
-    vae = model_file.build(config.model, key, build)
-    return TrainState(vae, build_optimizer(config.train).init(eqx.filter(vae, eqx.is_inexact_array)), jnp.int32(0))
+    """The state at epoch 0 from `key` (2,), the model built by `build` (with labels, M2's parts,
+    `semi_train.build_semisupervised`): what `init_state` compiles, `sweep` vmaps."""
+    if config.train.labels:
+        vae = semi_train.build_semisupervised(config.model, config.model.condition_dim, key=key)
+    else:
+        vae = model_file.build(config.model, key, build)
+    opt_state = build_optimizer(config.train).init(eqx.filter(vae, eqx.is_inexact_array))
+    return TrainState(vae, opt_state, jnp.int32(0))  # pyright: ignore[reportArgumentType] (M2's parts)
 
 
 def init_state(config: RunConfig, build: Builder | None = None) -> TrainState:
@@ -253,16 +261,28 @@ def check_data(data: Dataset, config: RunConfig, *, training: bool = True) -> No
                     f"values outside [0, 1] ({x.min():g} to {x.max():g}) cannot be modelled by {what}: "
                     f"rescale the data to [0, 1]{fix}"
                 )
+    if training and config.train.labels:
+        check_labels(data, config)
     check_condition(data, config)
     model_file.check(config.model)
 
 
-def require_condition(data: Dataset, condition: str) -> None:
+def check_labels(data: Dataset, config: RunConfig) -> None:
+    """Raise InputError where M2's labelled subset cannot be drawn from the training examples left after the
+    validation split (`labels.labelled_subset`: labels / C of each of the C = `condition_dim` classes)."""
+    require_condition(data, "label", "--labels")
+    training, _ = split_validation(data, config.train.validation_fraction)
+    if training.y_train is not None:
+        labelled_subset(training.y_train, config.train.labels, config.model.condition_dim, config.train.m2_label_seed)
+
+
+def require_condition(data: Dataset, condition: str, option: str = "") -> None:
     """Raise InputError where the data lack what a run conditions on: labels (`condition` "label") or
-    conditions c ("array": an .npz's `c`, or `c_train` and `c_test`)."""
-    where = data.source or "the data"
+    conditions c ("array": an .npz's `c`, or `c_train` and `c_test`); `option` names the option that asks for
+    them in the message (default: --condition CONDITION)."""
+    where, option = data.source or "the data", option or f"--condition {condition}"
     if condition == "label" and (data.y_train is None or data.y_test is None):
-        raise InputError(f"--condition label needs labelled data: {where} have no labels")
+        raise InputError(f"{option} needs labelled data: {where} have no labels")
     if condition == "array" and (data.c_train is None or data.c_test is None):
         raise InputError(f"--condition array needs conditions: {where} have none (an .npz's array 'c')")
 
@@ -270,8 +290,8 @@ def require_condition(data: Dataset, condition: str) -> None:
 def check_condition(data: Dataset, config: RunConfig) -> None:
     """Raise InputError where a conditional run's data lack its condition: labels outside its C = `condition_dim`
     classes (`--condition label`), or conditions of another size than its m = `condition_dim` values, or
-    binarized with the data (`--condition array`)."""
-    condition, size = config.train.condition, config.model.condition_dim
+    binarized with the data (`--condition array`). M2's (a run with labels) is its labels."""
+    condition, size = config.train.condition or ("label" if config.train.labels else ""), config.model.condition_dim
     if not condition:
         return
     require_condition(data, condition)
@@ -295,7 +315,7 @@ def condition_rows(data: Dataset, config: RunConfig) -> Dataset:
     (`model.split_condition` splits it), c the one-hot label (`--condition label`) or the example's condition
     array flattened (`--condition array`), so that the validation split, binarization (exact on a one-hot
     label; refused with an array condition) and batching carry the condition with its example; else `data`."""
-    condition = config.train.condition
+    condition = config.train.condition or ("label" if config.train.labels else "")  # M2's held-out labels too
     if condition == "label" and data.y_train is not None and data.y_test is not None:
         one_hot = np.eye(config.model.condition_dim, dtype=np.float32)
         c_train, c_test = one_hot[data.y_train], one_hot[data.y_test]
@@ -328,8 +348,9 @@ def fit(
     progress: bool = True,
     device_budget: int | None = None,
     build: Builder | None = None,
-) -> LatentModel:
-    """Train, writing config, metrics, checkpoints and figures to `run_dir`; returns the model.
+) -> LatentModel | SemiSupervisedVAE:
+    """Train, writing config, metrics, checkpoints and figures to `run_dir`; returns the model (M2's parts for a
+    run with labels, `M2RunTrainer`).
 
     The model is `build_model(config.model)`, or what `build(config.model, key)` returns (any VAE, e.g. with
     the user's own encoder or decoder): the run then records the function (`model_file.source_of`).
@@ -369,8 +390,11 @@ def fit(
                 raise InputError(f"cannot write the run folder {run_dir}: {e.strerror}") from None
         state = resume_state(config, run_dir, build) if resume else init_state(config, build)
         training, x_test, x_valid = loop.held_out(condition_rows(data, config), config.train)
-        x_train = loop.training_examples(training, config.train)
-        trainer = RunTrainer(state, config.train, objective, x_train, mesh, device_budget)
+        if config.train.labels:
+            trainer = M2RunTrainer(state, config.train, training.x_train)
+        else:
+            x_train = loop.training_examples(training, config.train)
+            trainer = RunTrainer(state, config.train, objective, x_train, mesh, device_budget)
         member = loop.Member.resumed("run", config, run_dir, int(state.epoch))
         loop.train([member], trainer, x_test, x_valid, _raise_diverged, progress=progress, write=writer)
         vae = trainer.model(0)
@@ -437,6 +461,87 @@ class RunTrainer(loop.Trainer):
 
     def state(self, i: int, epoch: int) -> TrainState:
         return TrainState(self.model(0), parallel.local_copy(self.opt_state), jnp.asarray(epoch, jnp.int32))
+
+
+class M2RunTrainer(loop.Trainer):
+    """M2's epochs (`semi_train.M2Trainer`, on one device) as a `loop.Trainer` of one member: the training rows
+    [x, one-hot y] (n, d + C), of which `config.labels` keep their labels, continued from `state`."""
+
+    def __init__(self, state: TrainState, config: TrainConfig, rows: np.ndarray):
+        model = state.vae
+        if not isinstance(model, SemiSupervisedVAE):
+            raise TypeError(f"a run with labels trains M2's parts, not {type(model).__name__}")
+        x, y = np.asarray(rows[:, : -model.classes]), np.argmax(rows[:, -model.classes :], axis=1)
+        self.trainer = semi_train.M2Trainer(
+            model,
+            x,
+            y,
+            config,
+            labels=config.labels,
+            label_seed=config.m2_label_seed,
+            alpha=config.alpha,
+            labelled_batch=config.labelled_batch or None,
+            opt_state=state.opt_state,
+        )
+        self.examples = len(x)
+
+    def epoch(self, plan: loop.Plan) -> list[tuple[dict[str, float], bool] | None]:
+        """The epoch's means (`M2Trainer.epoch`), its unlabelled bound U(x) as `elbo`."""
+        (step,) = plan
+        if step is None:
+            return [None]
+        try:
+            means = self.trainer.epoch(step[0])
+        except Diverged:
+            return [({"elbo": float("nan")}, False)]
+        return [({"elbo": means.pop("unlabelled_bound"), **means}, True)]
+
+    def evaluate(self, x: Array, keys: list[Array], active: list[bool]) -> list[dict[str, float] | None]:
+        return [m2_scores(self.trainer.model(), x, keys[0])]
+
+    def model(self, i: int) -> SemiSupervisedVAE:
+        return self.trainer.model()
+
+    def state(self, i: int, epoch: int) -> TrainState:
+        epoch_done = jnp.asarray(epoch, jnp.int32)
+        return TrainState(self.trainer.model(), self.trainer.opt_state, epoch_done)  # pyright: ignore[reportArgumentType]
+
+
+def m2_scores(model: SemiSupervisedVAE, rows: Array, key: Array, chunk: int = 1000) -> dict[str, float]:
+    """M2's figures on held-out rows [x, one-hot y] (n, d + C), means over the examples: `elbo`, U(x) with one
+    draw of the ELBO per class; its parts `reconstruction`, sum_y q(y | x) E[log p(x | y, z)], and `kl`, the
+    rest (the KLs of z and of y); `classification_error`, the fraction argmax q(y | x) gets wrong. `chunk`
+    examples at a time, chunk i's draws from `fold_in(key, i)`."""
+    classes = model.classes
+    sums = np.zeros(3)
+    for i, start in enumerate(range(0, rows.shape[0], chunk)):
+        part = rows[start : start + chunk]
+        sums += np.asarray(_m2_sums(model, part[:, :-classes], part[:, -classes:], jax.random.fold_in(key, i)))
+    bound, reconstruction, errors = sums / rows.shape[0]
+    return {
+        "elbo": bound,
+        "reconstruction": reconstruction,
+        "kl": reconstruction - bound,
+        "classification_error": errors,
+    }
+
+
+@eqx.filter_jit
+def _m2_sums(model: SemiSupervisedVAE, x: Array, c: Array, key: Array) -> Array:
+    """The sums over x (n, d) with one-hot labels c (n, C) of U(x), of its reconstruction term and of the
+    errors of argmax q(y | x): (3,)."""
+    classes, n = model.classes, x.shape[0]
+
+    def of_class(one_hot, k):
+        terms = elbo(model.vae, x, key=k, c=jnp.broadcast_to(one_hot, (n, classes)))
+        return terms.elbo, terms.reconstruction
+
+    bounds, reconstructions = jax.vmap(of_class)(jnp.eye(classes), jax.random.split(key, classes))  # (C, n) each
+    log_q = model.log_q_y(x)
+    bound = unlabelled_bound(log_q, bounds.T + model.log_p_y())
+    reconstruction = jnp.sum(jnp.exp(log_q) * reconstructions.T, axis=-1)
+    errors = jnp.argmax(log_q, axis=-1) != jnp.argmax(c, axis=-1)
+    return jnp.stack([jnp.sum(bound), jnp.sum(reconstruction), jnp.sum(errors)])
 
 
 def _raise_diverged(member: loop.Member, epoch: int):

@@ -40,6 +40,8 @@ def run(args) -> int:
         return _evaluate_sweep(args)
     config, vae, x, y, c = run_data(args, args.split, args.checkpoint)
     vae = with_precision(vae, PRECISIONS[args.precision])
+    if config.train.labels:
+        return _evaluate_m2(args, config, vae, x, y)
     if args.gaps and not isinstance(vae, AmortizedModel):
         raise InputError(
             "--gaps fits q* for one-layer and bottom-up models; a top-down model's q(z|x) has no per-example "
@@ -70,6 +72,79 @@ def run(args) -> int:
         print(json.dumps(data | result))
         return 0
     print(run_table(result, args.run_dir, args.dataset or config.train.dataset, args.split))
+    return 0
+
+
+def _evaluate_m2(args, config, model, x, y) -> int:
+    """`evaluate` of M2 (a run with --labels) on x (n, d) with its labels y (n,): q(y|x)'s classification errors
+    (overall, per class, the confusion matrix) and log p(x) with the label summed out, each a mean over the
+    examples: `unlabelled_bound` U(x) (one ELBO draw per class), `log_likelihood` log sum_y p(y) exp L_K(x|y), and
+    for k <= 2 `log_likelihood_quadrature`, the same sum of the quadratures of log p(x|y)."""
+    import json
+    import math
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxvae.evaluate import log_likelihoods, standard_error
+    from jaxvae.semi_train import classify
+    from jaxvae.semisupervised import classification_errors, evidence_bounds
+
+    if args.gaps or args.gradient_snr:
+        raise InputError("--gaps and --gradient-snr evaluate a VAE of p(x), not M2's parts (a run with --labels)")
+    if y is None:
+        raise InputError("a run with --labels is scored on labelled data: the data evaluated have no labels")
+    x, y, classes = jnp.asarray(x[: args.n], jnp.float32), np.asarray(y[: args.n]), model.classes
+    scores = classification_errors(y, classify(model, np.asarray(x)), classes)
+    per_class = np.asarray(scores["per_class"], np.float64)
+    bound_key, likelihood_key = jax.random.split(jax.random.PRNGKey(args.seed))
+    chunk = 500
+    chunks = range(0, len(x), chunk)
+    bounds = [evidence_bounds(model, x[i : i + chunk], key=jax.random.fold_in(bound_key, i), samples=1) for i in chunks]
+    bound = jnp.concatenate([b["unlabelled_bound"] for b in bounds])
+    by_class = [  # log p(x | y) of every class y: each estimate's (n,)
+        log_likelihoods(
+            model.vae,
+            x,
+            jax.random.fold_in(likelihood_key, label),
+            args.iw_samples,
+            progress=not args.quiet,
+            c=jnp.broadcast_to(jnp.eye(classes)[label], (len(x), classes)),
+        )
+        for label in range(classes)
+    ]
+    result = {
+        "dataset": args.dataset or config.train.dataset,
+        "split": args.split,
+        "checkpoint": args.checkpoint,
+        "n": len(x),
+        "labels": config.train.labels,
+        "label_seed": config.train.m2_label_seed,
+        "classification_error": scores["classification_error"],
+        "classification_error_per_class": [None if math.isnan(e) else float(e) for e in per_class],
+        "confusion_matrix": np.asarray(scores["confusion"]).tolist(),
+        "unlabelled_bound": float(jnp.mean(bound)),
+        "unlabelled_bound_se": standard_error(bound),
+        "iw_samples": args.iw_samples,
+    }
+    for name in by_class[0]:
+        log_px = jax.nn.logsumexp(jnp.stack([b[name] for b in by_class]), axis=0) + model.log_p_y()
+        result |= {name: float(jnp.mean(log_px)), f"{name}_se": standard_error(log_px)}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    labels = f"{config.train.labels} labels, label seed {config.train.m2_label_seed}"
+    print(f"M2 run {args.run_dir} ({labels}) on {result['dataset']} {args.split}, {len(x)} examples:")
+    rows = {
+        "classification error, argmax q(y|x)": f"{result['classification_error']:.2%}",
+        "U(x), the unlabelled bound": f"{result['unlabelled_bound']:.2f} nats",
+        f"log p(x), L_K per class, K = {args.iw_samples}": f"{result['log_likelihood']:.2f} nats",
+    }
+    if "log_likelihood_quadrature" in result:
+        rows["log p(x), quadrature per class"] = f"{result['log_likelihood_quadrature']:.2f} nats"
+    width = max(map(len, rows))
+    print("\n".join(f"  {name:<{width}}  {value}" for name, value in rows.items()))
     return 0
 
 

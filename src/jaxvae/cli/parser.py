@@ -161,6 +161,34 @@ def build_parser() -> Parser:
         "example's array c of an .npz (array: its 'c', or 'c_train' and 'c_test')",
     )
     p.add_argument(
+        "--labels",
+        type=int,
+        default=0,
+        metavar="N",
+        help="train Kingma et al.'s semi-supervised M2: keep N training labels, N/C of each of the C classes, the "
+        "rest unlabelled; every step sees both in the data's ratio",
+    )
+    p.add_argument(
+        "--label-seed",
+        type=int,
+        metavar="S",
+        help="the seed that draws the --labels examples, recorded in config.json (default: --seed)",
+    )
+    p.add_argument(
+        "--alpha",
+        type=float,
+        help="with --labels: the weight of the classifier's log q(y|x) on the labelled examples "
+        "(default 0.1 N, N the training examples, as the paper)",
+    )
+    p.add_argument(
+        "--labelled-batch",
+        type=int,
+        default=0,
+        metavar="B",
+        help="with --labels: labelled examples per step beside --batch-size unlabelled ones "
+        "(default: in the data's ratio, at least 1)",
+    )
+    p.add_argument(
         "--log-var-range",
         type=number_range,
         metavar="LOW,HIGH",
@@ -338,7 +366,8 @@ def build_parser() -> Parser:
         "-o",
         "--out",
         required=True,
-        help=".npz file to write: arrays mean, std (n, k), y if labelled, classes (label names) if named",
+        help=".npz file to write: arrays mean, std (n, k) (of a run with --labels: q_y (n, C), q(y|x)'s "
+        "probabilities), y if labelled, classes (label names) if named",
     )
     return parser
 

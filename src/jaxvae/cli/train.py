@@ -46,15 +46,19 @@ def _schedule(args) -> TrainConfig:
         free_bits=args.free_bits,
         tensorboard=args.tensorboard,
         condition=args.condition or "",
+        labels=args.labels,
+        label_seed=args.seed if args.labels and args.label_seed is None else args.label_seed,
+        alpha=args.alpha,
+        labelled_batch=args.labelled_batch,
     )
 
 
 def model_config(args, data_shape: tuple[int, ...], condition_dim: int = 0) -> ModelConfig:
     """The model of the `train` options for data of shape `data_shape` (H, W) or (d,) (with --condition, its
-    condition's `condition_dim` values: the classes, or an array condition's size), its networks from --model's
-    file where one is given."""
+    condition's `condition_dim` values: the classes, or an array condition's size; with --labels, M2's VAE of
+    x given the class), its networks from --model's file where one is given."""
     model = ModelConfig(
-        condition_dim=condition_dim if args.condition else 0,
+        condition_dim=condition_dim if args.condition or args.labels else 0,
         data_shape=data_shape,
         latent_dim=sum(args.latent_dim),
         layers=args.latent_dim if len(args.latent_dim) > 1 else (),
@@ -150,7 +154,12 @@ def _fit(args, out: Path, configs, config, data) -> int:
     records = read_metrics(out)
     last = records[-1]
     figures = ", ".join(sorted(p.name for p in (out / "figures").glob("*.png")))
-    print(f"epoch {last['epoch']}: train ELBO {last['train_elbo']:.2f} nats, test ELBO {last['test_elbo']:.2f} nats")
+    bound = "U(x)" if config.train.labels else "ELBO"  # M2's bound on log p(x): U(x), the ELBO per class
+    error = f", test classification error {last['test_classification_error']:.2%}" if config.train.labels else ""
+    print(
+        f"epoch {last['epoch']}: train {bound} {last['train_elbo']:.2f} nats, "
+        f"test {bound} {last['test_elbo']:.2f} nats{error}"
+    )
     if validation_key("elbo") in last:
         objective = build_objective(config.train)
         best, best_epoch = best_validation(records, objective.bound_key)
@@ -169,6 +178,7 @@ def new_run(args) -> tuple:
     schedule = _schedule(args)
     _check_applies(args, schedule.dataset)
     _check_condition(args)
+    _check_labels(args)
     if args.image_size is not None and (schedule.dataset in NAMED or not is_image_folder(schedule.dataset)):
         raise InputError(f"--image-size resizes the images of a folder: {schedule.dataset} is not one")
     if args.image_size is not None:  # before any image is resized to it
@@ -187,6 +197,8 @@ def new_run(args) -> tuple:
 
     parallel.initialize(args.coordinator, args.num_processes, args.process_id)
     require_condition(data, schedule.condition)
+    if schedule.labels:
+        require_condition(data, "label", "--labels")
     condition_dim = data.c_train.shape[1] if args.condition == "array" and data.c_train is not None else _classes(data)
     model = model_config(args, tuple(data.shape), condition_dim)
     config = RunConfig(model, dataclasses.replace(schedule, classes=data.classes, dataset=data.source))
@@ -295,6 +307,16 @@ def _check_condition(args) -> None:
             f"--prior {args.prior} of a conditional model is one per class: it needs --condition label, "
             f"not --condition {args.condition}"
         )
+
+
+def _check_labels(args) -> None:
+    """Refuse with --labels what M2's training does not do yet: several members together, a model file."""
+    if args.labels and (args.seeds != 1 or args.sweep):
+        raise InputError(
+            "--seeds and --sweep train members in one program, not yet M2 (--labels): train a run per --seed"
+        )
+    if args.labels and args.model:
+        raise InputError("--model builds a VAE of p(x), not M2's parts: not with --labels")
 
 
 def _classes(data) -> int:
