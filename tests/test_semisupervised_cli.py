@@ -131,3 +131,19 @@ def test_labels_on_data_without_labels_are_refused(tmp_path, capsys):
     code, err = run_main(["train", "--dataset", str(path), "--labels", "10", "--out", str(out)], capsys)
     assert code == 2 and "--labels needs labelled data" in err, err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+@pytest.mark.slow
+def test_sample_and_explore_take_m2_s_vae_of_x_given_y(m2_run, tmp_path, capsys):
+    """`sample --label Y` of an M2 run draws from p(x|y) of its VAE (x (n, 8, 8) of decoded means in [0, 1]);
+    without --label it asks for one; explore opens the run with its class selector."""
+    from jaxvae.explore import Explorer
+
+    out = tmp_path / "three.png"
+    code, err = run_main(["sample", str(m2_run), "--label", "3", "-n", "6", "-o", str(out)], capsys)
+    assert code == 0, err
+    with np.load(out.with_suffix(".npz")) as arrays:
+        assert arrays["x"].shape == (6, 8, 8) and 0 <= arrays["x"].min() and arrays["x"].max() <= 1
+    code, err = run_main(["sample", str(m2_run), "-o", str(out)], capsys)
+    assert code == 2 and "pass --label Y" in err and len(err.strip().splitlines()) == 1
+    assert Explorer(m2_run).classes == 10

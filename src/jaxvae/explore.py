@@ -114,17 +114,19 @@ class Explorer:
         from jaxvae.config import RunConfig
         from jaxvae.run_data import evaluation_split, load_data
         from jaxvae.runs import CONFIG
+        from jaxvae.semisupervised import SemiSupervisedVAE
         from jaxvae.train import load
 
         run_dir = Path(run_dir)
         config = RunConfig.load(run_dir / CONFIG)
-        if config.model.condition_dim and config.train.condition != "label":
+        if config.model.condition_dim and config.train.condition != "label" and not config.train.labels:
             raise InputError(
                 f"jaxvae explore chooses the condition among the classes: it does not take a run trained with "
                 f"--condition {config.train.condition}"
             )
         self.classes = config.model.condition_dim
-        self.vae = load(run_dir)
+        model = load(run_dir)
+        self.vae = model.vae if isinstance(model, SemiSupervisedVAE) else model  # M2 (--labels): its VAE of x given y
         data = load_data(config, dataset=dataset, data_dir=data_dir)
         x_test, y_test = evaluation_split(data, "test", build_binarization(config.train))
         keep = np.arange(len(x_test))

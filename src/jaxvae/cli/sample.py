@@ -28,6 +28,7 @@ def run(args) -> int:
     from jaxvae import memory, plots
     from jaxvae.evaluate import class_samples
     from jaxvae.runs import CONFIG
+    from jaxvae.semisupervised import SemiSupervisedVAE
     from jaxvae.train import load
 
     config = RunConfig.load(Path(args.run_dir) / CONFIG)
@@ -39,6 +40,7 @@ def run(args) -> int:
     out = _png(args.out)
     label = _label(args, config)
     vae = load(args.run_dir)
+    vae = vae.vae if isinstance(vae, SemiSupervisedVAE) else vae  # M2 (--labels): its VAE of x given y
     key = jax.random.PRNGKey(args.seed)
     if label is not None:
         z, x = class_samples(vae, jax.numpy.full(args.n, label), key)
@@ -59,7 +61,7 @@ def _label(args, config: RunConfig) -> int | None:
         raise InputError(
             f"{args.run_dir} is conditioned on arrays (--condition array): jaxvae sample does not yet draw from it"
         )
-    classes = config.model.condition_dim if config.train.condition == "label" else 0
+    classes = config.model.condition_dim if config.train.condition == "label" or config.train.labels else 0
     label: int | None = args.label
     if label is None:
         if classes:
