@@ -52,26 +52,25 @@ class SemiSupervisedVAE(eqx.Module):
 
 
 def example_bounds(inner: Objective, vae: LatentModel, x: Array, c: Array, *, key: Array) -> Array:
-    """The bound that `inner` trains on log p(x | c), each of the examples x (n, d) with its condition c (n, m)
-    alone: minus its loss as a batch of one, (n,), its draws from `key` split over the examples. Its gradient is
-    inner's estimator's (DReG's surrogate has the bound's value); a batch setting such as free bits acts on
-    each example alone."""
+    """The bound that `inner` trains on log p(x | c), each of the examples x (n, d) with its condition, c (n, m)
+    or one c (m,) for all, alone: minus its loss as a batch of one, (n,), its draws from `key` split over the
+    examples. Its gradient is inner's estimator's (DReG's surrogate has the bound's value); a batch setting such
+    as free bits acts on each example alone. A shared c enters the networks once, not once per example."""
 
     def alone(xi, ci, ki):
         loss, _ = inner(vae, xi[None], jnp.ones(1), key=ki, c=ci[None])
         return -loss
 
-    return jax.vmap(alone)(x, c, jax.random.split(key, x.shape[0]))
+    return jax.vmap(alone, in_axes=(0, 0 if c.ndim == 2 else None, 0))(x, c, jax.random.split(key, x.shape[0]))
 
 
 def class_bounds(inner: Objective, model: SemiSupervisedVAE, x: Array, *, key: Array) -> Array:
     """L(x, y) = B(x | y) + log p(y) of every class y for x (n, d), B the bound `inner` trains: (n, C), class y's
     draws from `jax.random.split(key, C)[y]`, all classes in one computation (`jax.vmap` over the one-hot y)."""
     classes = model.classes
-    n = x.shape[0]
 
     def of_class(one_hot, k):
-        return example_bounds(inner, model.vae, x, jnp.broadcast_to(one_hot, (n, classes)), key=k)
+        return example_bounds(inner, model.vae, x, one_hot, key=k)
 
     bounds = jax.vmap(of_class)(jnp.eye(classes), jax.random.split(key, classes))  # (C, n)
     return bounds.T + model.log_p_y()
