@@ -93,6 +93,25 @@ def test_evaluate_scores_what_encode_writes_and_orders_the_bounds(m2_run, tmp_pa
     assert abs(result["log_likelihood"] - result["log_likelihood_quadrature"]) < 0.1
 
 
+@pytest.mark.slow
+def test_an_m2_sweep_s_members_are_the_runs_of_their_seeds(m2_run, tmp_path, capsys):
+    """--seeds 2: each member draws its labels by its own seed (recorded), member seed-0 is the run of seed 0
+    byte for byte, and `evaluate` of the sweep gives each member's classification error and their mean."""
+    from jaxvae.cli import main
+
+    out = tmp_path / "seeds"
+    code, err = run_main([*TRAIN, "--epochs", "2", "--seeds", "2", "--out", str(out)], capsys)
+    assert code == 0, err
+    seeds = [json.loads((out / f"seed-{s}" / "config.json").read_text())["train"]["label_seed"] for s in (0, 1)]
+    assert seeds == [0, 1]
+    name = "checkpoints/epoch-00002.eqx"
+    assert (out / "seed-0" / name).read_bytes() == (m2_run / name).read_bytes()
+    assert main(["evaluate", str(out), "--json", "--iw-samples", "10", "--n", "60", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    errors = [result["members"][f"seed-{s}"]["classification_error"] for s in (0, 1)]
+    assert result["groups"]["seeds"]["mean"]["classification_error"] == pytest.approx(np.mean(errors))
+
+
 def test_the_label_seed_is_the_option_s_else_the_seed_s():
     """The label seed of the config: --label-seed S, by default --seed's; without --labels, none."""
     from jaxvae.cli.parser import build_parser
@@ -108,8 +127,7 @@ BAD = [
     (["--labels", "15"], "--labels must be a positive multiple of the 10 classes, got 15"),
     (["--labels", "2000"], "--labels 2000 takes 200 examples of each class: class 0 has"),
     (["--labels", "10", "--condition", "label"], "not with --condition label"),
-    (["--labels", "10", "--seeds", "2"], "--seeds and --sweep train members in one program"),
-    (["--labels", "10", "--sweep", "lr=0.001,0.01"], "--seeds and --sweep train members in one program"),
+    (["--labels", "10", "--model", "mine.py:build"], "--model builds a VAE of p(x), not M2's parts"),
     (["--label-seed", "3"], "--label-seed is a setting of M2: use it with --labels"),
     (["--labels", "10", "--kl-warmup-epochs", "2"], "--kl-warmup-epochs is not yet a setting of M2"),
 ]

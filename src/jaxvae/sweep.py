@@ -57,6 +57,7 @@ from jaxvae.runs import (
 from jaxvae.sweep_schedule import steps_together
 from jaxvae.train import (
     UNOPTIMIZED,
+    M2Members,
     TrainState,
     check_data,
     condition_rows,
@@ -133,7 +134,7 @@ def check(configs: dict[str, RunConfig], data: Dataset, device_budget: int | Non
     if jax.process_count() > 1:
         raise InputError("--seeds and --sweep train in one process: leave out --coordinator")
     first = next(iter(configs.values()))
-    shared = {name: getattr(first.train, name) for name in ("seed", *SETTINGS.values())}
+    shared = {name: getattr(first.train, name) for name in ("seed", "label_seed", *SETTINGS.values())}
     for config in configs.values():
         if (config.model, dataclasses.replace(config.train, **shared)) != (first.model, first.train):
             *others, last = SETTINGS.values()
@@ -202,8 +203,10 @@ def state_bytes(config: RunConfig) -> int:
 def schedule(configs: dict[str, RunConfig]) -> type:
     """The members' schedule: `StepMajor` where `sweep_schedule.steps_together` holds for their states and
     the model loops compiled (`looping.for_model`; a model that loops on the host loops member by member),
-    else `MemberMajor`."""
+    else `MemberMajor`; M2's members (a run with labels) one after another, `train.M2Members`."""
     config = next(iter(configs.values()))
+    if config.train.labels:
+        return M2Members
     compiled = looping.for_model(state_shapes(config).vae) is looping.COMPILED
     return StepMajor if compiled and steps_together(state_bytes(config), len(configs)) else MemberMajor
 

@@ -507,6 +507,33 @@ class M2RunTrainer(loop.Trainer):
         return TrainState(self.trainer.model(), self.trainer.opt_state, epoch_done)  # pyright: ignore[reportArgumentType]
 
 
+class M2Members(loop.Trainer):
+    """The members of a sweep of M2 (`--labels` with `--seeds` or `--sweep`) one after another, each an
+    `M2RunTrainer` from its row of the stacked `state` and its training rows in `xs`: the signature of the
+    sweep's schedules (`sweep.schedule`)."""
+
+    def __init__(self, state: TrainState, configs: list[RunConfig], xs: list[Array]):
+        def row(i: int) -> TrainState:
+            return jax.tree.map(lambda a: a[i] if eqx.is_array(a) else a, state)
+
+        members = enumerate(zip(configs, xs, strict=True))
+        self.members = [M2RunTrainer(row(i), config.train, np.asarray(x)) for i, (config, x) in members]
+        self.examples = self.members[0].examples
+
+    def epoch(self, plan: loop.Plan) -> list[tuple[dict[str, float], bool] | None]:
+        return [None if step is None else m.epoch([step])[0] for m, step in zip(self.members, plan, strict=True)]
+
+    def evaluate(self, x: Array, keys: list[Array], active: list[bool]) -> list[dict[str, float] | None]:
+        members = zip(self.members, keys, active, strict=True)
+        return [m.evaluate(x, [key], [True])[0] if a else None for m, key, a in members]
+
+    def model(self, i: int) -> SemiSupervisedVAE:
+        return self.members[i].model(0)
+
+    def state(self, i: int, epoch: int) -> TrainState:
+        return self.members[i].state(0, epoch)
+
+
 def m2_scores(model: SemiSupervisedVAE, rows: Array, key: Array, chunk: int = 1000) -> dict[str, float]:
     """M2's figures on held-out rows [x, one-hot y] (n, d + C), means over the examples: `elbo`, U(x) with one
     draw of the ELBO per class; its parts `reconstruction`, sum_y q(y | x) E[log p(x | y, z)], and `kl`, the

@@ -27,7 +27,7 @@ def run(args) -> int:
     if isinstance(vae, SemiSupervisedVAE):  # M2 (a run with --labels): the classifier's q(y|x)
         arrays = {"q_y": np.exp(np.asarray(vae.log_q_y(jnp.asarray(x, jnp.float32))))}
     else:
-        mean, std = (np.asarray(a) for a in posterior_moments(vae, x, c=c))
+        mean, std = (np.asarray(a) for a in posterior_moments(vae, x, c=None if c is None else jnp.asarray(c)))
         arrays = {"mean": mean, "std": std}
     arrays |= {} if y is None else {"y": y}
     if y is not None and config.train.classes and not args.dataset:  # the names of the labels, as trained

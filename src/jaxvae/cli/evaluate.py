@@ -47,7 +47,7 @@ def run(args) -> int:
             "--gaps fits q* for one-layer and bottom-up models; a top-down model's q(z|x) has no per-example "
             "parameters of its own (train with --inference bottom-up)"
         )
-    x, c = x[: args.n], None if c is None else c[: args.n]
+    x, c = x[: args.n], None if c is None else jax.numpy.asarray(c[: args.n])
     if args.gradient_snr:
         batch = len(x[: config.train.batch_size])
         memory.check_draws("--gradient-snr", max(args.gradient_snr), batch * max(args.gradient_snr), config.model)
@@ -76,11 +76,34 @@ def run(args) -> int:
 
 
 def _evaluate_m2(args, config, model, x, y) -> int:
-    """`evaluate` of M2 (a run with --labels) on x (n, d) with its labels y (n,): q(y|x)'s classification errors
-    (overall, per class, the confusion matrix) and log p(x) with the label summed out, each a mean over the
-    examples: `unlabelled_bound` U(x) (one ELBO draw per class), `log_likelihood` log sum_y p(y) exp L_K(x|y), and
-    for k <= 2 `log_likelihood_quadrature`, the same sum of the quadratures of log p(x|y)."""
+    """`evaluate` of M2 (a run with --labels): `_m2_report` printed as JSON or as a table."""
     import json
+
+    if args.gaps or args.gradient_snr:
+        raise InputError("--gaps and --gradient-snr evaluate a VAE of p(x), not M2's parts (a run with --labels)")
+    result = _m2_report(args, config, model, x, y)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    labels = f"{config.train.labels} labels, label seed {config.train.m2_label_seed}"
+    print(f"M2 run {args.run_dir} ({labels}) on {result['dataset']} {args.split}, {result['n']} examples:")
+    rows = {
+        "classification error, argmax q(y|x)": f"{result['classification_error']:.2%}",
+        "U(x), the unlabelled bound": f"{result['unlabelled_bound']:.2f} nats",
+        f"log p(x), L_K per class, K = {args.iw_samples}": f"{result['log_likelihood']:.2f} nats",
+    }
+    if "log_likelihood_quadrature" in result:
+        rows["log p(x), quadrature per class"] = f"{result['log_likelihood_quadrature']:.2f} nats"
+    width = max(map(len, rows))
+    print("\n".join(f"  {name:<{width}}  {value}" for name, value in rows.items()))
+    return 0
+
+
+def _m2_report(args, config, model, x, y) -> dict:
+    """M2's figures on x (n, d) with its labels y (n,) (the first --n): q(y|x)'s classification errors (overall,
+    per class, the confusion matrix) and log p(x) with the label summed out, each a mean over the examples:
+    `unlabelled_bound` U(x) (one ELBO draw per class), `log_likelihood` log sum_y p(y) exp L_K(x|y), and for
+    k <= 2 `log_likelihood_quadrature`, the same sum of the quadratures of log p(x|y)."""
     import math
 
     import jax
@@ -91,8 +114,6 @@ def _evaluate_m2(args, config, model, x, y) -> int:
     from jaxvae.semi_train import classify
     from jaxvae.semisupervised import classification_errors, evidence_bounds
 
-    if args.gaps or args.gradient_snr:
-        raise InputError("--gaps and --gradient-snr evaluate a VAE of p(x), not M2's parts (a run with --labels)")
     if y is None:
         raise InputError("a run with --labels is scored on labelled data: the data evaluated have no labels")
     x, y, classes = jnp.asarray(x[: args.n], jnp.float32), np.asarray(y[: args.n]), model.classes
@@ -131,21 +152,7 @@ def _evaluate_m2(args, config, model, x, y) -> int:
     for name in by_class[0]:
         log_px = jax.nn.logsumexp(jnp.stack([b[name] for b in by_class]), axis=0) + model.log_p_y()
         result |= {name: float(jnp.mean(log_px)), f"{name}_se": standard_error(log_px)}
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    labels = f"{config.train.labels} labels, label seed {config.train.m2_label_seed}"
-    print(f"M2 run {args.run_dir} ({labels}) on {result['dataset']} {args.split}, {len(x)} examples:")
-    rows = {
-        "classification error, argmax q(y|x)": f"{result['classification_error']:.2%}",
-        "U(x), the unlabelled bound": f"{result['unlabelled_bound']:.2f} nats",
-        f"log p(x), L_K per class, K = {args.iw_samples}": f"{result['log_likelihood']:.2f} nats",
-    }
-    if "log_likelihood_quadrature" in result:
-        rows["log p(x), quadrature per class"] = f"{result['log_likelihood_quadrature']:.2f} nats"
-    width = max(map(len, rows))
-    print("\n".join(f"  {name:<{width}}  {value}" for name, value in rows.items()))
-    return 0
+    return result
 
 
 def _gaps(args, vae, x, c, y, key, likelihoods: dict) -> dict:
@@ -208,11 +215,14 @@ def _evaluate_sweep(args) -> int:
             print(f"{out / name}: no checkpoint (diverged in, or never finished, epoch 1): skipped", file=sys.stderr)
             continue
         member = argparse.Namespace(**{**vars(args), "run_dir": str(out / name)})
-        config, vae, x, _, c = run_data(member, args.split, args.checkpoint)
+        config, vae, x, y, c = run_data(member, args.split, args.checkpoint)
         dataset = args.dataset or config.train.dataset
         vae = with_precision(vae, PRECISIONS[args.precision])
+        if config.train.labels:  # M2's members
+            results[name] = _m2_report(member, config, vae, x, y)
+            continue
         key = jax.random.PRNGKey(args.seed)
-        c = None if c is None else c[: args.n]
+        c = None if c is None else jax.numpy.asarray(c[: args.n])
         results[name] = report(vae, x[: args.n], key, args.iw_samples, progress=not args.quiet, c=c)
     if not results:
         raise InputError(f"no member of the sweep in {out} has a checkpoint to evaluate")

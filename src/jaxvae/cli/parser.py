@@ -172,7 +172,8 @@ def build_parser() -> Parser:
         "--label-seed",
         type=int,
         metavar="S",
-        help="the seed that draws the --labels examples, recorded in config.json (default: --seed)",
+        help="the seed that draws the --labels examples, recorded in config.json (default: --seed; with --seeds, "
+        "each member's seed, so that --seeds varies the labels too)",
     )
     p.add_argument(
         "--alpha",

@@ -94,6 +94,8 @@ def sweep_table(results: dict, groups: dict, sweep_dir, dataset: str, split: str
     """The lines of a sweep's report: `results` by member, `groups` from `jaxvae.sweep_statistics.summarize`."""
     first = next(iter(results.values()))
     rows = [  # title, key, decimals
+        ("M2: classification error of argmax q(y|x)", "classification_error", 4),
+        ("M2: U(x), the unlabelled bound", "unlabelled_bound", 2),
         ("ELBO", "elbo", 2),
         ("  reconstruction E_q[log p(x|z)]", "reconstruction", 2),
         ("  KL(q(z|x) || p(z))", "kl", 2),

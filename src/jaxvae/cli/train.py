@@ -206,12 +206,18 @@ def new_run(args) -> tuple:
     configs = None
     if args.seeds != 1 or args.sweep:
         configs = sweep.member_configs(config, args.seeds, args.sweep)
+        if args.labels and args.label_seed is None:  # each member's labels drawn by its own seed
+            configs = {name: _with_label_seed(c, c.train.seed) for name, c in configs.items()}
     memory.check_training(config, 1 if configs is None else len(configs), examples=len(data.x_train))
     if configs is not None:
         sweep.check(configs, data, args.device_memory_budget)
     for note in _notes(config.train, len(data.x_train)):
         print(f"note: {note}")  # on stdout: stderr's one line is for an error that may follow
     return configs, config, data
+
+
+def _with_label_seed(config: RunConfig, label_seed: int) -> RunConfig:
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, label_seed=label_seed))
 
 
 def _notes(schedule: TrainConfig, examples: int) -> list[str]:
@@ -310,11 +316,7 @@ def _check_condition(args) -> None:
 
 
 def _check_labels(args) -> None:
-    """Refuse with --labels what M2's training does not do yet: several members together, a model file."""
-    if args.labels and (args.seeds != 1 or args.sweep):
-        raise InputError(
-            "--seeds and --sweep train members in one program, not yet M2 (--labels): train a run per --seed"
-        )
+    """Refuse with --labels what M2's training does not do yet: a model file."""
     if args.labels and args.model:
         raise InputError("--model builds a VAE of p(x), not M2's parts: not with --labels")
 
