@@ -371,7 +371,9 @@ def fit(
     if resume and runs.nothing_to_train(config.train, run_dir, objective.bound_key):
         return load(run_dir, build)
     mesh = parallel.data_mesh()
-    config = dataclasses.replace(config, hardware=HardwareConfig(**parallel.describe(mesh)))
+    one_device = Mesh(np.asarray(jax.devices()[:1]), (parallel.DATA_AXIS,))
+    trained_on = one_device if config.train.labels else mesh  # M2 trains on one device (`M2RunTrainer`)
+    config = dataclasses.replace(config, hardware=HardwareConfig(**parallel.describe(trained_on)))
     if build is not None:
         source, sha256 = model_file.source_of(build)
         model = dataclasses.replace(config.model, source=source, source_sha256=sha256)

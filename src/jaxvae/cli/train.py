@@ -162,9 +162,10 @@ def _fit(args, out: Path, configs, config, data) -> int:
     )
     if validation_key("elbo") in last:
         objective = build_objective(config.train)
-        best, best_epoch = best_validation(records, objective.bound_key)
+        key, name = ("elbo", bound) if config.train.labels else (objective.bound_key, objective.name)  # M2: U(x)
+        best, best_epoch = best_validation(records, key)
         stopped = " (stopped early)" if last["epoch"] < config.train.epochs else ""
-        print(f"best validation {objective.name} {best:.2f} nats at epoch {best_epoch}{stopped}")
+        print(f"best validation {name} {best:.2f} nats at epoch {best_epoch}{stopped}")
     board = ", tensorboard/" if config.train.tensorboard else ""
     print(f"run folder {out}: config.json, metrics.jsonl, checkpoints/, figures/ ({figures}){board}")
     return 0
