@@ -8,7 +8,8 @@ raises, a sweep freezes the member and goes on). A first Ctrl-C finishes the rou
 KeyboardInterrupt.
 
 The trainers: a single run's (`train.RunTrainer`: several devices and processes, data streamed from the
-host), and a sweep's two schedules (`sweep.StepMajor`, `sweep.MemberMajor`).
+host), a sweep's two schedules (`sweep.StepMajor`, `sweep.MemberMajor`), and M2's, a run with labels
+(`train.M2RunTrainer`) and its sweep (`train.M2Members`).
 """
 
 import contextlib
