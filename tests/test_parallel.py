@@ -90,6 +90,18 @@ def test_two_simulated_devices_train_like_one(one_device, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_conditional_model_trains_on_two_simulated_devices_like_one(tmp_path):
+    """Each row's condition is sharded with its example: the class-conditional model (a VampPrior per class)
+    trains on two devices as on one."""
+    runs = [tmp_path / "one", tmp_path / "two"]
+    for devices, out in enumerate(runs, start=1):
+        result = run([*TRAIN, "--condition", "label", "--out", str(out)], devices=devices)
+        assert result.returncode == 0, result.stderr
+        assert hardware(out)["devices"] == devices
+    assert_same_training(*runs)
+
+
+@pytest.mark.slow
 def test_two_processes_train_like_one(one_device, tmp_path):
     out = tmp_path / "run"
     port = free_port()

@@ -68,7 +68,8 @@ def test_bf16_convolution_is_the_fp32_convolution_of_rounded_inputs_to_bf16_roun
 def network_operand_dtypes(model) -> set[str]:
     """The dtypes of the operands of the ELBO's forward matrix products and convolutions of matrices (a
     network's; the distributions' own products are of vectors)."""
-    jaxpr = jax.make_jaxpr(lambda m, x: elbo(m, x, key=KEY).elbo)(model, jnp.ones((3, 16)))
+    c = jnp.eye(3, model.condition_dim) if model.condition_dim else None  # one-hot conditions, one per example
+    jaxpr = jax.make_jaxpr(lambda m, x: elbo(m, x, key=KEY, c=c).elbo)(model, jnp.ones((3, 16)))
     eqns = [e for e in jaxpr.jaxpr.eqns if e.primitive.name in ("dot_general", "conv_general_dilated")]
     return {str(v.aval.dtype) for e in eqns for v in e.invars if v.aval.ndim >= 2 and min(v.aval.shape) > 1}
 
@@ -81,11 +82,14 @@ def network_operand_dtypes(model) -> set[str]:
         {"hidden": (4,), "architecture": "conv", "prior": "vamp:2"},
         {"hidden": (8,), "latent_dim": 3, "layers": (2, 1)},
         {"hidden": (8,), "latent_dim": 3, "layers": (2, 1), "inference": "bottom-up", "architecture": "gated"},
+        {"hidden": (8,), "condition_dim": 3, "prior": "conditional"},
+        {"hidden": (4,), "condition_dim": 3, "architecture": "conv", "prior": "vamp:2"},
+        {"hidden": (8,), "condition_dim": 3, "latent_dim": 3, "layers": (2, 1), "prior": "mixture:2"},
     ],
 )
 def test_every_product_of_every_network_part_takes_bf16_inputs(settings):
     """Every matrix product and convolution of the networks (MLP, gated, conv, MADE, the deep models'
-    layers) has bf16 operands in the ELBO's forward computation."""
+    layers, a condition's W_c c and a prior network) has bf16 operands in the ELBO's forward computation."""
     vae = build_model(ModelConfig((4, 4), **{"latent_dim": 2, **settings}), key=KEY)
     assert network_operand_dtypes(with_precision(vae, jnp.bfloat16)) == {"bfloat16"}
     assert network_operand_dtypes(vae) == {"float32"}
