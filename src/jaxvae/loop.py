@@ -76,7 +76,7 @@ class Trainer(Protocol):
 
     def evaluate(self, x: Array, keys: list[Array], active: list[bool]) -> list[dict[str, float] | None]:
         """The ELBO's means over x (n, d) of each active member (`evaluate.mean_elbo` with its key); M2's
-        (`train.m2_scores`) of U(x) and its terms, and the `classification_error`."""
+        (`semisupervised.held_out_scores`) of U(x) and its terms, and the `classification_error`."""
         ...
 
     def model(self, i: int) -> LatentModel | SemiSupervisedVAE:

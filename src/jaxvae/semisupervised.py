@@ -181,3 +181,40 @@ def classification_errors(y: np.ndarray, predicted: np.ndarray, classes: int) ->
         "per_class": per_class,
         "confusion": counts,
     }
+
+
+def held_out_scores(model: SemiSupervisedVAE, rows: Array, key: Array, chunk: int = 1000) -> dict[str, float]:
+    """M2's figures on held-out rows [x, one-hot y] (n, d + C), means over the examples: `elbo`, U(x) with one
+    draw of the ELBO per class; its parts `reconstruction`, sum_y q(y | x) E[log p(x | y, z)], and `kl`, the
+    rest (the KLs of z and of y); `classification_error`, the fraction argmax q(y | x) gets wrong. `chunk`
+    examples at a time, chunk i's draws from `fold_in(key, i)`."""
+    classes = model.classes
+    sums = np.zeros(3)
+    for i, start in enumerate(range(0, rows.shape[0], chunk)):
+        part = rows[start : start + chunk]
+        sums += np.asarray(_held_out_sums(model, part[:, :-classes], part[:, -classes:], jax.random.fold_in(key, i)))
+    bound, reconstruction, errors = sums / rows.shape[0]
+    return {
+        "elbo": bound,
+        "reconstruction": reconstruction,
+        "kl": reconstruction - bound,
+        "classification_error": errors,
+    }
+
+
+@eqx.filter_jit
+def _held_out_sums(model: SemiSupervisedVAE, x: Array, c: Array, key: Array) -> Array:
+    """The sums over x (n, d) with one-hot labels c (n, C) of U(x), of its reconstruction term and of the
+    errors of argmax q(y | x): (3,)."""
+    classes, n = model.classes, x.shape[0]
+
+    def of_class(one_hot, k):
+        terms = elbo(model.vae, x, key=k, c=jnp.broadcast_to(one_hot, (n, classes)))
+        return terms.elbo, terms.reconstruction
+
+    bounds, reconstructions = jax.vmap(of_class)(jnp.eye(classes), jax.random.split(key, classes))  # (C, n) each
+    log_q = model.log_q_y(x)
+    bound = unlabelled_bound(log_q, bounds.T + model.log_p_y())
+    reconstruction = jnp.sum(jnp.exp(log_q) * reconstructions.T, axis=-1)
+    errors = jnp.argmax(log_q, axis=-1) != jnp.argmax(c, axis=-1)
+    return jnp.stack([jnp.sum(bound), jnp.sum(reconstruction), jnp.sum(errors)])
