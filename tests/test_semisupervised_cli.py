@@ -2,12 +2,14 @@
 checkpoint and from `encode`, a bit-exact resume, `evaluate`'s bounds ordered as bounds are, and the refusals."""
 
 import json
+import statistics
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from conftest import run_main
+from jaxvae.cli.sweep_summary import summary
 
 TRAIN = ["train", "--dataset", "digits", "--labels", "50", "--hidden", "32", "--batch-size", "64", "--quiet"]
 
@@ -165,3 +167,18 @@ def test_sample_and_explore_take_m2_s_vae_of_x_given_y(m2_run, tmp_path, capsys)
     code, err = run_main(["sample", str(m2_run), "-o", str(out)], capsys)
     assert code == 2 and "pass --label Y" in err and len(err.strip().splitlines()) == 1
     assert Explorer(m2_run).classes == 10
+
+
+def test_a_sweep_of_m2_summarizes_its_test_errors_over_the_seeds(tmp_path):
+    """The sweep's table shows M2 members' test U(x) and test error, with their mean and sample sd."""
+    errors, bounds = [0.05, 0.08, 0.14], [-23.15, -23.13, -23.19]
+    for seed, (error, bound) in enumerate(zip(errors, bounds, strict=True)):
+        (tmp_path / f"seed-{seed}").mkdir()
+        record = {"epoch": 1, "train_elbo": bound, "test_elbo": bound, "test_classification_error": error}
+        (tmp_path / f"seed-{seed}" / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    table = summary(tmp_path, {f"seed-{seed}": "finished" for seed in range(3)}).splitlines()
+    assert "test U(x), nats" in table[0] and "test error, %" in table[0]
+    assert table[3].split()[1:4] == ["1", "-23.19", "14.00"]
+    mean = f"{statistics.mean(errors) * 100:.2f}"
+    spread = f"+- {statistics.stdev(bounds):.2f}, +- {statistics.stdev(errors) * 100:.2f} over 3 seeds"
+    assert table[4].split()[5] == mean and table[4].endswith(spread)

@@ -312,10 +312,11 @@ def training_curve(metrics: list[dict], path: Path, objective: Objective | None 
     fig = _figure((6, 4), left=0.15, bottom=0.12, right=0.97, top=0.92)
     ax = fig.add_subplot()
     dots = {"marker": "o", "ms": 5} if len(metrics) <= 20 else {}  # so that a run of one epoch shows
+    bound_name = "U(x)" if any("test_classification_error" in m for m in metrics) else "ELBO"  # M2: U(x)
     curves = {
-        "train_elbo": "train ELBO (during the epoch)",
-        "test_elbo": "test ELBO",
-        validation_key("elbo"): "validation ELBO",
+        "train_elbo": f"train {bound_name} (during the epoch)",
+        "test_elbo": f"test {bound_name}",
+        validation_key("elbo"): f"validation {bound_name}",
     }
     if bound != "elbo":
         curves[validation_key(bound)] = f"validation {name}"
@@ -334,7 +335,7 @@ def training_curve(metrics: list[dict], path: Path, objective: Objective | None 
     if later := _span_later_epochs(ax, [metrics], curves):
         title += f" (y axis: the range of epochs {later[0][0]['epoch']} to {later[0][-1]['epoch']})"
     cast("MaxNLocator", ax.xaxis.get_major_locator()).set_params(integer=True, min_n_ticks=1)  # whole epochs
-    ax.set(xlabel="epoch", ylabel=f"{'ELBO' if bound == 'elbo' else 'bound'} per example (nats)", title=title)
+    ax.set(xlabel="epoch", ylabel=f"{bound_name if bound == 'elbo' else 'bound'} per example (nats)", title=title)
     ax.legend(loc="best")
     ax.grid(alpha=0.3)
     return _save(fig, path)
