@@ -22,7 +22,7 @@ Scores on the MNIST test set, nats per image, lower is better, mean +- sd over t
 images, K = --iw-samples). Pyro's tutorial: NN 100.4 / 61.9 / 25.4, CVAE 71.8 / 51.0 / 24.2 for 1 / 2 / 3
 quadrants.
 
-    .venv/bin/python benchmarks/quadrants.py --data-dir /work/shared/data --out /work/runs/quadrants
+    .venv/bin/python benchmarks/quadrants.py --data-dir ../shared/data --out runs/quadrants --epochs 20
 
 Each setting's baseline, npz data and CVAE run stay in --out: run again, it resumes where it stopped.
 """
