@@ -2,12 +2,14 @@
 
 A test or validation set is binarized once, with its own fixed seed (`held_out`); the training array once with
 the run's seed (`training`), except by `Dynamic`, which draws every pixel again at each step (`in_step`).
+`Redraw` is no binarization but the same kind of part: M1+M2's draw of each input from M1's q(z1|x) at each step.
 """
 
 from typing import ClassVar
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
@@ -68,3 +70,15 @@ class Dynamic(Binarization):
     def in_step(self, key, x):
         key, draw_key = jax.random.split(key)
         return key, jax.random.bernoulli(draw_key, x).astype(x.dtype)
+
+
+class Redraw(Binarization):
+    """M1+M2 (Kingma et al. 2014): each training input drawn at each step from N(mean, std^2), the rows
+    [mean, std] (B, 2k) -> (B, k), std that of M1's q(z1|x) (an .npz's `x_std_train`); held-out sets: the means."""
+
+    binary: ClassVar[bool] = False
+
+    def in_step(self, key, x):
+        key, draw_key = jax.random.split(key)
+        mean, std = jnp.split(x, 2, axis=-1)
+        return key, mean + std * jax.random.normal(draw_key, mean.shape, mean.dtype)

@@ -41,6 +41,7 @@ BINARIZATIONS = {  # `--binarize`
     "static": binarization.Static,
     "dynamic": binarization.Dynamic,
     "threshold": binarization.Threshold,
+    "redraw": binarization.Redraw,
 }
 GRADIENTS = {"reparam": objectives.Reparam, "stl": objectives.STL, "dreg": objectives.DReG}  # `--gradient`
 

@@ -17,7 +17,7 @@ LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
 OBJECTIVES = ("elbo", "iwae", "miwae", "ciwae", "piwae")
 GRADIENTS = ("reparam", "stl", "dreg")
 PRECISIONS = ("fp32", "bf16")  # of the networks' products in training (networks.product)
-BINARIZE = ("none", "static", "dynamic", "threshold")
+BINARIZE = ("none", "static", "dynamic", "threshold", "redraw")  # redraw: M1+M2's x ~ N(x, x_std^2) a step
 ARCHITECTURES = ("mlp", "conv", "gated")
 OPTIMIZERS = ("adam", "adam-normgrad")
 INFERENCE = ("top-down", "bottom-up")  # the order a deep model's posterior draws its layers in
@@ -341,6 +341,7 @@ class TrainConfig:
             "labelled_batch",
         )
         if not self.labels:
+            _require(self.binarize != "redraw", "binarize redraw draws M2's inputs: use it with labels", "binarize")
             for name in ("label_seed", "alpha"):
                 _require(getattr(self, name) is None, f"{name} is a setting of M2: use it with labels", name, "labels")
             _require(
@@ -355,6 +356,12 @@ class TrainConfig:
             f"labels trains M2, which conditions on the labels itself: not with condition {self.condition}",
             "labels",
             "condition",
+        )
+        _require(
+            self.binarize != "redraw" or self.validation_fraction == 0,
+            "binarize redraw trains on the means' draws: not yet with validation_fraction",
+            "binarize",
+            "validation_fraction",
         )
         _require(
             self.kl_warmup_epochs == 0,

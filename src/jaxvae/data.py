@@ -36,7 +36,9 @@ class Dataset:
     """Train and test examples of shape (n, d), labels of shape (n,) or None, `shape` of one example;
     `classes`, when the labels have names (an image folder's class subfolders), the name of label i;
     `source`, what `load_dataset` read: a dataset's name or an absolute path ("" for arrays made otherwise);
-    `c_train`, `c_test`: each example's condition flattened, (n, m) float32, or None (an .npz's `c`)."""
+    `c_train`, `c_test`: each example's condition flattened, (n, m) float32, or None (an .npz's `c`);
+    `x_std_train`: (n, d) standard deviations of the training examples, or None (an .npz's `x_std_train`, M1's
+    q(z1|x) that `--binarize redraw` draws the inputs from)."""
 
     x_train: np.ndarray
     y_train: np.ndarray | None
@@ -47,6 +49,7 @@ class Dataset:
     source: str = ""
     c_train: np.ndarray | None = None
     c_test: np.ndarray | None = None
+    x_std_train: np.ndarray | None = None
 
 
 def load_dataset(
@@ -166,8 +169,28 @@ def _array_file(path: Path) -> Dataset:
         )
         if c_train.shape[1] != c_test.shape[1]:
             raise InputError(f"{path}: c_train has {c_train.shape[1]} values per example, c_test {c_test.shape[1]}")
+    x_std = arrays.get("x_std_train")
+    x_std_train = None if x_std is None else _standard_deviations(x_std, x_train.shape, f"{path} x_std_train")
     flat = (x.reshape(len(x), -1) for x in (x_train, x_test))
-    return Dataset(next(flat), y_train, next(flat), y_test, x_train.shape[1:], c_train=c_train, c_test=c_test)
+    return Dataset(
+        next(flat),
+        y_train,
+        next(flat),
+        y_test,
+        x_train.shape[1:],
+        c_train=c_train,
+        c_test=c_test,
+        x_std_train=x_std_train,
+    )
+
+
+def _standard_deviations(std: np.ndarray, shape: tuple[int, ...], source) -> np.ndarray:
+    """Standard deviations of the examples of `shape`, finite and >= 0, as float32 rows (n, d)."""
+    if not (isinstance(std, np.ndarray) and std.shape == shape and np.issubdtype(std.dtype, np.floating)):
+        raise InputError(f"{source}: expected floats of the examples' shape {shape}, got {_describe(std)}")
+    if not np.all(np.isfinite(std) & (std >= 0)):
+        raise InputError(f"{source}: standard deviations must be finite and at least 0")
+    return std.reshape(len(std), -1).astype(np.float32)
 
 
 def _conditions(c: np.ndarray, n: int, source) -> np.ndarray:

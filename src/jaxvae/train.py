@@ -248,6 +248,8 @@ def check_data(data: Dataset, config: RunConfig, *, training: bool = True) -> No
             f"the model expects {config.model.data_shape} ({config.model.data_dim} values)"
         )
     bounded, binarize = likelihood_family(config.model).unit_interval, config.train.binarize
+    if training and binarize == "redraw" and data.x_std_train is None:
+        raise InputError("--binarize redraw draws each input from N(x, x_std^2): the data need x_std_train")
     if bounded or build_binarization(config.train).binary:
         for x in (data.x_train, data.x_test):
             if x.min() < 0 or x.max() > 1:
@@ -314,7 +316,8 @@ def condition_rows(data: Dataset, config: RunConfig) -> Dataset:
     """The data a run trains and is evaluated on: for a conditional run, each example's row [x, c] (n, d + m)
     (`model.split_condition` splits it), c the one-hot label (`--condition label`) or the example's condition
     array flattened (`--condition array`), so that the validation split, binarization (exact on a one-hot
-    label; refused with an array condition) and batching carry the condition with its example; else `data`."""
+    label; refused with an array condition) and batching carry the condition with its example; else `data`.
+    With `--binarize redraw` (M1+M2), the training rows are [x, x_std, c] (n, 2 d + m), `binarization.Redraw`'s."""
     condition = config.train.condition or ("label" if config.train.labels else "")  # M2's held-out labels too
     if condition == "label" and data.y_train is not None and data.y_test is not None:
         one_hot = np.eye(config.model.condition_dim, dtype=np.float32)
@@ -323,7 +326,8 @@ def condition_rows(data: Dataset, config: RunConfig) -> Dataset:
         c_train, c_test = data.c_train, data.c_test
     else:
         return data
-    x_train = np.concatenate([np.asarray(data.x_train, np.float32), c_train], axis=1)
+    redrawn = [data.x_std_train] if config.train.binarize == "redraw" and data.x_std_train is not None else []
+    x_train = np.concatenate([np.asarray(data.x_train, np.float32), *redrawn, c_train], axis=1)
     x_test = np.concatenate([np.asarray(data.x_test, np.float32), c_test], axis=1)
     return dataclasses.replace(data, x_train=x_train, x_test=x_test, shape=(x_train.shape[1],))
 

@@ -200,7 +200,13 @@ def build_parser() -> Parser:
         metavar="FILE.py:FUNCTION",
         help="build the model with your own FUNCTION(config: ModelConfig, key) -> jaxvae.VAE",
     )
-    p.add_argument("--binarize", choices=BINARIZE, default="none", help="none, static, dynamic, threshold (x > 0.5)")
+    p.add_argument(
+        "--binarize",
+        choices=BINARIZE,
+        default="none",
+        help="none, static, dynamic, threshold (x > 0.5), "
+        "or redraw (M1+M2 with --labels: x ~ N(x, x_std^2) each step, an .npz's x_std_train)",
+    )
     p.add_argument("--objective", choices=OBJECTIVES, default="elbo", help="the bound training maximizes")
     p.add_argument(
         "--samples", type=int, default=1, help="Monte Carlo samples S (elbo) or K (the others; per group in miwae)"
@@ -369,6 +375,13 @@ def build_parser() -> Parser:
         required=True,
         help=".npz file to write: arrays mean, std (n, k) (of a run with --labels: q_y (n, C), q(y|x)'s "
         "probabilities), y if labelled, classes (label names) if named",
+    )
+    p.add_argument(
+        "--features",
+        action="store_true",
+        help="M1's features for M2 (Kingma et al. 2014's M1+M2), a data set for train: x_train, x_test = the "
+        "posterior means of the active dimensions (variance over the training means > 0.01), x_std_train their "
+        "standard deviations (for --binarize redraw), y_train, y_test",
     )
     return parser
 
