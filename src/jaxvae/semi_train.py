@@ -1,7 +1,7 @@
-"""Training M2 (`semisupervised`) from Python: a few labelled examples and many unlabelled ones, every step a
-fixed ratio of both (`labels.step_plan`), the epoch one compiled loop over the steps (`looping`), the
-optimizer, binarization and gradient estimator of a `TrainConfig` as `train` builds them. No run folder and no
-checkpoints: `fit` returns the model and the epochs' figures.
+"""Training M2 (`semisupervised`): a few labelled examples and many unlabelled ones, every step a fixed ratio
+of both (`labels.step_plan`), the epoch one compiled loop over the steps (`looping`), the optimizer,
+binarization and gradient estimator of a `TrainConfig` as `train` builds them. `M2Trainer` trains an epoch at
+a time; `train.fit` runs it in a run folder, with checkpoints and records (`jaxvae train --labels N`).
 
 Random numbers: the labelled subset is drawn by the label seed; epoch e's step plan by a NumPy generator
 seeded with (seed, e); its steps' keys (draws of z, dynamic binarization) fold e into the run's epoch key.
@@ -9,7 +9,6 @@ seeded with (seed, e); its steps' keys (draws of z, dynamic binarization) fold e
 
 import dataclasses
 import functools
-import time
 from collections.abc import Callable
 
 import equinox as eqx
@@ -23,10 +22,10 @@ from jaxvae import looping
 from jaxvae.builder import build_binarization, build_model, build_objective, build_optimizer, network, precision
 from jaxvae.config import ModelConfig, TrainConfig
 from jaxvae.errors import Diverged
-from jaxvae.keys import DataSeed, Run, run_key
+from jaxvae.keys import Run, run_key
 from jaxvae.labels import labelled_batch_size, labelled_subset, step_plan
 from jaxvae.networks import with_precision
-from jaxvae.semisupervised import M2, SemiSupervisedVAE, classification_errors, predict
+from jaxvae.semisupervised import M2, SemiSupervisedVAE, predict
 
 PLAN_SEED = 1  # the NumPy generator of epoch e's step plan is seeded with (train seed, PLAN_SEED, e)
 
@@ -147,48 +146,3 @@ class M2Trainer:
     def model(self) -> SemiSupervisedVAE:
         """The model now."""
         return eqx.combine(self.params, self.static)
-
-
-def fit(
-    model: SemiSupervisedVAE,
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    config: TrainConfig,
-    *,
-    labels: int,
-    label_seed: int | None = None,
-    alpha: float | None = None,
-    labelled_batch: int | None = None,
-    test: tuple[np.ndarray, np.ndarray] | None = None,
-    report: Callable[[dict], None] | None = None,
-) -> tuple[SemiSupervisedVAE, list[dict]]:
-    """Train M2 `model` for `config.epochs` epochs (`M2Trainer`, whose arguments these are). With `test` =
-    (x (m, d), y (m,)), every epoch reports the test set's classification error (x binarized once with its
-    fixed seed). Returns the model and a dict per epoch: `epoch`, `M2Trainer.epoch`'s means, `seconds` and,
-    with `test`, `test_error`; `report` is called with each."""
-    trainer = M2Trainer(
-        model,
-        x_train,
-        y_train,
-        config,
-        labels=labels,
-        label_seed=label_seed,
-        alpha=alpha,
-        labelled_batch=labelled_batch,
-    )
-    binarization = build_binarization(config)
-    x_test = (
-        None if test is None else binarization.held_out(np.asarray(test[0], np.float32), DataSeed.TEST_BINARIZATION)
-    )
-    history = []
-    for e in range(1, config.epochs + 1):
-        start = time.perf_counter()
-        means = trainer.epoch(e)
-        record = {"epoch": e, **means, "seconds": time.perf_counter() - start}
-        if test is not None and x_test is not None:
-            predicted = classify(trainer.model(), x_test)
-            record["test_error"] = classification_errors(test[1], predicted, model.classes)["classification_error"]
-        history.append(record)
-        if report is not None:
-            report(record)
-    return trainer.model(), history
