@@ -248,18 +248,21 @@ def test_every_command_works_for_a_posterior_and_prior(tmp_path, capsys, posteri
 
 
 @pytest.mark.slow
-def test_dreg_training_and_the_gradient_snr_report(tmp_path):
+def test_dreg_training_and_the_gradient_snr_report(tmp_path, capsys):
     """IWAE with DReG trains and records its bound; `evaluate --gradient-snr` gives the SNR by estimator and K
     in --json (`gradient_snr`), a table and a figure; on a sweep, or with K = 0, it exits 2 with one line."""
+    from jaxvae.cli import main
+
     out = tmp_path / "run"
     common = ["--epochs", "1", "--hidden", "16", "--quiet"]
-    trained = jaxvae("train", "--out", str(out), "--objective", "iwae", "--samples", "3", "--gradient", "dreg", *common)
-    assert trained.returncode == 0, trained.stderr
+    code, err = run_main(
+        ["train", "--out", str(out), "--objective", "iwae", "--samples", "3", "--gradient", "dreg", *common], capsys
+    )
+    assert code == 0, err
     assert "train_iwae_bound" in json.loads((out / "metrics.jsonl").read_text())
     args = ["evaluate", str(out), "--iw-samples", "10", "--n", "64", "--gradient-snr", "1,4"]
-    result = jaxvae(*args, "--json")
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    assert main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
     snr = report["gradient_snr"]
     assert set(snr) == {"reparam", "stl", "dreg"} and all(set(by_k) == {"1", "4"} for by_k in snr.values())
     for by_k in snr.values():
@@ -268,14 +271,15 @@ def test_dreg_training_and_the_gradient_snr_report(tmp_path):
     assert report["gradient_snr_batch"] == 32 and (out / "figures" / "gradient_snr.png").is_file()
     # the decoder's gradient is the same for every estimator: the same numbers on the same draws
     assert snr["reparam"]["4"]["decoder"] == pytest.approx(snr["dreg"]["4"]["decoder"], rel=1e-4)
-    text = jaxvae(*args)
-    assert text.returncode == 0 and "gradient signal-to-noise ratio" in text.stdout and "dreg" in text.stdout
-    bad = jaxvae("evaluate", str(out), "--gradient-snr", "0,4")
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert main([*args, "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "gradient signal-to-noise ratio" in text and "dreg" in text
+    code, err = run_main(["evaluate", str(out), "--gradient-snr", "0,4"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
     sweep = tmp_path / "sweep"
-    assert jaxvae("train", "--out", str(sweep), "--seeds", "2", *common).returncode == 0
-    refused = jaxvae("evaluate", str(sweep), "--gradient-snr", "1")
-    assert refused.returncode == 2 and "--gradient-snr" in refused.stderr
+    assert run_main(["train", "--out", str(sweep), "--seeds", "2", *common], capsys)[0] == 0
+    code, err = run_main(["evaluate", str(sweep), "--gradient-snr", "1"], capsys)
+    assert code == 2 and "--gradient-snr" in err
 
 
 def test_version_and_the_defaults_in_help():
