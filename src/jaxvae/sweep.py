@@ -42,9 +42,8 @@ from jaxvae.builder import build_binarization, build_objective, build_optimizer
 from jaxvae.config import HardwareConfig, RunConfig, TrainConfig
 from jaxvae.data import Dataset
 from jaxvae.errors import Diverged, InputError
-from jaxvae.evaluate import mean_elbo
 from jaxvae.keys import Run, run_key
-from jaxvae.model import LatentModel, split_condition
+from jaxvae.model import LatentModel
 from jaxvae.runs import (
     CHECKPOINTS,
     CONFIG,
@@ -63,6 +62,7 @@ from jaxvae.train import (
     condition_rows,
     epoch_key,
     epoch_program,
+    held_out_elbo,
     initial_state,
     make_step,
     resume_state,
@@ -321,12 +321,6 @@ def _epoch_inputs(configs: list[TrainConfig], objectives: list, plan: loop.Plan)
     return keys, weighted
 
 
-def _mean_elbo(vae: LatentModel, rows: Array, key: Array) -> dict[str, Array]:
-    """`evaluate.mean_elbo` of held-out rows (n, d), a conditional model's [x, c] (`model.split_condition`)."""
-    x, c = split_condition(vae, rows)
-    return mean_elbo(vae, x, key, c=c)
-
-
 def _floats(means: dict, finite) -> tuple[dict[str, float], bool]:
     return {k: float(v) for k, v in means.items()}, bool(finite)
 
@@ -353,7 +347,7 @@ class StepMajor(loop.Trainer):
         self.x, data_axis = (xs[0], None) if shared else (jnp.stack(xs), 0)
         tc = self.configs[0]
         self.epochs = {axis: make_sweep_epoch(self.static, tc, data_axis, axis) for axis in (None, 0)}
-        vmapped = jax.vmap(lambda p, k, x: _mean_elbo(eqx.combine(p, self.static), x, k), in_axes=(0, 0, None))
+        vmapped = jax.vmap(lambda p, k, x: held_out_elbo(eqx.combine(p, self.static), x, k), in_axes=(0, 0, None))
         self.mean_elbos = jax.jit(vmapped)
         self.host = None  # a host copy of (params, opt_state), made once per epoch for the checkpoints
 
@@ -417,7 +411,7 @@ class MemberMajor(loop.Trainer):
         return [None if r is None else _floats(*r) for r in jax.device_get(results)]
 
     def evaluate(self, x, keys, active):
-        means = [_mean_elbo(self.model(i), x, keys[i]) if a else None for i, a in enumerate(active)]
+        means = [held_out_elbo(self.model(i), x, keys[i]) if a else None for i, a in enumerate(active)]
         return [None if m is None else {k: float(v) for k, v in m.items()} for m in jax.device_get(means)]
 
     def model(self, i: int) -> LatentModel:

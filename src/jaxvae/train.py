@@ -458,9 +458,7 @@ class RunTrainer(loop.Trainer):
         return [(train, bool(finite.addressable_data(0)))]
 
     def evaluate(self, x: Array, keys: list[Array], active: list[bool]) -> list[dict[str, float] | None]:
-        vae = self.model(0)
-        x, c = split_condition(vae, x)
-        return [{k: float(v) for k, v in mean_elbo(vae, x, keys[0], c=c).items()}]
+        return [{k: float(v) for k, v in held_out_elbo(self.model(0), x, keys[0]).items()}]
 
     def model(self, i: int) -> LatentModel:
         return eqx.combine(parallel.local_copy(self.params), self.static)
@@ -538,6 +536,12 @@ class M2Members(loop.Trainer):
 
     def state(self, i: int, epoch: int) -> TrainState:
         return self.members[i].state(0, epoch)
+
+
+def held_out_elbo(vae: LatentModel, rows: Array, key: Array) -> dict[str, Array]:
+    """`evaluate.mean_elbo` of held-out rows (n, d), a conditional model's [x, c] (`model.split_condition`)."""
+    x, c = split_condition(vae, rows)
+    return mean_elbo(vae, x, key, c=c)
 
 
 def _raise_diverged(member: loop.Member, epoch: int):
