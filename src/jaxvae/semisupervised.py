@@ -135,24 +135,31 @@ class M2(eqx.Module):
         return loss, jax.lax.stop_gradient(sums)
 
 
+def _per_class(model: SemiSupervisedVAE, bound: Callable[[Array, Array], Array], n: int, key: Array) -> Array:
+    """log p(y) + `bound`(c, key_y) of every class y, c its one-hot (n, C) and key_y from `key`: (n, C)."""
+    eye = jnp.eye(model.classes)
+    values = jax.vmap(lambda y, ky: bound(jnp.broadcast_to(y, (n, model.classes)), ky))(
+        eye, jax.random.split(key, model.classes)
+    )
+    return values.T + model.log_p_y()
+
+
+def unlabelled_elbo_bound(model: SemiSupervisedVAE, x: Array, *, key: Array, samples: int) -> Array:
+    """U(x) for x (n, d) with the ELBO per class (`samples` draws of z each), (n,): `evidence_bounds`'
+    `unlabelled_bound`, from the same draws."""
+    elbo_key, _ = jax.random.split(key)
+    elbos = _per_class(model, lambda c, k: elbo(model.vae, x, key=k, samples=samples, c=c).elbo, x.shape[0], elbo_key)
+    return unlabelled_bound(model.log_q_y(x), elbos)
+
+
 def evidence_bounds(model: SemiSupervisedVAE, x: Array, *, key: Array, samples: int) -> dict[str, Array]:
     """Bounds on log p(x) with the label summed out, each (n,) for x (n, d): `unlabelled_bound`, U(x) with the
     ELBO per class (`samples` draws of z each); `iwae_bound`, log sum_y p(y) exp L_K(x | y) with K = `samples`,
     the log of an unbiased estimate of p(x) = sum_y p(y) p(x | y), so a bound in expectation, tighter than U."""
-    elbo_key, iwae_key = jax.random.split(key)
-    eye = jnp.eye(model.classes)
-    n = x.shape[0]
-
-    def per_class(bound, k):
-        values = jax.vmap(lambda y, ky: bound(jnp.broadcast_to(y, (n, model.classes)), ky))(
-            eye, jax.random.split(k, model.classes)
-        )
-        return values.T + model.log_p_y()  # (n, C)
-
-    elbos = per_class(lambda c, k: elbo(model.vae, x, key=k, samples=samples, c=c).elbo, elbo_key)
-    iwaes = per_class(lambda c, k: iwae(model.vae, x, key=k, samples=samples, c=c), iwae_key)
+    _, iwae_key = jax.random.split(key)
+    iwaes = _per_class(model, lambda c, k: iwae(model.vae, x, key=k, samples=samples, c=c), x.shape[0], iwae_key)
     return {
-        "unlabelled_bound": unlabelled_bound(model.log_q_y(x), elbos),
+        "unlabelled_bound": unlabelled_elbo_bound(model, x, key=key, samples=samples),
         "iwae_bound": jax.nn.logsumexp(iwaes, axis=-1),
     }
 

@@ -112,7 +112,7 @@ def _m2_report(args, config, model, x, y) -> dict:
 
     from jaxvae.evaluate import log_likelihoods, standard_error
     from jaxvae.semi_train import classify
-    from jaxvae.semisupervised import classification_errors, evidence_bounds
+    from jaxvae.semisupervised import classification_errors, unlabelled_elbo_bound
 
     if y is None:
         raise InputError("a run with --labels is scored on labelled data: the data evaluated have no labels")
@@ -122,8 +122,10 @@ def _m2_report(args, config, model, x, y) -> dict:
     bound_key, likelihood_key = jax.random.split(jax.random.PRNGKey(args.seed))
     chunk = 500
     chunks = range(0, len(x), chunk)
-    bounds = [evidence_bounds(model, x[i : i + chunk], key=jax.random.fold_in(bound_key, i), samples=1) for i in chunks]
-    bound = jnp.concatenate([b["unlabelled_bound"] for b in bounds])
+    bounds = [
+        unlabelled_elbo_bound(model, x[i : i + chunk], key=jax.random.fold_in(bound_key, i), samples=1) for i in chunks
+    ]
+    bound = jnp.concatenate(bounds)
     by_class = [  # log p(x | y) of every class y: each estimate's (n,)
         log_likelihoods(
             model.vae,
