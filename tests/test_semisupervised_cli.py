@@ -129,7 +129,6 @@ BAD = [
     (["--labels", "15"], "--labels must be a positive multiple of the 10 classes, got 15"),
     (["--labels", "2000"], "--labels 2000 takes 200 examples of each class: class 0 has"),
     (["--labels", "10", "--condition", "label"], "not with --condition label"),
-    (["--labels", "10", "--model", "mine.py:build"], "--model builds a VAE of p(x), not M2's parts"),
     (["--label-seed", "3"], "--label-seed is a setting of M2: use it with --labels"),
     (["--labels", "10", "--kl-warmup-epochs", "2"], "--kl-warmup-epochs is not yet a setting of M2"),
 ]

@@ -8,6 +8,8 @@ run loads only with the function given again (`jaxvae.load(run, build=FUNCTION)`
 
 For a conditional run (`config.condition_dim` m > 0) the function returns a model of that `condition_dim`,
 whose networks take each example's condition c (m,) as a second argument (`encoder(x, c)`, `decoder(z, c)`).
+For M2 (a run with labels, `build_m2`) it returns the conditional model of x given the one-hot label, or
+M2's parts `SemiSupervisedVAE(vae, classifier)` with a classifier of its own, x (d,) -> C logits.
 """
 
 import dataclasses
@@ -25,12 +27,13 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from jaxvae.builder import build_model
+from jaxvae.builder import build_model, network
 from jaxvae.config import ModelConfig
 from jaxvae.errors import InputError
 from jaxvae.model import VAE, LatentModel
+from jaxvae.semisupervised import SemiSupervisedVAE
 
-Builder = Callable[[ModelConfig, Array], LatentModel]
+Builder = Callable[[ModelConfig, Array], LatentModel | SemiSupervisedVAE]
 NOT_A_FILE = "python"
 
 
@@ -118,13 +121,47 @@ def builder(config: ModelConfig) -> Builder:
 
 def build(config: ModelConfig, key: Array, build: Builder | None = None) -> LatentModel:
     """The model of `config` (by `build` when given), checked to be a VAE with the configured latent size."""
-    build = build or builder(config)
+    vae = _made(build or builder(config), config, key)
+    if isinstance(vae, SemiSupervisedVAE):
+        raise InputError("the model function returns M2's parts (a SemiSupervisedVAE): train it with --labels")
+    _check_model(vae, config)
+    return vae
+
+
+def build_m2(config: ModelConfig, key: Array, build: Builder | None = None) -> SemiSupervisedVAE:
+    """M2's parts for the `config.condition_dim` = C classes: what `build` (default: the config's function)
+    returns from the first half of `key`, a conditional model of x given the one-hot label, with the classifier
+    `builder.network` makes of the encoder's architecture (x (d,) -> C logits) from the second half; or M2's
+    parts `SemiSupervisedVAE(vae, classifier)` with its own classifier. Both parts checked by tracing."""
+    vae_key, classifier_key = jax.random.split(key)
+    made = _made(build or builder(config), config, vae_key)
+    if isinstance(made, SemiSupervisedVAE):
+        vae, classifier = made.vae, made.classifier
+    else:
+        vae, classifier = made, network(config, config.data_dim, config.condition_dim, key=classifier_key)
+    if isinstance(vae, LatentModel) and vae.condition_dim == 0:
+        raise InputError(
+            f"with --labels the model function must return a model conditional on the {config.condition_dim} classes "
+            "(encoder(x, c), decoder(z, c), as build_model(config, key=key) makes): its model takes no condition"
+        )
+    _check_model(vae, config)
+    _check_classifier(classifier, config)
+    return SemiSupervisedVAE(vae, classifier)
+
+
+def _made(build: Builder, config: ModelConfig, key: Array) -> LatentModel | SemiSupervisedVAE:
+    """What `build(config, key)` returns, its failure an InputError."""
     try:
-        vae = build(config, key)
+        return build(config, key)
     except InputError:
         raise
     except Exception as e:
         raise InputError(f"the model function {build.__qualname__} failed: {type(e).__name__}: {e}") from None
+
+
+def _check_model(vae, config: ModelConfig) -> None:
+    """InputError where `vae` is not a jaxvae model of the configured latent and condition sizes whose networks
+    fit the data."""
     if not isinstance(vae, LatentModel):
         raise InputError(f"the model function must return a jaxvae model (e.g. a VAE), got {type(vae).__name__}")
     if vae.latent_dim != config.latent_dim:
@@ -138,14 +175,30 @@ def build(config: ModelConfig, key: Array, build: Builder | None = None) -> Late
         _check_sizes(vae, config)
     else:
         _check_traces(vae, config)
-    return vae
 
 
-def check(config: ModelConfig) -> None:
-    """InputError where the model file `config` records does not build a model that fits it (see `build`),
-    found by tracing alone: what a command checks before it touches a run folder."""
+def _check_classifier(classifier, config: ModelConfig) -> None:
+    """InputError where M2's classifier does not map one example (d,) to C = `config.condition_dim` logits."""
+    classes = config.condition_dim
+    try:
+        out = eqx.filter_eval_shape(classifier, jax.ShapeDtypeStruct((config.data_dim,), jnp.float32))
+    except Exception as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise InputError(
+            f"the model's classifier fails on an input of size {config.data_dim}: {type(e).__name__}: {first_line}"
+        ) from None
+    shape = getattr(out, "shape", None)
+    if shape != (classes,):
+        got = f"size {shape[0]}" if shape is not None and len(shape) == 1 else f"shape {shape}"
+        raise InputError(f"the model's classifier outputs {got} per example, M2 needs {classes} logits (one a class)")
+
+
+def check(config: ModelConfig, *, labels: bool = False) -> None:
+    """InputError where the model file `config` records does not build a model that fits it (see `build`; with
+    `labels`, M2's parts, `build_m2`), found by tracing alone: what a command checks before it touches a run
+    folder."""
     if config.source and not config.source.startswith(NOT_A_FILE + ":"):
-        eqx.filter_eval_shape(build, config, jax.ShapeDtypeStruct((2,), jnp.uint32))
+        eqx.filter_eval_shape(build_m2 if labels else build, config, jax.ShapeDtypeStruct((2,), jnp.uint32))
 
 
 def _check_traces(vae: LatentModel, config: ModelConfig) -> None:
@@ -179,9 +232,9 @@ def _check_sizes(vae: VAE, config: ModelConfig) -> None:
         ("decoder", vae.decoder, config.latent_dim, config.data_dim, f"the {config.likelihood} likelihood needs"),
     )
     condition = (jax.ShapeDtypeStruct((config.condition_dim,), jnp.float32),) if config.condition_dim else ()
-    for name, network, in_size, needed, needs in parts:
+    for name, module, in_size, needed, needs in parts:
         try:
-            out = eqx.filter_eval_shape(network, jax.ShapeDtypeStruct((in_size,), jnp.float32), *condition)
+            out = eqx.filter_eval_shape(module, jax.ShapeDtypeStruct((in_size,), jnp.float32), *condition)
         except Exception as e:
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
             raise InputError(

@@ -18,8 +18,8 @@ import numpy as np
 import optax
 from jax import Array
 
-from jaxvae import looping
-from jaxvae.builder import build_binarization, build_model, build_objective, build_optimizer, network, precision
+from jaxvae import looping, model_file
+from jaxvae.builder import build_binarization, build_objective, build_optimizer, precision
 from jaxvae.config import ModelConfig, TrainConfig
 from jaxvae.errors import Diverged
 from jaxvae.keys import Run, run_key
@@ -33,10 +33,9 @@ PLAN_SEED = 1  # the NumPy generator of epoch e's step plan is seeded with (trai
 def build_semisupervised(config: ModelConfig, classes: int, *, key: Array) -> SemiSupervisedVAE:
     """M2's parts from `config`: the conditional model `build_model` makes of it with `condition_dim` C =
     `classes`, and a classifier x (d,) -> C logits, the network `builder.network` makes of the encoder's
-    architecture, activation and widths. The key's halves draw the two."""
-    vae_key, classifier_key = jax.random.split(key)
-    vae = build_model(dataclasses.replace(config, condition_dim=classes), key=vae_key)
-    return SemiSupervisedVAE(vae, network(config, config.data_dim, classes, key=classifier_key))
+    architecture, activation and widths (`model_file.build_m2` with the default function). The key's halves
+    draw the two."""
+    return model_file.build_m2(dataclasses.replace(config, condition_dim=classes), key, model_file.default_build)
 
 
 def make_epoch(static, optimizer: optax.GradientTransformation, config: TrainConfig) -> Callable:

@@ -50,9 +50,9 @@ class TrainState(NamedTuple):
 
 def initial_state(config: RunConfig, build: Builder, key: Array) -> TrainState:
     """The state at epoch 0 from `key` (2,), the model built by `build` (with labels, M2's parts,
-    `semi_train.build_semisupervised`): what `init_state` compiles, `sweep` vmaps."""
+    `model_file.build_m2`): what `init_state` compiles, `sweep` vmaps."""
     if config.train.labels:
-        vae = semi_train.build_semisupervised(config.model, config.model.condition_dim, key=key)
+        vae = model_file.build_m2(config.model, key, build)
     else:
         vae = model_file.build(config.model, key, build)
     opt_state = build_optimizer(config.train).init(eqx.filter(vae, eqx.is_inexact_array))
@@ -266,7 +266,7 @@ def check_data(data: Dataset, config: RunConfig, *, training: bool = True) -> No
     if training and config.train.labels:
         check_labels(data, config)
     check_condition(data, config)
-    model_file.check(config.model)
+    model_file.check(config.model, labels=bool(config.train.labels))
 
 
 def check_labels(data: Dataset, config: RunConfig) -> None:

@@ -198,7 +198,8 @@ def build_parser() -> Parser:
     p.add_argument(
         "--model",
         metavar="FILE.py:FUNCTION",
-        help="build the model with your own FUNCTION(config: ModelConfig, key) -> jaxvae.VAE",
+        help="build the model with your own FUNCTION(config: ModelConfig, key) -> jaxvae.VAE "
+        "(with --labels, or M2's parts SemiSupervisedVAE(vae, classifier))",
     )
     p.add_argument(
         "--binarize",

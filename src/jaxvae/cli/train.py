@@ -179,7 +179,6 @@ def new_run(args) -> tuple:
     schedule = _schedule(args)
     _check_applies(args, schedule.dataset)
     _check_condition(args)
-    _check_labels(args)
     if args.image_size is not None and (schedule.dataset in NAMED or not is_image_folder(schedule.dataset)):
         raise InputError(f"--image-size resizes the images of a folder: {schedule.dataset} is not one")
     if args.image_size is not None:  # before any image is resized to it
@@ -314,12 +313,6 @@ def _check_condition(args) -> None:
             f"--prior {args.prior} of a conditional model is one per class: it needs --condition label, "
             f"not --condition {args.condition}"
         )
-
-
-def _check_labels(args) -> None:
-    """Refuse with --labels what M2's training does not do yet: a model file."""
-    if args.labels and args.model:
-        raise InputError("--model builds a VAE of p(x), not M2's parts: not with --labels")
 
 
 def _classes(data) -> int:
