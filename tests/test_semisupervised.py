@@ -87,7 +87,7 @@ def test_unlabelled_bound_is_the_sum_over_classes_done_by_hand():
     KL(q(y | x) || p(y | x)) > 0."""
     model = enumerable(CLASSIFIER_WEIGHT, CLASSIFIER_BIAS)
     x = jnp.asarray(X, jnp.float32)
-    bounds = eqx.filter_jit(class_bounds)(Iwae(1), model, x, key=jax.random.PRNGKey(0))
+    bounds, _ = eqx.filter_jit(class_bounds)(Iwae(1), model, x, key=jax.random.PRNGKey(0))
     u = unlabelled_bound(model.log_q_y(x), bounds)
 
     joint = log_p_x_given_y(X) - np.log(C)  # log p(x, y)
@@ -110,7 +110,8 @@ def test_unlabelled_bound_is_log_p_x_when_q_y_is_the_exact_p_y_given_x():
     model = enumerable(*exact_classifier())
     x = jnp.asarray(X, jnp.float32)
     log_px = logsumexp(log_p_x_given_y(X) - np.log(C), axis=1)
-    u = unlabelled_bound(model.log_q_y(x), eqx.filter_jit(class_bounds)(Iwae(1), model, x, key=jax.random.PRNGKey(1)))
+    bounds, _ = eqx.filter_jit(class_bounds)(Iwae(1), model, x, key=jax.random.PRNGKey(1))
+    u = unlabelled_bound(model.log_q_y(x), bounds)
     np.testing.assert_allclose(np.asarray(u), log_px, atol=2e-4)
 
     samples = 4000
@@ -255,14 +256,86 @@ def test_class_bounds_in_one_computation_equal_a_loop_over_classes_and_examples(
     model = build_semisupervised(config, 3, key=jax.random.PRNGKey(0))
     x = jax.random.uniform(jax.random.PRNGKey(1), (4, 6))
     key = jax.random.PRNGKey(2)
-    got = np.asarray(eqx.filter_jit(class_bounds)(inner, model, x, key=key))
+    trained, reported = eqx.filter_jit(class_bounds)(inner, model, x, key=key)  # equal at KL weight 1
     one_example = eqx.filter_jit(reference)
     expected = np.empty((4, 3))
     for y, class_key in enumerate(jax.random.split(key, 3)):
         c = jax.nn.one_hot(jnp.array([y]), 3)
         for i, k in enumerate(jax.random.split(class_key, 4)):
             expected[i, y] = float(one_example(model.vae, x[i : i + 1], k, c)[0]) - np.log(3)
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    for got in (trained, reported):
+        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-5)
+
+
+LOG_VAR = -30.0  # q(z | x, y)'s log-variance in `point_posterior`: its draws are its mean to float32's precision
+
+
+def point_posterior() -> SemiSupervisedVAE:
+    """The linear-Gaussian M2 of `enumerable`, its encoder's mean the exact posterior's, its variance e^-30: the
+    draw of z is the mean m_y(x), so the reconstruction term is log N(x; W m_y + MEANS[:, y], SIGMA^2 I), and
+    the KL of z, 0.5 (e^-30 + m_y^2 - 1 + 30) nats, is large."""
+    precision = 1 + float(np.sum(W**2)) / SIGMA**2
+    gain = W.T / SIGMA**2 / precision  # (1, D)
+    encoder = affine(
+        np.concatenate([gain, np.zeros((1, D))]),
+        np.array([0.0, LOG_VAR]),
+        np.concatenate([-gain @ MEANS, np.zeros((1, C))]),
+    )
+    vae = enumerable(CLASSIFIER_WEIGHT, CLASSIFIER_BIAS).vae
+    return SemiSupervisedVAE(eqx.tree_at(lambda v: v.encoder, vae, encoder), affine(CLASSIFIER_WEIGHT, CLASSIFIER_BIAS))
+
+
+def test_a_kl_weight_of_zero_leaves_the_reconstruction_bound_and_reports_the_true_one():
+    """M2's step loss at KL weight beta = 0 (a warm-up's first epoch) against the paper's objective written out
+    with L(x, y) = E_q[log p(x | y, z)] + log p(y) (no KL of z; log p(y) and q(y | x)'s entropy kept), by scipy's
+    Gaussian density at the posterior's mean; the sums it reports are the true bounds, the KL of z in closed form
+    subtracted."""
+    model = point_posterior()
+    n_l, n_u = 7, 53
+    objective = M2.with_paper_alpha(Elbo(), n_l, n_u).with_kl_weight(jnp.float32(0.0))
+    x_l, y_l, x_u = X[:2], np.array([2, 0]), X[1:]
+    w_u = np.array([1.0, 1.0, 1.0, 0.0])
+    loss, sums = eqx.filter_jit(objective)(
+        model,
+        jnp.asarray(x_l, jnp.float32),
+        jnp.asarray(y_l),
+        jnp.asarray(x_u, jnp.float32),
+        jnp.asarray(w_u, jnp.float32),
+        key=jax.random.PRNGKey(3),
+    )
+
+    def terms(x):  # (reconstruction, KL of z) of every class, (n, C) each
+        precision = 1 + float(np.sum(W**2)) / SIGMA**2
+        m = (W.T @ (x[:, :, None] - MEANS[None]))[:, 0] / SIGMA**2 / precision  # (n, C)
+        recon = np.stack(
+            [
+                [
+                    multivariate_normal.logpdf(xi, W[:, 0] * m[i, y] + MEANS[:, y], SIGMA**2 * np.eye(D))
+                    for y in range(C)
+                ]
+                for i, xi in enumerate(x)
+            ]
+        )
+        return recon, 0.5 * (np.exp(LOG_VAR) + m**2 - 1 - LOG_VAR)
+
+    def log_q(x):
+        logits = x @ CLASSIFIER_WEIGHT.T + CLASSIFIER_BIAS
+        return logits - logsumexp(logits, axis=1, keepdims=True)
+
+    (recon_l, kl_l), (recon_u, kl_u) = terms(x_l), terms(x_u)
+    pick = np.arange(2), y_l
+    log_q_l, log_q_u = log_q(x_l)[pick], log_q(x_u)
+
+    def u(bounds):
+        return np.sum(np.exp(log_q_u) * (bounds - np.log(C) - log_q_u), axis=1)
+
+    alpha = 0.1 * (n_l + n_u)
+    labelled = np.sum(recon_l[pick] - np.log(C) + alpha / n_l * log_q_l)
+    expected = -((n_l / 2) * labelled + (n_u / 4) * np.sum(w_u * u(recon_u))) / (n_l + n_u)
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(sums["labelled_bound"]), np.sum((recon_l - kl_l)[pick] - np.log(C)), rtol=1e-5)
+    np.testing.assert_allclose(float(sums["unlabelled_bound"]), np.sum(w_u * u(recon_u - kl_u)), rtol=1e-5)
+    assert np.min(kl_u) > 10  # the KL left out is large: the test tells the weights apart
 
 
 def test_labelled_subset_is_balanced_disjoint_and_fixed_by_its_seed():

@@ -321,8 +321,8 @@ class TrainConfig:
         )
 
     def _require_labels(self) -> None:
-        """Check M2's settings: `labels` at least 0; the others only with labels, the condition and the KL
-        warm-up without (M2 conditions on the labels itself, each epoch at the KL weight `beta`)."""
+        """Check M2's settings: `labels` at least 0; the others only with labels, the condition without (M2
+        conditions on the labels itself)."""
         _require(self.labels >= 0, f"labels must be at least 0, got {self.labels}", "labels")
         label_seed, alpha = self.label_seed, self.alpha
         _require(
@@ -362,13 +362,6 @@ class TrainConfig:
             "binarize redraw trains on the means' draws: not yet with validation_fraction",
             "binarize",
             "validation_fraction",
-        )
-        _require(
-            self.kl_warmup_epochs == 0,
-            "kl_warmup_epochs is not yet a setting of M2 (labels): it trains every epoch at beta",
-            "kl_warmup_epochs",
-            "labels",
-            "beta",
         )
         _require(
             self.early_stopping == 0 or self.objective == "elbo",

@@ -119,16 +119,18 @@ class M2Trainer:
         self.run_epoch = make_epoch(self.static, optimizer, config)
         self.seed = config.seed
 
-    def epoch(self, e: int) -> dict[str, float]:
+    def epoch(self, e: int, kl_weight: float | None = None) -> dict[str, float]:
         """Train epoch e (1-based), its step plan and keys derived from the seed and e (a resumed run continues
-        the same stream). Returns the means of the epoch: `loss` per step; `labelled_bound`, `log_q_y` and
-        `labelled_accuracy` per labelled draw; `unlabelled_bound` per unlabelled example. Raises `Diverged`
+        the same stream), the KL of z weighted by `kl_weight` (a warm-up's beta; None: the config's `beta`).
+        Returns the means of the epoch: `loss` per step; `labelled_bound`, `log_q_y` and `labelled_accuracy` per
+        labelled draw; `unlabelled_bound` per unlabelled example (the bounds at KL weight 1). Raises `Diverged`
         on a non-finite loss."""
         n_l, n_u = self.objective.labelled, self.objective.unlabelled
         plan = step_plan(np.random.default_rng((self.seed, PLAN_SEED, e)), n_l, n_u, self.batch_u, self.batch_l)
         key = jax.random.fold_in(run_key(self.seed, Run.EPOCH), e)
+        objective = self.objective if kl_weight is None else self.objective.with_kl_weight(jnp.float32(kl_weight))
         self.params, self.opt_state, sums, finite = self.run_epoch(
-            self.params, self.opt_state, self.x_l, self.y_l, self.x_u, plan, key, self.objective
+            self.params, self.opt_state, self.x_l, self.y_l, self.x_u, plan, key, objective
         )
         if not bool(finite):
             raise Diverged(f"non-finite loss in epoch {e}: training stopped (try a smaller lr)")

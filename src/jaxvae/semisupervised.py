@@ -51,29 +51,32 @@ class SemiSupervisedVAE(eqx.Module):
         return -math.log(self.classes)
 
 
-def example_bounds(inner: Objective, vae: LatentModel, x: Array, c: Array, *, key: Array) -> Array:
-    """The bound that `inner` trains on log p(x | c), each of the examples x (n, d) with its condition, c (n, m)
-    or one c (m,) for all, alone: minus its loss as a batch of one, (n,), its draws from `key` split over the
-    examples. Its gradient is inner's estimator's (DReG's surrogate has the bound's value); a batch setting such
-    as free bits acts on each example alone. A shared c enters the networks once, not once per example."""
+def example_bounds(inner: Objective, vae: LatentModel, x: Array, c: Array, *, key: Array) -> tuple[Array, Array]:
+    """(the bound that `inner` trains on log p(x | c), the bound it reports) of each of the examples x (n, d) with
+    its condition, c (n, m) or one c (m,) for all, alone, each (n,): minus its loss as a batch of one, and its
+    `bound_key` value, the same but where the loss weights the KL of z (a warm-up's beta, free bits): the true
+    bound then. Its draws from `key` split over the examples; the gradient is inner's estimator's (DReG's
+    surrogate has the bound's value); a batch setting such as free bits acts on each example alone. A shared c
+    enters the networks once, not once per example."""
 
     def alone(xi, ci, ki):
-        loss, _ = inner(vae, xi[None], jnp.ones(1), key=ki, c=ci[None])
-        return -loss
+        loss, bounds = inner(vae, xi[None], jnp.ones(1), key=ki, c=ci[None])
+        return -loss, bounds[inner.bound_key][0]
 
     return jax.vmap(alone, in_axes=(0, 0 if c.ndim == 2 else None, 0))(x, c, jax.random.split(key, x.shape[0]))
 
 
-def class_bounds(inner: Objective, model: SemiSupervisedVAE, x: Array, *, key: Array) -> Array:
-    """L(x, y) = B(x | y) + log p(y) of every class y for x (n, d), B the bound `inner` trains: (n, C), class y's
-    draws from `jax.random.split(key, C)[y]`, all classes in one computation (`jax.vmap` over the one-hot y)."""
+def class_bounds(inner: Objective, model: SemiSupervisedVAE, x: Array, *, key: Array) -> tuple[Array, Array]:
+    """L(x, y) = B(x | y) + log p(y) of every class y for x (n, d), B the bound `inner` trains, and the same of
+    the bound it reports (`example_bounds`): (n, C) each, class y's draws from `jax.random.split(key, C)[y]`, all
+    classes in one computation (`jax.vmap` over the one-hot y)."""
     classes = model.classes
 
     def of_class(one_hot, k):
         return example_bounds(inner, model.vae, x, one_hot, key=k)
 
-    bounds = jax.vmap(of_class)(jnp.eye(classes), jax.random.split(key, classes))  # (C, n)
-    return bounds.T + model.log_p_y()
+    trained, reported = jax.vmap(of_class)(jnp.eye(classes), jax.random.split(key, classes))  # (C, n) each
+    return trained.T + model.log_p_y(), reported.T + model.log_p_y()
 
 
 def unlabelled_bound(log_q_y: Array, bounds: Array) -> Array:
@@ -89,7 +92,9 @@ class M2(eqx.Module):
         -[(n_l / B_l) sum_l (L(x, y) + (alpha / n_l) log q(y | x)) + (n_u / B_u) sum_u w_u U(x)] / N,
 
     N = n_l + n_u (`labelled`, `unlabelled`), w_u 0 for padding: one step's estimate of -J^alpha / N, unbiased
-    where its examples are drawn at random. `alpha` is the paper's (`with_paper_alpha`: 0.1 N), traced."""
+    where its examples are drawn at random. `alpha` is the paper's (`with_paper_alpha`: 0.1 N), traced. A KL
+    weight (`with_kl_weight`, a warm-up's beta) weights the KL of z inside every L(x, y), labelled and per class
+    in U(x), as the ELBO's of an unlabelled VAE; log p(y) and the entropy of q(y | x) keep their weight 1."""
 
     inner: Objective
     alpha: Array | float
@@ -100,6 +105,10 @@ class M2(eqx.Module):
     def with_paper_alpha(cls, inner: Objective, labelled: int, unlabelled: int) -> "M2":
         """M2 with alpha = 0.1 N, as Kingma et al. (2014) train it."""
         return cls(inner, jnp.float32(PAPER_ALPHA * (labelled + unlabelled)), labelled, unlabelled)
+
+    def with_kl_weight(self, beta: Array | float) -> "M2":
+        """This objective with the per-class bound's KL of z weighted by `beta` (`Objective.with_kl_weight`)."""
+        return eqx.tree_at(lambda m: m.inner, self, self.inner.with_kl_weight(beta))
 
     def __call__(
         self,
@@ -114,23 +123,24 @@ class M2(eqx.Module):
         """(the loss, the batch's sums): x_labelled (B_l, d) with labels y_labelled (B_l,), x_unlabelled (B_u, d)
         with weights (B_u,) (0 for padding). The sums: `labelled_bound` of L(x, y), `log_q_y` of the labelled
         log q(y | x), `correct` of the labelled examples argmax q(y | x) classifies right, `unlabelled_bound`
-        of w U(x), gradients stopped."""
+        of w U(x), the bounds those the inner objective reports (the true ones under a KL weight), gradients
+        stopped."""
         labelled_key, unlabelled_key = jax.random.split(key)
         log_q_l = model.log_q_y(x_labelled)
         c = jax.nn.one_hot(y_labelled, model.classes, dtype=jnp.float32)
-        bound_l = example_bounds(self.inner, model.vae, x_labelled, c, key=labelled_key) + model.log_p_y()
+        bound_l, reported_l = example_bounds(self.inner, model.vae, x_labelled, c, key=labelled_key)
         log_q_true = jnp.sum(c * log_q_l, axis=-1)
-        bounds_u = class_bounds(self.inner, model, x_unlabelled, key=unlabelled_key)
-        bound_u = unlabelled_bound(model.log_q_y(x_unlabelled), bounds_u)
+        bounds_u, reported_u = class_bounds(self.inner, model, x_unlabelled, key=unlabelled_key)
+        log_q_u = model.log_q_y(x_unlabelled)
         n_l, n_u = self.labelled, self.unlabelled
-        labelled_sum = jnp.sum(bound_l + self.alpha / n_l * log_q_true) * n_l / x_labelled.shape[0]
-        unlabelled_sum = jnp.sum(weights * bound_u) * n_u / x_unlabelled.shape[0]
+        labelled_sum = jnp.sum(bound_l + model.log_p_y() + self.alpha / n_l * log_q_true) * n_l / x_labelled.shape[0]
+        unlabelled_sum = jnp.sum(weights * unlabelled_bound(log_q_u, bounds_u)) * n_u / x_unlabelled.shape[0]
         loss = -(labelled_sum + unlabelled_sum) / (n_l + n_u)
         sums = {
-            "labelled_bound": jnp.sum(bound_l),
+            "labelled_bound": jnp.sum(reported_l + model.log_p_y()),
             "log_q_y": jnp.sum(log_q_true),
             "correct": jnp.sum(jnp.argmax(log_q_l, axis=-1) == y_labelled).astype(jnp.float32),
-            "unlabelled_bound": jnp.sum(weights * bound_u),
+            "unlabelled_bound": jnp.sum(weights * unlabelled_bound(log_q_u, reported_u)),
         }
         return loss, jax.lax.stop_gradient(sums)
 

@@ -490,12 +490,12 @@ class M2RunTrainer(loop.Trainer):
         self.examples = len(x)
 
     def epoch(self, plan: loop.Plan) -> list[tuple[dict[str, float], bool] | None]:
-        """The epoch's means (`M2Trainer.epoch`), its unlabelled bound U(x) as `elbo`."""
+        """The epoch's means (`M2Trainer.epoch` at the plan's KL weight), its unlabelled bound U(x) as `elbo`."""
         (step,) = plan
         if step is None:
             return [None]
         try:
-            means = self.trainer.epoch(step[0])
+            means = self.trainer.epoch(*step)
         except Diverged:
             return [({"elbo": float("nan")}, False)]
         return [({"elbo": means.pop("unlabelled_bound"), **means}, True)]
