@@ -123,3 +123,63 @@ def test_encode_features_refuses_split(m1_features, tmp_path, capsys):
     out = tmp_path / "z.npz"
     code, err = run_main(["encode", str(m1_features[0]), "--features", "--split", "all", "-o", str(out)], capsys)
     assert code == 2 and "leave out --split" in err and len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def _features(path, n=200):
+    """An .npz of M1-like features: two classes of 3-value inputs (means 0 and 2), positive x_std_train."""
+    rng = np.random.default_rng(1)
+    y = np.arange(n) % 2
+    x = (2.0 * y[:, None] + rng.normal(size=(n, 3))).astype(np.float32)
+    std = rng.uniform(0.1, 0.5, size=(n, 3)).astype(np.float32)
+    return _npz(path, x_train=x, x_test=x[:50], y_train=y, y_test=y[:50], x_std_train=std)  # as many as validate
+
+
+def test_redraw_splits_its_standard_deviations_with_the_validation_rows(tmp_path):
+    """With a validation split, redraw's training rows are [x, x_std, c] of the examples the split keeps, x_std
+    their own, and the validation rows [x, c] of the others: the rows of the same split without redraw."""
+    from jaxvae.config import ModelConfig, RunConfig, TrainConfig
+    from jaxvae.data import load_dataset
+    from jaxvae.keys import DataSeed
+    from jaxvae.loop import held_out
+    from jaxvae.train import condition_rows
+
+    data = load_dataset(_features(tmp_path / "f.npz"), progress=False)
+    model = ModelConfig(data_shape=(3,), condition_dim=2, likelihood="gaussian")
+    rows = {}
+    for binarize in ("redraw", "none"):
+        config = RunConfig(model, TrainConfig(labels=4, binarize=binarize, validation_fraction=0.25))
+        rows[binarize] = held_out(condition_rows(data, config), config.train)
+    valid = np.random.default_rng(DataSeed.VALIDATION_SPLIT).permutation(200)[:50]
+    train = np.setdiff1d(np.arange(200), valid)
+    one_hot = np.eye(2, dtype=np.float32)
+    np.testing.assert_array_equal(rows["redraw"][2], np.concatenate([data.x_train, one_hot[data.y_train]], 1)[valid])
+    np.testing.assert_array_equal(rows["redraw"][2], rows["none"][2])
+    expected = np.concatenate([data.x_train[train], data.x_std_train[train], one_hot[data.y_train[train]]], axis=1)
+    np.testing.assert_array_equal(rows["redraw"][0].x_train, expected)
+    np.testing.assert_array_equal(rows["redraw"][0].x_train[:, [0, 1, 2, 6, 7]], rows["none"][0].x_train)
+
+
+@pytest.mark.slow
+def test_redraw_with_a_validation_split_validates_on_the_means(tmp_path, capsys, monkeypatch):
+    """M2 with --binarize redraw and --validation-fraction 0.25 trains; its last validation U(x) and error are
+    those recomputed from the checkpoint (`held_out_scores` with the run's validation key) on the validation
+    rows [x, one-hot y] of the means, the examples `split_validation` holds out (its seeded permutation)."""
+    from jaxvae.data import load_dataset
+    from jaxvae.keys import DataSeed, Run, run_key
+    from jaxvae.semisupervised import held_out_scores
+    from jaxvae.train import load
+
+    monkeypatch.setattr("jaxvae.plots.write_figures", lambda *args: None)  # not under test here
+    features = _features(tmp_path / "f.npz")
+    out = tmp_path / "m2"
+    argv = ["train", "--dataset", features, "--labels", "4", "--likelihood", "gaussian", "--hidden", "8"]
+    argv += ["--binarize", "redraw", "--validation-fraction", "0.25", "--epochs", "2", "--quiet", "--out", str(out)]
+    code, err = run_main(argv, capsys)
+    assert code == 0, err
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    data = load_dataset(features, progress=False)
+    valid = np.random.default_rng(DataSeed.VALIDATION_SPLIT).permutation(200)[:50]
+    rows = np.concatenate([data.x_train, np.eye(2, dtype=np.float32)[data.y_train]], axis=1)[valid]
+    scores = held_out_scores(load(out), jnp.asarray(rows), run_key(0, Run.VALIDATION))
+    assert last["validation_elbo"] == pytest.approx(scores["elbo"], rel=1e-6)
+    assert last["validation_classification_error"] == pytest.approx(scores["classification_error"], abs=1e-12)

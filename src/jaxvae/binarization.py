@@ -18,10 +18,12 @@ from jaxvae.data import binarize
 
 class Binarization(eqx.Module):
     """A binarization mode. `binary`: whether it needs data in [0, 1]; `seeded`: whether the training array
-    depends on the run's seed (runs of other seeds train on other data)."""
+    depends on the run's seed (runs of other seeds train on other data); `with_std`: whether each training row
+    holds its input's standard deviation after it, [x, x_std, c] (held-out rows: [x, c])."""
 
     binary: ClassVar[bool] = True
     seeded: ClassVar[bool] = False
+    with_std: ClassVar[bool] = False
 
     def held_out(self, x: np.ndarray, seed: int) -> np.ndarray:
         """A test or validation array x (n, d), binarized once with `seed`."""
@@ -77,6 +79,7 @@ class Redraw(Binarization):
     [mean, std] (B, 2k) -> (B, k), std that of M1's q(z1|x) (an .npz's `x_std_train`); held-out sets: the means."""
 
     binary: ClassVar[bool] = False
+    with_std: ClassVar[bool] = True
 
     def in_step(self, key, x):
         key, draw_key = jax.random.split(key)

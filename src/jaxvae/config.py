@@ -358,12 +358,6 @@ class TrainConfig:
             "condition",
         )
         _require(
-            self.binarize != "redraw" or self.validation_fraction == 0,
-            "binarize redraw trains on the means' draws: not yet with validation_fraction",
-            "binarize",
-            "validation_fraction",
-        )
-        _require(
             self.early_stopping == 0 or self.objective == "elbo",
             "early_stopping of M2 (labels) watches the validation U(x) with the ELBO per class: use objective elbo",
             "early_stopping",

@@ -403,7 +403,8 @@ def split_validation(data: Dataset, fraction: float) -> tuple[Dataset, np.ndarra
     """Carve `fraction` of the training examples (at least one; none when 0) into a validation set.
 
     The split is seeded (DataSeed.VALIDATION_SPLIT), the same in every run, so validation ELBOs compare across
-    runs. Returns the dataset without those examples, and them, shape (n_valid, d).
+    runs. Returns the dataset without those examples (their labels, conditions and standard deviations gone
+    with them), and them, shape (n_valid, d).
     """
     n = len(data.x_train)
     if fraction == 0:
@@ -413,8 +414,13 @@ def split_validation(data: Dataset, fraction: float) -> tuple[Dataset, np.ndarra
         raise InputError(f"--validation-fraction {fraction} leaves no training examples out of {n}")
     order = np.random.default_rng(DataSeed.VALIDATION_SPLIT).permutation(n)
     valid, train = order[:n_valid], np.sort(order[n_valid:])
-    y_train, c_train = (None if a is None else a[train] for a in (data.y_train, data.c_train))
-    return dataclasses.replace(data, x_train=data.x_train[train], y_train=y_train, c_train=c_train), data.x_train[valid]
+    y_train, c_train, x_std_train = (
+        None if a is None else a[train] for a in (data.y_train, data.c_train, data.x_std_train)
+    )
+    kept = dataclasses.replace(
+        data, x_train=data.x_train[train], y_train=y_train, c_train=c_train, x_std_train=x_std_train
+    )
+    return kept, data.x_train[valid]
 
 
 def binarize(x: np.ndarray, seed: int) -> np.ndarray:

@@ -101,11 +101,19 @@ def test_examples(data: Dataset, config: TrainConfig) -> np.ndarray:
 
 def held_out(data: Dataset, config: TrainConfig) -> tuple[Dataset, Array, Array]:
     """(the data without the validation examples, x_test, x_valid): the test and validation sets binarized
-    with their fixed seeds, on this process's first device."""
+    with their fixed seeds, on this process's first device. Where the binarization draws each training input
+    from its standard deviation (`with_std`: M1+M2's `--binarize redraw`), the training rows become [x, x_std, c]
+    (n, 2 d + m), x_std_train split with x, and the held-out rows stay [x, c] (n, d + m): the means."""
     data, x_valid = split_validation(data, config.validation_fraction)
-    x_valid = build_binarization(config).held_out(x_valid, DataSeed.VALIDATION_BINARIZATION)
+    binarization = build_binarization(config)
+    x_valid = binarization.held_out(x_valid, DataSeed.VALIDATION_BINARIZATION)
     local = jax.local_devices()[0]
-    return data, jax.device_put(test_examples(data, config), local), jax.device_put(x_valid, local)
+    x_test = jax.device_put(test_examples(data, config), local)
+    if binarization.with_std and data.x_std_train is not None:
+        d = data.x_std_train.shape[1]
+        rows = np.concatenate([data.x_train[:, :d], data.x_std_train, data.x_train[:, d:]], axis=1)
+        data = dataclasses.replace(data, x_train=rows, shape=(rows.shape[1],))
+    return data, x_test, jax.device_put(x_valid, local)
 
 
 def kl_estimator_of(model: LatentModel | SemiSupervisedVAE, rows: Array) -> str:

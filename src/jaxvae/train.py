@@ -317,7 +317,7 @@ def condition_rows(data: Dataset, config: RunConfig) -> Dataset:
     (`model.split_condition` splits it), c the one-hot label (`--condition label`) or the example's condition
     array flattened (`--condition array`), so that the validation split, binarization (exact on a one-hot
     label; refused with an array condition) and batching carry the condition with its example; else `data`.
-    With `--binarize redraw` (M1+M2), the training rows are [x, x_std, c] (n, 2 d + m), `binarization.Redraw`'s."""
+    (With `--binarize redraw`, `loop.held_out` puts x_std into the training rows once the split is made.)"""
     condition = config.train.condition or ("label" if config.train.labels else "")  # M2's held-out labels too
     if condition == "label" and data.y_train is not None and data.y_test is not None:
         one_hot = np.eye(config.model.condition_dim, dtype=np.float32)
@@ -326,8 +326,7 @@ def condition_rows(data: Dataset, config: RunConfig) -> Dataset:
         c_train, c_test = data.c_train, data.c_test
     else:
         return data
-    redrawn = [data.x_std_train] if config.train.binarize == "redraw" and data.x_std_train is not None else []
-    x_train = np.concatenate([np.asarray(data.x_train, np.float32), *redrawn, c_train], axis=1)
+    x_train = np.concatenate([np.asarray(data.x_train, np.float32), c_train], axis=1)
     x_test = np.concatenate([np.asarray(data.x_test, np.float32), c_test], axis=1)
     return dataclasses.replace(data, x_train=x_train, x_test=x_test, shape=(x_train.shape[1],))
 
