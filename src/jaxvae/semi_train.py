@@ -17,8 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import Array
+from jax.sharding import Mesh
 
-from jaxvae import looping, model_file
+from jaxvae import looping, model_file, parallel
 from jaxvae.builder import build_binarization, build_objective, build_optimizer, precision
 from jaxvae.config import ModelConfig, TrainConfig
 from jaxvae.errors import Diverged
@@ -38,11 +39,14 @@ def build_semisupervised(config: ModelConfig, classes: int, *, key: Array) -> Se
     return model_file.build_m2(dataclasses.replace(config, condition_dim=classes), key, model_file.default_build)
 
 
-def make_epoch(static, optimizer: optax.GradientTransformation, config: TrainConfig) -> Callable:
+def make_epoch(
+    static, optimizer: optax.GradientTransformation, config: TrainConfig, mesh: Mesh | None = None
+) -> Callable:
     """The compiled epoch: epoch(params, opt_state, x_l (n_l, d), y_l (n_l,), x_u (n_u, d), plan (a
     `labels.StepPlan`), key, objective (an `M2`)) -> (params, opt_state, the steps' summed figures, all finite),
     params and opt_state donated; each step draws its dynamic binarization of both batches, then takes an
-    optimizer step on the objective's loss."""
+    optimizer step on the objective's loss. With a `mesh`, each unlabelled batch and its weights are split
+    across its devices (the few labelled draws of a step go whole to each)."""
     dtype, binarization = precision(config), build_binarization(config)
 
     def loss(params, x_l, y_l, x_u, w_u, key, objective):
@@ -54,6 +58,7 @@ def make_epoch(static, optimizer: optax.GradientTransformation, config: TrainCon
         unlabelled, w_u, labelled, key = batch
         key, xl = binarization.in_step(key, x_l[labelled])
         key, xu = binarization.in_step(key, x_u[unlabelled])
+        xu, w_u = parallel.shard_batch(xu, mesh), parallel.shard_batch(w_u, mesh)
         (value, sums), grads = jax.value_and_grad(loss, has_aux=True)(
             params, xl, y_l[labelled], xu, w_u, key, objective
         )
@@ -65,7 +70,8 @@ def make_epoch(static, optimizer: optax.GradientTransformation, config: TrainCon
         (params, opt_state), (sums, finite) = loop.scan(step, (params, opt_state), batches, x_l, y_l, x_u, objective)
         return params, opt_state, jax.tree.map(jnp.sum, sums), jnp.all(finite)
 
-    jit = functools.partial(jax.jit, donate_argnums=(0, 1))
+    replicated = None if mesh is None else parallel.replicated(mesh)  # outputs as the inputs: no recompiling
+    jit = functools.partial(jax.jit, donate_argnums=(0, 1), out_shardings=replicated)
     return looping.for_model(static).compile(epoch, jit)
 
 
@@ -100,11 +106,13 @@ class M2Trainer:
         alpha: float | None = None,
         labelled_batch: int | None = None,
         opt_state: optax.OptState | None = None,
+        mesh: Mesh | None = None,
     ):
         seed = config.seed if label_seed is None else label_seed
         kept, rest = labelled_subset(y_train, labels, model.classes, seed)
         x = build_binarization(config).training(np.asarray(x_train, np.float32), config.seed)
-        self.x_l, self.y_l, self.x_u = jnp.asarray(x[kept]), jnp.asarray(y_train[kept], jnp.int32), jnp.asarray(x[rest])
+        data = (x[kept], np.asarray(y_train[kept], np.int32), x[rest])
+        self.x_l, self.y_l, self.x_u = jax.tree.map(jnp.asarray, data) if mesh is None else parallel.replicate(data, mesh)
         n_l, n_u = len(kept), len(rest)
         self.batch_u = min(config.batch_size, n_u)
         self.batch_l = labelled_batch or labelled_batch_size(self.batch_u, n_l, n_u)
@@ -115,9 +123,12 @@ class M2Trainer:
         optimizer = build_optimizer(config)
         params, self.static = eqx.partition(model, eqx.is_inexact_array)
         opt_state = optimizer.init(params) if opt_state is None else opt_state
-        self.params, self.opt_state = jax.tree.map(jnp.copy, (params, opt_state))  # the epochs donate theirs
-        self.run_epoch = make_epoch(self.static, optimizer, config)
-        self.seed = config.seed
+        if mesh is None:
+            self.params, self.opt_state = jax.tree.map(jnp.copy, (params, opt_state))  # the epochs donate theirs
+        else:
+            self.params, self.opt_state = parallel.replicate((params, opt_state), mesh)
+        self.run_epoch = make_epoch(self.static, optimizer, config, mesh)
+        self.seed, self.mesh = config.seed, mesh
 
     def epoch(self, e: int, kl_weight: float | None = None) -> dict[str, float]:
         """Train epoch e (1-based), its step plan and keys derived from the seed and e (a resumed run continues
@@ -129,9 +140,12 @@ class M2Trainer:
         plan = step_plan(np.random.default_rng((self.seed, PLAN_SEED, e)), n_l, n_u, self.batch_u, self.batch_l)
         key = jax.random.fold_in(run_key(self.seed, Run.EPOCH), e)
         objective = self.objective if kl_weight is None else self.objective.with_kl_weight(jnp.float32(kl_weight))
+        if self.mesh is not None:
+            plan, key = parallel.replicate((plan, key), self.mesh)
         self.params, self.opt_state, sums, finite = self.run_epoch(
             self.params, self.opt_state, self.x_l, self.y_l, self.x_u, plan, key, objective
         )
+        sums, finite = parallel.local_copy((sums, finite))
         if not bool(finite):
             raise Diverged(f"non-finite loss in epoch {e}: training stopped (try a smaller lr)")
         steps = plan.unlabelled.shape[0]
@@ -145,5 +159,5 @@ class M2Trainer:
         }
 
     def model(self) -> SemiSupervisedVAE:
-        """The model now."""
-        return eqx.combine(self.params, self.static)
+        """The model now (on this process's first device)."""
+        return eqx.combine(parallel.local_copy(self.params), self.static)

@@ -374,9 +374,7 @@ def fit(
     if resume and runs.nothing_to_train(config.train, run_dir, objective.bound_key):
         return load(run_dir, build)
     mesh = parallel.data_mesh()
-    one_device = Mesh(np.asarray(jax.devices()[:1]), (parallel.DATA_AXIS,))
-    trained_on = one_device if config.train.labels else mesh  # M2 trains on one device (`M2RunTrainer`)
-    config = dataclasses.replace(config, hardware=HardwareConfig(**parallel.describe(trained_on)))
+    config = dataclasses.replace(config, hardware=HardwareConfig(**parallel.describe(mesh)))
     if build is not None:
         source, sha256 = model_file.source_of(build)
         model = dataclasses.replace(config.model, source=source, source_sha256=sha256)
@@ -396,7 +394,7 @@ def fit(
         state = resume_state(config, run_dir, build) if resume else init_state(config, build)
         training, x_test, x_valid = loop.held_out(condition_rows(data, config), config.train)
         if config.train.labels:
-            trainer = M2RunTrainer(state, config.train, training.x_train)
+            trainer = M2RunTrainer(state, config.train, training.x_train, mesh)
         else:
             x_train = loop.training_examples(training, config.train)
             trainer = RunTrainer(state, config.train, objective, x_train, mesh, device_budget)
@@ -467,10 +465,11 @@ class RunTrainer(loop.Trainer):
 
 
 class M2RunTrainer(loop.Trainer):
-    """M2's epochs (`semi_train.M2Trainer`, on one device) as a `loop.Trainer` of one member: the training rows
-    [x, one-hot y] (n, d + C), of which `config.labels` keep their labels, continued from `state`."""
+    """M2's epochs (`semi_train.M2Trainer`) as a `loop.Trainer` of one member: the training rows [x, one-hot y]
+    (n, d + C), of which `config.labels` keep their labels, continued from `state`, on the devices of `mesh`
+    (none: the default device)."""
 
-    def __init__(self, state: TrainState, config: TrainConfig, rows: np.ndarray):
+    def __init__(self, state: TrainState, config: TrainConfig, rows: np.ndarray, mesh: Mesh | None = None):
         model = state.vae
         if not isinstance(model, SemiSupervisedVAE):
             raise TypeError(f"a run with labels trains M2's parts, not {type(model).__name__}")
@@ -485,6 +484,7 @@ class M2RunTrainer(loop.Trainer):
             alpha=config.alpha,
             labelled_batch=config.labelled_batch or None,
             opt_state=state.opt_state,
+            mesh=mesh,
         )
         self.examples = len(x)
 
@@ -507,7 +507,8 @@ class M2RunTrainer(loop.Trainer):
 
     def state(self, i: int, epoch: int) -> TrainState:
         epoch_done = jnp.asarray(epoch, jnp.int32)
-        return TrainState(self.trainer.model(), self.trainer.opt_state, epoch_done)  # pyright: ignore[reportArgumentType]
+        opt_state = parallel.local_copy(self.trainer.opt_state)
+        return TrainState(self.trainer.model(), opt_state, epoch_done)  # pyright: ignore[reportArgumentType]
 
 
 class M2Members(loop.Trainer):
