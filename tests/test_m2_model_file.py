@@ -88,12 +88,13 @@ def recorded_model(run: Path) -> ModelConfig:
 
 
 @pytest.mark.slow
-def test_the_documented_file_trains_m2_with_its_classifier(tmp_path, capsys):
+def test_the_documented_file_trains_m2_with_its_classifier(tmp_path, capsys, monkeypatch):
     """The page's file with --labels: the checkpoint's classifier is the file's (its structure and its 8,970
     parameters: 64 (64 + 1) + 64 (64 + 1) + 10 (64 + 1)), and `evaluate --json`'s classification error is the one
     recomputed from `encode`'s q_y and the true labels."""
     from jaxvae.cli import main
 
+    monkeypatch.setattr("jaxvae.plots.write_figures", lambda *args: None)  # not under test here
     model = tmp_path / "my_m2.py"
     model.write_text(documented_example())
     run = tmp_path / "run"
