@@ -145,32 +145,40 @@ class M2(eqx.Module):
         return loss, jax.lax.stop_gradient(sums)
 
 
-def _per_class(model: SemiSupervisedVAE, bound: Callable[[Array, Array], Array], n: int, key: Array) -> Array:
-    """log p(y) + `bound`(c, key_y) of every class y, c its one-hot (n, C) and key_y from `key`: (n, C)."""
-    eye = jnp.eye(model.classes)
-    values = jax.vmap(lambda y, ky: bound(jnp.broadcast_to(y, (n, model.classes)), ky))(
-        eye, jax.random.split(key, model.classes)
-    )
-    return values.T + model.log_p_y()
+def unlabelled_elbo(model: SemiSupervisedVAE, x: Array, *, key: Array, samples: int = 1) -> tuple[Array, Array]:
+    """U(x) for x (n, d) with the ELBO per class (`samples` draws of z each, class y's from `split(key, C)[y]`),
+    and its reconstruction term sum_y q(y | x) E[log p(x | y, z)]: (n,) each."""
+    classes, n = model.classes, x.shape[0]
+
+    def of_class(one_hot, k):
+        terms = elbo(model.vae, x, key=k, samples=samples, c=jnp.broadcast_to(one_hot, (n, classes)))
+        return terms.elbo, terms.reconstruction
+
+    bounds, reconstructions = jax.vmap(of_class)(jnp.eye(classes), jax.random.split(key, classes))  # (C, n) each
+    log_q = model.log_q_y(x)
+    reconstruction = jnp.sum(jnp.exp(log_q) * reconstructions.T, axis=-1)
+    return unlabelled_bound(log_q, bounds.T + model.log_p_y()), reconstruction
 
 
-def unlabelled_elbo_bound(model: SemiSupervisedVAE, x: Array, *, key: Array, samples: int) -> Array:
-    """U(x) for x (n, d) with the ELBO per class (`samples` draws of z each), (n,): `evidence_bounds`'
-    `unlabelled_bound`, from the same draws."""
-    elbo_key, _ = jax.random.split(key)
-    elbos = _per_class(model, lambda c, k: elbo(model.vae, x, key=k, samples=samples, c=c).elbo, x.shape[0], elbo_key)
-    return unlabelled_bound(model.log_q_y(x), elbos)
+def label_summed_out(model: SemiSupervisedVAE, log_p_x_given_y: Array) -> Array:
+    """log p(x) = log sum_y p(y) p(x | y) from estimates of log p(x | y) (C, n), one row a class: (n,)."""
+    return jax.nn.logsumexp(log_p_x_given_y, axis=0) + model.log_p_y()
 
 
 def evidence_bounds(model: SemiSupervisedVAE, x: Array, *, key: Array, samples: int) -> dict[str, Array]:
     """Bounds on log p(x) with the label summed out, each (n,) for x (n, d): `unlabelled_bound`, U(x) with the
     ELBO per class (`samples` draws of z each); `iwae_bound`, log sum_y p(y) exp L_K(x | y) with K = `samples`,
     the log of an unbiased estimate of p(x) = sum_y p(y) p(x | y), so a bound in expectation, tighter than U."""
-    _, iwae_key = jax.random.split(key)
-    iwaes = _per_class(model, lambda c, k: iwae(model.vae, x, key=k, samples=samples, c=c), x.shape[0], iwae_key)
+    elbo_key, iwae_key = jax.random.split(key)
+    classes, n = model.classes, x.shape[0]
+
+    def iwae_of_class(one_hot, k):
+        return iwae(model.vae, x, key=k, samples=samples, c=jnp.broadcast_to(one_hot, (n, classes)))
+
+    iwaes = jax.vmap(iwae_of_class)(jnp.eye(classes), jax.random.split(iwae_key, classes))
     return {
-        "unlabelled_bound": unlabelled_elbo_bound(model, x, key=key, samples=samples),
-        "iwae_bound": jax.nn.logsumexp(iwaes, axis=-1),
+        "unlabelled_bound": unlabelled_elbo(model, x, key=elbo_key, samples=samples)[0],
+        "iwae_bound": label_summed_out(model, iwaes),
     }
 
 
@@ -223,15 +231,6 @@ def held_out_scores(model: SemiSupervisedVAE, rows: Array, key: Array, chunk: in
 def _held_out_sums(model: SemiSupervisedVAE, x: Array, c: Array, key: Array) -> Array:
     """The sums over x (n, d) with one-hot labels c (n, C) of U(x), of its reconstruction term and of the
     errors of argmax q(y | x): (3,)."""
-    classes, n = model.classes, x.shape[0]
-
-    def of_class(one_hot, k):
-        terms = elbo(model.vae, x, key=k, c=jnp.broadcast_to(one_hot, (n, classes)))
-        return terms.elbo, terms.reconstruction
-
-    bounds, reconstructions = jax.vmap(of_class)(jnp.eye(classes), jax.random.split(key, classes))  # (C, n) each
-    log_q = model.log_q_y(x)
-    bound = unlabelled_bound(log_q, bounds.T + model.log_p_y())
-    reconstruction = jnp.sum(jnp.exp(log_q) * reconstructions.T, axis=-1)
-    errors = jnp.argmax(log_q, axis=-1) != jnp.argmax(c, axis=-1)
+    bound, reconstruction = unlabelled_elbo(model, x, key=key)
+    errors = predict(model, x) != jnp.argmax(c, axis=-1)
     return jnp.stack([jnp.sum(bound), jnp.sum(reconstruction), jnp.sum(errors)])

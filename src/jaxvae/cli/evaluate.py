@@ -106,13 +106,14 @@ def _m2_report(args, config, model, x, y) -> dict:
     k <= 2 `log_likelihood_quadrature`, the same sum of the quadratures of log p(x|y)."""
     import math
 
+    import equinox as eqx
     import jax
     import jax.numpy as jnp
     import numpy as np
 
     from jaxvae.evaluate import log_likelihoods, standard_error
     from jaxvae.semi_train import classify
-    from jaxvae.semisupervised import classification_errors, unlabelled_elbo_bound
+    from jaxvae.semisupervised import classification_errors, label_summed_out, unlabelled_elbo
 
     if y is None:
         raise InputError("a run with --labels is scored on labelled data: the data evaluated have no labels")
@@ -120,12 +121,12 @@ def _m2_report(args, config, model, x, y) -> dict:
     scores = classification_errors(y, classify(model, np.asarray(x)), classes)
     per_class = np.asarray(scores["per_class"], np.float64)
     bound_key, likelihood_key = jax.random.split(jax.random.PRNGKey(args.seed))
+    bound_of = eqx.filter_jit(unlabelled_elbo)
     chunk = 500
-    chunks = range(0, len(x), chunk)
-    bounds = [
-        unlabelled_elbo_bound(model, x[i : i + chunk], key=jax.random.fold_in(bound_key, i), samples=1) for i in chunks
-    ]
-    bound = jnp.concatenate(bounds)
+    chunks = enumerate(range(0, len(x), chunk))
+    bound = jnp.concatenate(
+        [bound_of(model, x[i : i + chunk], key=jax.random.fold_in(bound_key, j))[0] for j, i in chunks]
+    )
     by_class = [  # log p(x | y) of every class y: each estimate's (n,)
         log_likelihoods(
             model.vae,
@@ -152,7 +153,7 @@ def _m2_report(args, config, model, x, y) -> dict:
         "iw_samples": args.iw_samples,
     }
     for name in by_class[0]:
-        log_px = jax.nn.logsumexp(jnp.stack([b[name] for b in by_class]), axis=0) + model.log_p_y()
+        log_px = label_summed_out(model, jnp.stack([b[name] for b in by_class]))
         result |= {name: float(jnp.mean(log_px)), f"{name}_se": standard_error(log_px)}
     return result
 
