@@ -94,12 +94,38 @@ def content_md5(folder) -> dict[str, str]:
     }
 
 
+# The tests of a minute or more on two busy cores, longest first: they start before any other, so that no
+# worker is still running one of them alone at the end.
+LONGEST = (
+    "tests/test_page_blocks.py::test_every_block_of_the_pages_runs_and_their_outputs_are_what_the_tool_prints",
+    "tests/test_tutorial.py::test_notebook_runs_end_to_end",
+    "tests/test_parallel.py::test_two_processes_train_like_one",
+)
+
+
 def pytest_configure(config):
     """Start every child with Ctrl-C's default action, whatever this process inherited: a shell starts a
     background job (`make test &`) with SIGINT ignored, every process under it inherits that, and a Python
-    process that starts with SIGINT ignored never raises KeyboardInterrupt."""
+    process that starts with SIGINT ignored never raises KeyboardInterrupt.
+
+    pytest-xdist hands the tests to its workers one at a time (`--maxschedchunk 1`, unless given), in the
+    order of `pytest_collection_modifyitems`: a worker that is done takes the next test, so the workers
+    finish together."""
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    if config.pluginmanager.hasplugin("xdist") and config.getoption("maxschedchunk") is None:
+        config.option.maxschedchunk = 1
+
+
+def pytest_collection_modifyitems(items):
+    """The LONGEST tests first, then the other slow ones, then the rest, each group in the order collected."""
+
+    def rank(item) -> int:
+        if item.nodeid in LONGEST:
+            return LONGEST.index(item.nodeid)
+        return len(LONGEST) + (item.get_closest_marker("slow") is None)
+
+    items.sort(key=rank)
 
 
 @contextlib.contextmanager
