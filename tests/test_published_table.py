@@ -118,6 +118,7 @@ def conv_config(shape, layers=(40, 40)) -> ModelConfig:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_conv_hvae_has_their_networks_and_trains():
     """The file as `--model benchmarks/conv_hvae.py:build` gives it (recorded and checked by jaxvae.model_file).
     d_1 and d_2 come from two stacks of five gated convolutions (first kernels 3 and 7, `q_z1_layers_x` and
@@ -139,7 +140,7 @@ def test_the_conv_hvae_has_their_networks_and_trains():
     )
     assert [a.shape for a in eqx.filter_eval_shape(big.encoder, jnp.ones(784))] == [(294,), (294,)]
     config = RunConfig(model_file.with_source(conv_config((8, 8), (4, 2)), spec), TrainConfig(batch_size=32))
-    vae = eqx.filter_jit(model_file.build)(config.model, jax.random.PRNGKey(0))  # eagerly, each op compiles
+    vae = init_state(config).vae  # as `jaxvae train` builds it: one program, compiled unoptimized
     stacks = vae.encoder.first, vae.encoder.second
     assert [s.layers[0].h.conv.weight.shape[-1] for s in stacks] == [3, 7]
     x = jnp.asarray(load_digits().images[:32].reshape(32, 64) > 8, jnp.float32)
