@@ -271,6 +271,7 @@ def test_decoder_input_all_sees_every_layer():
 DEEP_ARGS = ["--latent-dim", "2,1", "--hidden", "8", "--epochs", "6", "--keep-checkpoints", "6", "--quiet"]
 
 
+@pytest.mark.slow
 def test_a_deep_run_killed_then_resumed_is_bit_identical(tmp_path):
     """A top-down model's run killed (SIGKILL) after its 2nd checkpoint, resumed: the same metrics (but
     the wall-clock fields) and a byte-identical final checkpoint as the run never interrupted."""
@@ -311,6 +312,7 @@ def documented_deep_model() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
+@pytest.mark.slow
 def test_a_users_per_layer_network_through_a_model_file(tmp_path):
     """The Models page's `--model FILE.py:build` replacing one layer's network of a deep model: trained,
     evaluated and loaded with the user's module in place."""

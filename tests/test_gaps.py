@@ -82,6 +82,7 @@ def test_cli_gaps_on_a_trained_model(trained_2d, capsys, tmp_path):
     assert "--gaps" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_plot_draws_the_gaps_figure_again_and_removes_it_once_the_model_trained_on(trained_2d, capsys, tmp_path):
     """evaluate --gaps writes gaps.png and its values; plot draws it again (the same pixels) and names it;
     after one more epoch of training the figure would show an older model, so training removes it."""

@@ -184,6 +184,7 @@ def test_a_python_function_of_the_wrong_size_is_an_input_error(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_a_project_moved_with_its_runs_still_finds_the_model_file(tmp_path):
     """The run records the model file absolute and relative to the run folder; moved, the project's runs
     load by the relative path (looked for first), and a copy left at the old place is not used."""

@@ -317,6 +317,7 @@ def test_the_command_on_a_sweep_with_nothing_left_prints_one_line(tmp_path, caps
     assert (code, stdout, err) == (0, f"{out}: every member already trained 1 of 1 epochs; nothing to do\n", "")
 
 
+@pytest.mark.slow
 def test_evaluate_a_sweep_of_one_member_per_setting(tmp_path, capsys):
     """One member per setting: no spread (null in JSON, "one member" in the table, not +- 0), the header
     does not repeat its name, and the KL per latent dimension is shown as for a single run."""
