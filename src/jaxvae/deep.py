@@ -230,12 +230,32 @@ class TopDownBlock(eqx.Module):
         return self.posterior_head(jnp.concatenate([features, state], axis=-1))
 
 
-def _decode(decoder: Callable[..., Array], likelihood: PixelLikelihood, z: Array, c: Array | None) -> PixelDensity:
-    """p(x | z, c) for the layers z (..., j) a decoder sees and c (n, m) or None: over (..., d)."""
-    return likelihood(map_examples(decoder, z, c))
+class Layers:
+    """What both deep models share: their layer sizes, their condition's size and their decoder, p(x | z_1, c)
+    (or of the bottom `decoder_layers` layers)."""
+
+    layer_sizes: tuple[int, ...]
+    conditions: int
+    decoder: Callable[..., Array]
+    likelihood: PixelLikelihood
+    decoder_layers: int
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """(k_1, ..., k_L), bottom layer first."""
+        return self.layer_sizes
+
+    @property
+    def condition_dim(self) -> int:
+        """m, the size of the condition per example (0: none)."""
+        return self.conditions
+
+    def decode(self, z: Array, c: Array | None = None) -> PixelDensity:
+        """p(x | z_1, c), or p(x | z_1, ..., z_j, c) with j = `decoder_layers`, for z (..., K): over (..., d)."""
+        return self.likelihood(map_examples(self.decoder, z[..., : sum(self.sizes[: self.decoder_layers])], c))
 
 
-class BottomUpVAE(AmortizedModel):
+class BottomUpVAE(Layers, AmortizedModel):
     """A deep VAE inferred bottom-up: `encoder` x (d,) -> `posterior`'s parameters for q(z_1 | x); `up[l]`
     gives q(z_{l+2} | z_{l+1}) and `down[l]` p(z_{l+1} | z_{l+2}) (0-based l, each a `Conditional`);
     `decoder` z_1 (k_1,) (or the bottom `decoder_layers` layers) -> the likelihood's parameters;
@@ -252,20 +272,6 @@ class BottomUpVAE(AmortizedModel):
     decoder_layers: int = eqx.field(static=True, default=1)
     conditions: int = eqx.field(static=True, default=0)
 
-    @property
-    def sizes(self) -> tuple[int, ...]:
-        """(k_1, ..., k_L), bottom layer first."""
-        return self.layer_sizes
-
-    @property
-    def condition_dim(self) -> int:
-        """m, the size of the condition per example (0: none)."""
-        return self.conditions
-
-    def decode(self, z: Array, c: Array | None = None) -> PixelDensity:
-        """p(x | z_1, c), or p(x | z_1, ..., z_j, c) with j = `decoder_layers`, for z (..., K): over (..., d)."""
-        return _decode(self.decoder, self.likelihood, z[..., : sum(self.sizes[: self.decoder_layers])], c)
-
     def posterior_parameters(self, x: Array, c: Array | None = None) -> Array:
         """The encoder's output for x (..., d) and c (n, m) or None, the parameters of q(z_1 | x, c):
         (..., posterior.size)."""
@@ -281,7 +287,7 @@ class BottomUpVAE(AmortizedModel):
         return DownwardPrior(self.sizes, self.latent_prior(self, c), self.down, c)
 
 
-class TopDownVAE(LatentModel):
+class TopDownVAE(Layers, LatentModel):
     """A deep VAE inferred top-down: `encoder` x (d,) -> the features (d_1, ..., d_L); `top` d_L -> q(z_L | x);
     `blocks[l]` layer l + 1's state, prior and posterior (0-based l); `decoder` z_1 (k_1,) (or the bottom
     `decoder_layers` layers) -> the likelihood's parameters; `latent_prior` p(z_L). With `conditions` m > 0
@@ -296,20 +302,6 @@ class TopDownVAE(LatentModel):
     layer_sizes: tuple[int, ...] = eqx.field(static=True)
     decoder_layers: int = eqx.field(static=True, default=1)
     conditions: int = eqx.field(static=True, default=0)
-
-    @property
-    def sizes(self) -> tuple[int, ...]:
-        """(k_1, ..., k_L), bottom layer first."""
-        return self.layer_sizes
-
-    @property
-    def condition_dim(self) -> int:
-        """m, the size of the condition per example (0: none)."""
-        return self.conditions
-
-    def decode(self, z: Array, c: Array | None = None) -> PixelDensity:
-        """p(x | z_1, c), or p(x | z_1, ..., z_j, c) with j = `decoder_layers`, for z (..., K): over (..., d)."""
-        return _decode(self.decoder, self.likelihood, z[..., : sum(self.sizes[: self.decoder_layers])], c)
 
     def encode(self, x: Array, c: Array | None = None) -> TopDownPosterior:
         """q(z | x, c) for x (..., d) and c (n, m) or None: a distribution over (..., K)."""
