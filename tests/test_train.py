@@ -314,15 +314,21 @@ def seed_vae_reference(weights, x_train, x_test, *, seed: int, epochs: int, batc
         return -(w @ bound) / jnp.sum(w), (w @ jnp.mean(log_w, axis=0), w @ bound)
 
     adam = optax.adam(1e-3)
+
+    @jax.jit  # one program a step, not one per operation
+    def step(weights, state, x, w, key):
+        (_, sums), grads = jax.value_and_grad(loss, has_aux=True)(weights, x, w, key)
+        updates, state = adam.update(grads, state, weights)
+        return optax.apply_updates(weights, updates), state, sums
+
     state, n, records = adam.init(weights), len(x_train), []
     for epoch in range(1, epochs + 1):
         order_key, steps_key = jax.random.split(epoch_key(seed, epoch))
         idx, w = batch_indices(jax.random.permutation(order_key, n), batch)
         totals = np.zeros(2)
         for i, wi, key in zip(idx, w, jax.random.split(steps_key, len(idx)), strict=True):
-            (_, sums), grads = jax.value_and_grad(loss, has_aux=True)(weights, x_train[i], wi, key)
-            updates, state = adam.update(grads, state, weights)
-            weights, totals = optax.apply_updates(weights, updates), totals + np.asarray(sums)
+            weights, state, sums = step(weights, state, x_train[i], wi, key)
+            totals = totals + np.asarray(sums)
         log_likelihood, _, kl = draws(weights, x_test, jax.random.split(run_key(seed, Run.TEST), 1)[0], 1)
         train_bound = totals[1] / n if iwae_samples else None
         records.append((totals[0] / n, train_bound, float(jnp.mean(log_likelihood[0] - kl)), float(jnp.mean(kl))))
