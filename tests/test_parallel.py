@@ -2,8 +2,8 @@
 and with the data streamed in chunks.
 
 Simulated devices need XLA_FLAGS before jax is imported, and processes need their own interpreters, so
-those runs are `jaxvae train` subprocesses. The reference for each is the same command on one device:
-the batches, their noise and the updates are the same, only the order of float sums may differ.
+those runs are `jaxvae train` subprocesses. The reference for each is the same command on one device (in
+this process): the batches, their noise and the updates are the same, only the order of float sums may differ.
 """
 
 import contextlib
@@ -67,8 +67,11 @@ def hardware(run_dir: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def one_device(tmp_path_factory) -> Path:
+    """The reference: the command in this process, which has one device."""
+    from jaxvae.cli import main
+
     out = tmp_path_factory.mktemp("one") / "run"
-    assert run([*TRAIN, "--out", str(out)]).returncode == 0
+    assert main([*TRAIN, "--out", str(out)]) == 0
     return out
 
 
