@@ -94,14 +94,13 @@ def content_md5(folder) -> dict[str, str]:
     }
 
 
-# The tests of half a minute or more on two busy cores: they start before any other, so that no worker is still
-# running one of them alone at the end. pytest-xdist hands each worker two tests at the start: the notebook and the
-# conv HVAE go to one, the pages and the two processes to the next.
+# The longest tests (half a minute to two on two busy cores): they start before any other, so that no worker is running
+# one of them alone at the end. pytest-xdist hands each worker two tests at the start: the notebook and the two
+# processes go to one, the pages to the next.
 LONGEST = (
     "tests/test_tutorial.py::test_notebook_runs_end_to_end",
-    "tests/test_published_table.py::test_the_conv_hvae_has_their_networks_and_trains",
-    "tests/test_page_blocks.py::test_every_block_of_the_pages_runs_and_their_outputs_are_what_the_tool_prints",
     "tests/test_parallel.py::test_two_processes_train_like_one",
+    "tests/test_page_blocks.py::test_every_block_of_the_pages_runs_and_their_outputs_are_what_the_tool_prints",
 )
 
 
