@@ -113,6 +113,7 @@ def through_bf16_linear(values: np.ndarray):
     return layer, jnp.eye(len(values))
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None)
 @given(st.sampled_from([1, 3]), st.sampled_from([1, 4]), st.sampled_from([1.0, 30.0, 1e4]), st.booleans(), st.data())
 def test_bernoulli_guards_hold_for_logits_from_bf16_products(n, d, bound, continuous, data):
@@ -141,6 +142,7 @@ def test_bernoulli_guards_hold_for_logits_from_bf16_products(n, d, bound, contin
     assert np.all(np.isfinite(grad)) and np.all(np.abs(grad) <= 1 + 1e-2)
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None)
 @given(st.sampled_from([1, 3]), st.sampled_from([1, 4]), st.data())
 def test_normal_guards_hold_for_log_variances_from_bf16_products(n, k, data):
@@ -165,6 +167,7 @@ def test_normal_guards_hold_for_log_variances_from_bf16_products(n, k, data):
     assert np.all(np.isfinite(got)) and np.all(np.isfinite(kl)) and np.all(np.isfinite(grads.weight))
 
 
+@pytest.mark.slow
 def test_bf16_training_reaches_the_fp32_test_elbo_within_the_spread_between_seeds(tmp_path: Path):
     """The seed's model on digits, 5 epochs, seeds 0-2 trained together (`--seeds 3`) in each precision:
     the mean test ELBOs differ by less than the fp32 seeds' standard deviation (measured: 0.0002 nats
