@@ -176,6 +176,7 @@ def test_quadrature_over_two_one_dimensional_layers_is_the_closed_form(inference
     np.testing.assert_allclose(log_likelihood_quadrature(vae, jnp.asarray(X, jnp.float32)), log_px(), atol=0.01)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("inference", ["top-down", "bottom-up"])
 def test_quadrature_of_a_trained_like_model_against_a_dense_float64_grid(inference):
     """A random tanh model with layers (1, 1) and a Bernoulli decoder: the quadrature against the
@@ -226,6 +227,7 @@ def test_report_gives_every_layers_kl_and_active_units(inference):
     assert out["elbo"] <= out["log_likelihood"] + 0.05
 
 
+@pytest.mark.slow
 def test_q_star_of_a_bottom_up_model_is_the_true_posterior():
     """q* of a bottom-up model: the per-example parameters of q(z_1 | x), with the model's own q(z_2 | z_1).
     With q(z_2 | z_1) the true p(z_2 | z_1, x) and an encoder that is off by nats, the fit must find the true

@@ -286,6 +286,7 @@ def _flat(vae):
     return ravel_pytree(eqx.filter(vae, eqx.is_inexact_array))[0]
 
 
+@pytest.mark.slow
 def test_dreg_is_unbiased_for_a_top_down_model_with_a_vamp_prior():
     """The published table's own row in small: two latent layers inferred top-down, where q(z_1 | x, z_2)
     reads z_2 through the network p(z_1 | z_2) also uses, and the VampPrior on z_2. DReG's gradient of every
