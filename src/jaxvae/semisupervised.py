@@ -14,6 +14,7 @@ x)], with alpha = 0.1 N: each labelled example's log q(y | x) weighs alpha / n_l
 Bounds are per example, in nats (higher is better); x (n, d), labels y (n,) integers or their one-hot (n, C).
 """
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -51,6 +52,12 @@ class SemiSupervisedVAE(eqx.Module):
         return -math.log(self.classes)
 
 
+def _alone(inner: Objective, vae: LatentModel, x: Array, c: Array, key: Array) -> tuple[Array, Array]:
+    """(minus inner's loss, inner's reported bound) of one example x (d,) with its condition c (m,)."""
+    loss, bounds = inner(vae, x[None], jnp.ones(1), key=key, c=c[None])
+    return -loss, bounds[inner.bound_key][0]
+
+
 def example_bounds(inner: Objective, vae: LatentModel, x: Array, c: Array, *, key: Array) -> tuple[Array, Array]:
     """(the bound that `inner` trains on log p(x | c), the bound it reports) of each of the examples x (n, d) with
     its condition, c (n, m) or one c (m,) for all, alone, each (n,): minus its loss as a batch of one, and its
@@ -58,25 +65,26 @@ def example_bounds(inner: Objective, vae: LatentModel, x: Array, c: Array, *, ke
     bound then. Its draws from `key` split over the examples; the gradient is inner's estimator's (DReG's
     surrogate has the bound's value); a batch setting such as free bits acts on each example alone. A shared c
     enters the networks once, not once per example."""
-
-    def alone(xi, ci, ki):
-        loss, bounds = inner(vae, xi[None], jnp.ones(1), key=ki, c=ci[None])
-        return -loss, bounds[inner.bound_key][0]
-
+    alone = functools.partial(_alone, inner, vae)
     return jax.vmap(alone, in_axes=(0, 0 if c.ndim == 2 else None, 0))(x, c, jax.random.split(key, x.shape[0]))
 
 
 def class_bounds(inner: Objective, model: SemiSupervisedVAE, x: Array, *, key: Array) -> tuple[Array, Array]:
     """L(x, y) = B(x | y) + log p(y) of every class y for x (n, d), B the bound `inner` trains, and the same of
-    the bound it reports (`example_bounds`): (n, C) each, class y's draws from `jax.random.split(key, C)[y]`, all
-    classes in one computation (`jax.vmap` over the one-hot y)."""
-    classes = model.classes
+    the bound it reports (`example_bounds`): (n, C) each, class y's draws those of `example_bounds` with the key
+    `jax.random.split(key, C)[y]`. All classes in one computation, a `jax.vmap` over the examples of one over
+    the one-hot y: with the classes the inner axis, the gradient's sum over the classes of each example's W_x x
+    (computed once) is a sum over a middle axis, which XLA's CPU backend does far faster than one over the
+    leading axis (0.2 against 8 ms for 10 x 200 x 500 numbers)."""
+    class_keys = jax.random.split(key, model.classes)
+    keys = jax.vmap(lambda k: jax.random.split(k, x.shape[0]), out_axes=1)(class_keys)  # (n, C) keys
+    alone = functools.partial(_alone, inner, model.vae)
 
-    def of_class(one_hot, k):
-        return example_bounds(inner, model.vae, x, one_hot, key=k)
+    def of_example(xi, ki):
+        return jax.vmap(alone, in_axes=(None, 0, 0))(xi, jnp.eye(model.classes), ki)
 
-    trained, reported = jax.vmap(of_class)(jnp.eye(classes), jax.random.split(key, classes))  # (C, n) each
-    return trained.T + model.log_p_y(), reported.T + model.log_p_y()
+    trained, reported = jax.vmap(of_example)(x, keys)  # (n, C) each
+    return trained + model.log_p_y(), reported + model.log_p_y()
 
 
 def unlabelled_bound(log_q_y: Array, bounds: Array) -> Array:
