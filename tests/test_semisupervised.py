@@ -4,6 +4,8 @@ written out, its gradient against finite differences, the labelled subset and st
 definitions, the class sum against loops, the scores against scikit-learn, and a two-class toy learned from two
 labels."""
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -128,22 +130,24 @@ def test_unlabelled_bound_is_log_p_x_when_q_y_is_the_exact_p_y_given_x():
     assert np.all(np.abs(np.asarray(bounds["unlabelled_bound"]) - log_px) < 5 * se + 1e-4)
 
 
+STEP = (X[:2], np.array([2, 0]), X[1:], np.array([1.0, 1.0, 1.0, 0.0]))  # x_l, y_l, x_u, w_u (the last padding)
+
+
+def step(objective: M2, model: SemiSupervisedVAE):
+    """(loss, sums) of `objective` on the step STEP."""
+    x_l, y_l, x_u, w_u = STEP
+    f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
+    return eqx.filter_jit(objective)(model, f32(x_l), jnp.asarray(y_l), f32(x_u), f32(w_u), key=jax.random.PRNGKey(3))
+
+
 def test_m2_loss_is_the_papers_objective_per_example():
     """The step loss against -[(n_l / B_l) sum_l (log p(x, y) + alpha / n_l log q(y | x)) + (n_u / B_u) sum_u w U(x)]
     / N written out with scipy's densities (exact posteriors: the bounds are log p(x | y)), alpha = 0.1 N."""
     model = enumerable(CLASSIFIER_WEIGHT, CLASSIFIER_BIAS)
     n_l, n_u = 7, 53
     objective = M2.with_paper_alpha(Iwae(1), n_l, n_u)
-    x_l, y_l, x_u = X[:2], np.array([2, 0]), X[1:]
-    w_u = np.array([1.0, 1.0, 1.0, 0.0])  # the last one padding
-    loss, sums = eqx.filter_jit(objective)(
-        model,
-        jnp.asarray(x_l, jnp.float32),
-        jnp.asarray(y_l),
-        jnp.asarray(x_u, jnp.float32),
-        jnp.asarray(w_u, jnp.float32),
-        key=jax.random.PRNGKey(3),
-    )
+    loss, sums = step(objective, model)
+    x_l, y_l, x_u, w_u = STEP
 
     def log_q(x):
         logits = x @ CLASSIFIER_WEIGHT.T + CLASSIFIER_BIAS
@@ -293,16 +297,8 @@ def test_a_kl_weight_of_zero_leaves_the_reconstruction_bound_and_reports_the_tru
     model = point_posterior()
     n_l, n_u = 7, 53
     objective = M2.with_paper_alpha(Elbo(), n_l, n_u).with_kl_weight(jnp.float32(0.0))
-    x_l, y_l, x_u = X[:2], np.array([2, 0]), X[1:]
-    w_u = np.array([1.0, 1.0, 1.0, 0.0])
-    loss, sums = eqx.filter_jit(objective)(
-        model,
-        jnp.asarray(x_l, jnp.float32),
-        jnp.asarray(y_l),
-        jnp.asarray(x_u, jnp.float32),
-        jnp.asarray(w_u, jnp.float32),
-        key=jax.random.PRNGKey(3),
-    )
+    loss, sums = step(objective, model)
+    x_l, y_l, x_u, w_u = STEP
 
     def terms(x):  # (reconstruction, KL of z) of every class, (n, C) each
         precision = 1 + float(np.sum(W**2)) / SIGMA**2

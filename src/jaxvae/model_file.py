@@ -180,17 +180,24 @@ def _check_model(vae, config: ModelConfig) -> None:
 def _check_classifier(classifier, config: ModelConfig) -> None:
     """InputError where M2's classifier does not map one example (d,) to C = `config.condition_dim` logits."""
     classes = config.condition_dim
+    _check_network("classifier", classifier, config.data_dim, classes, f"M2 needs {classes} logits (one a class)")
+
+
+def _check_network(name: str, module, in_size: int, needed: int | None, needs: str, condition: tuple = ()) -> None:
+    """InputError where the network `module` fails on one input (in_size,) (and the `condition`'s shapes), or
+    its output is not (needed,) (unchecked where `needed` is None); `needs` says what wants that size. Found by
+    tracing alone (`eqx.filter_eval_shape`): nothing is computed."""
     try:
-        out = eqx.filter_eval_shape(classifier, jax.ShapeDtypeStruct((config.data_dim,), jnp.float32))
+        out = eqx.filter_eval_shape(module, jax.ShapeDtypeStruct((in_size,), jnp.float32), *condition)
     except Exception as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise InputError(
-            f"the model's classifier fails on an input of size {config.data_dim}: {type(e).__name__}: {first_line}"
+            f"the model's {name} fails on an input of size {in_size}: {type(e).__name__}: {first_line}"
         ) from None
     shape = getattr(out, "shape", None)
-    if shape != (classes,):
+    if needed is not None and shape != (needed,):
         got = f"size {shape[0]}" if shape is not None and len(shape) == 1 else f"shape {shape}"
-        raise InputError(f"the model's classifier outputs {got} per example, M2 needs {classes} logits (one a class)")
+        raise InputError(f"the model's {name} outputs {got} per example, {needs}")
 
 
 def check(config: ModelConfig, *, labels: bool = False) -> None:
@@ -227,20 +234,8 @@ def _check_sizes(vae: VAE, config: ModelConfig) -> None:
     (d,); a conditional model's networks take the condition (m,) too. Found by tracing alone
     (`eqx.filter_eval_shape`): nothing is computed."""
     size = getattr(vae.posterior, "size", None)  # a user's own posterior family may not state it
-    parts = (
-        ("encoder", vae.encoder, config.data_dim, size, f"the {config.posterior} posterior needs"),
-        ("decoder", vae.decoder, config.latent_dim, config.data_dim, f"the {config.likelihood} likelihood needs"),
-    )
     condition = (jax.ShapeDtypeStruct((config.condition_dim,), jnp.float32),) if config.condition_dim else ()
-    for name, module, in_size, needed, needs in parts:
-        try:
-            out = eqx.filter_eval_shape(module, jax.ShapeDtypeStruct((in_size,), jnp.float32), *condition)
-        except Exception as e:
-            first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise InputError(
-                f"the model's {name} fails on an input of size {in_size}: {type(e).__name__}: {first_line}"
-            ) from None
-        shape = getattr(out, "shape", None)
-        if needed is not None and shape != (needed,):
-            got = f"size {shape[0]}" if shape is not None and len(shape) == 1 else f"shape {shape}"
-            raise InputError(f"the model's {name} outputs {got} per example, {needs} size {needed}")
+    posterior = f"the {config.posterior} posterior needs size {size}"
+    likelihood = f"the {config.likelihood} likelihood needs size {config.data_dim}"
+    _check_network("encoder", vae.encoder, config.data_dim, size, posterior, condition)
+    _check_network("decoder", vae.decoder, config.latent_dim, config.data_dim, likelihood, condition)
