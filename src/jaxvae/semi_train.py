@@ -112,7 +112,8 @@ class M2Trainer:
         kept, rest = labelled_subset(y_train, labels, model.classes, seed)
         x = build_binarization(config).training(np.asarray(x_train, np.float32), config.seed)
         data = (x[kept], np.asarray(y_train[kept], np.int32), x[rest])
-        self.x_l, self.y_l, self.x_u = jax.tree.map(jnp.asarray, data) if mesh is None else parallel.replicate(data, mesh)
+        data = jax.tree.map(jnp.asarray, data) if mesh is None else parallel.replicate(data, mesh)
+        self.x_l, self.y_l, self.x_u = data
         n_l, n_u = len(kept), len(rest)
         self.batch_u = min(config.batch_size, n_u)
         self.batch_l = labelled_batch or labelled_batch_size(self.batch_u, n_l, n_u)
