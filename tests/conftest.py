@@ -166,3 +166,19 @@ def run_main(argv, capsys):
     except SystemExit as e:
         code = e.code
     return code, capsys.readouterr().err
+
+
+def evaluated_m2(run, n: int, iw_samples: int, tmp_path, capsys) -> tuple[dict, np.ndarray, np.ndarray]:
+    """(`evaluate RUN --json`'s result on the first n test examples, `encode RUN`'s q(y|x) (n, C) and labels
+    (n,) of them): an M2 run's scores and what they are recomputed from."""
+    import json
+
+    from jaxvae.cli import main
+
+    assert main(["evaluate", str(run), "--json", "--iw-samples", str(iw_samples), "--n", str(n), "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    out = tmp_path / "q.npz"
+    code, err = run_main(["encode", str(run), "-o", str(out)], capsys)
+    assert code == 0, err
+    with np.load(out) as arrays:
+        return result, arrays["q_y"][:n], arrays["y"][:n]

@@ -3,7 +3,6 @@ the one trained and reloaded, a file that gives none gets the builder's, and a f
 line and exit code 2. The example file of the Semi-supervised page's "Your own networks" is the one run here."""
 
 import dataclasses
-import json
 import re
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 
 import jaxvae
-from conftest import run_main
+from conftest import evaluated_m2, run_main
 from jaxvae import model_file
 from jaxvae.builder import build_model, network
 from jaxvae.config import ModelConfig
@@ -92,7 +91,6 @@ def test_the_documented_file_trains_m2_with_its_classifier(tmp_path, capsys, mon
     """The page's file with --labels: the checkpoint's classifier is the file's (its structure and its 8,970
     parameters: 64 (64 + 1) + 64 (64 + 1) + 10 (64 + 1)), and `evaluate --json`'s classification error is the one
     recomputed from `encode`'s q_y and the true labels."""
-    from jaxvae.cli import main
 
     monkeypatch.setattr("jaxvae.plots.write_figures", lambda *args: None)  # not under test here
     model = tmp_path / "my_m2.py"
@@ -105,13 +103,7 @@ def test_the_documented_file_trains_m2_with_its_classifier(tmp_path, capsys, mon
     assert isinstance(trained.classifier, eqx.nn.MLP) and parameters(trained.classifier) == 8970
     own = model_file.builder(recorded_model(run))(recorded_model(run), jax.random.PRNGKey(0)).classifier
     assert jax.tree.structure(trained.classifier) == jax.tree.structure(own)
-    assert main(["evaluate", str(run), "--json", "--iw-samples", "5", "--n", "60", "--quiet"]) == 0
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    out = tmp_path / "q.npz"
-    code, err = run_main(["encode", str(run), "-o", str(out)], capsys)
-    assert code == 0, err
-    with np.load(out) as arrays:
-        q_y, y = arrays["q_y"][:60], arrays["y"][:60]
+    result, q_y, y = evaluated_m2(run, 60, 5, tmp_path, capsys)
     assert result["classification_error"] == pytest.approx(np.mean(q_y.argmax(axis=1) != y), abs=1e-12)
     x = jnp.asarray(jaxvae.data.load_dataset("digits", progress=False).x_test[:60])
     np.testing.assert_allclose(q_y, jax.nn.softmax(jax.vmap(trained.classifier)(x)), rtol=1e-5, atol=1e-6)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import run_main
+from conftest import evaluated_m2, run_main
 from jaxvae.cli.sweep_summary import summary
 
 TRAIN = ["train", "--dataset", "digits", "--labels", "50", "--hidden", "32", "--batch-size", "64", "--quiet"]
@@ -74,15 +74,7 @@ def test_evaluate_scores_what_encode_writes_and_orders_the_bounds(m2_run, tmp_pa
     """`evaluate --json`: its classification error, per class and confusion matrix recomputed from `encode`'s
     q_y and the true labels; log p(x) by L_K per class (K = 200) at least U(x), and within 0.1 nats of the
     per-class quadrature (k = 2)."""
-    from jaxvae.cli import main
-
-    assert main(["evaluate", str(m2_run), "--json", "--iw-samples", "200", "--n", "120", "--quiet"]) == 0
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    out = tmp_path / "q.npz"
-    code, err = run_main(["encode", str(m2_run), "-o", str(out)], capsys)
-    assert code == 0, err
-    with np.load(out) as arrays:
-        q_y, y = arrays["q_y"][:120], arrays["y"][:120]
+    result, q_y, y = evaluated_m2(m2_run, 120, 200, tmp_path, capsys)
     np.testing.assert_allclose(q_y.sum(axis=1), 1, rtol=1e-5)
     predicted = q_y.argmax(axis=1)
     assert result["classification_error"] == pytest.approx(np.mean(predicted != y), abs=1e-12)
