@@ -9,6 +9,7 @@ same noise as on one device, and differs only in the order of float sums.
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -89,6 +90,13 @@ def is_writer() -> bool:
 def local_copy(tree):
     """A replicated tree as arrays on this process's first device (for evaluation and checkpoints)."""
     return jax.tree.map(lambda a: a.addressable_data(0) if isinstance(a, jax.Array) else a, tree)
+
+
+def uncommitted(tree):
+    """The tree's arrays copied to uncommitted arrays on the default device, as `build_model` and `load` make
+    them: jitted functions key their compiled code on whether an argument is committed to a device, so a
+    function already compiled for a built model then runs on the trained one without compiling again."""
+    return jax.tree.map(lambda a: jnp.asarray(np.asarray(a)) if isinstance(a, jax.Array) else a, tree)
 
 
 def device_budget() -> int:

@@ -400,7 +400,7 @@ def fit(
             trainer = RunTrainer(state, config.train, objective, x_train, mesh, device_budget)
         member = loop.Member.resumed("run", config, run_dir, int(state.epoch))
         loop.train([member], trainer, x_test, x_valid, _raise_diverged, progress=progress, write=writer)
-        vae = trainer.model(0)
+        vae = parallel.uncommitted(trainer.model(0))
     except BaseException:
         if writer and created and not any((run_dir / runs.CHECKPOINTS).glob("*.eqx")):
             shutil.rmtree(run_dir, ignore_errors=True)
