@@ -5,7 +5,7 @@ features for M2 (M1+M2, Kingma et al. 2014): a data set that `jaxvae train --dat
 import io
 from pathlib import Path
 
-from jaxvae.cli.run_data import run_data
+from jaxvae.cli.run_data import run_data, run_model_and_data, split_examples
 from jaxvae.cli.startup import start_jax
 from jaxvae.errors import InputError
 
@@ -61,11 +61,12 @@ def _features(args) -> tuple[dict, int]:
 
     if args.split != "test":
         raise InputError("--features writes both splits (x_train, x_test): leave out --split")
+    config, vae, data = run_model_and_data(args)
+    if isinstance(vae, SemiSupervisedVAE) or config.train.condition:
+        raise InputError("--features needs an unconditional VAE (M1), not a run with --labels or --condition")
     means, stds, labels = {}, {}, {}
     for split in ("train", "test"):
-        config, vae, x, y, c = run_data(args, split)
-        if isinstance(vae, SemiSupervisedVAE) or c is not None:
-            raise InputError("--features needs an unconditional VAE (M1), not a run with --labels or --condition")
+        x, y, _ = split_examples(args, config, data, split)
         if y is None:
             raise InputError("--features needs labelled data: M2 learns from the labels")
         mean, std = posterior_moments(vae, x)

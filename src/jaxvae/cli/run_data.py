@@ -17,18 +17,37 @@ def run_data(args, split: str = "test", checkpoint: str = "latest"):
     for a run folder: the model of its `checkpoint` ("latest" or "best", see `train.load`), the run's data as
     trained (`run_data.load_data`), with --dataset, --data-dir and --binarize where given; the conditions
     c (n, m) of a conditional run's examples (`conditions`)."""
-    from jaxvae.builder import build_binarization
-    from jaxvae.run_data import evaluation_split, load_data
+    config, vae, data = run_model_and_data(args, checkpoint)
+    return config, vae, *split_examples(args, config, data, split)
+
+
+def run_model_and_data(args, checkpoint: str = "latest"):
+    """(run config, model of its `checkpoint`, the run's data as trained, or --dataset and --data-dir where
+    given), the data checked against the model (binarized by --binarize where given)."""
+    from jaxvae.run_data import load_data
     from jaxvae.runs import CONFIG
     from jaxvae.train import check_data, load
 
     run_dir = Path(args.run_dir)
     config = RunConfig.load(run_dir / CONFIG)
     data = load_data(config, dataset=args.dataset, data_dir=args.data_dir)
-    method = args.binarize or config.train.binarize
-    check_data(data, RunConfig(config.model, dataclasses.replace(config.train, binarize=method)), training=False)
-    x, y = evaluation_split(data, split, build_binarization(dataclasses.replace(config.train, binarize=method)))
-    return config, load(run_dir, checkpoint=checkpoint), x, y, conditions(config, data, split, y)
+    check_data(data, _binarized_by(args, config), training=False)
+    return config, load(run_dir, checkpoint=checkpoint), data
+
+
+def split_examples(args, config: RunConfig, data: "Dataset", split: str):
+    """(x of `split` ready for the model, binarized by --binarize or as trained; labels or None; conditions or
+    None) of the run's `data`."""
+    from jaxvae.builder import build_binarization
+    from jaxvae.run_data import evaluation_split
+
+    x, y = evaluation_split(data, split, build_binarization(_binarized_by(args, config).train))
+    return x, y, conditions(config, data, split, y)
+
+
+def _binarized_by(args, config: RunConfig) -> RunConfig:
+    """The run's config with --binarize where given."""
+    return RunConfig(config.model, dataclasses.replace(config.train, binarize=args.binarize or config.train.binarize))
 
 
 def conditions(config: RunConfig, data: "Dataset", split: str, y: "np.ndarray | None") -> "np.ndarray | None":
