@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+import jax
 import jupytext
 import nbformat
 import pytest
@@ -49,8 +50,11 @@ def assert_every_check_passed(notebook) -> None:
 
 @pytest.mark.slow
 def test_notebook_runs_end_to_end(tmp_path, monkeypatch):
-    """Every cell runs in a kernel of this interpreter (the venv's python), with JAXVAE_TUTORIAL_FAST=1."""
+    """Every cell runs in a kernel of this interpreter (the venv's python), with JAXVAE_TUTORIAL_FAST=1, its
+    compiled programs kept on disk as the tests' own are (`process.enable_compilation_cache`)."""
     monkeypatch.setenv("JAXVAE_TUTORIAL_FAST", "1")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", jax.config.jax_compilation_cache_dir)
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     kernels = tmp_path / "kernels"
     write_kernel_spec(kernels / KERNEL)  # a kernel spec launching this very interpreter
     assert json.loads((kernels / KERNEL / "kernel.json").read_text())["argv"][0] == sys.executable
