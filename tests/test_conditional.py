@@ -281,13 +281,13 @@ def test_evaluate_and_encode_read_a_conditional_run(conditional_run, tmp_path, c
     log p(x | y) up to the grid's error), each also per class; `encode` writes q(z | x, y)'s moments."""
     from jaxvae.cli import main
 
-    assert main(["evaluate", str(conditional_run), "--json", "--iw-samples", "500", "--n", "120", "--quiet"]) == 0
+    assert main(["evaluate", str(conditional_run), "--json", "--iw-samples", "500", "--n", "50", "--quiet"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["condition"] == "label" and result["elbo"] <= result["log_likelihood"]
     assert abs(result["log_likelihood"] - result["log_likelihood_quadrature"]) < 0.05
     from jaxvae.data import load_dataset
 
-    counts = np.bincount(load_dataset("digits", progress=False).y_test[:120], minlength=10)
+    counts = np.bincount(load_dataset("digits", progress=False).y_test[:50], minlength=10)
     for name in ("log_likelihood", "log_likelihood_quadrature"):  # the classes' means make up the mean
         per_class = result[f"{name}_per_class"]
         assert len(per_class) == 10 and np.dot(counts, per_class) / counts.sum() == pytest.approx(result[name])

@@ -3,10 +3,11 @@ folder, and each sample output on those pages has the lines that the command bef
 
 Short settings where a page's command takes minutes: Fashion-MNIST runs become runs of the embedded digits
 (so that the test needs no download and no installed dataset) with `--epochs 2`, L_K is evaluated with
-`--iw-samples 100`, and `explore` serves on a free port (`--port 0`). A command that ran so has its sample
-output compared label by label, every number standing for any number; `make demo` runs as the Makefile
-says, and its output is compared number for number (all but tqdm's times). The commands that other checks
-cover are named below with the check; any other command fails this test until it is run or named here.
+`--iw-samples 100` on `--n 100` examples, and `explore` serves on a free port (`--port 0`). A command that
+ran so has its sample output compared label by label, every number standing for any number; `make demo`
+runs as the Makefile says, and its output is compared number for number (all but tqdm's times). The commands
+that other checks cover are named below with the check; any other command fails this test until it is run or
+named here.
 """
 
 import os
@@ -36,6 +37,7 @@ SHORTER = [  # (pattern, replacement) in a page's command, and in its sample out
     (r"--dataset fashion-mnist", "--dataset digits"),
     (r"--epochs 5\b", "--epochs 2"),
     (r"(jaxvae evaluate \S+)", r"\1 --iw-samples 100"),
+    (r"--n 500\b", "--n 100"),
     (r"(jaxvae explore \S+)", r"\1 --port 0"),
     (r"\bfashion-mnist,", "digits,"),  # the dataset the report names
 ]
