@@ -13,9 +13,10 @@ import numpy as np
 
 from jaxvae.builder import build_model
 from jaxvae.config import ModelConfig
-from jaxvae.process import enable_compilation_cache
+from jaxvae.process import enable_compilation_cache, reuse_freed_memory
 
 enable_compilation_cache()  # as every jaxvae command does: a test's programs compiled once are read from disk after
+reuse_freed_memory()
 
 
 def linear_gaussian_vae(d: int = 5, k: int = 2, sigma: float = 0.7, seed: int = 0, exact_posterior: bool = True):

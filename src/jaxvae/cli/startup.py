@@ -5,11 +5,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 
 def start_jax() -> None:
-    """Import JAX, keeping compiled programs on disk, with two malloc arenas: what every command does once
-    its options are checked (so that `--help` and usage errors answer without JAX's second of imports)."""
-    from jaxvae.process import enable_compilation_cache, limit_malloc_arenas
+    """Import JAX, keeping compiled programs on disk, with two malloc arenas that reuse freed memory: what every
+    command does once its options are checked (so that `--help` and usage errors answer without JAX's second of
+    imports)."""
+    from jaxvae.process import enable_compilation_cache, limit_malloc_arenas, reuse_freed_memory
 
     limit_malloc_arenas()
+    reuse_freed_memory()
     enable_compilation_cache()
 
 
