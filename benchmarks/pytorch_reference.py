@@ -92,11 +92,12 @@ def jaxvae_run(epochs: int, seed: int, cache: Path, precision: str = "fp32") -> 
     keeping compiled programs in the folder `cache` as `jaxvae train` does in ~/.cache/jaxvae/xla."""
     from jaxvae.config import ModelConfig, RunConfig, TrainConfig
     from jaxvae.data import load_dataset
-    from jaxvae.process import enable_compilation_cache, limit_malloc_arenas
+    from jaxvae.process import enable_compilation_cache, limit_malloc_arenas, reuse_freed_memory
     from jaxvae.runs import read_metrics
     from jaxvae.train import fit
 
     limit_malloc_arenas()  # as `jaxvae` does
+    reuse_freed_memory()
     enable_compilation_cache(cache)
     config = RunConfig(
         ModelConfig(data_shape=(28, 28), latent_dim=20, hidden=(400,), activation="relu"),
