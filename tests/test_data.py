@@ -56,10 +56,19 @@ def test_idx_count_mismatch(tmp_path):
 
 
 def test_digits_is_real_and_split_is_fixed():
+    """The digits are scikit-learn's `load_digits`, pixels / 16, split in a fixed order."""
+    from sklearn.datasets import load_digits
+
     a, b = load_dataset("digits"), load_dataset("digits")
     assert a.shape == (8, 8) and len(a.x_train) + len(a.x_test) == 1797
     assert 0 <= a.x_train.min() and a.x_train.max() == 1.0
     np.testing.assert_array_equal(a.x_test, b.x_test)
+    pixels, labels = load_digits(return_X_y=True)
+    ours = np.concatenate([a.x_train, a.x_test]).reshape(-1, 64) * 16
+    order = np.lexsort(np.column_stack([ours, np.concatenate([a.y_train, a.y_test])]).T)
+    theirs = np.lexsort(np.column_stack([pixels, labels]).T)
+    np.testing.assert_array_equal(ours[order], pixels[theirs])
+    np.testing.assert_array_equal(np.concatenate([a.y_train, a.y_test])[order], labels[theirs])
 
 
 def test_npz_and_npy(tmp_path):

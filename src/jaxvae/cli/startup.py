@@ -26,7 +26,7 @@ def read_while_importing(dataset: str, read):
 
     MNIST and Fashion-MNIST are read while JAX is imported on a thread of its own: JAX's imports (0.6 s)
     hold the interpreter, reading and gunzipping IDX files mostly does not, and imports nothing. Other
-    data may import modules of their own (scikit-learn's digits import JAX), and two threads importing
+    data may import modules of their own (an image folder imports Pillow), and two threads importing
     one package can each find the other's half-imported, so they are read after JAX's imports.
     """
     from jaxvae.data import NAMED_IDX
