@@ -370,7 +370,7 @@ def _grid_log_sum(vae: LatentModel, prior: Distribution, xi: Array, ci: Array | 
     """logsumexp over the points z (g, k) of log p(xi | z, ci) + log p(z | ci) + their log weights log_w (g,),
     QUADRATURE_CHUNK points at a time (the last chunk padded with weight 0). The chunks keep the decoder's
     activations small enough for the allocator to reuse their memory; larger ones are mapped afresh on every
-    call, and touching their new pages cost as much time as the arithmetic on a 2-core CPU."""
+    call, and touching their new pages costs as much time as the arithmetic on a 2-core CPU."""
     chunk = min(QUADRATURE_CHUNK, z.shape[0])
     chunks = -(-z.shape[0] // chunk)
     pad = chunks * chunk - z.shape[0]
