@@ -333,7 +333,7 @@ def _conditional_quadrature_block(
         ci = ci[None]
         prior = vae.prior(ci)
         z0, step0 = _coarse_points(prior, coarse)
-        log_f0 = vae.decode(z0, ci).log_prob(xi) + prior.log_prob(z0)  # (coarse^k,)
+        log_f0 = _log_integrand(vae, prior, xi, ci, z0)  # (coarse^k,)
         q = tuple(m[0] for m in vae.encode(xi[None], ci).moments(jax.random.PRNGKey(MOMENTS_SEED)))
         return _fine_quadrature(vae, prior, xi, ci, (z0, step0, log_f0), q, points, span)
 
@@ -360,28 +360,26 @@ def _fine_quadrature(
     lo = jnp.minimum(jnp.min(jnp.where(seen, z0, jnp.inf), axis=0) - step0, mean - span * std)
     hi = jnp.maximum(jnp.max(jnp.where(seen, z0, -jnp.inf), axis=0) + step0, mean + span * std)
     z, log_w = _trapezoid_grid(lo, hi, points)
-    return _grid_log_sum(vae, prior, xi, ci, z, log_w)
+    return jax.nn.logsumexp(_log_integrand(vae, prior, xi, ci, z) + log_w)
 
 
 QUADRATURE_CHUNK = 1024  # grid points decoded at a time: a batch of 8 examples of the seed's model is 16 MB
 
 
-def _grid_log_sum(vae: LatentModel, prior: Distribution, xi: Array, ci: Array | None, z: Array, log_w: Array) -> Array:
-    """logsumexp over the points z (g, k) of log p(xi | z, ci) + log p(z | ci) + their log weights log_w (g,),
-    QUADRATURE_CHUNK points at a time (the last chunk padded with weight 0). The chunks keep the decoder's
-    activations small enough for the allocator to reuse their memory; larger ones are mapped afresh on every
-    call, and touching their new pages costs as much time as the arithmetic on a 2-core CPU."""
-    chunk = min(QUADRATURE_CHUNK, z.shape[0])
-    chunks = -(-z.shape[0] // chunk)
-    pad = chunks * chunk - z.shape[0]
-    z = jnp.pad(z, ((0, pad), (0, 0))).reshape(chunks, chunk, z.shape[1])
-    log_w = jnp.pad(log_w, (0, pad), constant_values=-jnp.inf).reshape(chunks, chunk)
+def _log_integrand(vae: LatentModel, prior: Distribution, xi: Array, ci: Array | None, z: Array) -> Array:
+    """log p(xi | z, ci) + log p(z | ci) at the points z (g, k): (g,), QUADRATURE_CHUNK points at a time (the last
+    chunk padded). The chunks keep the decoder's activations small enough for the allocator to reuse their
+    memory; larger ones are mapped afresh on every call, and touching their new pages costs as much time as the
+    arithmetic on a 2-core CPU."""
+    points = z.shape[0]
+    chunk = min(QUADRATURE_CHUNK, points)
+    chunks = -(-points // chunk)
+    padded = jnp.pad(z, ((0, chunks * chunk - points), (0, 0))).reshape(chunks, chunk, z.shape[1])
 
-    def chunk_log_sum(points):
-        zc, log_wc = points
-        return jax.nn.logsumexp(vae.decode(zc, ci).log_prob(xi) + prior.log_prob(zc) + log_wc)
+    def of_chunk(zc):
+        return vae.decode(zc, ci).log_prob(xi) + prior.log_prob(zc)
 
-    return jax.nn.logsumexp(jax.lax.map(chunk_log_sum, (z, log_w)))
+    return jax.lax.map(of_chunk, padded).reshape(-1)[:points]
 
 
 QUADRATURE_CHECKED = 100  # examples whose quadrature `report` computes again on grids twice as fine
