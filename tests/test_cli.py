@@ -109,6 +109,7 @@ BAD_OPTIONS = [
     ["--gaussian-variance", "fixed"],
     ["--inference", "bottom-up"],  # one latent layer
     ["--architecture", "gated", "--activation", "relu"],  # gated layers have their own
+    ["--likelihood", "gaussian", "--gaussian-variance", "network", "--architecture", "conv"],
 ]
 
 

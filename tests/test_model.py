@@ -48,6 +48,33 @@ def test_gaussian_likelihood_matches_scipy(variance):
     np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
+@pytest.mark.parametrize("layers", [(), (2, 2)])
+def test_network_variance_matches_scipy_per_pixel_and_example(layers):
+    """With `network` the decoder outputs (2d,) per z, [mean, log_var - 2 log gaussian_std]: log p(x|z) is
+    scipy's normal log-densities with that mean and variance, different for each pixel and example. A deep
+    model's decoder is built the same way."""
+    config = ModelConfig(
+        data_shape=(4, 3),
+        latent_dim=sum(layers) or 2,
+        hidden=(5,),
+        likelihood="gaussian",
+        gaussian_variance="network",
+        gaussian_std=0.3,
+        layers=layers,
+    )
+    vae, d = build_model(config, key=jax.random.PRNGKey(0)), 12
+    z, x = rng.normal(size=(6, 2)), rng.normal(size=(6, d))
+    out = np.asarray(map_examples(vae.decoder, jnp.asarray(z, jnp.float32)), np.float64)
+    assert out.shape == (6, 2 * d)
+    mean, log_var = out[:, :d], out[:, d:] + 2 * np.log(0.3)
+    assert np.std(log_var, axis=0).min() > 0 and np.std(log_var, axis=1).min() > 0
+    expected = stats.norm(mean, np.exp(0.5 * log_var)).logpdf(x).sum(-1)
+    got = vae.likelihood(jnp.asarray(out, jnp.float32)).log_prob(jnp.asarray(x, jnp.float32))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    if not layers:
+        np.testing.assert_allclose(vae.decode(jnp.asarray(z, jnp.float32)).log_prob(x), expected, rtol=1e-5)
+
+
 @pytest.mark.slow
 def test_fixed_variance_gets_no_gradient_and_learned_ones_do():
     x = jnp.asarray(rng.normal(size=(3, 12)), jnp.float32)

@@ -174,13 +174,24 @@ def test_a_network_of_the_wrong_size_is_one_line_before_training(tmp_path, part,
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
 
 
-def test_a_python_function_of_the_wrong_size_is_an_input_error(tmp_path):
+@pytest.mark.parametrize(
+    "model, size, message",
+    [
+        ({}, 10, "decoder outputs size 10 per example, the bernoulli likelihood needs size 64"),
+        (  # a network variance: the mean and the log-variance of each pixel
+            {"likelihood": "gaussian", "gaussian_variance": "network"},
+            64,
+            "decoder outputs size 64 per example, the gaussian likelihood needs size 128",
+        ),
+    ],
+)
+def test_a_python_function_of_the_wrong_size_is_an_input_error(tmp_path, model, size, message):
     def build(config, key):
         vae = jaxvae.build_model(config, key=key)
-        return eqx.tree_at(lambda m: m.decoder, vae, eqx.nn.Linear(config.latent_dim, 10, key=key))
+        return eqx.tree_at(lambda m: m.decoder, vae, eqx.nn.Linear(config.latent_dim, size, key=key))
 
-    with pytest.raises(InputError, match="decoder outputs size 10 per example, the bernoulli likelihood needs size 64"):
-        fit(small_run(), load_dataset("digits"), tmp_path / "run", progress=False, build=build)
+    with pytest.raises(InputError, match=message):
+        fit(small_run(**model), load_dataset("digits"), tmp_path / "run", progress=False, build=build)
     assert not (tmp_path / "run").exists()
 
 

@@ -18,7 +18,7 @@ from jax.typing import DTypeLike
 from jaxvae import binarization, objectives
 from jaxvae.config import ModelConfig, TrainConfig
 from jaxvae.deep import BottomUpVAE, Conditional, LadderEncoder, TopDownBlock, TopDownVAE
-from jaxvae.likelihoods import BernoulliPixels, ContinuousBernoulliPixels, GaussianPixels
+from jaxvae.likelihoods import BernoulliPixels, ContinuousBernoulliPixels, GaussianPixels, NetworkGaussianPixels
 from jaxvae.model import VAE
 from jaxvae.networks import MLP, Activation, ConvDecoder, ConvEncoder, Features, GatedMLP, he_linear, linear
 from jaxvae.optimizers import adam_normgrad
@@ -94,9 +94,10 @@ def build_model(config: ModelConfig, *, key: Array) -> VAE | BottomUpVAE | TopDo
     d, k, m = config.data_dim, config.latent_dim, config.condition_dim
     posterior = posterior_family(config, k, key=jax.random.fold_in(key, 2))
     encoder = network(config, d, posterior.size, key=enc_key, condition_dim=m)
-    decoder = network(config, k, d, key=dec_key, decoder=True, condition_dim=m)
+    likelihood = likelihood_family(config)
+    decoder = network(config, k, likelihood.outputs * d, key=dec_key, decoder=True, condition_dim=m)
     prior = latent_prior(config, k, key=jax.random.fold_in(key, 3))
-    return VAE(encoder, posterior, decoder, likelihood_family(config), prior, m)
+    return VAE(encoder, posterior, decoder, likelihood, prior, m)
 
 
 def posterior_family(config: ModelConfig, k: int, *, key: Array):
@@ -134,7 +135,10 @@ def dense_widths(config: ModelConfig) -> tuple[int, ...]:
 
 
 def likelihood_family(config: ModelConfig):
-    """p(x|z)'s family over pixels (`--likelihood`, with `--gaussian-variance` and `--gaussian-std`)."""
+    """p(x|z)'s family over pixels (`--likelihood`, with `--gaussian-variance` and `--gaussian-std`): a network
+    variance doubles the decoder's outputs (its `outputs`)."""
+    if config.likelihood == "gaussian" and config.gaussian_variance == "network":
+        return NetworkGaussianPixels(2 * math.log(config.gaussian_std))
     if config.likelihood == "gaussian":
         shape = (config.data_dim,) if config.gaussian_variance == "learned-pixel" else ()
         log_var = jnp.full(shape, 2 * math.log(config.gaussian_std), jnp.float32)
@@ -172,10 +176,10 @@ def bottom_up(config: ModelConfig, *, key: Array) -> BottomUpVAE:
         up.append(gaussian_layer(config, below, above, key=up_key))
         down.append(gaussian_layer(config, above, below, key=down_key, decoder=True))
     encoder = network(config, d, posterior.size, key=enc_key, condition_dim=m)
-    seen = decoder_layers(config)
-    decoder = network(config, sum(sizes[:seen]), d, key=dec_key, decoder=True, condition_dim=m)
+    seen, likelihood = decoder_layers(config), likelihood_family(config)
+    decoder = network(config, sum(sizes[:seen]), likelihood.outputs * d, key=dec_key, decoder=True, condition_dim=m)
     prior = latent_prior(config, sizes[-1], key=jax.random.fold_in(key, 3))
-    parts = (encoder, posterior, up, down, decoder, likelihood_family(config), prior)
+    parts = (encoder, posterior, up, down, decoder, likelihood, prior)
     return BottomUpVAE(*parts, sizes, seen, m)
 
 
@@ -199,10 +203,10 @@ def top_down(config: ModelConfig, *, key: Array) -> TopDownVAE:
                 )
             )
     top = gaussian_head(config, h, sizes[-1], key=jax.random.fold_in(enc_key, 1))
-    seen = decoder_layers(config)
-    decoder = network(config, sum(sizes[:seen]), d, key=dec_key, decoder=True, condition_dim=m)
+    seen, likelihood = decoder_layers(config), likelihood_family(config)
+    decoder = network(config, sum(sizes[:seen]), likelihood.outputs * d, key=dec_key, decoder=True, condition_dim=m)
     prior = latent_prior(config, sizes[-1], key=jax.random.fold_in(key, 3))
-    parts = (LadderEncoder(trunks), top, blocks, decoder, likelihood_family(config), prior)
+    parts = (LadderEncoder(trunks), top, blocks, decoder, likelihood, prior)
     return TopDownVAE(*parts, sizes, seen, m)
 
 

@@ -22,7 +22,7 @@ ARCHITECTURES = ("mlp", "conv", "gated")
 OPTIMIZERS = ("adam", "adam-normgrad")
 INFERENCE = ("top-down", "bottom-up")  # the order a deep model's posterior draws its layers in
 DECODER_INPUTS = ("bottom", "all")  # a deep model's decoder sees z_1, or every layer (the 2-level HVAE's)
-GAUSSIAN_VARIANCES = ("learned-shared", "learned-pixel", "fixed")
+GAUSSIAN_VARIANCES = ("learned-shared", "learned-pixel", "fixed", "network")
 POSTERIORS = ("diagonal", "full", "iaf:T")  # T: flow steps
 PRIORS = ("normal", "mixture:K", "vamp:K", "conditional")  # K: mixture components or pseudo-inputs
 CONDITIONS = ("", "label", "array")  # a model's condition: nothing, the data's labels one-hot, or their arrays c
@@ -84,8 +84,8 @@ class ModelConfig:
     `hidden` lists the hidden widths of an MLP (or of the gated dense layers of `gated`), or the channels
     of the stride-2 convolutions of a `conv` network (which needs image data (H, W) or (H, W, C)). A
     `gaussian` likelihood has the variance `gaussian_variance`: one learned value shared by all pixels,
-    one learned per pixel, or fixed at `gaussian_std`**2; `gaussian_std` is also where a learned
-    standard deviation starts.
+    one learned per pixel, fixed at `gaussian_std`**2, or one per pixel and example from the decoder (`network`,
+    an mlp's or gated one's); `gaussian_std` is also where a learned standard deviation starts.
     `log_var_range` (low, high), when given, clips the diagonal posterior's log-variances to it.
     A deep model has `layers` (k_1, ..., k_L), L >= 2, bottom layer first, with latent_dim their sum,
     inferred in the order `inference` (see `deep`), its decoder seeing z_1 or, with `decoder_input` all,
@@ -134,6 +134,11 @@ class ModelConfig:
         _require(
             self.gaussian_variance in GAUSSIAN_VARIANCES,
             f"gaussian_variance must be one of {', '.join(GAUSSIAN_VARIANCES)}",
+            "gaussian_variance",
+        )
+        _require(
+            self.gaussian_variance != "network" or self.architecture != "conv",
+            "gaussian_variance network needs an mlp or gated decoder, not a conv one",
             "gaussian_variance",
         )
         _require(

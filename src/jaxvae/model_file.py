@@ -230,12 +230,13 @@ def _check_traces(vae: LatentModel, config: ModelConfig) -> None:
 
 def _check_sizes(vae: VAE, config: ModelConfig) -> None:
     """InputError naming the network whose output does not fit: the encoder must map one example (d,) to the
-    posterior's parameters (posterior.size,), the decoder one z (k,) to the likelihood's, one per data value
-    (d,); a conditional model's networks take the condition (m,) too. Found by tracing alone
+    posterior's parameters (posterior.size,), the decoder one z (k,) to the likelihood's, `outputs` per data
+    value; a conditional model's networks take the condition (m,) too. Found by tracing alone
     (`eqx.filter_eval_shape`): nothing is computed."""
     size = getattr(vae.posterior, "size", None)  # a user's own posterior family may not state it
     condition = (jax.ShapeDtypeStruct((config.condition_dim,), jnp.float32),) if config.condition_dim else ()
     posterior = f"the {config.posterior} posterior needs size {size}"
-    likelihood = f"the {config.likelihood} likelihood needs size {config.data_dim}"
+    outputs = getattr(vae.likelihood, "outputs", 1) * config.data_dim
+    likelihood = f"the {config.likelihood} likelihood needs size {outputs}"
     _check_network("encoder", vae.encoder, config.data_dim, size, posterior, condition)
-    _check_network("decoder", vae.decoder, config.latent_dim, config.data_dim, likelihood, condition)
+    _check_network("decoder", vae.decoder, config.latent_dim, outputs, likelihood, condition)

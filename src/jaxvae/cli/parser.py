@@ -140,7 +140,8 @@ def build_parser() -> Parser:
         "--gaussian-variance",
         choices=GAUSSIAN_VARIANCES,
         default="learned-shared",
-        help="variance of a gaussian likelihood: learned (one for all pixels or one per pixel) or fixed",
+        help="variance of a gaussian likelihood: learned (one for all pixels or one per pixel), fixed, or from the "
+        "decoder (network: one per pixel and example)",
     )
     p.add_argument("--gaussian-std", type=float, default=1.0, help="the fixed std, or where a learned one starts")
     p.add_argument(
