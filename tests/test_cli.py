@@ -37,7 +37,7 @@ def test_train_end_to_end(tmp_path):
 @pytest.mark.slow
 def test_a_named_dataset_read_beside_jax_imports_trains_as_its_folder_does(tmp_path):
     """`--dataset mnist` is read while JAX imports on a thread; the same IDX files given as a folder are
-    read after the imports. Same data, same seed: the same metrics, and nothing on stderr. The child takes
+    read before the imports. Same data, same seed: the same metrics, and nothing on stderr. The child takes
     the files made here for MNIST's published ones (`download.CONTENT_MD5`)."""
     make_idx_folder(tmp_path / "data" / "mnist", n_train=40, n_test=10, size=6)
     common = ["--epochs", "2", "--batch-size", "8", "--hidden", "16", "--quiet"]

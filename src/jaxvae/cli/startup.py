@@ -27,13 +27,15 @@ def read_while_importing(dataset: str, read):
     MNIST and Fashion-MNIST are read while JAX is imported on a thread of its own: JAX's imports (0.6 s)
     hold the interpreter, reading and gunzipping IDX files mostly does not, and imports nothing. Other
     data may import modules of their own (an image folder imports Pillow), and two threads importing
-    one package can each find the other's half-imported, so they are read after JAX's imports.
+    one package can each find the other's half-imported, so they are read before JAX's imports: data that
+    cannot be used are refused without them.
     """
     from jaxvae.data import NAMED_IDX
 
     if dataset not in NAMED_IDX:
+        data = read()
         import_training()
-        return read()
+        return data
     with ThreadPoolExecutor(1) as pool:
         importing = pool.submit(import_training)
         data = read()
