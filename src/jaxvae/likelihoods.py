@@ -1,4 +1,4 @@
-"""Likelihood families p(x|z): each maps the decoder's output for an example (..., d) to a distribution
+"""Likelihood families p(x|z): each maps the decoder's output for an example (..., outputs * d) to a distribution
 over x in R^d. `name` is what the explore page calls the family."""
 
 import abc
