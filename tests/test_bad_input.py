@@ -210,3 +210,19 @@ def test_training_on_images_of_mixed_sizes_names_image_size(tmp_path, capsys):
 
     assert main(["train", "--out", str(tmp_path / "run"), *images((8, 8), (5, 4))(tmp_path)]) == 2
     assert "pass --image-size H,W to resize them" in capsys.readouterr().err
+
+
+def test_data_that_cannot_be_used_are_refused_before_jax_is_imported(tmp_path):
+    """A file given to `train` is read before JAX's imports (`cli.startup.read_while_importing`): an .npz
+    without `x` ends the command with exit 2 in a process that never imported jax."""
+    np.savez(tmp_path / "bad.npz", y=np.zeros(3))
+    code = (
+        "import sys; from jaxvae.cli import main; "
+        "code = main(['train', '--dataset', sys.argv[1], '--out', sys.argv[2], '--quiet']); "
+        "print(code, 'jax' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "bad.npz"), str(tmp_path / "run")], capture_output=True, text=True
+    )
+    assert result.stdout.split() == ["2", "False"], result.stderr
+    assert not (tmp_path / "run").exists()
