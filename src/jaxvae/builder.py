@@ -94,8 +94,7 @@ def build_model(config: ModelConfig, *, key: Array) -> VAE | BottomUpVAE | TopDo
     d, k, m = config.data_dim, config.latent_dim, config.condition_dim
     posterior = posterior_family(config, k, key=jax.random.fold_in(key, 2))
     encoder = network(config, d, posterior.size, key=enc_key, condition_dim=m)
-    likelihood = likelihood_family(config)
-    decoder = network(config, k, likelihood.outputs * d, key=dec_key, decoder=True, condition_dim=m)
+    decoder, likelihood = decoder_and_likelihood(config, k, key=dec_key)
     prior = latent_prior(config, k, key=jax.random.fold_in(key, 3))
     return VAE(encoder, posterior, decoder, likelihood, prior, m)
 
@@ -134,9 +133,18 @@ def dense_widths(config: ModelConfig) -> tuple[int, ...]:
     return () if config.architecture == "conv" else config.hidden
 
 
+def decoder_and_likelihood(config: ModelConfig, in_size: int, *, key: Array):
+    """The decoder of (in_size,) latents (and the condition, for a conditional model) and p(x|z)'s family, the
+    decoder giving the family's `outputs` per pixel."""
+    likelihood = likelihood_family(config)
+    out_size = likelihood.outputs * config.data_dim
+    decoder = network(config, in_size, out_size, key=key, decoder=True, condition_dim=config.condition_dim)
+    return decoder, likelihood
+
+
 def likelihood_family(config: ModelConfig):
     """p(x|z)'s family over pixels (`--likelihood`, with `--gaussian-variance` and `--gaussian-std`): a network
-    variance doubles the decoder's outputs (its `outputs`)."""
+    variance doubles the decoder's outputs (its `outputs`, which `decoder_and_likelihood` sizes the decoder by)."""
     if config.likelihood == "gaussian" and config.gaussian_variance == "network":
         return NetworkGaussianPixels(2 * math.log(config.gaussian_std))
     if config.likelihood == "gaussian":
@@ -176,8 +184,8 @@ def bottom_up(config: ModelConfig, *, key: Array) -> BottomUpVAE:
         up.append(gaussian_layer(config, below, above, key=up_key))
         down.append(gaussian_layer(config, above, below, key=down_key, decoder=True))
     encoder = network(config, d, posterior.size, key=enc_key, condition_dim=m)
-    seen, likelihood = decoder_layers(config), likelihood_family(config)
-    decoder = network(config, sum(sizes[:seen]), likelihood.outputs * d, key=dec_key, decoder=True, condition_dim=m)
+    seen = decoder_layers(config)
+    decoder, likelihood = decoder_and_likelihood(config, sum(sizes[:seen]), key=dec_key)
     prior = latent_prior(config, sizes[-1], key=jax.random.fold_in(key, 3))
     parts = (encoder, posterior, up, down, decoder, likelihood, prior)
     return BottomUpVAE(*parts, sizes, seen, m)
@@ -203,8 +211,8 @@ def top_down(config: ModelConfig, *, key: Array) -> TopDownVAE:
                 )
             )
     top = gaussian_head(config, h, sizes[-1], key=jax.random.fold_in(enc_key, 1))
-    seen, likelihood = decoder_layers(config), likelihood_family(config)
-    decoder = network(config, sum(sizes[:seen]), likelihood.outputs * d, key=dec_key, decoder=True, condition_dim=m)
+    seen = decoder_layers(config)
+    decoder, likelihood = decoder_and_likelihood(config, sum(sizes[:seen]), key=dec_key)
     prior = latent_prior(config, sizes[-1], key=jax.random.fold_in(key, 3))
     parts = (LadderEncoder(trunks), top, blocks, decoder, likelihood, prior)
     return TopDownVAE(*parts, sizes, seen, m)
