@@ -35,7 +35,7 @@ n = int(sys.argv[2])
 vae = build_model(ModelConfig(data_shape=(8, 8), latent_dim=2, hidden=(512,)), key=jax.random.PRNGKey(0))
 x = jnp.asarray(load_dataset("digits", progress=False).x_test[:n] > 0.5, jnp.float32)
 rows = {}
-for points in (64, 128):
+for points in map(int, sys.argv[3].split(",")):
     run = lambda: log_likelihood_quadrature(vae, x, points=points, coarse=points).block_until_ready()
     run()
     before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
@@ -49,7 +49,8 @@ print(json.dumps(rows))
 
 def measure(mode: str, n: int) -> dict:
     """The timings of one setting, in a process of its own: {points: {wall, user, system, faults}}."""
-    out = subprocess.run([sys.executable, "-c", MEASURE, mode, str(n)], capture_output=True, text=True, check=True)
+    command = [sys.executable, "-c", MEASURE, mode, str(n), ",".join(map(str, GRIDS))]
+    out = subprocess.run(command, capture_output=True, text=True, check=True)
     return {int(points): row for points, row in json.loads(out.stdout.splitlines()[-1]).items()}
 
 
