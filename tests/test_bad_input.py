@@ -222,7 +222,10 @@ def test_data_that_cannot_be_used_are_refused_before_jax_is_imported(tmp_path):
         "print(code, 'jax' in sys.modules)"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "bad.npz"), str(tmp_path / "run")], capture_output=True, text=True
+        [sys.executable, "-c", code, str(tmp_path / "bad.npz"), str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.stdout.split() == ["2", "False"], result.stderr
     assert not (tmp_path / "run").exists()
