@@ -13,15 +13,14 @@ as it is), test error on the whole test split, one line a classifier.
 import argparse
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
 
+from few_labels import CLASSIFIERS as FEW_LABELS_CLASSIFIERS
 from jaxvae.data import load_dataset
 
-CLASSIFIERS = {
-    "logistic regression": lambda: LogisticRegression(max_iter=5000),
-    "1-nearest-neighbour": lambda: KNeighborsClassifier(n_neighbors=1),
+CLASSIFIERS = {  # few_labels.py's logistic regression and 1-nearest-neighbour, then two more
+    **FEW_LABELS_CLASSIFIERS,
     "5-nearest-neighbour": lambda: KNeighborsClassifier(n_neighbors=5),
     "network, 300 hidden": lambda: MLPClassifier(hidden_layer_sizes=(300,), early_stopping=True, random_state=0),
 }

@@ -44,7 +44,7 @@ def their_adam(lr: float, b1: float = 0.9, b2: float = 0.999) -> optax.GradientT
         m, v = state
         m = jax.tree.map(lambda m, g: m + (1 - b1) * (g - m), m, grads)
         v = jax.tree.map(lambda v, g: v + (1 - b2) * (g * g - v), v, grads)
-        step = jax.tree.map(lambda m, v: jnp.where(v > 0, -lr * m / jnp.sqrt(jnp.where(v > 0, v, 1.0)), 0.0), m, v)
+        step = jax.tree.map(lambda m, v: jnp.where(v > 0, -lr * m / jnp.sqrt(v), 0.0), m, v)
         return step, (m, v)
 
     return optax.GradientTransformation(init, update)
