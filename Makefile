@@ -22,10 +22,10 @@ demo: $(STAMP)
 	$(BIN)/jaxvae train --dataset digits --out runs/demo --epochs 200 --overwrite
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 3
+	$(BIN)/python -m pytest -n 3 --dist worksteal
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n 3 -m "not slow"
+	$(BIN)/python -m pytest -n 3 --dist worksteal -m "not slow"
 
 tutorial: $(STAMP)
 	$(BIN)/python docs/execute_tutorial.py
