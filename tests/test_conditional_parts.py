@@ -130,6 +130,39 @@ def test_a_mixture_per_class_is_scipy_s_mixture_of_each_example_s_class():
         prior()
 
 
+def test_a_mixture_per_class_s_gradient_is_autodiff_s_of_each_example_s_own_mixture():
+    """The gradient of sum w log p(z | y) in z and every parameter, taken in matrix products against all classes'
+    components, equals jax.grad of the plain formula on each example's own mixture (its class's arrays
+    gathered), float32; also vmapped per example and per class as M2's unlabelled bound calls it."""
+    prior, labels = per_class_mixture(), np.array([0, 2, 1, 2])
+    c = jax.nn.one_hot(labels, M)
+    z = jnp.asarray(RNG.normal(size=(5, 4, 2)), jnp.float32)
+    weights = jnp.asarray(RNG.normal(size=(5, 4)), jnp.float32)
+
+    def ours(p, z):
+        return jnp.sum(weights * p(None, c).log_prob(z))
+
+    def plain(p, z):
+        return jnp.sum(weights * p(None, c).of_examples().log_prob(z))
+
+    def per_class(log_prob):  # log p(z | y) of each example's draws z_i (5, 2) under every class y: (4, M, 5)
+        def one(p, zi, ci):
+            return log_prob(p(None, ci[None]), zi[:, None, :])[:, 0]
+
+        return lambda p, z: jnp.sum(
+            jax.vmap(lambda zi: jax.vmap(lambda ci: one(p, zi, ci))(jnp.eye(M)))(jnp.swapaxes(z, 0, 1)) ** 2
+        )
+
+    for got, expected in (
+        (ours, plain),
+        (per_class(lambda d, z: d.log_prob(z)), per_class(lambda d, z: d.of_examples().log_prob(z))),
+    ):
+        np.testing.assert_allclose(got(prior, z), expected(prior, z), rtol=1e-6)
+        ours_grad, plain_grad = (jax.grad(f, argnums=(0, 1))(prior, z) for f in (got, expected))
+        for a, b in zip(jax.tree.leaves(ours_grad), jax.tree.leaves(plain_grad), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
 def test_a_vampprior_per_class_mixes_the_encoder_s_posteriors_at_that_class_s_pseudo_inputs():
     """log p(z | y) = log (1/K) sum_j N(z | q(z | u_yj, y)), the components from the unconditional encoder of
     [u_yj, e_y] drawn from the same key, by scipy."""

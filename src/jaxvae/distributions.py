@@ -192,6 +192,43 @@ def _squared_distances_backward(saved, cotangent):
 squared_distances.defvjp(_squared_distances_forward, _squared_distances_backward)
 
 
+def _distance_tangent(z: Array, centres: Array, precision: Array, dz: Array, dc: Array, dp: Array) -> Array:
+    """The tangent of `squared_distances`, (..., C), in matrix products as its gradient: linear in (dz, dc, dp),
+    its transpose contracts over z's leading axes, under `jax.vmap` too (where a custom gradient would be taken
+    per example and summed)."""
+    return (
+        2 * (z * dz) @ precision.T
+        - 2 * dz @ (centres * precision).T
+        + z**2 @ dp.T
+        - 2 * z @ (precision * dc + centres * dp).T
+        + jnp.sum(2 * centres * precision * dc + centres**2 * dp, axis=-1)
+    )
+
+
+@jax.custom_jvp
+def class_squared_distances(z: Array, c: Array, centres: Array, precision: Array) -> Array:
+    """`squared_distances` of every z (..., k) to the C rows of its class's centres and precision: classes c
+    (..., m) one-hot, centres and precision (m, C, k); (..., C). The values from the differences to the rows of
+    z's class (gathered, exactly); the derivatives as against all m C rows, then selected by c (c is data, no
+    derivative), so that the gradient of the centres is a matrix product over the examples."""
+    labels = jnp.argmax(c, axis=-1)
+    return jnp.sum((z[..., None, :] - centres[labels]) ** 2 * precision[labels], axis=-1)
+
+
+@class_squared_distances.defjvp
+def _class_squared_distances_jvp(primals, tangents):
+    z, c, centres, precision = primals
+    dz, _, dc, dp = tangents
+    m, rows, k = centres.shape
+
+    def flat(a):
+        return a.reshape(m * rows, k)
+
+    every = _distance_tangent(z, flat(centres), flat(precision), dz, flat(dc), flat(dp))  # (..., m C)
+    selected = jnp.sum(every.reshape(*every.shape[:-1], m, rows) * c[..., None], axis=-2)
+    return class_squared_distances(*primals), selected
+
+
 class FullNormal(Distribution):
     """N(mean, L L^T) with a full covariance given by its Cholesky factor L (lower triangular,
     positive diagonal): mean (..., k), scale_tril (..., k, k)."""
@@ -263,6 +300,51 @@ class Mixture(Distribution):
 
     def box(self, sds: float) -> tuple[Array, Array]:
         return self.components.box(sds)
+
+
+class ClassMixture(Distribution):
+    """p(z | y) with one mixture per class: `per_class` a Mixture of logits (m, C) and components over (m, C, k),
+    each example's class y given by c (n, m) one-hot; a distribution over (n, k), example i's the mixture of its
+    class. With diagonal Normal components its log-density is taken against the classes' components directly
+    (`class_squared_distances`), never through a per-example copy of their gradient; all else is that of
+    `of_examples`."""
+
+    per_class: Mixture
+    c: Array
+
+    def of_examples(self) -> Mixture:
+        """The same as a Mixture of per-example arrays: logits (n, C), components over (n, C, k)."""
+        labels = jnp.argmax(self.c, axis=-1)
+        return jax.tree.map(lambda a: a[labels], self.per_class)
+
+    def log_prob(self, z: Array) -> Array:
+        """log p(z | y) of z (..., n, k): (..., n)."""
+        normals = self.per_class.components
+        if not isinstance(normals, Normal):
+            return self.of_examples().log_prob(z)
+        log_weights = jax.nn.log_softmax(self.per_class.logits)  # (m, C)
+        log_dets = jnp.sum(normals.log_var, axis=-1)  # (m, C)
+        squares = class_squared_distances(z, self.c, normals.mean, jnp.exp(-normals.log_var))  # (..., n, C)
+        log_normals = -0.5 * (z.shape[-1] * LOG_2PI + self._select(log_dets) + squares)
+        return jax.nn.logsumexp(self._select(log_weights) + log_normals, axis=-1)
+
+    def _select(self, per_class: Array) -> Array:
+        """Each example's row of `per_class` (m, C): (n, C), weighted by the one-hot c (exact: all but one term
+        is 0)."""
+        return jnp.sum(self.c[..., None] * per_class, axis=-2)
+
+    def marginal_log_prob(self, z: Array) -> Array:
+        """log p(z_j | y) of each dimension of z (..., n, k): (..., n, k)."""
+        return self.of_examples().marginal_log_prob(z)
+
+    def sample(self, key: Array, shape: tuple[int, ...] = ()) -> Array:
+        return self.of_examples().sample(key, shape)
+
+    def moments(self, key: Array | None = None) -> tuple[Array, Array]:
+        return self.of_examples().moments(key)
+
+    def box(self, sds: float) -> tuple[Array, Array]:
+        return self.of_examples().box(sds)
 
 
 class InverseAutoregressiveFlow(MonteCarloMoments):

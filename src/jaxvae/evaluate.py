@@ -17,7 +17,7 @@ from jax import Array
 from tqdm.auto import tqdm
 
 from jaxvae import looping
-from jaxvae.distributions import CLOSED_FORM_KL, Distribution, FullNormal, Mixture, Normal, kl_terms
+from jaxvae.distributions import CLOSED_FORM_KL, ClassMixture, Distribution, FullNormal, Mixture, Normal, kl_terms
 from jaxvae.errors import InputError
 from jaxvae.keys import MOMENTS_SEED, Evaluation
 from jaxvae.looping import Loop, batch_indices
@@ -466,11 +466,11 @@ def kl_per_dimension(vae: LatentModel, x: Array, key: Array, *, batch: int = 10,
         def per_dim(xb, i):
             return closed_form(vae.encode(xb, condition(i)), prior(i))
 
-    elif isinstance(q, Normal | FullNormal) and isinstance(p, Normal | Mixture):  # the families with marginals
+    elif isinstance(q, Normal | FullNormal) and isinstance(p, Normal | Mixture | ClassMixture):  # with marginals
 
         def per_dim(xb, i):
             qb = cast(Normal | FullNormal, vae.encode(xb, condition(i)))  # of q's family
-            pb = cast(Normal | Mixture, prior(i))
+            pb = cast(Normal | Mixture | ClassMixture, prior(i))
             z = qb.sample(jax.random.fold_in(key, i[0]), (KL_DIM_SAMPLES,))
             return jnp.mean(qb.marginal_log_prob(z) - pb.marginal_log_prob(z), axis=0)
 

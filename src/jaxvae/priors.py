@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from jaxvae.distributions import Distribution, Mixture, Normal
+from jaxvae.distributions import ClassMixture, Distribution, Mixture, Normal
 
 if TYPE_CHECKING:  # the model holds its prior: the protocol is named for the type checker only
     from jaxvae.model import LatentModel
@@ -28,16 +28,13 @@ class Prior(eqx.Module):
     def __call__(self, model: "LatentModel", c: Array | None = None) -> Distribution: ...
 
 
-def _of_class(prior: Prior, per_class, classes: int, c: Array | None):
-    """The distribution of each example's class: every array of `per_class` (classes, ...) indexed by the label
-    of c (n, classes) one-hot, (n, ...); `per_class` itself where the prior has no classes (0) and c is None."""
+def _of_class(prior: Prior, per_class: Mixture, classes: int, c: Array | None) -> Mixture | ClassMixture:
+    """The mixture of each example's class, a ClassMixture of `per_class` (logits (classes, C)) and c (n, classes)
+    one-hot; `per_class` itself where the prior has no classes (0) and c is None."""
     if (c is None) != (classes == 0):
         need = "needs the condition c, a label one-hot" if classes else "is a prior p(z): it takes no condition"
         raise TypeError(f"{type(prior).__name__} {need}")
-    if c is None:
-        return per_class
-    labels = jnp.argmax(c, axis=-1)
-    return jax.tree.map(lambda a: a[labels], per_class)
+    return per_class if c is None else ClassMixture(per_class, c)
 
 
 class StandardNormal(Prior):
@@ -81,7 +78,7 @@ class GaussianMixture(Prior):
         self.means = jax.random.normal(key, (*per_class, components, latent_dim))
         self.log_vars = jnp.zeros((*per_class, components, latent_dim))
 
-    def __call__(self, model=None, c: Array | None = None) -> Mixture:
+    def __call__(self, model=None, c: Array | None = None) -> Mixture | ClassMixture:
         classes = self.logits.shape[0] if self.logits.ndim == 2 else 0
         return _of_class(self, Mixture(self.logits, Normal(self.means, self.log_vars)), classes, c)
 
@@ -102,7 +99,7 @@ class VampPrior(Prior):
         per_class = (classes,) if classes else ()
         self.pseudo_inputs = 0.05 + 0.01 * jax.random.normal(key, (*per_class, components, data_dim))
 
-    def __call__(self, model: "LatentModel", c: Array | None = None) -> Mixture:
+    def __call__(self, model: "LatentModel", c: Array | None = None) -> Mixture | ClassMixture:
         u = self.pseudo_inputs
         if u.ndim == 2:
             return _of_class(self, Mixture(jnp.zeros(u.shape[0]), model.top_gaussian(u)), 0, c)
