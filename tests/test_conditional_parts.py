@@ -130,6 +130,7 @@ def test_a_mixture_per_class_is_scipy_s_mixture_of_each_example_s_class():
         prior()
 
 
+@pytest.mark.slow
 def test_a_mixture_per_class_s_gradient_is_autodiff_s_of_each_example_s_own_mixture():
     """The gradient of sum w log p(z | y) in z and every parameter, taken in matrix products against all classes'
     components, equals jax.grad of the plain formula on each example's own mixture (its class's arrays
