@@ -322,16 +322,11 @@ class ClassMixture(Distribution):
         normals = self.per_class.components
         if not isinstance(normals, Normal):
             return self.of_examples().log_prob(z)
-        log_weights = jax.nn.log_softmax(self.per_class.logits)  # (m, C)
-        log_dets = jnp.sum(normals.log_var, axis=-1)  # (m, C)
+        labels = jnp.argmax(self.c, axis=-1)
+        log_weights = jax.nn.log_softmax(self.per_class.logits)[labels]  # (n, C)
+        log_dets = jnp.sum(normals.log_var, axis=-1)[labels]  # (n, C)
         squares = class_squared_distances(z, self.c, normals.mean, jnp.exp(-normals.log_var))  # (..., n, C)
-        log_normals = -0.5 * (z.shape[-1] * LOG_2PI + self._select(log_dets) + squares)
-        return jax.nn.logsumexp(self._select(log_weights) + log_normals, axis=-1)
-
-    def _select(self, per_class: Array) -> Array:
-        """Each example's row of `per_class` (m, C): (n, C), weighted by the one-hot c (exact: all but one term
-        is 0)."""
-        return jnp.sum(self.c[..., None] * per_class, axis=-2)
+        return jax.nn.logsumexp(log_weights - 0.5 * (z.shape[-1] * LOG_2PI + log_dets + squares), axis=-1)
 
     def marginal_log_prob(self, z: Array) -> Array:
         """log p(z_j | y) of each dimension of z (..., n, k): (..., n, k)."""
