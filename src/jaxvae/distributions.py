@@ -312,9 +312,14 @@ class ClassMixture(Distribution):
     per_class: Mixture
     c: Array
 
+    @property
+    def labels(self) -> Array:
+        """Each example's class y, the index of its one-hot c: (n,) integers."""
+        return jnp.argmax(self.c, axis=-1)
+
     def of_examples(self) -> Mixture:
         """The same as a Mixture of per-example arrays: logits (n, C), components over (n, C, k)."""
-        labels = jnp.argmax(self.c, axis=-1)
+        labels = self.labels
         return jax.tree.map(lambda a: a[labels], self.per_class)
 
     def log_prob(self, z: Array) -> Array:
@@ -322,9 +327,8 @@ class ClassMixture(Distribution):
         normals = self.per_class.components
         if not isinstance(normals, Normal):
             return self.of_examples().log_prob(z)
-        labels = jnp.argmax(self.c, axis=-1)
-        log_weights = jax.nn.log_softmax(self.per_class.logits)[labels]  # (n, C)
-        log_dets = jnp.sum(normals.log_var, axis=-1)[labels]  # (n, C)
+        log_weights = jax.nn.log_softmax(self.per_class.logits)[self.labels]  # (n, C)
+        log_dets = jnp.sum(normals.log_var, axis=-1)[self.labels]  # (n, C)
         squares = class_squared_distances(z, self.c, normals.mean, jnp.exp(-normals.log_var))  # (..., n, C)
         return jax.nn.logsumexp(log_weights - 0.5 * (z.shape[-1] * LOG_2PI + log_dets + squares), axis=-1)
 
